@@ -1,0 +1,5 @@
+include(CMakeFindDependencyMacro)
+find_dependency(PkgConfig)
+pkg_check_modules(LIBUV REQUIRED IMPORTED_TARGET libuv)
+pkg_check_modules(YAML REQUIRED IMPORTED_TARGET yaml-0.1)
+include("${CMAKE_CURRENT_LIST_DIR}/detourTargets.cmake")
