@@ -1,1 +1,730 @@
-/* placeholder */
+/*
+ * engine.c - the failover engine: messages, server choice and retries.
+ *
+ * A pure state machine (STYLE.md "sans-I/O"): events in, actions out, the
+ * time an argument of every entry point. No clock, socket, sleep or print
+ * here; tests/check_engine_pure.sh keeps it that way.
+ *
+ * The rules it applies, from ../shared/SPEC.md:
+ *  R2  an attempt is a TCP connect (a log row when it fails) and then an
+ *      SMTP transaction (a log row per recipient).
+ *  R3  the classification table turns each failure into a class.
+ *  R4  detour (any server but priority 1) is allowed per message by the
+ *      permission table or the per-send override.
+ *  R5  CONNECT and SWITCH move to the next allowed server at once;
+ *      TRANSIENT waits the retry interval and reconnects to the same one.
+ *  R6  without detour (or without a next server) the priority-1 server is
+ *      retried every interval; each server has max_attempts attempts per
+ *      message, reconnects included.
+ *  R7  a server that reaches its limit is warned about once ("configuration
+ *      error") and skipped from then on; when every allowed server has
+ *      failed in a round, wait the interval and start again at priority 1;
+ *      when all are exhausted the message is deferred.
+ *  R10 each recipient has its own outcome; one that was delivered is never
+ *      sent again.
+ *  R12 optional circuit breaker (skip a server that just failed with
+ *      CONNECT/SWITCH for a hold-down time) and connection racing (start
+ *      the next server's connect when the current one has not completed
+ *      within race_delay; the first to complete wins).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "engine_internal.h"
+
+/* ------------------------------------------------------------------------ */
+/* Actions                                                                   */
+
+void engine_push(detour_engine *e, const detour_action *a) {
+  engine_queue_push(&e->queue, a);
+}
+
+void engine_send(detour_engine *e, unsigned conn, const char *data,
+                 size_t len) {
+  detour_action a = {.type = DETOUR_ACT_SEND, .conn = conn};
+  a.u.send.data = data;
+  a.u.send.len = len;
+  engine_push(e, &a);
+}
+
+static void push_warn(detour_engine *e, const char *text) {
+  detour_action a = {.type = DETOUR_ACT_WARN};
+  a.u.warn.text = text;
+  engine_push(e, &a);
+}
+
+void engine_log(detour_engine *e, detour_ms now, detour_log_kind kind,
+                const engine_rcpt *r, size_t server, const char *address,
+                const char *result, detour_class cls, const char *detail) {
+  detour_action a = {.type = DETOUR_ACT_LOG};
+  detour_log_row *row = &a.u.log;
+  row->time = now;
+  row->kind = kind;
+  row->message = e->active->index;
+  row->recipient = r->addr;
+  row->server = e->labels[server];
+  row->address = address ? address : "";
+  row->priority = e->cfg.servers[server].priority;
+  row->attempt = e->round.attempts[server];
+  row->result = result;
+  row->cls = cls;
+  row->detail = detail ? detail : "";
+  engine_push(e, &a);
+}
+
+/* One row per recipient still to be delivered. */
+static void log_pending(detour_engine *e, detour_ms now, detour_log_kind k,
+                        size_t server, const char *result, detour_class cls,
+                        const char *detail) {
+  engine_message *m = e->active;
+  for (size_t i = 0; i < m->nrcpts; i++)
+    if (m->rcpts[i].state == RCPT_PENDING)
+      engine_log(e, now, k, &m->rcpts[i], server, "", result, cls, detail);
+}
+
+void engine_rcpt_final(detour_engine *e, size_t index,
+                       detour_rcpt_outcome outcome) {
+  engine_message *m = e->active;
+  for (size_t i = 0; i < m->nrcpts; i++) {
+    engine_rcpt *r = &m->rcpts[i];
+    bool dup = r->state == RCPT_DUPLICATE && r->dup_of == index;
+    if (i != index && !dup)
+      continue;
+    detour_action a = {.type = DETOUR_ACT_RCPT_RESULT};
+    a.u.rcpt.message = m->index;
+    a.u.rcpt.index = i;
+    a.u.rcpt.recipient = r->addr;
+    a.u.rcpt.outcome = outcome;
+    a.u.rcpt.server = m->rcpts[index].server;
+    a.u.rcpt.detail = m->rcpts[index].detail;
+    engine_push(e, &a);
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Connections                                                               */
+
+static engine_conn *find_conn(detour_engine *e, unsigned id) {
+  for (size_t i = 0; i < ENGINE_MAX_CONNS; i++)
+    if (e->conns[i].role != CONN_FREE && e->conns[i].id == id)
+      return &e->conns[i];
+  return NULL;
+}
+
+/* Every connection gets exactly one CLOSE, whatever ended it. */
+void engine_close_conn(detour_engine *e, engine_conn *c) {
+  detour_action a = {.type = DETOUR_ACT_CLOSE, .conn = c->id};
+  engine_push(e, &a);
+  c->role = CONN_FREE;
+  c->deadline = DETOUR_NO_DEADLINE;
+}
+
+static engine_conn *alloc_conn(detour_engine *e) {
+  for (size_t i = 0; i < ENGINE_MAX_CONNS; i++)
+    if (e->conns[i].role == CONN_FREE)
+      return &e->conns[i];
+  /* Full of connections waiting for a QUIT reply: drop the oldest. */
+  engine_conn *oldest = NULL;
+  for (size_t i = 0; i < ENGINE_MAX_CONNS; i++)
+    if (e->conns[i].role == CONN_QUITTING &&
+        (!oldest || e->conns[i].id < oldest->id))
+      oldest = &e->conns[i];
+  if (!oldest)
+    return NULL;
+  engine_close_conn(e, oldest);
+  return oldest;
+}
+
+static size_t connecting_count(const detour_engine *e) {
+  size_t n = 0;
+  for (size_t i = 0; i < ENGINE_MAX_CONNS; i++)
+    n += e->conns[i].role == CONN_CONNECTING;
+  return n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Server choice (R4-R7, R12)                                                */
+
+static bool server_allowed(const detour_engine *e, size_t i) {
+  return i == 0 || e->round.detour_allowed;
+}
+
+static bool server_usable(const detour_engine *e, size_t i) {
+  return server_allowed(e, i) && !e->round.exhausted[i];
+}
+
+/* The first usable server at or after `from`, or nservers. */
+static size_t usable_from(const detour_engine *e, size_t from) {
+  while (from < e->cfg.nservers && !server_usable(e, from))
+    from++;
+  return from;
+}
+
+static bool held_down(const detour_engine *e, size_t i, detour_ms now) {
+  return e->cfg.breaker_hold > 0 && e->hold_until[i] > now;
+}
+
+void engine_breaker_trip(detour_engine *e, size_t server, detour_ms now) {
+  if (e->cfg.breaker_hold > 0)
+    e->hold_until[server] = now + e->cfg.breaker_hold;
+}
+
+/* R12 breaker: pass over servers held down when a later usable server is
+ * not; if every candidate is held down, use the first (mail never stops). */
+static size_t skip_held(detour_engine *e, size_t i, detour_ms now) {
+  size_t j = i;
+  while (j < e->cfg.nservers && held_down(e, j, now))
+    j = usable_from(e, j + 1);
+  if (j >= e->cfg.nservers)
+    return i;
+  for (size_t k = i; k < j; k = usable_from(e, k + 1)) {
+    char why[128];
+    snprintf(why, sizeof why, "held down until t=%lld ms after a failure",
+             (long long)e->hold_until[k]);
+    log_pending(e, now, DETOUR_LOG_BREAKER, k, "skipped (breaker)",
+                DETOUR_CLASS_NONE, why);
+  }
+  return j;
+}
+
+static void start_connect(detour_engine *e, size_t server, detour_ms now) {
+  engine_conn *c = alloc_conn(e);
+  if (!c) { /* cannot happen with ENGINE_MAX_CONNS > racing + quitting */
+    e->queue.oom = true;
+    return;
+  }
+  e->round.attempts[server]++;
+  c->id = ++e->next_conn_id;
+  c->role = CONN_CONNECTING;
+  c->server = server;
+  c->deadline = now + e->cfg.timeouts.connect;
+  detour_action a = {.type = DETOUR_ACT_CONNECT, .conn = c->id};
+  a.u.connect.server = server;
+  a.u.connect.host = e->cfg.servers[server].host;
+  a.u.connect.port = e->cfg.servers[server].port;
+  engine_push(e, &a);
+}
+
+/* The next server after `after` that a race could start, or nservers. */
+static size_t race_candidate(const detour_engine *e, size_t after) {
+  return usable_from(e, after + 1);
+}
+
+static void start_attempt(detour_engine *e, size_t server, detour_ms now) {
+  engine_round *rd = &e->round;
+  server = skip_held(e, server, now);
+  rd->waiting = false;
+  rd->current = server;
+  rd->race_at = DETOUR_NO_DEADLINE;
+  if (e->cfg.race_delay > 0 && race_candidate(e, server) < e->cfg.nservers)
+    rd->race_at = now + e->cfg.race_delay;
+  start_connect(e, server, now);
+}
+
+static void wait_then(detour_engine *e, size_t server, detour_ms now) {
+  engine_round *rd = &e->round;
+  rd->waiting = true;
+  rd->wait_server = server;
+  rd->wait_until = now + e->cfg.retry_interval;
+  rd->race_at = DETOUR_NO_DEADLINE;
+}
+
+static void finish_message(detour_engine *e, detour_ms now);
+
+/* R7: the limit was reached: warn once, skip the server from now on. */
+static void exhaust(detour_engine *e, size_t server, detour_ms now) {
+  engine_round *rd = &e->round;
+  if (rd->exhausted[server])
+    return;
+  rd->exhausted[server] = true;
+  char text[512];
+  snprintf(text, sizeof text,
+           "configuration error: server %s (priority %d) failed %u "
+           "attempts for message %zu; its address is likely wrong",
+           e->labels[server], e->cfg.servers[server].priority,
+           rd->attempts[server], e->active->index);
+  log_pending(e, now, DETOUR_LOG_WARNING, server, "configuration error",
+              DETOUR_CLASS_NONE, text);
+  push_warn(e, text);
+}
+
+/* Decide what follows a failed attempt at `server` with class cls. */
+static void after_failure(detour_engine *e, size_t server, detour_class cls,
+                          detour_ms now) {
+  engine_round *rd = &e->round;
+  if (rd->attempts[server] >= e->cfg.max_attempts)
+    exhaust(e, server, now);
+  if (cls == DETOUR_CLASS_TRANSIENT && !rd->exhausted[server]) {
+    wait_then(e, server, now); /* R3: same server after the interval */
+    return;
+  }
+  size_t next = usable_from(e, server + 1);
+  if (next < e->cfg.nservers) {
+    start_attempt(e, next, now); /* R5: at once */
+    return;
+  }
+  size_t first = usable_from(e, 0);
+  if (first >= e->cfg.nservers) {
+    finish_message(e, now); /* R7: every allowed server exhausted */
+    return;
+  }
+  wait_then(e, first, now); /* R6/R7: next round after the interval */
+}
+
+static bool any_pending(const engine_message *m) {
+  for (size_t i = 0; i < m->nrcpts; i++)
+    if (m->rcpts[i].state == RCPT_PENDING)
+      return true;
+  return false;
+}
+
+/* The class that decides for the recipients left after a session: a
+ * SWITCH (or CONNECT) of any of them moves everyone on; else TRANSIENT. */
+static detour_class leftover_class(const engine_message *m) {
+  detour_class cls = DETOUR_CLASS_TRANSIENT;
+  for (size_t i = 0; i < m->nrcpts; i++) {
+    const engine_rcpt *r = &m->rcpts[i];
+    if (r->state == RCPT_PENDING && (r->last_class == DETOUR_CLASS_SWITCH ||
+                                     r->last_class == DETOUR_CLASS_CONNECT))
+      cls = DETOUR_CLASS_SWITCH;
+  }
+  return cls;
+}
+
+void engine_session_over(detour_engine *e, detour_ms now) {
+  engine_message *m = e->active;
+  if (!any_pending(m)) {
+    finish_message(e, now);
+    return;
+  }
+  after_failure(e, e->session.server, leftover_class(m), now);
+}
+
+void engine_warn_auth(detour_engine *e, size_t server, const char *why) {
+  if (e->round.auth_warned[server])
+    return;
+  e->round.auth_warned[server] = true;
+  char text[512];
+  snprintf(text, sizeof text,
+           "configuration warning: server %s refused us (%s); check its "
+           "authentication or TLS settings",
+           e->labels[server], why);
+  push_warn(e, text);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Messages                                                                  */
+
+static void free_message(engine_message *m) {
+  free(m->from);
+  for (size_t i = 0; i < m->nrcpts; i++)
+    free(m->rcpts[i].addr);
+  free(m->rcpts);
+  free(m->wire_body);
+  memset(m, 0, sizeof *m);
+}
+
+static void begin_message(detour_engine *e, detour_ms now) {
+  engine_message *m = &e->messages[0];
+  e->active = m;
+  memset(&e->round, 0, sizeof e->round);
+  e->round.race_at = DETOUR_NO_DEADLINE;
+  const char **addrs = malloc(m->nrcpts * sizeof *addrs);
+  size_t n = 0;
+  for (size_t i = 0; addrs && i < m->nrcpts; i++)
+    if (m->rcpts[i].state != RCPT_DUPLICATE)
+      addrs[n++] = m->rcpts[i].addr;
+  e->round.detour_allowed =
+      detour_policy_allows(e->cfg.policy, m->from, addrs, n, m->override);
+  free(addrs);
+  start_attempt(e, 0, now);
+}
+
+static void finish_message(detour_engine *e, detour_ms now) {
+  engine_message *m = e->active;
+  bool deferred = false, aborted = false;
+  for (size_t i = 0; i < m->nrcpts; i++) {
+    engine_rcpt *r = &m->rcpts[i];
+    if (r->state == RCPT_PENDING || r->state == RCPT_IN_TXN) {
+      r->state = RCPT_DEFERRED;
+      engine_rcpt_final(e, i, DETOUR_RCPT_DEFERRED);
+    }
+    deferred |= r->state == RCPT_DEFERRED;
+    aborted |= r->state == RCPT_ABORTED;
+  }
+  detour_action a = {.type = DETOUR_ACT_DONE};
+  a.u.done.message = m->index;
+  a.u.done.status = deferred  ? DETOUR_DONE_DEFERRED
+                    : aborted ? DETOUR_DONE_ABORTED
+                              : DETOUR_DONE_DELIVERED;
+  engine_push(e, &a);
+  free_message(m);
+  memmove(&e->messages[0], &e->messages[1],
+          (e->nmessages - 1) * sizeof *e->messages);
+  e->nmessages--;
+  e->active = NULL;
+  e->round.waiting = false;
+  e->round.race_at = DETOUR_NO_DEADLINE;
+  if (e->nmessages > 0)
+    begin_message(e, now);
+}
+
+/* Copy the recipients; a repeated address (case-insensitive) shares the
+ * first one's fate and is sent only once (R10). */
+static int copy_rcpts(engine_message *m, const detour_message *in) {
+  m->rcpts = calloc(in->nrcpts, sizeof *m->rcpts);
+  if (!m->rcpts)
+    return DETOUR_ENOMEM;
+  m->nrcpts = in->nrcpts;
+  for (size_t i = 0; i < in->nrcpts; i++) {
+    engine_rcpt *r = &m->rcpts[i];
+    r->server = -1;
+    r->addr = strdup(in->rcpts[i]);
+    if (!r->addr)
+      return DETOUR_ENOMEM;
+    for (size_t j = 0; j < i; j++)
+      if (m->rcpts[j].state != RCPT_DUPLICATE &&
+          strcasecmp(m->rcpts[j].addr, r->addr) == 0) {
+        r->state = RCPT_DUPLICATE;
+        r->dup_of = j;
+        break;
+      }
+  }
+  return 0;
+}
+
+static bool address_ok(const char *a) {
+  /* The address goes between <> on one command line. */
+  size_t n = a ? strlen(a) : 0;
+  if (n > 900)
+    return false;
+  return a && strpbrk(a, "<>\r\n") == NULL;
+}
+
+static int check_message(const detour_message *m) {
+  if (!m || !m->from || !address_ok(m->from) || m->nrcpts == 0 ||
+      m->nrcpts > DETOUR_MAX_RECIPIENTS || !m->rcpts ||
+      (!m->body && m->body_len))
+    return DETOUR_EINVAL;
+  for (size_t i = 0; i < m->nrcpts; i++)
+    if (!address_ok(m->rcpts[i]) || !m->rcpts[i][0])
+      return DETOUR_EINVAL;
+  return 0;
+}
+
+static int copy_message(engine_message *m, const detour_message *in,
+                        size_t index) {
+  memset(m, 0, sizeof *m);
+  m->index = index;
+  m->override = in->override;
+  m->from = strdup(in->from);
+  m->wire_body =
+      session_wire_body(in->body ? in->body : "", in->body_len, &m->wire_len,
+                        &m->eight_bit);
+  int rc = (m->from && m->wire_body) ? copy_rcpts(m, in) : DETOUR_ENOMEM;
+  if (rc < 0)
+    free_message(m);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Public API                                                                */
+
+static int cmp_priority(const detour_server *a, const detour_server *b) {
+  return a->priority - b->priority;
+}
+
+/* Stable insertion sort: equal priorities keep their configured order. */
+static void sort_servers(detour_config *c) {
+  for (size_t i = 1; i < c->nservers; i++) {
+    detour_server s = c->servers[i];
+    size_t j = i;
+    while (j > 0 && cmp_priority(&c->servers[j - 1], &s) > 0) {
+      c->servers[j] = c->servers[j - 1];
+      j--;
+    }
+    c->servers[j] = s;
+  }
+}
+
+static void make_labels(detour_engine *e) {
+  for (size_t i = 0; i < e->cfg.nservers; i++) {
+    const detour_server *s = &e->cfg.servers[i];
+    bool v6 = strchr(s->host, ':') != NULL;
+    snprintf(e->labels[i], sizeof e->labels[i], v6 ? "[%s]:%u" : "%s:%u",
+             s->host, (unsigned)s->port);
+  }
+}
+
+static bool config_ok(const detour_config *cfg) {
+  if (!cfg || cfg->nservers == 0 || cfg->nservers > DETOUR_MAX_SERVERS ||
+      cfg->max_attempts == 0 || cfg->retry_interval < 0)
+    return false;
+  for (size_t i = 0; i < cfg->nservers; i++)
+    if (!cfg->servers[i].host[0] || cfg->servers[i].port == 0)
+      return false;
+  return true;
+}
+
+detour_engine *detour_engine_new(const detour_config *cfg, int *err) {
+  int dummy;
+  err = err ? err : &dummy;
+  if (!config_ok(cfg)) {
+    *err = DETOUR_EINVAL;
+    return NULL;
+  }
+  detour_engine *e = calloc(1, sizeof *e);
+  engine_expect *ring = calloc(ENGINE_MAX_EXPECT, sizeof *ring);
+  detour_classify *own = cfg->classify ? NULL : detour_classify_new_default();
+  if (!e || !ring || (!cfg->classify && !own)) {
+    free(e);
+    free(ring);
+    detour_classify_free(own);
+    *err = DETOUR_ENOMEM;
+    return NULL;
+  }
+  e->cfg = *cfg;
+  e->own_classify = own;
+  e->session.expect = ring;
+  e->round.race_at = DETOUR_NO_DEADLINE;
+  sort_servers(&e->cfg);
+  make_labels(e);
+  engine_queue_init(&e->queue);
+  *err = 0;
+  return e;
+}
+
+void detour_engine_free(detour_engine *e) {
+  if (!e)
+    return;
+  for (size_t i = 0; i < e->nmessages; i++)
+    free_message(&e->messages[i]);
+  free(e->messages);
+  free(e->session.expect);
+  detour_classify_free(e->own_classify);
+  engine_queue_free(&e->queue);
+  free(e);
+}
+
+int detour_engine_submit(detour_engine *e, const detour_message *m,
+                         detour_ms now) {
+  engine_queue_release_popped(&e->queue);
+  int rc = check_message(m);
+  if (rc < 0)
+    return rc;
+  if (e->nmessages == e->cap_messages) {
+    size_t cap = e->cap_messages ? e->cap_messages * 2 : 4;
+    engine_message *grown = realloc(e->messages, cap * sizeof *grown);
+    if (!grown)
+      return DETOUR_ENOMEM;
+    e->messages = grown;
+    e->cap_messages = cap;
+    if (e->active)
+      e->active = &e->messages[0];
+  }
+  size_t index = e->next_index;
+  rc = copy_message(&e->messages[e->nmessages], m, index);
+  if (rc < 0)
+    return rc;
+  e->nmessages++;
+  e->next_index++;
+  if (!e->active)
+    begin_message(e, now);
+  return (int)index;
+}
+
+int detour_engine_next_action(detour_engine *e, detour_action *out) {
+  return engine_queue_pop(&e->queue, out);
+}
+
+static detour_ms earliest(detour_ms a, detour_ms b) {
+  if (a == DETOUR_NO_DEADLINE)
+    return b;
+  if (b == DETOUR_NO_DEADLINE)
+    return a;
+  return a < b ? a : b;
+}
+
+detour_ms detour_engine_next_deadline(const detour_engine *e) {
+  detour_ms d = DETOUR_NO_DEADLINE;
+  for (size_t i = 0; i < ENGINE_MAX_CONNS; i++)
+    if (e->conns[i].role != CONN_FREE)
+      d = earliest(d, e->conns[i].deadline);
+  if (e->active && e->round.waiting)
+    d = earliest(d, e->round.wait_until);
+  if (e->active)
+    d = earliest(d, e->round.race_at);
+  return d;
+}
+
+bool detour_engine_idle(const detour_engine *e) {
+  if (e->nmessages > 0 || !engine_queue_empty(&e->queue))
+    return false;
+  for (size_t i = 0; i < ENGINE_MAX_CONNS; i++)
+    if (e->conns[i].role != CONN_FREE)
+      return false;
+  return true;
+}
+
+/* A connect of the current race failed (or timed out). */
+static void connect_failed(detour_engine *e, engine_conn *c, detour_ms now,
+                           detour_condition cond, const char *detail) {
+  size_t server = c->server;
+  engine_close_conn(e, c);
+  detour_failure f = {.stage = DETOUR_STAGE_CONNECT, .cond = cond};
+  const detour_classify *t = e->cfg.classify ? e->cfg.classify
+                                             : e->own_classify;
+  detour_class cls = detour_classify_failure(t, &f, NULL);
+  if (cls == DETOUR_CLASS_NONE || cls == DETOUR_CLASS_ABORT)
+    cls = DETOUR_CLASS_CONNECT; /* nothing a recipient did: never abort */
+  char why[300];
+  snprintf(why, sizeof why, "%s%s%s", detour_condition_name(cond),
+           detail && *detail ? ": " : "", detail ? detail : "");
+  log_pending(e, now, DETOUR_LOG_CONNECT, server, "TCP error", cls, why);
+  if (cls == DETOUR_CLASS_CONNECT || cls == DETOUR_CLASS_SWITCH)
+    engine_breaker_trip(e, server, now);
+  if (connecting_count(e) > 0) {
+    /* R12: a racing connect is still under way; its result decides.
+     * Count this server's attempt as done for the round. */
+    if (e->round.attempts[server] >= e->cfg.max_attempts)
+      exhaust(e, server, now);
+    return;
+  }
+  size_t last = server > e->round.current ? server : e->round.current;
+  after_failure(e, last, cls, now);
+}
+
+void detour_engine_on_connected(detour_engine *e, unsigned conn,
+                                detour_ms now, const char *address) {
+  engine_queue_release_popped(&e->queue);
+  engine_conn *c = find_conn(e, conn);
+  if (!c || c->role != CONN_CONNECTING || !e->active)
+    return;
+  /* R12: the first connection to complete wins; close the others. */
+  for (size_t i = 0; i < ENGINE_MAX_CONNS; i++) {
+    engine_conn *o = &e->conns[i];
+    if (o == c || o->role != CONN_CONNECTING)
+      continue;
+    log_pending(e, now, DETOUR_LOG_RACE, o->server, "race lost",
+                DETOUR_CLASS_NONE, e->labels[c->server]);
+    engine_close_conn(e, o);
+  }
+  e->round.race_at = DETOUR_NO_DEADLINE;
+  e->round.current = c->server;
+  session_begin(e, c, now, address);
+}
+
+void detour_engine_on_connect_failed(detour_engine *e, unsigned conn,
+                                     detour_ms now, detour_condition cond,
+                                     const char *detail) {
+  engine_queue_release_popped(&e->queue);
+  engine_conn *c = find_conn(e, conn);
+  if (!c || c->role != CONN_CONNECTING || !e->active)
+    return;
+  connect_failed(e, c, now, cond, detail);
+}
+
+static bool is_session_conn(const detour_engine *e, const engine_conn *c) {
+  return c && c->role == CONN_SESSION && e->session.conn == c;
+}
+
+void detour_engine_on_data(detour_engine *e, unsigned conn, detour_ms now,
+                           const char *buf, size_t len) {
+  engine_queue_release_popped(&e->queue);
+  engine_conn *c = find_conn(e, conn);
+  if (!c)
+    return;
+  if (c->role == CONN_QUITTING) {
+    /* Anything after QUIT ends it; we do not wait for more. */
+    engine_close_conn(e, c);
+    return;
+  }
+  if (is_session_conn(e, c))
+    session_on_data(e, now, buf, len);
+}
+
+void detour_engine_on_sent(detour_engine *e, unsigned conn, detour_ms now) {
+  engine_queue_release_popped(&e->queue);
+  engine_conn *c = find_conn(e, conn);
+  if (is_session_conn(e, c))
+    session_on_sent(e, now);
+}
+
+void detour_engine_on_closed(detour_engine *e, unsigned conn, detour_ms now,
+                             const char *detail) {
+  engine_queue_release_popped(&e->queue);
+  engine_conn *c = find_conn(e, conn);
+  if (!c)
+    return;
+  if (c->role == CONN_CONNECTING) {
+    connect_failed(e, c, now, DETOUR_COND_CONNECT_REFUSED, detail);
+    return;
+  }
+  if (is_session_conn(e, c)) {
+    session_on_closed(e, now, detail);
+    return;
+  }
+  engine_close_conn(e, c);
+}
+
+/* R12 racing: the current connect is slow; start the next server's. */
+static void start_race(detour_engine *e, detour_ms now) {
+  engine_round *rd = &e->round;
+  rd->race_at = DETOUR_NO_DEADLINE;
+  if (connecting_count(e) == 0)
+    return;
+  size_t highest = 0;
+  for (size_t i = 0; i < ENGINE_MAX_CONNS; i++)
+    if (e->conns[i].role == CONN_CONNECTING && e->conns[i].server > highest)
+      highest = e->conns[i].server;
+  size_t next = race_candidate(e, highest);
+  if (next >= e->cfg.nservers)
+    return;
+  char why[300];
+  snprintf(why, sizeof why, "%.200s has not connected in %lld ms",
+           e->labels[highest], (long long)e->cfg.race_delay);
+  log_pending(e, now, DETOUR_LOG_RACE, next, "race started",
+              DETOUR_CLASS_NONE, why);
+  rd->current = next;
+  start_connect(e, next, now);
+  if (race_candidate(e, next) < e->cfg.nservers)
+    rd->race_at = now + e->cfg.race_delay;
+}
+
+static void expire_conn(detour_engine *e, engine_conn *c, detour_ms now) {
+  switch (c->role) {
+  case CONN_CONNECTING:
+    connect_failed(e, c, now, DETOUR_COND_CONNECT_TIMEOUT, "no answer");
+    break;
+  case CONN_SESSION:
+    if (e->session.conn == c)
+      session_on_timeout(e, now);
+    else
+      engine_close_conn(e, c);
+    break;
+  case CONN_QUITTING:
+    engine_close_conn(e, c);
+    break;
+  case CONN_FREE:
+    break;
+  }
+}
+
+/* A deadline fires when now >= deadline (and not 1 ms before). */
+void detour_engine_on_timer(detour_engine *e, detour_ms now) {
+  engine_queue_release_popped(&e->queue);
+  for (size_t i = 0; i < ENGINE_MAX_CONNS; i++) {
+    engine_conn *c = &e->conns[i];
+    if (c->role != CONN_FREE && c->deadline != DETOUR_NO_DEADLINE &&
+        c->deadline <= now)
+      expire_conn(e, c, now);
+  }
+  if (!e->active)
+    return;
+  if (e->round.race_at != DETOUR_NO_DEADLINE && e->round.race_at <= now)
+    start_race(e, now);
+  if (e->round.waiting && e->round.wait_until <= now)
+    start_attempt(e, e->round.wait_server, now);
+}

@@ -1,0 +1,153 @@
+/*
+ * engine_internal.h - the engine's state, shared by engine.c (messages,
+ * server choice, retries: SPEC R4-R7, R10, R12) and engine_session.c (one
+ * SMTP dialogue: R2, R3, R11). Internal to libdetour.
+ */
+#ifndef DETOUR_ENGINE_INTERNAL_H
+#define DETOUR_ENGINE_INTERNAL_H
+
+#include "detour/detour.h"
+#include "engine_queue.h"
+
+#define ENGINE_MAX_CONNS 8
+#define ENGINE_MAX_EXPECT (DETOUR_MAX_RECIPIENTS + 2)
+
+/* A recipient of the active message. */
+typedef enum {
+  RCPT_PENDING = 0, /* still to be delivered */
+  RCPT_IN_TXN,      /* accepted by RCPT in the current session */
+  RCPT_DELIVERED,
+  RCPT_ABORTED,
+  RCPT_DEFERRED,
+  RCPT_DUPLICATE    /* same address earlier in the list: shares its fate */
+} rcpt_state;
+
+typedef struct {
+  char *addr;
+  rcpt_state state;
+  size_t dup_of;           /* for RCPT_DUPLICATE */
+  bool row_this_session;   /* a log row was written in this session */
+  detour_class last_class; /* of its last failure */
+  int server;              /* where it was delivered, -1 if nowhere */
+  char detail[256];        /* its last result */
+} engine_rcpt;
+
+typedef struct {
+  size_t index;
+  char *from;
+  engine_rcpt *rcpts;
+  size_t nrcpts;
+  char *wire_body; /* CRLF, dot-stuffed, ending in ".\r\n" */
+  size_t wire_len;
+  bool eight_bit;
+  detour_override override;
+} engine_message;
+
+/* The SMTP dialogue of the one session in progress. */
+typedef enum {
+  SESSION_NONE = 0,
+  SESSION_GREETING,
+  SESSION_EHLO,
+  SESSION_HELO,
+  SESSION_TXN,  /* MAIL / RCPT / DATA replies expected */
+  SESSION_BODY, /* body written, final "." reply expected */
+  SESSION_DONE
+} session_state;
+
+/* One reply the session waits for, in order (PIPELINING sends several
+ * commands at once). */
+typedef struct {
+  detour_stage stage;
+  size_t rcpt; /* for DETOUR_STAGE_RCPT */
+} engine_expect;
+
+typedef enum {
+  CONN_FREE = 0,
+  CONN_CONNECTING,
+  CONN_SESSION,
+  CONN_QUITTING /* QUIT sent; close on its reply, on EOF or timeout */
+} conn_role;
+
+typedef struct {
+  unsigned id;
+  conn_role role;
+  size_t server;
+  detour_ms deadline;
+} engine_conn;
+
+typedef struct {
+  session_state state;
+  engine_conn *conn;
+  size_t server;
+  char address[80]; /* ip:port actually used */
+  detour_reply_reader reader;
+  engine_expect *expect; /* ring of ENGINE_MAX_EXPECT */
+  size_t expect_head, expect_count;
+  bool body_written;
+  unsigned sends_outstanding; /* SEND actions not yet reported sent */
+  bool cap_size, cap_8bitmime, cap_pipelining;
+  bool pipelined;     /* this transaction was sent as one group */
+  size_t rcpt_cursor; /* next recipient to send RCPT for (not pipelined) */
+  size_t accepted;    /* recipients in RCPT_IN_TXN */
+} engine_session;
+
+/* Per-message retry bookkeeping (R6, R7). */
+typedef struct {
+  unsigned attempts[DETOUR_MAX_SERVERS];
+  bool exhausted[DETOUR_MAX_SERVERS];
+  bool auth_warned[DETOUR_MAX_SERVERS];
+  bool detour_allowed;
+  size_t current;      /* server of the attempt in progress / last one */
+  bool waiting;        /* waiting the retry interval */
+  detour_ms wait_until;
+  size_t wait_server;  /* where to connect when the wait ends */
+  detour_ms race_at;   /* R12: start a racing connect then, or NO_DEADLINE */
+} engine_round;
+
+struct detour_engine {
+  detour_config cfg; /* servers sorted by priority */
+  detour_classify *own_classify; /* built-in table when cfg had none */
+  char labels[DETOUR_MAX_SERVERS][280]; /* "host:port" */
+  detour_ms hold_until[DETOUR_MAX_SERVERS]; /* R12 breaker */
+
+  engine_message *messages; /* FIFO of messages not yet finished */
+  size_t nmessages, cap_messages, next_index;
+  engine_message *active; /* messages[0] while one is in progress */
+
+  engine_round round;
+  engine_session session;
+  engine_conn conns[ENGINE_MAX_CONNS];
+  unsigned next_conn_id;
+
+  engine_queue queue;
+};
+
+/* engine.c, used by engine_session.c */
+void engine_log(detour_engine *e, detour_ms now, detour_log_kind kind,
+                const engine_rcpt *r, size_t server, const char *address,
+                const char *result, detour_class cls, const char *detail);
+void engine_push(detour_engine *e, const detour_action *a);
+void engine_send(detour_engine *e, unsigned conn, const char *data,
+                 size_t len);
+void engine_close_conn(detour_engine *e, engine_conn *c);
+void engine_rcpt_final(detour_engine *e, size_t index,
+                       detour_rcpt_outcome outcome);
+/* The session is over; pick what comes next (R5-R7). */
+void engine_session_over(detour_engine *e, detour_ms now);
+void engine_warn_auth(detour_engine *e, size_t server, const char *why);
+void engine_breaker_trip(detour_engine *e, size_t server, detour_ms now);
+
+/* engine_session.c */
+void session_begin(detour_engine *e, engine_conn *c, detour_ms now,
+                   const char *address);
+void session_on_data(detour_engine *e, detour_ms now, const char *buf,
+                     size_t len);
+void session_on_sent(detour_engine *e, detour_ms now);
+void session_on_closed(detour_engine *e, detour_ms now, const char *detail);
+void session_on_timeout(detour_engine *e, detour_ms now);
+/* Prepare the wire form of a body: CRLF line ends, dot-stuffing, final
+ * "." line. Returns NULL on out of memory. */
+char *session_wire_body(const char *body, size_t len, size_t *out_len,
+                        bool *eight_bit);
+
+#endif

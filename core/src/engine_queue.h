@@ -1,0 +1,35 @@
+/*
+ * engine_queue.h - the engine's action queue (internal to libdetour).
+ *
+ * Actions carry strings (log rows, warnings, bytes to send). The queue owns
+ * a private copy of each action's strings, so that the engine may change or
+ * free its own state right after queueing; a popped action's copy lives
+ * until the next call into the engine (detour.h promises that much).
+ */
+#ifndef DETOUR_ENGINE_QUEUE_H
+#define DETOUR_ENGINE_QUEUE_H
+
+#include "detour/detour.h"
+
+typedef struct {
+  detour_action action;
+  char *storage; /* strings and bytes the action points into */
+} engine_queued_action;
+
+typedef struct {
+  engine_queued_action *items;
+  size_t head, count, cap;
+  char *popped_storage; /* storage of the last popped action */
+  bool oom;             /* a push failed: the engine reports it */
+} engine_queue;
+
+void engine_queue_init(engine_queue *q);
+void engine_queue_free(engine_queue *q);
+/* Release what the last pop handed out (call at every engine entry). */
+void engine_queue_release_popped(engine_queue *q);
+/* Push a copy of a; every string/bytes pointer of a is copied. */
+void engine_queue_push(engine_queue *q, const detour_action *a);
+int engine_queue_pop(engine_queue *q, detour_action *out);
+bool engine_queue_empty(const engine_queue *q);
+
+#endif

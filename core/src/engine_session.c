@@ -1,0 +1,594 @@
+/*
+ * engine_session.c - one SMTP dialogue of the engine (SPEC R2, R3, R11).
+ *
+ * From the greeting to the reply to the final ".": EHLO (HELO when EHLO is
+ * refused with 5xx), MAIL with SIZE / BODY=8BITMIME when offered, one RCPT
+ * per pending recipient, DATA and the dot-stuffed body. Optional PIPELINING
+ * sends MAIL, every RCPT and DATA as one group (RFC 2920). Replies are
+ * matched in order against a queue of expected replies; a reply nobody
+ * asked for is a protocol violation.
+ *
+ * Every failure becomes a detour_failure, the classification table gives
+ * its class, and the class is recorded per recipient: a RCPT failure
+ * concerns one recipient (R10), any other failure every recipient of the
+ * session. When the dialogue ends, engine.c decides what comes next.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "engine_internal.h"
+
+/* ------------------------------------------------------------------------ */
+/* Expected replies                                                          */
+
+static void expect_push(engine_session *s, detour_stage stage, size_t rcpt) {
+  size_t at = (s->expect_head + s->expect_count) % ENGINE_MAX_EXPECT;
+  s->expect[at] = (engine_expect){.stage = stage, .rcpt = rcpt};
+  s->expect_count++;
+}
+
+static engine_expect expect_pop(engine_session *s) {
+  engine_expect x = s->expect[s->expect_head];
+  s->expect_head = (s->expect_head + 1) % ENGINE_MAX_EXPECT;
+  s->expect_count--;
+  return x;
+}
+
+static const engine_expect *expect_head(const engine_session *s) {
+  return s->expect_count ? &s->expect[s->expect_head] : NULL;
+}
+
+/* RFC 5321 4.5.3.2 timeouts, per stage (R11). */
+static detour_ms stage_timeout(const detour_engine *e, detour_stage st) {
+  const detour_timeouts *t = &e->cfg.timeouts;
+  switch (st) {
+  case DETOUR_STAGE_CONNECT:
+    return t->connect;
+  case DETOUR_STAGE_GREETING:
+    return t->greeting;
+  case DETOUR_STAGE_EHLO:
+  case DETOUR_STAGE_HELO:
+    return t->ehlo;
+  case DETOUR_STAGE_MAIL:
+    return t->mail;
+  case DETOUR_STAGE_RCPT:
+    return t->rcpt;
+  case DETOUR_STAGE_DATA:
+    return t->data_start;
+  case DETOUR_STAGE_END_OF_DATA:
+    return t->final_dot;
+  case DETOUR_STAGE_QUIT:
+    return t->quit;
+  }
+  return t->greeting;
+}
+
+/* The deadline follows the oldest unanswered command; while the body is
+ * still being written, each block has the data-block timeout. */
+static void arm_deadline(detour_engine *e, detour_ms now) {
+  engine_session *s = &e->session;
+  const engine_expect *x = expect_head(s);
+  if (!s->conn || !x)
+    return;
+  if (s->state == SESSION_BODY && !s->body_written)
+    s->conn->deadline = now + e->cfg.timeouts.data_block;
+  else
+    s->conn->deadline = now + stage_timeout(e, x->stage);
+}
+
+static void send_text(detour_engine *e, const char *text) {
+  e->session.sends_outstanding++;
+  engine_send(e, e->session.conn->id, text, strlen(text));
+}
+
+static void send_command(detour_engine *e, detour_ms now, detour_stage st,
+                         size_t rcpt, const char *line) {
+  send_text(e, line);
+  expect_push(&e->session, st, rcpt);
+  arm_deadline(e, now);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Results and failures                                                      */
+
+/* "SMTP 421 4.3.2 text" from a reply (first line of text, bounded). */
+static void reply_result(const detour_reply *r, char *buf, size_t len) {
+  int tlen = (int)strcspn(r->text, "\n");
+  if (tlen > 160)
+    tlen = 160;
+  if (r->enhanced[0])
+    snprintf(buf, len, "SMTP %d %s %.*s", r->code, r->enhanced, tlen,
+             r->text);
+  else
+    snprintf(buf, len, "SMTP %d %.*s", r->code, tlen, r->text);
+  size_t n = strlen(buf);
+  while (n && buf[n - 1] == ' ')
+    buf[--n] = '\0';
+}
+
+static const char *condition_result(detour_condition cond) {
+  switch (cond) {
+  case DETOUR_COND_TIMEOUT:
+    return "SMTP timeout";
+  case DETOUR_COND_CLOSED:
+    return "SMTP connection closed";
+  case DETOUR_COND_MALFORMED:
+    return "SMTP malformed reply";
+  case DETOUR_COND_TLS:
+    return "SMTP TLS error";
+  default:
+    return "SMTP error";
+  }
+}
+
+/* What went wrong, described once for the log and the classifier. */
+typedef struct {
+  detour_failure f;
+  char result[256];
+  char detail[256];
+} failure_note;
+
+static void note_reply(failure_note *n, detour_stage st,
+                       const detour_reply *r) {
+  memset(n, 0, sizeof *n);
+  n->f.stage = st;
+  n->f.cond = DETOUR_COND_REPLY;
+  n->f.code = r->code;
+  memcpy(n->f.enhanced, r->enhanced, sizeof n->f.enhanced);
+  n->f.text = r->text;
+  reply_result(r, n->result, sizeof n->result);
+  snprintf(n->detail, sizeof n->detail, "%s: %s", detour_stage_name(st),
+           n->result + 5);
+}
+
+static void note_condition(failure_note *n, detour_stage st,
+                           detour_condition cond, const char *why) {
+  memset(n, 0, sizeof *n);
+  n->f.stage = st;
+  n->f.cond = cond;
+  snprintf(n->result, sizeof n->result, "%s", condition_result(cond));
+  snprintf(n->detail, sizeof n->detail, "%s: %s%s%s", detour_stage_name(st),
+           detour_condition_name(cond), why && *why ? ": " : "",
+           why ? why : "");
+}
+
+static detour_class classify(detour_engine *e, const failure_note *n) {
+  bool warn = false;
+  detour_class cls = detour_classify_failure(
+      e->cfg.classify ? e->cfg.classify : e->own_classify, &n->f, &warn);
+  if (warn)
+    engine_warn_auth(e, e->session.server, n->detail);
+  if (cls == DETOUR_CLASS_NONE) /* a failure is never "no failure" */
+    cls = DETOUR_CLASS_TRANSIENT;
+  return cls;
+}
+
+static bool takes_part(const engine_rcpt *r) {
+  return r->state == RCPT_PENDING || r->state == RCPT_IN_TXN;
+}
+
+/* Record one recipient's failure in this session: a log row, and either
+ * the final ABORT or its class for the decision that follows. */
+static void rcpt_failed(detour_engine *e, detour_ms now, size_t i,
+                        const failure_note *n, detour_class cls) {
+  engine_session *s = &e->session;
+  engine_rcpt *r = &e->active->rcpts[i];
+  if (r->state == RCPT_IN_TXN)
+    s->accepted--;
+  r->state = RCPT_PENDING;
+  r->row_this_session = true;
+  r->last_class = cls;
+  snprintf(r->detail, sizeof r->detail, "%s", n->detail);
+  engine_log(e, now, DETOUR_LOG_SMTP, r, s->server, s->address, n->result,
+             cls, n->detail);
+  if (cls == DETOUR_CLASS_ABORT) {
+    r->state = RCPT_ABORTED;
+    engine_rcpt_final(e, i, DETOUR_RCPT_ABORTED);
+  }
+  if (cls == DETOUR_CLASS_CONNECT || cls == DETOUR_CLASS_SWITCH)
+    engine_breaker_trip(e, s->server, now);
+}
+
+/* Leave the session: QUIT politely when the server is still talking to
+ * us, otherwise just close. Then let engine.c pick the next step. */
+static void session_end(detour_engine *e, detour_ms now, bool polite) {
+  engine_session *s = &e->session;
+  engine_conn *c = s->conn;
+  s->state = SESSION_DONE;
+  s->conn = NULL;
+  s->expect_count = 0;
+  if (polite) {
+    engine_send(e, c->id, "QUIT\r\n", 6);
+    c->role = CONN_QUITTING;
+    c->deadline = now + e->cfg.timeouts.quit;
+  } else {
+    engine_close_conn(e, c);
+  }
+  engine_session_over(e, now);
+}
+
+/* A failure that concerns the whole session (not one RCPT). */
+static void session_fail(detour_engine *e, detour_ms now,
+                         const failure_note *n, bool polite) {
+  detour_class cls = classify(e, n);
+  engine_message *m = e->active;
+  for (size_t i = 0; i < m->nrcpts; i++) {
+    engine_rcpt *r = &m->rcpts[i];
+    if (!takes_part(r))
+      continue;
+    /* After the final ".", only the recipients in this transaction are
+     * concerned; the others already have their row for this session. */
+    if (r->row_this_session && r->state != RCPT_IN_TXN)
+      continue;
+    rcpt_failed(e, now, i, n, cls);
+  }
+  session_end(e, now, polite);
+}
+
+static void fail_condition(detour_engine *e, detour_ms now,
+                           detour_condition cond, const char *why) {
+  const engine_expect *x = expect_head(&e->session);
+  detour_stage st = x ? x->stage : DETOUR_STAGE_GREETING;
+  failure_note n;
+  note_condition(&n, st, cond, why);
+  /* the connection is no longer trustworthy: close without QUIT */
+  session_fail(e, now, &n, false);
+}
+
+/* A failure reply. 421 means the server is closing the channel: no QUIT. */
+static void fail_reply(detour_engine *e, detour_ms now, detour_stage st,
+                       const detour_reply *r) {
+  failure_note n;
+  note_reply(&n, st, r);
+  session_fail(e, now, &n, r->code != 421);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The dialogue                                                              */
+
+static bool is_2xx(const detour_reply *r) { return r->code / 100 == 2; }
+
+static void parse_capabilities(engine_session *s, const detour_reply *r) {
+  const char *p = strchr(r->text, '\n'); /* first line: the domain */
+  s->cap_size = s->cap_8bitmime = s->cap_pipelining = false;
+  while (p) {
+    p++;
+    size_t n = strcspn(p, " \n");
+    if (n == 4 && strncasecmp(p, "SIZE", 4) == 0)
+      s->cap_size = true;
+    else if (n == 8 && strncasecmp(p, "8BITMIME", 8) == 0)
+      s->cap_8bitmime = true;
+    else if (n == 10 && strncasecmp(p, "PIPELINING", 10) == 0)
+      s->cap_pipelining = true;
+    p = strchr(p, '\n');
+  }
+}
+
+static void send_rcpt(detour_engine *e, detour_ms now, size_t i) {
+  char line[1100];
+  snprintf(line, sizeof line, "RCPT TO:<%s>\r\n", e->active->rcpts[i].addr);
+  send_command(e, now, DETOUR_STAGE_RCPT, i, line);
+}
+
+/* The next pending recipient at or after `from`, or nrcpts. */
+static size_t next_pending(const engine_message *m, size_t from) {
+  while (from < m->nrcpts && m->rcpts[from].state != RCPT_PENDING)
+    from++;
+  return from;
+}
+
+static void start_transaction(detour_engine *e, detour_ms now) {
+  engine_session *s = &e->session;
+  engine_message *m = e->active;
+  char line[1200];
+  int n = snprintf(line, sizeof line, "MAIL FROM:<%s>", m->from);
+  if (s->cap_size)
+    n += snprintf(line + n, sizeof line - (size_t)n, " SIZE=%zu",
+                  m->wire_len - 3); /* RFC 1870: without the final "." */
+  if (s->cap_8bitmime && m->eight_bit)
+    n += snprintf(line + n, sizeof line - (size_t)n, " BODY=8BITMIME");
+  snprintf(line + n, sizeof line - (size_t)n, "\r\n");
+  s->state = SESSION_TXN;
+  s->accepted = 0;
+  s->pipelined = s->cap_pipelining && e->cfg.pipelining;
+  send_command(e, now, DETOUR_STAGE_MAIL, 0, line);
+  if (!s->pipelined)
+    return;
+  for (size_t i = next_pending(m, 0); i < m->nrcpts;
+       i = next_pending(m, i + 1))
+    send_rcpt(e, now, i);
+  send_command(e, now, DETOUR_STAGE_DATA, 0, "DATA\r\n");
+}
+
+static void send_ehlo(detour_engine *e, detour_ms now, const char *verb,
+                      detour_stage st) {
+  char line[300];
+  snprintf(line, sizeof line, "%s %s\r\n", verb, e->cfg.helo_name);
+  send_command(e, now, st, 0, line);
+}
+
+static void on_greeting(detour_engine *e, detour_ms now,
+                        const detour_reply *r) {
+  if (!is_2xx(r)) {
+    fail_reply(e, now, DETOUR_STAGE_GREETING, r);
+    return;
+  }
+  e->session.state = SESSION_EHLO;
+  send_ehlo(e, now, "EHLO", DETOUR_STAGE_EHLO);
+}
+
+static void on_ehlo(detour_engine *e, detour_ms now, const detour_reply *r) {
+  if (is_2xx(r)) {
+    parse_capabilities(&e->session, r);
+    start_transaction(e, now);
+  } else if (r->code / 100 == 5) {
+    /* an old server: RFC 5321 4.1.4 says fall back to HELO */
+    e->session.state = SESSION_HELO;
+    send_ehlo(e, now, "HELO", DETOUR_STAGE_HELO);
+  } else {
+    fail_reply(e, now, DETOUR_STAGE_EHLO, r);
+  }
+}
+
+static void on_helo(detour_engine *e, detour_ms now, const detour_reply *r) {
+  if (!is_2xx(r)) {
+    fail_reply(e, now, DETOUR_STAGE_HELO, r);
+    return;
+  }
+  engine_session *s = &e->session;
+  s->cap_size = s->cap_8bitmime = s->cap_pipelining = false;
+  start_transaction(e, now);
+}
+
+static void on_mail(detour_engine *e, detour_ms now, const detour_reply *r) {
+  if (!is_2xx(r)) {
+    fail_reply(e, now, DETOUR_STAGE_MAIL, r);
+    return;
+  }
+  engine_session *s = &e->session;
+  if (s->pipelined)
+    return;
+  s->rcpt_cursor = next_pending(e->active, 0);
+  send_rcpt(e, now, s->rcpt_cursor);
+}
+
+/* After the last RCPT reply: DATA when someone was accepted, else end the
+ * session (the recipients keep the class of their RCPT failure). */
+static void after_rcpts(detour_engine *e, detour_ms now) {
+  engine_session *s = &e->session;
+  if (s->pipelined)
+    return; /* DATA was sent with the group; its reply decides */
+  if (s->accepted > 0)
+    send_command(e, now, DETOUR_STAGE_DATA, 0, "DATA\r\n");
+  else
+    session_end(e, now, true);
+}
+
+static void on_rcpt(detour_engine *e, detour_ms now, size_t i,
+                    const detour_reply *r) {
+  engine_session *s = &e->session;
+  engine_rcpt *rc = &e->active->rcpts[i];
+  if (r->code == 421) {
+    fail_reply(e, now, DETOUR_STAGE_RCPT, r);
+    return;
+  }
+  if (is_2xx(r)) {
+    rc->state = RCPT_IN_TXN;
+    s->accepted++;
+  } else {
+    failure_note n;
+    note_reply(&n, DETOUR_STAGE_RCPT, r);
+    rcpt_failed(e, now, i, &n, classify(e, &n));
+  }
+  if (!s->pipelined) {
+    s->rcpt_cursor = next_pending(e->active, s->rcpt_cursor + 1);
+    if (s->rcpt_cursor < e->active->nrcpts) {
+      send_rcpt(e, now, s->rcpt_cursor);
+      return;
+    }
+  } else if (expect_head(s) && expect_head(s)->stage == DETOUR_STAGE_RCPT) {
+    return; /* more RCPT replies of the group to come */
+  }
+  after_rcpts(e, now);
+}
+
+static void on_data_command(detour_engine *e, detour_ms now,
+                            const detour_reply *r) {
+  engine_session *s = &e->session;
+  if (s->accepted == 0) {
+    /* pipelined group with every RCPT refused: any DATA reply ends it; a
+     * 354 would open an empty message, so drop the connection instead */
+    session_end(e, now, r->code != 354 && r->code != 421);
+    return;
+  }
+  if (r->code != 354) {
+    fail_reply(e, now, DETOUR_STAGE_DATA, r);
+    return;
+  }
+  s->state = SESSION_BODY;
+  s->body_written = false;
+  s->sends_outstanding++;
+  engine_send(e, s->conn->id, e->active->wire_body, e->active->wire_len);
+  expect_push(s, DETOUR_STAGE_END_OF_DATA, 0);
+  arm_deadline(e, now);
+}
+
+static void on_end_of_data(detour_engine *e, detour_ms now,
+                           const detour_reply *r) {
+  if (!is_2xx(r)) {
+    fail_reply(e, now, DETOUR_STAGE_END_OF_DATA, r);
+    return;
+  }
+  engine_session *s = &e->session;
+  engine_message *m = e->active;
+  for (size_t i = 0; i < m->nrcpts; i++) {
+    engine_rcpt *rc = &m->rcpts[i];
+    if (rc->state != RCPT_IN_TXN)
+      continue;
+    rc->state = RCPT_DELIVERED;
+    rc->row_this_session = true;
+    rc->server = (int)s->server;
+    rc->last_class = DETOUR_CLASS_NONE;
+    snprintf(rc->detail, sizeof rc->detail, "eod: %.200s", r->text);
+    engine_log(e, now, DETOUR_LOG_SMTP, rc, s->server, s->address, "SMTP OK",
+               DETOUR_CLASS_NONE, rc->detail);
+    engine_rcpt_final(e, i, DETOUR_RCPT_DELIVERED);
+  }
+  e->hold_until[s->server] = 0; /* R12: it works again */
+  session_end(e, now, true);
+}
+
+static void handle_reply(detour_engine *e, detour_ms now,
+                         const detour_reply *r) {
+  engine_expect x = expect_pop(&e->session);
+  switch (x.stage) {
+  case DETOUR_STAGE_GREETING:
+    on_greeting(e, now, r);
+    break;
+  case DETOUR_STAGE_EHLO:
+    on_ehlo(e, now, r);
+    break;
+  case DETOUR_STAGE_HELO:
+    on_helo(e, now, r);
+    break;
+  case DETOUR_STAGE_MAIL:
+    on_mail(e, now, r);
+    break;
+  case DETOUR_STAGE_RCPT:
+    on_rcpt(e, now, x.rcpt, r);
+    break;
+  case DETOUR_STAGE_DATA:
+    on_data_command(e, now, r);
+    break;
+  case DETOUR_STAGE_END_OF_DATA:
+    on_end_of_data(e, now, r);
+    break;
+  case DETOUR_STAGE_CONNECT:
+  case DETOUR_STAGE_QUIT:
+    break;
+  }
+  if (e->session.conn)
+    arm_deadline(e, now);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Entry points from engine.c                                                */
+
+void session_begin(detour_engine *e, engine_conn *c, detour_ms now,
+                   const char *address) {
+  engine_session *s = &e->session;
+  engine_expect *ring = s->expect;
+  memset(s, 0, sizeof *s);
+  s->expect = ring;
+  s->conn = c;
+  s->server = c->server;
+  snprintf(s->address, sizeof s->address, "%s", address ? address : "");
+  detour_reply_reader_init(&s->reader);
+  for (size_t i = 0; i < e->active->nrcpts; i++)
+    e->active->rcpts[i].row_this_session = false;
+  c->role = CONN_SESSION;
+  s->state = SESSION_GREETING;
+  expect_push(s, DETOUR_STAGE_GREETING, 0);
+  arm_deadline(e, now);
+}
+
+void session_on_data(detour_engine *e, detour_ms now, const char *buf,
+                     size_t len) {
+  engine_session *s = &e->session;
+  while (len > 0 && s->conn) {
+    size_t used = 0;
+    int rc = detour_reply_reader_feed(&s->reader, buf, len, &used);
+    buf += used;
+    len -= used;
+    if (rc < 0) {
+      fail_condition(e, now, DETOUR_COND_MALFORMED, detour_strerror(rc));
+      return;
+    }
+    if (rc == 0)
+      return;
+    if (!expect_head(s)) {
+      fail_condition(e, now, DETOUR_COND_MALFORMED, "reply before command");
+      return;
+    }
+    bool last_expected = s->expect_count == 1;
+    handle_reply(e, now, &s->reader.reply);
+    /* Bytes after the last awaited reply came before our next command. */
+    if (last_expected && len > 0 && s->conn && !s->pipelined) {
+      fail_condition(e, now, DETOUR_COND_MALFORMED, "reply before command");
+      return;
+    }
+  }
+}
+
+void session_on_sent(detour_engine *e, detour_ms now) {
+  engine_session *s = &e->session;
+  if (s->sends_outstanding > 0)
+    s->sends_outstanding--;
+  if (s->state == SESSION_BODY && !s->body_written &&
+      s->sends_outstanding == 0) {
+    s->body_written = true;
+    arm_deadline(e, now);
+  }
+}
+
+void session_on_closed(detour_engine *e, detour_ms now, const char *detail) {
+  fail_condition(e, now, DETOUR_COND_CLOSED, detail);
+}
+
+void session_on_timeout(detour_engine *e, detour_ms now) {
+  engine_session *s = &e->session;
+  char why[80];
+  const engine_expect *x = expect_head(s);
+  if (s->state == SESSION_BODY && !s->body_written)
+    snprintf(why, sizeof why, "data block not written in %lld ms",
+             (long long)e->cfg.timeouts.data_block);
+  else
+    snprintf(why, sizeof why, "no reply in %lld ms",
+             (long long)stage_timeout(e, x ? x->stage
+                                           : DETOUR_STAGE_GREETING));
+  fail_condition(e, now, DETOUR_COND_TIMEOUT, why);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The body on the wire                                                      */
+
+/* Worst case: every byte a line end that grows to CRLF, every line
+ * dot-stuffed, plus the final CRLF and ".\r\n". */
+char *session_wire_body(const char *body, size_t len, size_t *out_len,
+                        bool *eight_bit) {
+  if (len > (SIZE_MAX - 8) / 3)
+    return NULL;
+  char *out = malloc(len * 3 + 8);
+  if (!out)
+    return NULL;
+  size_t o = 0;
+  bool line_start = true;
+  *eight_bit = false;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char ch = (unsigned char)body[i];
+    if (ch >= 0x80)
+      *eight_bit = true;
+    if (line_start && ch == '.')
+      out[o++] = '.'; /* RFC 5321 4.5.2 transparency */
+    line_start = false;
+    if (ch == '\r' || ch == '\n') {
+      /* CRLF, bare LF and bare CR all become CRLF */
+      if (ch == '\r' && i + 1 < len && body[i + 1] == '\n')
+        i++;
+      out[o++] = '\r';
+      out[o++] = '\n';
+      line_start = true;
+      continue;
+    }
+    out[o++] = (char)ch;
+  }
+  if (!line_start) {
+    out[o++] = '\r';
+    out[o++] = '\n';
+  }
+  memcpy(out + o, ".\r\n", 3);
+  *out_len = o + 3;
+  return out;
+}
