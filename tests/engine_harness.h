@@ -62,8 +62,8 @@ static void format_action(const detour_action *a, char *buf, size_t len) {
     snprintf(buf, len, "log +%lld %s %s %s %s %s a%u",
              (long long)(a->u.log.time - T0),
              detour_log_kind_name(a->u.log.kind), a->u.log.recipient,
-             a->u.log.server, a->u.log.result,
-             detour_class_name(a->u.log.cls), a->u.log.attempt);
+             a->u.log.server, a->u.log.result, detour_class_name(a->u.log.cls),
+             a->u.log.attempt);
     break;
   case DETOUR_ACT_WARN:
     snprintf(buf, len, "warn %s", a->u.warn.text);
@@ -117,7 +117,7 @@ static void expect_actions(detour_engine *e, const char *const *want) {
   cr_assert_eq(got.n, n, "got %zu actions, want %zu", got.n, n);
 }
 
-#define EXPECT(e, ...)                                                        \
+#define EXPECT(e, ...)                                                         \
   expect_actions((e), (const char *const[]){__VA_ARGS__, NULL})
 #define EXPECT_NONE(e) expect_actions((e), (const char *const[]){NULL})
 

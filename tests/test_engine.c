@@ -99,8 +99,7 @@ Test(engine, success_on_primary_writes_one_smtp_ok_row) {
   rcpt_to_body(1, T0 + 20);
   reply(eng, 1, T0 + 30, "250 2.0.0 queued as X\r\n");
   EXPECT(eng, "log +30 smtp r@y.test " A " SMTP OK NONE a1",
-         "rcpt r@y.test delivered s0", "send #1 QUIT\\r\\n",
-         "done delivered");
+         "rcpt r@y.test delivered s0", "send #1 QUIT\\r\\n", "done delivered");
   cr_assert(!detour_engine_idle(eng), "QUIT reply still awaited");
   reply(eng, 1, T0 + 31, "221 bye\r\n");
   EXPECT(eng, "close #1");
@@ -123,8 +122,7 @@ Test(engine, fig6_tcp_error_then_smtp_ok_on_backup_without_waiting) {
   rcpt_to_body(2, T0 + 20000);
   reply(eng, 2, T0 + 20000, "250 ok\r\n");
   EXPECT(eng, "log +20000 smtp r@y.test " B " SMTP OK NONE a1",
-         "rcpt r@y.test delivered s1", "send #2 QUIT\\r\\n",
-         "done delivered");
+         "rcpt r@y.test delivered s1", "send #2 QUIT\\r\\n", "done delivered");
 }
 
 /* ------------------------------------------------------- R3 CONNECT class */
@@ -200,8 +198,7 @@ Test(engine, connection_dropped_mid_session_is_transient) {
   EXPECT(eng, "connect #1 127.0.0.1:2525");
   up_to_rcpt(1, T0, A);
   detour_engine_on_closed(eng, 1, T0 + 7, "connection reset by peer");
-  EXPECT(eng,
-         "log +7 smtp r@y.test " A " SMTP connection closed TRANSIENT a1",
+  EXPECT(eng, "log +7 smtp r@y.test " A " SMTP connection closed TRANSIENT a1",
          "close #1");
   expect_same_server_after_interval(T0 + 7, 2);
 }
@@ -214,8 +211,7 @@ Test(engine, drop_mid_data_is_transient_and_retry_succeeds) {
   up_to_rcpt(1, T0, A);
   rcpt_to_body(1, T0);
   detour_engine_on_closed(eng, 1, T0 + 3, "closed by server");
-  EXPECT(eng,
-         "log +3 smtp r@y.test " A " SMTP connection closed TRANSIENT a1",
+  EXPECT(eng, "log +3 smtp r@y.test " A " SMTP connection closed TRANSIENT a1",
          "close #1");
   expect_same_server_after_interval(T0 + 3, 2);
   detour_ms t = T0 + 3 + 3 * MIN;
@@ -223,8 +219,7 @@ Test(engine, drop_mid_data_is_transient_and_retry_succeeds) {
   rcpt_to_body(2, t);
   reply(eng, 2, t, "250 ok\r\n");
   EXPECT(eng, "log +180003 smtp r@y.test " A " SMTP OK NONE a2",
-         "rcpt r@y.test delivered s0", "send #2 QUIT\\r\\n",
-         "done delivered");
+         "rcpt r@y.test delivered s0", "send #2 QUIT\\r\\n", "done delivered");
 }
 
 Test(engine, malformed_reply_is_transient) {
@@ -285,16 +280,18 @@ Test(engine, mail_451_and_eod_451_are_transient) {
   EXPECT(eng, "send #1 EHLO localhost\\r\\n",
          "send #1 MAIL FROM:<s@x.test>\\r\\n");
   reply(eng, 1, T0 + 1, "451 4.3.0 local error\r\n");
-  EXPECT(eng, "log +1 smtp r@y.test " A " SMTP 451 4.3.0 local error "
-              "TRANSIENT a1",
+  EXPECT(eng,
+         "log +1 smtp r@y.test " A " SMTP 451 4.3.0 local error "
+         "TRANSIENT a1",
          "send #1 QUIT\\r\\n");
   expect_same_server_after_interval(T0 + 1, 2);
   detour_ms t = T0 + 1 + 3 * MIN;
   up_to_rcpt(2, t, A);
   rcpt_to_body(2, t);
   reply(eng, 2, t, "451 4.3.0 queue write failed\r\n");
-  EXPECT(eng, "log +180001 smtp r@y.test " A " SMTP 451 4.3.0 queue write "
-              "failed TRANSIENT a2",
+  EXPECT(eng,
+         "log +180001 smtp r@y.test " A " SMTP 451 4.3.0 queue write "
+         "failed TRANSIENT a2",
          "send #2 QUIT\\r\\n");
 }
 
@@ -326,8 +323,9 @@ Test(engine, greeting_421_switches_at_once) {
   EXPECT(eng, "connect #1 127.0.0.1:2525");
   detour_engine_on_connected(eng, 1, T0, A);
   reply(eng, 1, T0 + 5, "421 4.3.2 shutting down\r\n");
-  EXPECT(eng, "log +5 smtp r@y.test " A " SMTP 421 4.3.2 shutting down "
-              "SWITCH a1",
+  EXPECT(eng,
+         "log +5 smtp r@y.test " A " SMTP 421 4.3.2 shutting down "
+         "SWITCH a1",
          "close #1", "connect #2 127.0.0.2:2525");
 }
 
@@ -418,8 +416,9 @@ Test(engine, bad_recipient_aborts_with_one_connection_and_no_retry) {
   EXPECT(eng, "connect #1 127.0.0.1:2525");
   up_to_rcpt(1, T0, A);
   reply(eng, 1, T0 + 4, "550 5.1.1 no such user\r\n");
-  EXPECT(eng, "log +4 smtp r@y.test " A " SMTP 550 5.1.1 no such user "
-              "ABORT a1",
+  EXPECT(eng,
+         "log +4 smtp r@y.test " A " SMTP 550 5.1.1 no such user "
+         "ABORT a1",
          "rcpt r@y.test aborted s-1", "send #1 QUIT\\r\\n", "done aborted");
   reply(eng, 1, T0 + 5, "221 bye\r\n");
   EXPECT(eng, "close #1");
@@ -435,8 +434,9 @@ Test(engine, content_refused_after_final_dot_aborts) {
   up_to_rcpt(1, T0, A);
   rcpt_to_body(1, T0);
   reply(eng, 1, T0 + 4, "554 5.6.0 content rejected\r\n");
-  EXPECT(eng, "log +4 smtp r@y.test " A " SMTP 554 5.6.0 content rejected "
-              "ABORT a1",
+  EXPECT(eng,
+         "log +4 smtp r@y.test " A " SMTP 554 5.6.0 content rejected "
+         "ABORT a1",
          "rcpt r@y.test aborted s-1", "send #1 QUIT\\r\\n", "done aborted");
 }
 
@@ -451,8 +451,9 @@ Test(engine, bad_sender_aborts_every_recipient) {
   reply(eng, 1, T0, "250 x\r\n");
   drain(eng, &(action_lines){0});
   reply(eng, 1, T0 + 1, "553 5.1.8 bad sender domain\r\n");
-  EXPECT(eng, "log +1 smtp a@y.test " A " SMTP 553 5.1.8 bad sender domain "
-              "ABORT a1",
+  EXPECT(eng,
+         "log +1 smtp a@y.test " A " SMTP 553 5.1.8 bad sender domain "
+         "ABORT a1",
          "rcpt a@y.test aborted s-1",
          "log +1 smtp b@y.test " A " SMTP 553 5.1.8 bad sender domain "
          "ABORT a1",
@@ -483,8 +484,7 @@ Test(engine, detour_denied_retries_primary_every_interval_then_defers) {
   EXPECT(eng, "connect #1 127.0.0.1:2525");
   for (unsigned k = 1; k <= 3; k++) {
     detour_ms t = T0 + (detour_ms)(k - 1) * 3 * MIN;
-    detour_engine_on_connect_failed(eng, k, t, DETOUR_COND_CONNECT_REFUSED,
-                                    "");
+    detour_engine_on_connect_failed(eng, k, t, DETOUR_COND_CONNECT_REFUSED, "");
     char row[200];
     snprintf(row, sizeof row,
              "log +%lld connect r@y.test " A " TCP error CONNECT a%u",
@@ -499,8 +499,7 @@ Test(engine, detour_denied_retries_primary_every_interval_then_defers) {
       EXPECT(eng, want);
     } else {
       EXPECT(eng, "close #3", row,
-             "log +360000 warning r@y.test " A
-             " configuration error NONE a3",
+             "log +360000 warning r@y.test " A " configuration error NONE a3",
              "warn configuration error: server " A " (priority 1) failed 3 "
              "attempts for message 0; its address is likely wrong",
              "rcpt r@y.test deferred s-1", "done deferred");
@@ -515,12 +514,10 @@ Test(engine, every_server_exhausted_in_rounds) {
   start();
   submit1(T0);
   EXPECT(eng, "connect #1 127.0.0.1:2525");
-  detour_engine_on_connect_failed(eng, 1, T0, DETOUR_COND_CONNECT_REFUSED,
-                                  "");
+  detour_engine_on_connect_failed(eng, 1, T0, DETOUR_COND_CONNECT_REFUSED, "");
   EXPECT(eng, "close #1", "log +0 connect r@y.test " A " TCP error CONNECT a1",
          "connect #2 127.0.0.2:2525");
-  detour_engine_on_connect_failed(eng, 2, T0, DETOUR_COND_CONNECT_REFUSED,
-                                  "");
+  detour_engine_on_connect_failed(eng, 2, T0, DETOUR_COND_CONNECT_REFUSED, "");
   /* end of round 1: wait the interval, start again at priority 1 */
   EXPECT(eng, "close #2", "log +0 connect r@y.test " B " TCP error CONNECT a1");
   cr_assert_eq(detour_engine_next_deadline(eng), T0 + 3 * MIN);
@@ -577,8 +574,7 @@ static void policy_case(detour_rule rule, bool sender_allow, int rcpt_allow,
   start();
   submit1(T0);
   EXPECT(eng, "connect #1 127.0.0.1:2525");
-  detour_engine_on_connect_failed(eng, 1, T0, DETOUR_COND_CONNECT_REFUSED,
-                                  "");
+  detour_engine_on_connect_failed(eng, 1, T0, DETOUR_COND_CONNECT_REFUSED, "");
   if (want_detour)
     EXPECT(eng, "close #1", "log *", "connect #2 127.0.0.2:2525");
   else
@@ -619,8 +615,7 @@ Test(engine, per_send_override_allows_despite_table) {
   static const char *const one[] = {"r@y.test"};
   submit_to(one, 1, DETOUR_OVERRIDE_ALLOW, T0);
   EXPECT(eng, "connect #1 127.0.0.1:2525");
-  detour_engine_on_connect_failed(eng, 1, T0, DETOUR_COND_CONNECT_REFUSED,
-                                  "");
+  detour_engine_on_connect_failed(eng, 1, T0, DETOUR_COND_CONNECT_REFUSED, "");
   EXPECT(eng, "close #1", "log *", "connect #2 127.0.0.2:2525");
 }
 
@@ -630,13 +625,11 @@ Test(engine, transient_on_backup_reconnects_to_backup) {
   start();
   submit1(T0);
   EXPECT(eng, "connect #1 127.0.0.1:2525");
-  detour_engine_on_connect_failed(eng, 1, T0, DETOUR_COND_CONNECT_REFUSED,
-                                  "");
+  detour_engine_on_connect_failed(eng, 1, T0, DETOUR_COND_CONNECT_REFUSED, "");
   drain(eng, &(action_lines){0});
   detour_engine_on_connected(eng, 2, T0, B);
   detour_engine_on_closed(eng, 2, T0 + 1, "reset");
-  EXPECT(eng,
-         "log +1 smtp r@y.test " B " SMTP connection closed TRANSIENT a1",
+  EXPECT(eng, "log +1 smtp r@y.test " B " SMTP connection closed TRANSIENT a1",
          "close #2");
   detour_engine_on_timer(eng, T0 + 1 + 3 * MIN);
   EXPECT(eng, "connect #3 127.0.0.2:2525");
@@ -647,8 +640,7 @@ Test(engine, transient_on_backup_reconnects_to_backup) {
 Test(engine, mixed_recipients_each_get_their_outcome_without_duplicates) {
   setup_servers(2);
   start();
-  static const char *const three[] = {"bad@y.test", "full@y.test",
-                                      "ok@y.test"};
+  static const char *const three[] = {"bad@y.test", "full@y.test", "ok@y.test"};
   submit_to(three, 3, DETOUR_OVERRIDE_NONE, T0);
   EXPECT(eng, "connect #1 127.0.0.1:2525");
   detour_engine_on_connected(eng, 1, T0, A);
@@ -660,8 +652,7 @@ Test(engine, mixed_recipients_each_get_their_outcome_without_duplicates) {
          "send #1 RCPT TO:<bad@y.test>\\r\\n");
   reply(eng, 1, T0 + 1, "550 5.1.1 unknown\r\n");
   EXPECT(eng, "log +1 smtp bad@y.test " A " SMTP 550 5.1.1 unknown ABORT a1",
-         "rcpt bad@y.test aborted s-1",
-         "send #1 RCPT TO:<full@y.test>\\r\\n");
+         "rcpt bad@y.test aborted s-1", "send #1 RCPT TO:<full@y.test>\\r\\n");
   reply(eng, 1, T0 + 2, "452 4.3.1 disk full\r\n");
   EXPECT(eng,
          "log +2 smtp full@y.test " A " SMTP 452 4.3.1 disk full SWITCH a1",
@@ -687,8 +678,7 @@ Test(engine, mixed_recipients_each_get_their_outcome_without_duplicates) {
   drain(eng, &(action_lines){0});
   reply(eng, 2, T0 + 6, "250 ok\r\n");
   EXPECT(eng, "log +6 smtp full@y.test " B " SMTP OK NONE a1",
-         "rcpt full@y.test delivered s1", "send #2 QUIT\\r\\n",
-         "done aborted");
+         "rcpt full@y.test delivered s1", "send #2 QUIT\\r\\n", "done aborted");
 }
 
 Test(engine, repeated_recipient_is_sent_once) {
@@ -772,8 +762,11 @@ Test(engine, body_is_dot_stuffed_and_crlf_normalised) {
   start();
   const char body[] = ".\n..x\r\n.y\rlast";
   static const char *const one[] = {"r@y.test"};
-  detour_message m = {.from = "s@x.test", .rcpts = one, .nrcpts = 1,
-                      .body = body, .body_len = sizeof body - 1};
+  detour_message m = {.from = "s@x.test",
+                      .rcpts = one,
+                      .nrcpts = 1,
+                      .body = body,
+                      .body_len = sizeof body - 1};
   detour_engine_submit(eng, &m, T0);
   drain(eng, &(action_lines){0});
   up_to_rcpt(1, T0, A);
@@ -788,8 +781,11 @@ Test(engine, eight_bit_body_uses_8bitmime_when_offered) {
   start();
   const char body[] = "caf\xc3\xa9\n";
   static const char *const one[] = {"r@y.test"};
-  detour_message m = {.from = "s@x.test", .rcpts = one, .nrcpts = 1,
-                      .body = body, .body_len = sizeof body - 1};
+  detour_message m = {.from = "s@x.test",
+                      .rcpts = one,
+                      .nrcpts = 1,
+                      .body = body,
+                      .body_len = sizeof body - 1};
   detour_engine_submit(eng, &m, T0);
   drain(eng, &(action_lines){0});
   detour_engine_on_connected(eng, 1, T0, A);
@@ -811,10 +807,9 @@ Test(engine, pipelining_sends_one_group_and_handles_replies_in_order) {
   reply(eng, 1, T0, "250-x\r\n250 PIPELINING\r\n");
   EXPECT(eng, "send #1 EHLO localhost\\r\\n",
          "send #1 MAIL FROM:<s@x.test>\\r\\n",
-         "send #1 RCPT TO:<a@y.test>\\r\\n",
-         "send #1 RCPT TO:<b@y.test>\\r\\n", "send #1 DATA\\r\\n");
-  reply(eng, 1, T0 + 1,
-        "250 ok\r\n550 5.1.1 no a\r\n250 ok\r\n354 go\r\n");
+         "send #1 RCPT TO:<a@y.test>\\r\\n", "send #1 RCPT TO:<b@y.test>\\r\\n",
+         "send #1 DATA\\r\\n");
+  reply(eng, 1, T0 + 1, "250 ok\r\n550 5.1.1 no a\r\n250 ok\r\n354 go\r\n");
   EXPECT(eng, "log +1 smtp a@y.test " A " SMTP 550 5.1.1 no a ABORT a1",
          "rcpt a@y.test aborted s-1", "send #1 " WIRE_BODY);
   reply(eng, 1, T0 + 2, "250 ok\r\n");
@@ -830,8 +825,7 @@ Test(engine, breaker_sends_next_message_to_backup_until_hold_expires) {
   start();
   submit1(T0);
   EXPECT(eng, "connect #1 127.0.0.1:2525");
-  detour_engine_on_connect_failed(eng, 1, T0, DETOUR_COND_CONNECT_REFUSED,
-                                  "");
+  detour_engine_on_connect_failed(eng, 1, T0, DETOUR_COND_CONNECT_REFUSED, "");
   drain(eng, &(action_lines){0});
   up_to_rcpt(2, T0, B);
   rcpt_to_body(2, T0);

@@ -420,9 +420,8 @@ static int copy_message(engine_message *m, const detour_message *in,
   m->index = index;
   m->override = in->override;
   m->from = strdup(in->from);
-  m->wire_body =
-      session_wire_body(in->body ? in->body : "", in->body_len, &m->wire_len,
-                        &m->eight_bit);
+  m->wire_body = session_wire_body(in->body ? in->body : "", in->body_len,
+                                   &m->wire_len, &m->eight_bit);
   int rc = (m->from && m->wire_body) ? copy_rcpts(m, in) : DETOUR_ENOMEM;
   if (rc < 0)
     free_message(m);
@@ -574,8 +573,8 @@ static void connect_failed(detour_engine *e, engine_conn *c, detour_ms now,
   size_t server = c->server;
   engine_close_conn(e, c);
   detour_failure f = {.stage = DETOUR_STAGE_CONNECT, .cond = cond};
-  const detour_classify *t = e->cfg.classify ? e->cfg.classify
-                                             : e->own_classify;
+  const detour_classify *t =
+      e->cfg.classify ? e->cfg.classify : e->own_classify;
   detour_class cls = detour_classify_failure(t, &f, NULL);
   if (cls == DETOUR_CLASS_NONE || cls == DETOUR_CLASS_ABORT)
     cls = DETOUR_CLASS_CONNECT; /* nothing a recipient did: never abort */
@@ -596,8 +595,8 @@ static void connect_failed(detour_engine *e, engine_conn *c, detour_ms now,
   after_failure(e, last, cls, now);
 }
 
-void detour_engine_on_connected(detour_engine *e, unsigned conn,
-                                detour_ms now, const char *address) {
+void detour_engine_on_connected(detour_engine *e, unsigned conn, detour_ms now,
+                                const char *address) {
   engine_queue_release_popped(&e->queue);
   engine_conn *c = find_conn(e, conn);
   if (!c || c->role != CONN_CONNECTING || !e->active)
@@ -685,8 +684,8 @@ static void start_race(detour_engine *e, detour_ms now) {
   char why[300];
   snprintf(why, sizeof why, "%.200s has not connected in %lld ms",
            e->labels[highest], (long long)e->cfg.race_delay);
-  log_pending(e, now, DETOUR_LOG_RACE, next, "race started",
-              DETOUR_CLASS_NONE, why);
+  log_pending(e, now, DETOUR_LOG_RACE, next, "race started", DETOUR_CLASS_NONE,
+              why);
   rd->current = next;
   start_connect(e, next, now);
   if (race_candidate(e, next) < e->cfg.nservers)

@@ -19,7 +19,7 @@ typedef enum {
   RCPT_DELIVERED,
   RCPT_ABORTED,
   RCPT_DEFERRED,
-  RCPT_DUPLICATE    /* same address earlier in the list: shares its fate */
+  RCPT_DUPLICATE /* same address earlier in the list: shares its fate */
 } rcpt_state;
 
 typedef struct {
@@ -97,16 +97,16 @@ typedef struct {
   bool exhausted[DETOUR_MAX_SERVERS];
   bool auth_warned[DETOUR_MAX_SERVERS];
   bool detour_allowed;
-  size_t current;      /* server of the attempt in progress / last one */
-  bool waiting;        /* waiting the retry interval */
+  size_t current; /* server of the attempt in progress / last one */
+  bool waiting;   /* waiting the retry interval */
   detour_ms wait_until;
-  size_t wait_server;  /* where to connect when the wait ends */
-  detour_ms race_at;   /* R12: start a racing connect then, or NO_DEADLINE */
+  size_t wait_server; /* where to connect when the wait ends */
+  detour_ms race_at;  /* R12: start a racing connect then, or NO_DEADLINE */
 } engine_round;
 
 struct detour_engine {
-  detour_config cfg; /* servers sorted by priority */
-  detour_classify *own_classify; /* built-in table when cfg had none */
+  detour_config cfg;                    /* servers sorted by priority */
+  detour_classify *own_classify;        /* built-in table when cfg had none */
   char labels[DETOUR_MAX_SERVERS][280]; /* "host:port" */
   detour_ms hold_until[DETOUR_MAX_SERVERS]; /* R12 breaker */
 
@@ -127,8 +127,7 @@ void engine_log(detour_engine *e, detour_ms now, detour_log_kind kind,
                 const engine_rcpt *r, size_t server, const char *address,
                 const char *result, detour_class cls, const char *detail);
 void engine_push(detour_engine *e, const detour_action *a);
-void engine_send(detour_engine *e, unsigned conn, const char *data,
-                 size_t len);
+void engine_send(detour_engine *e, unsigned conn, const char *data, size_t len);
 void engine_close_conn(detour_engine *e, engine_conn *c);
 void engine_rcpt_final(detour_engine *e, size_t index,
                        detour_rcpt_outcome outcome);

@@ -99,8 +99,7 @@ static void reply_result(const detour_reply *r, char *buf, size_t len) {
   if (tlen > 160)
     tlen = 160;
   if (r->enhanced[0])
-    snprintf(buf, len, "SMTP %d %s %.*s", r->code, r->enhanced, tlen,
-             r->text);
+    snprintf(buf, len, "SMTP %d %s %.*s", r->code, r->enhanced, tlen, r->text);
   else
     snprintf(buf, len, "SMTP %d %.*s", r->code, tlen, r->text);
   size_t n = strlen(buf);
@@ -181,8 +180,8 @@ static void rcpt_failed(detour_engine *e, detour_ms now, size_t i,
   r->row_this_session = true;
   r->last_class = cls;
   snprintf(r->detail, sizeof r->detail, "%s", n->detail);
-  engine_log(e, now, DETOUR_LOG_SMTP, r, s->server, s->address, n->result,
-             cls, n->detail);
+  engine_log(e, now, DETOUR_LOG_SMTP, r, s->server, s->address, n->result, cls,
+             n->detail);
   if (cls == DETOUR_CLASS_ABORT) {
     r->state = RCPT_ABORTED;
     engine_rcpt_final(e, i, DETOUR_RCPT_ABORTED);
@@ -210,8 +209,8 @@ static void session_end(detour_engine *e, detour_ms now, bool polite) {
 }
 
 /* A failure that concerns the whole session (not one RCPT). */
-static void session_fail(detour_engine *e, detour_ms now,
-                         const failure_note *n, bool polite) {
+static void session_fail(detour_engine *e, detour_ms now, const failure_note *n,
+                         bool polite) {
   detour_class cls = classify(e, n);
   engine_message *m = e->active;
   for (size_t i = 0; i < m->nrcpts; i++) {
@@ -296,8 +295,7 @@ static void start_transaction(detour_engine *e, detour_ms now) {
   send_command(e, now, DETOUR_STAGE_MAIL, 0, line);
   if (!s->pipelined)
     return;
-  for (size_t i = next_pending(m, 0); i < m->nrcpts;
-       i = next_pending(m, i + 1))
+  for (size_t i = next_pending(m, 0); i < m->nrcpts; i = next_pending(m, i + 1))
     send_rcpt(e, now, i);
   send_command(e, now, DETOUR_STAGE_DATA, 0, "DATA\r\n");
 }
@@ -546,8 +544,7 @@ void session_on_timeout(detour_engine *e, detour_ms now) {
              (long long)e->cfg.timeouts.data_block);
   else
     snprintf(why, sizeof why, "no reply in %lld ms",
-             (long long)stage_timeout(e, x ? x->stage
-                                           : DETOUR_STAGE_GREETING));
+             (long long)stage_timeout(e, x ? x->stage : DETOUR_STAGE_GREETING));
   fail_condition(e, now, DETOUR_COND_TIMEOUT, why);
 }
 

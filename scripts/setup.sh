@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# setup.sh - install what detour needs on a Debian 12 machine (as root, or
+# with sudo). Installs only what is missing, so a second run costs nothing.
+set -euo pipefail
+
+packages=(
+  gcc make cmake pkg-config git        # the build
+  libuv1-dev libyaml-dev libpcap-dev   # engine driver, scenario files, captures
+  libcriterion-dev                     # unit and integration tests
+  clang-format                         # the format check
+  python3 swaks                        # external SMTP clients in tests
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${missing[*]}"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
