@@ -24,8 +24,8 @@ TestSuite(classify, .init = setup, .fini = teardown);
 
 static detour_class reply_class(detour_stage st, int code, const char *enh,
                                 const char *text, bool *warn) {
-  detour_failure f = {.stage = st, .cond = DETOUR_COND_REPLY, .code = code,
-                      .text = text};
+  detour_failure f = {
+      .stage = st, .cond = DETOUR_COND_REPLY, .code = code, .text = text};
   strcpy(f.enhanced, enh);
   return detour_classify_failure(table, &f, warn);
 }
@@ -54,9 +54,9 @@ static void expect_reply(const detour_stage *stages, size_t n, int code,
   expect_reply(stages, sizeof(stages) / sizeof(stages[0]), code, enh, text,    \
                C(k), w)
 
-static const detour_stage all_stages[] = {
-    S(CONNECT), S(GREETING), S(EHLO), S(HELO),       S(MAIL),
-    S(RCPT),    S(DATA),     S(END_OF_DATA), S(QUIT)};
+static const detour_stage all_stages[] = {S(CONNECT), S(GREETING),    S(EHLO),
+                                          S(HELO),    S(MAIL),        S(RCPT),
+                                          S(DATA),    S(END_OF_DATA), S(QUIT)};
 static const detour_stage session_start[] = {S(GREETING), S(EHLO), S(HELO)};
 static const detour_stage transaction[] = {S(MAIL), S(RCPT), S(DATA),
                                            S(END_OF_DATA)};
@@ -64,14 +64,14 @@ static const detour_stage greeting[] = {S(GREETING)};
 static const detour_stage mail[] = {S(MAIL)};
 static const detour_stage rcpt[] = {S(RCPT)};
 static const detour_stage eod[] = {S(END_OF_DATA)};
-static const detour_stage not_greeting_rcpt_eod[] = {
-    S(EHLO), S(HELO), S(MAIL), S(DATA), S(QUIT)};
+static const detour_stage not_greeting_rcpt_eod[] = {S(EHLO), S(HELO), S(MAIL),
+                                                     S(DATA), S(QUIT)};
 static const detour_stage not_rcpt_eod[] = {S(GREETING), S(EHLO), S(HELO),
-                                            S(MAIL), S(DATA), S(QUIT)};
+                                            S(MAIL),     S(DATA), S(QUIT)};
 static const detour_stage not_rcpt_greeting[] = {
     S(EHLO), S(HELO), S(MAIL), S(DATA), S(END_OF_DATA), S(QUIT)};
-static const detour_stage not_mail_rcpt_eod_greeting[] = {
-    S(EHLO), S(HELO), S(DATA), S(QUIT)};
+static const detour_stage not_mail_rcpt_eod_greeting[] = {S(EHLO), S(HELO),
+                                                          S(DATA), S(QUIT)};
 static const detour_stage data_quit[] = {S(DATA), S(QUIT)};
 
 Test(classify, conditions_connect_class_no_wait) {
@@ -149,8 +149,7 @@ Test(classify, authentication_switches_and_warns) {
          true);
   EXPECT(not_rcpt_greeting, 530, "", NULL, SWITCH, true);
   EXPECT(not_rcpt_greeting, 535, "5.7.8", "bad credentials", SWITCH, true);
-  EXPECT(not_rcpt_greeting, 538, "5.7.11", "encryption required", SWITCH,
-         true);
+  EXPECT(not_rcpt_greeting, 538, "5.7.11", "encryption required", SWITCH, true);
   EXPECT(rcpt, 530, "5.7.0", NULL, SWITCH, true);
   EXPECT(rcpt, 535, "", NULL, SWITCH, true);
   EXPECT(rcpt, 538, "", NULL, SWITCH, true);
@@ -241,8 +240,7 @@ Test(classify, fallbacks) {
 }
 
 Test(classify, null_table_is_defaults_and_bad_input_transient) {
-  detour_failure f = {.stage = S(RCPT), .cond = DETOUR_COND_REPLY,
-                      .code = 550};
+  detour_failure f = {.stage = S(RCPT), .cond = DETOUR_COND_REPLY, .code = 550};
   cr_expect_eq(detour_classify_failure(NULL, &f, NULL), C(ABORT));
   bool warn = true;
   cr_expect_eq(detour_classify_failure(table, NULL, &warn), C(TRANSIENT));
@@ -255,8 +253,7 @@ Test(classify, null_table_is_defaults_and_bad_input_transient) {
 }
 
 Test(classify, unterminated_enhanced_is_safe) {
-  detour_failure f = {.stage = S(RCPT), .cond = DETOUR_COND_REPLY,
-                      .code = 550};
+  detour_failure f = {.stage = S(RCPT), .cond = DETOUR_COND_REPLY, .code = 550};
   memset(f.enhanced, '5', sizeof f.enhanced);
   cr_expect_eq(detour_classify_failure(table, &f, NULL), C(ABORT));
 }
@@ -412,9 +409,9 @@ Test(classify, bad_keys_name_the_bad_part) {
   memset(longkey, '5', sizeof longkey - 1);
   longkey[79] = '\0';
   char err[256];
-  cr_assert_eq(detour_classify_override(table, longkey, C(ABORT), err,
-                                        sizeof err),
-               DETOUR_EPARSE);
+  cr_assert_eq(
+      detour_classify_override(table, longkey, C(ABORT), err, sizeof err),
+      DETOUR_EPARSE);
   cr_assert(strstr(err, "too long (expected at most 64 characters)"));
   /* the table is unchanged by every failure above */
   EXPECT(rcpt, 550, "", NULL, ABORT, false);

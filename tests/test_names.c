@@ -72,9 +72,10 @@ Test(names, stages_round_trip) {
 }
 
 Test(names, conditions_round_trip) {
-  const char *want[] = {"reply",   "connect_refused", "unreachable",
-                        "connect_timeout", "dns", "timeout", "closed",
-                        "malformed", "tls"};
+  const char *want[] = {
+      "reply", "connect_refused", "unreachable", "connect_timeout",
+      "dns",   "timeout",         "closed",      "malformed",
+      "tls"};
   for (int i = 0; i < DETOUR_COND_COUNT; i++) {
     cr_expect_str_eq(detour_condition_name((detour_condition)i), want[i]);
     detour_condition c = (detour_condition)99;
@@ -111,16 +112,13 @@ Test(names, other_enums) {
   cr_expect_str_eq(detour_rcpt_outcome_name(DETOUR_RCPT_DELIVERED),
                    "delivered");
   cr_expect_str_eq(detour_rcpt_outcome_name(DETOUR_RCPT_ABORTED), "aborted");
-  cr_expect_str_eq(detour_rcpt_outcome_name(DETOUR_RCPT_DEFERRED),
-                   "deferred");
-  cr_expect_str_eq(detour_rcpt_outcome_name((detour_rcpt_outcome)3),
-                   "unknown");
-  cr_expect_str_eq(detour_done_status_name(DETOUR_DONE_DELIVERED),
-                   "delivered");
+  cr_expect_str_eq(detour_rcpt_outcome_name(DETOUR_RCPT_DEFERRED), "deferred");
+  cr_expect_str_eq(detour_rcpt_outcome_name((detour_rcpt_outcome)3), "unknown");
+  cr_expect_str_eq(detour_done_status_name(DETOUR_DONE_DELIVERED), "delivered");
   cr_expect_str_eq(detour_done_status_name(DETOUR_DONE_ABORTED), "aborted");
   cr_expect_str_eq(detour_done_status_name(DETOUR_DONE_DEFERRED), "deferred");
   cr_expect_str_eq(detour_done_status_name((detour_done_status)3), "unknown");
-  const char *acts[] = {"connect", "send", "close", "log",
+  const char *acts[] = {"connect", "send",        "close", "log",
                         "warn",    "rcpt_result", "done"};
   for (int i = 0; i <= DETOUR_ACT_DONE; i++)
     cr_expect_str_eq(detour_action_type_name((detour_action_type)i), acts[i]);
@@ -239,9 +237,9 @@ Test(duration, limits) {
 }
 
 Test(duration, garbage) {
-  const char *bad[] = {"",    "-3s", "+3s",  "3 s", " 3s", "3s ", "1.5s",
-                       "s",   "3x",  "3sec", "3mm", "3d",  "ms",  "0x10",
-                       "3s5", "h1",  "3ms ", "--1"};
+  const char *bad[] = {"",     "-3s",  "+3s", "3 s",  " 3s",  "3s ",
+                       "1.5s", "s",    "3x",  "3sec", "3mm",  "3d",
+                       "ms",   "0x10", "3s5", "h1",   "3ms ", "--1"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     detour_ms v = 42;
     cr_expect_eq(detour_parse_duration(bad[i], &v), DETOUR_EPARSE, "'%s'",

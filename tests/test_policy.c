@@ -95,8 +95,7 @@ Test(policy, exact_wins_over_pattern) {
 }
 
 Test(policy, longest_pattern_wins_regardless_of_order) {
-  cr_assert_eq(detour_policy_add_recipient(p, "*@sales.example.com", true),
-               0);
+  cr_assert_eq(detour_policy_add_recipient(p, "*@sales.example.com", true), 0);
   cr_assert_eq(detour_policy_add_recipient(p, "*@*example.com", false), 0);
   cr_assert_eq(detour_policy_add_recipient(p, "*", true), 0);
   cr_expect(detour_policy_recipient_allowed(p, "a@sales.example.com"));

@@ -162,8 +162,9 @@ Test(reply_reader, multi_line_joined_with_newline) {
                "250 ENHANCEDSTATUSCODES\r\n");
   cr_assert_eq(r.reply.code, 250);
   cr_assert_eq(r.reply.nlines, 4);
-  cr_assert_str_eq(r.reply.text,
-                   "mx.example.com\nPIPELINING\nSIZE 1000\nENHANCEDSTATUSCODES");
+  cr_assert_str_eq(
+      r.reply.text,
+      "mx.example.com\nPIPELINING\nSIZE 1000\nENHANCEDSTATUSCODES");
 }
 
 Test(reply_reader, enhanced_code_of_first_line) {
@@ -307,8 +308,7 @@ Test(reply_reader, bad_code_and_proto_and_nul) {
   cr_assert_eq(detour_reply_reader_feed(&r, "hello\r\n", 7, NULL),
                DETOUR_EBAD_CODE);
   detour_reply_reader_init(&r);
-  cr_assert_eq(detour_reply_reader_feed(&r, "\r\n", 2, NULL),
-               DETOUR_EBAD_CODE);
+  cr_assert_eq(detour_reply_reader_feed(&r, "\r\n", 2, NULL), DETOUR_EBAD_CODE);
   detour_reply_reader_init(&r);
   cr_assert_eq(detour_reply_reader_feed(&r, "250_x\r\n", 7, NULL),
                DETOUR_EPROTO);

@@ -97,8 +97,10 @@ Test(table, header_lines_up_with_rows) {
 
 Test(table, missing_fields_and_control_characters) {
   char buf[256];
-  detour_log_row r = {.time = T0, .kind = DETOUR_LOG_WARNING,
-                      .result = "SMTP 550\nsecond\tline", .attempt = 0};
+  detour_log_row r = {.time = T0,
+                      .kind = DETOUR_LOG_WARNING,
+                      .result = "SMTP 550\nsecond\tline",
+                      .attempt = 0};
   int n = detour_log_format_table(&r, buf, sizeof buf);
   cr_assert_gt(n, 0);
   cr_assert_str_eq(buf, "2002-07-01 10:15:30.000  -                         "
@@ -144,8 +146,12 @@ Test(json, full_record) {
 
 Test(json, null_strings_and_success) {
   char buf[1024];
-  detour_log_row r = {.time = 1500, .kind = DETOUR_LOG_SMTP, .message = 7,
-                      .priority = 3, .attempt = 12, .result = "SMTP OK",
+  detour_log_row r = {.time = 1500,
+                      .kind = DETOUR_LOG_SMTP,
+                      .message = 7,
+                      .priority = 3,
+                      .attempt = 12,
+                      .result = "SMTP OK",
                       .cls = DETOUR_CLASS_NONE};
   detour_log_format_json(&r, buf, sizeof buf);
   cr_assert_str_eq(
@@ -175,9 +181,9 @@ Test(json, escaping) {
   cr_assert_str_eq(escaped_detail("\x01\x1f\x7f/", buf, sizeof buf),
                    "\"\\u0001\\u001f\x7f/\"");
   /* valid UTF-8 passes through: e-acute, euro sign, U+1F600 */
-  cr_assert_str_eq(escaped_detail("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", buf,
-                                  sizeof buf),
-                   "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"");
+  cr_assert_str_eq(
+      escaped_detail("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", buf, sizeof buf),
+      "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"");
   /* invalid bytes become U+FFFD: lone continuation, overlong, surrogate,
    * truncated sequence, beyond U+10FFFF */
   cr_assert_str_eq(escaped_detail("\x80", buf, sizeof buf), "\"\\ufffd\"");

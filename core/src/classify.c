@@ -46,8 +46,8 @@ _Static_assert(DETOUR_STAGE_COUNT <= 16, "stage bits must fit rule.stages");
 
 #define COND(c, k, w)                                                          \
   {                                                                            \
-    .stages = ANY_STAGE, .cond = DETOUR_COND_##c, .code = "",                  \
-    .enhanced = "*", .text = NULL, .cls = DETOUR_CLASS_##k, .warn = (w)        \
+    .stages = ANY_STAGE, .cond = DETOUR_COND_##c, .code = "", .enhanced = "*", \
+    .text = NULL, .cls = DETOUR_CLASS_##k, .warn = (w)                         \
   }
 #define REPLY(st, c, e, txt, k, w)                                             \
   {                                                                            \
@@ -70,9 +70,10 @@ _Static_assert(DETOUR_STAGE_COUNT <= 16, "stage bits must fit rule.stages");
  * 3. Disk full: 452 or 552 with x.3.1, or with "insufficient ... storage"
  *    in the text, and a 452 with no enhanced code (RFC 5321 gives 452 that
  *    meaning) are SWITCH, before anything that looks at the stage.
- * 4. Authentication: 530, 535, 538 anywhere, and any x.7.x status while
- *    the session opens (greeting, EHLO, HELO), are SWITCH and warn: the
- *    server wants credentials we were not configured with.
+ * 4. Authentication: 530, 535, 538 at any stage, and any 4xx/5xx x.7.x
+ *    while the session opens (greeting, EHLO, HELO), are SWITCH and warn:
+ *    the server wants credentials we were not configured with. (A 5xx
+ *    greeting already matched 2, so it does not warn.)
  * 5. Addresses: at MAIL and RCPT an x.1.x 5xx means the address is wrong,
  *    ABORT ([0020]); an x.7.x 5xx there is a policy or relay refusal that
  *    another server may not share, SWITCH. Without an enhanced code 550,
@@ -206,8 +207,7 @@ static bool enhanced_matches(const char *pat, const char *enh) {
 }
 
 /* Where needle (n bytes) first occurs in hay, ignoring case, or NULL. */
-static const char *find_nocase(const char *hay, const char *needle,
-                               size_t n) {
+static const char *find_nocase(const char *hay, const char *needle, size_t n) {
   for (; *hay; hay++)
     if (strncasecmp(hay, needle, n) == 0)
       return hay;
@@ -234,9 +234,8 @@ static bool text_matches(const char *pat, const char *text) {
 }
 
 static bool rule_matches(const rule *r, const detour_failure *f) {
-  if (r->stages != ANY_STAGE &&
-      ((unsigned)f->stage >= DETOUR_STAGE_COUNT ||
-       !(r->stages & (1u << f->stage))))
+  if (r->stages != ANY_STAGE && ((unsigned)f->stage >= DETOUR_STAGE_COUNT ||
+                                 !(r->stages & (1u << f->stage))))
     return false;
   if (r->cond != f->cond)
     return false;
@@ -246,8 +245,8 @@ static bool rule_matches(const rule *r, const detour_failure *f) {
   char enh[sizeof f->enhanced + 1];
   memcpy(enh, f->enhanced, sizeof f->enhanced);
   enh[sizeof f->enhanced] = '\0';
-  return code_matches(r->code, f->code) &&
-         enhanced_matches(r->enhanced, enh) && text_matches(r->text, f->text);
+  return code_matches(r->code, f->code) && enhanced_matches(r->enhanced, enh) &&
+         text_matches(r->text, f->text);
 }
 
 static const rule *find_rule(const detour_classify *t,
@@ -359,8 +358,8 @@ static int parse_reply_key(char *s, rule *r, const char *key, char *err,
   if (*enh == '\0')
     return 0;
   if (!parse_enhanced(enh, r->enhanced))
-    return key_error(err, errlen, key, "bad enhanced status code pattern",
-                     enh, "class.subject.detail like 5.1.1, x.3.1, 5.x.x");
+    return key_error(err, errlen, key, "bad enhanced status code pattern", enh,
+                     "class.subject.detail like 5.1.1, x.3.1, 5.x.x");
   return 0;
 }
 
@@ -385,8 +384,8 @@ static int parse_key(const char *key, rule *r, char *err, size_t errlen) {
     s = trim(colon + 1);
   }
   if (*s == '\0')
-    return key_error(err, errlen, key, "missing reply code or condition",
-                     NULL, "a reply code like 452 or a condition like timeout");
+    return key_error(err, errlen, key, "missing reply code or condition", NULL,
+                     "a reply code like 452 or a condition like timeout");
   if (isdigit((unsigned char)*s) || *s == 'x' || *s == 'X')
     return parse_reply_key(s, r, key, err, errlen);
   detour_condition cond;

@@ -48,8 +48,9 @@ _Static_assert(COUNT_OF(stage_names) == DETOUR_STAGE_COUNT,
                "one name per detour_stage");
 
 static const char *const condition_names[] = {
-    "reply",   "connect_refused", "unreachable", "connect_timeout", "dns",
-    "timeout", "closed",          "malformed",   "tls"};
+    "reply", "connect_refused", "unreachable", "connect_timeout",
+    "dns",   "timeout",         "closed",      "malformed",
+    "tls"};
 _Static_assert(COUNT_OF(condition_names) == DETOUR_COND_COUNT,
                "one name per detour_condition");
 
@@ -147,7 +148,7 @@ const char *detour_action_type_name(detour_action_type t) {
 /* ------------------------------------------------------------------------ */
 /* Configuration defaults (R6, R11).                                         */
 
-#define SECONDS(n) ((detour_ms)(n) * 1000)
+#define SECONDS(n) ((detour_ms)(n)*1000)
 #define MINUTES(n) (SECONDS(n) * 60)
 
 void detour_config_init(detour_config *c) {
@@ -177,8 +178,8 @@ static int last_priority(const detour_config *c) {
   return last;
 }
 
-int detour_config_add_server(detour_config *c, const char *host,
-                             uint16_t port, int priority) {
+int detour_config_add_server(detour_config *c, const char *host, uint16_t port,
+                             int priority) {
   if (!c || !host || host[0] == '\0' || port == 0)
     return DETOUR_EINVAL;
   size_t hlen = strlen(host);

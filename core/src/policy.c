@@ -116,8 +116,8 @@ static bool glob_match(const char *pat, const char *s) {
     if (*pat == '*') {
       star = pat++;
       resume = s;
-    } else if (*pat && tolower((unsigned char)*pat) ==
-                           tolower((unsigned char)*s)) {
+    } else if (*pat &&
+               tolower((unsigned char)*pat) == tolower((unsigned char)*s)) {
       pat++;
       s++;
     } else if (star) {
@@ -168,8 +168,7 @@ bool detour_policy_sender_allowed(const detour_policy *p, const char *addr) {
   return p ? lookup(&p->senders, addr, p->default_allow) : true;
 }
 
-bool detour_policy_recipient_allowed(const detour_policy *p,
-                                     const char *addr) {
+bool detour_policy_recipient_allowed(const detour_policy *p, const char *addr) {
   return p ? lookup(&p->recipients, addr, p->default_allow) : true;
 }
 

@@ -114,8 +114,7 @@ static const char table_header[] =
     "server                            " GAP
     "result                            " GAP "class    " GAP "attempt";
 _Static_assert(sizeof table_header - 1 ==
-                   W_TIME + W_RCPT + W_SERVER + W_RESULT + W_CLASS + 5 * 2 +
-                       7,
+                   W_TIME + W_RCPT + W_SERVER + W_RESULT + W_CLASS + 5 * 2 + 7,
                "header widths must match the row widths");
 
 const char *detour_log_table_header(void) { return table_header; }
@@ -149,8 +148,7 @@ static void put_server(out *o, const detour_log_row *row) {
   }
 }
 
-int detour_log_format_table(const detour_log_row *row, char *buf,
-                            size_t len) {
+int detour_log_format_table(const detour_log_row *row, char *buf, size_t len) {
   if (!buf || len == 0)
     return DETOUR_ERANGE;
   buf[0] = '\0';
@@ -173,7 +171,8 @@ int detour_log_format_table(const detour_log_row *row, char *buf,
   put_clean(&o, or_dash(row->result));
   pad(&o, start, W_RESULT);
   start = o.pos;
-  put_str(&o, row->cls == DETOUR_CLASS_NONE ? "-" : detour_class_name(row->cls));
+  put_str(&o,
+          row->cls == DETOUR_CLASS_NONE ? "-" : detour_class_name(row->cls));
   pad(&o, start, W_CLASS);
   if (row->attempt > 0)
     putf(&o, "%u", row->attempt);
