@@ -1,1 +1,790 @@
-/* placeholder */
+/*
+ * config.c - the YAML configuration loader (detour_config.h,
+ * docs/config.md).
+ *
+ * The file is composed into a libyaml document first, then walked: every
+ * mapping level is a table of accepted keys and a handler per key, so the
+ * accepted keys are data and an unknown key is an error that lists what was
+ * expected. Each error names file:line:col (libyaml marks are 0-based, we
+ * print 1-based) and the full dotted key, because a configuration error
+ * reported without a place is an afternoon lost.
+ */
+#include "detour/detour_config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include <yaml.h>
+
+/* Long enough for "detour.recipients.<an address>" with a prefix. */
+#define KEY_PATH_MAX 384
+
+struct server_entry {
+  char host[sizeof(((detour_server *)0)->host)];
+  long port;
+  long priority;
+  bool has_host;
+};
+
+/* The state of one load. `server` is the entry of servers[] being read. */
+typedef struct {
+  yaml_document_t *doc;
+  const char *file;
+  detour_settings *s;
+  char *err;
+  size_t errlen;
+  struct server_entry *server;
+} loader;
+
+/* A key of a mapping: its name, its handler, and one word for the handler
+ * (a field offset for the timeouts). */
+typedef int (*key_fn)(loader *l, yaml_node_t *value, const char *path,
+                      size_t arg);
+typedef struct {
+  const char *name;
+  key_fn fn;
+  size_t arg;
+} key_entry;
+
+/* ------------------------------------------------------------------------ */
+/* Messages                                                                  */
+
+/* Write "FILE:LINE:COL: key 'PATH': MESSAGE" (no key part when path is
+ * empty) and return DETOUR_EPARSE, so handlers can `return fail(...)`. */
+static int fail(loader *l, const yaml_node_t *at, const char *path,
+                const char *fmt, ...) {
+  if (l->errlen == 0)
+    return DETOUR_EPARSE;
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  unsigned long line = at ? (unsigned long)at->start_mark.line + 1 : 1;
+  unsigned long col = at ? (unsigned long)at->start_mark.column + 1 : 1;
+  if (path && *path)
+    snprintf(l->err, l->errlen, "%s:%lu:%lu: key '%s': %s", l->file, line, col,
+             path, msg);
+  else
+    snprintf(l->err, l->errlen, "%s:%lu:%lu: %s", l->file, line, col, msg);
+  return DETOUR_EPARSE;
+}
+
+static int fail_nomem(loader *l) {
+  if (l->errlen > 0)
+    snprintf(l->err, l->errlen, "%s: out of memory", l->file);
+  return DETOUR_ENOMEM;
+}
+
+/* A plain empty scalar, "~" or "null": YAML's way of saying nothing. */
+static bool is_null(const yaml_node_t *n) {
+  if (n->type != YAML_SCALAR_NODE ||
+      n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+    return false;
+  const char *v = (const char *)n->data.scalar.value;
+  return *v == '\0' || strcmp(v, "~") == 0 || strcasecmp(v, "null") == 0;
+}
+
+/* What a node is, for "got ..." in messages: the scalar quoted, else its
+ * kind. Points into the document or at a literal. */
+static const char *describe(const yaml_node_t *n, char *buf, size_t len) {
+  if (is_null(n))
+    return "nothing";
+  if (n->type == YAML_MAPPING_NODE)
+    return "a mapping";
+  if (n->type == YAML_SEQUENCE_NODE)
+    return "a list";
+  snprintf(buf, len, "'%.60s%s'", (const char *)n->data.scalar.value,
+           n->data.scalar.length > 60 ? "..." : "");
+  return buf;
+}
+
+static int fail_expected(loader *l, const yaml_node_t *n, const char *path,
+                         const char *what) {
+  char buf[80];
+  return fail(l, n, path, "expected %s, got %s", what,
+              describe(n, buf, sizeof buf));
+}
+
+static void key_path(char *buf, size_t len, const char *parent,
+                     const char *key) {
+  if (parent && *parent)
+    snprintf(buf, len, "%s.%s", parent, key);
+  else
+    snprintf(buf, len, "%s", key);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scalars                                                                   */
+
+/* The text of a non-null scalar, or NULL after writing the error. */
+static const char *want_scalar(loader *l, yaml_node_t *n, const char *path,
+                               const char *what) {
+  if (n->type != YAML_SCALAR_NODE || is_null(n)) {
+    fail_expected(l, n, path, what);
+    return NULL;
+  }
+  return (const char *)n->data.scalar.value;
+}
+
+/* A decimal integer in [min, max]. */
+static int want_int(loader *l, yaml_node_t *n, const char *path, long min,
+                    long max, const char *what, long *out) {
+  const char *v = want_scalar(l, n, path, what);
+  if (!v)
+    return DETOUR_EPARSE;
+  char *end;
+  errno = 0;
+  long x = strtol(v, &end, 10);
+  if (errno || end == v || *end != '\0' || x < min || x > max)
+    return fail_expected(l, n, path, what);
+  *out = x;
+  return 0;
+}
+
+static int want_duration(loader *l, yaml_node_t *n, const char *path,
+                         bool zero_ok, detour_ms *out) {
+  const char *what =
+      zero_ok ? "a duration like 3m" : "a duration like 3m, more than zero";
+  const char *v = want_scalar(l, n, path, "a duration like 3m");
+  if (!v)
+    return DETOUR_EPARSE;
+  detour_ms ms;
+  if (detour_parse_duration(v, &ms) != 0 || ms < 0 || (!zero_ok && ms == 0))
+    return fail_expected(l, n, path, what);
+  *out = ms;
+  return 0;
+}
+
+static int want_bool(loader *l, yaml_node_t *n, const char *path, bool *out) {
+  static const char *const yes[] = {"true", "yes", "on"};
+  static const char *const no[] = {"false", "no", "off"};
+  const char *v = want_scalar(l, n, path, "true or false");
+  if (!v)
+    return DETOUR_EPARSE;
+  for (size_t i = 0; i < 3; i++) {
+    if (strcasecmp(v, yes[i]) == 0)
+      return *out = true, 0;
+    if (strcasecmp(v, no[i]) == 0)
+      return *out = false, 0;
+  }
+  return fail_expected(l, n, path, "true or false");
+}
+
+/* "allow" / "deny": the words of the detour table. */
+static int want_allow(loader *l, yaml_node_t *n, const char *path, bool *out) {
+  const char *v = want_scalar(l, n, path, "allow or deny");
+  if (!v)
+    return DETOUR_EPARSE;
+  if (strcasecmp(v, "allow") == 0)
+    return *out = true, 0;
+  if (strcasecmp(v, "deny") == 0)
+    return *out = false, 0;
+  return fail_expected(l, n, path, "allow or deny");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Mappings                                                                  */
+
+static int unknown_key(loader *l, yaml_node_t *key, const char *path,
+                       const key_entry *keys, size_t nkeys) {
+  char list[256] = "";
+  size_t used = 0;
+  for (size_t i = 0; i < nkeys && used < sizeof list; i++)
+    used += (size_t)snprintf(list + used, sizeof list - used, "%s%s",
+                             i ? ", " : "", keys[i].name);
+  return fail(l, key, path, "unknown key (expected one of: %s)", list);
+}
+
+/* Walk a mapping whose keys come from a fixed table: unknown and repeated
+ * keys are errors, each known key goes to its handler. */
+static int walk_map(loader *l, yaml_node_t *map, const char *path,
+                    const key_entry *keys, size_t nkeys) {
+  if (map->type != YAML_MAPPING_NODE)
+    return fail_expected(l, map, path, "a mapping");
+  unsigned long seen = 0; /* nkeys <= 32, checked by the callers' tables */
+  for (yaml_node_pair_t *p = map->data.mapping.pairs.start;
+       p < map->data.mapping.pairs.top; p++) {
+    yaml_node_t *k = yaml_document_get_node(l->doc, p->key);
+    yaml_node_t *v = yaml_document_get_node(l->doc, p->value);
+    const char *name = want_scalar(l, k, path, "a key name");
+    if (!name)
+      return DETOUR_EPARSE;
+    char child[KEY_PATH_MAX];
+    key_path(child, sizeof child, path, name);
+    size_t i = 0;
+    while (i < nkeys && strcmp(keys[i].name, name) != 0)
+      i++;
+    if (i == nkeys)
+      return unknown_key(l, k, child, keys, nkeys);
+    if (seen & (1UL << i))
+      return fail(l, k, child, "given twice");
+    seen |= 1UL << i;
+    int rc = keys[i].fn(l, v, child, keys[i].arg);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+/* Free-form mappings (address -> allow|deny, code -> class): call fn on
+ * each key text, with repeated keys refused. */
+typedef int (*pair_fn)(loader *l, yaml_node_t *k, yaml_node_t *v,
+                       const char *key, const char *path);
+
+static int walk_pairs(loader *l, yaml_node_t *map, const char *path,
+                      pair_fn fn) {
+  if (is_null(map))
+    return 0; /* "senders:" with nothing under it: no entries */
+  if (map->type != YAML_MAPPING_NODE)
+    return fail_expected(l, map, path, "a mapping");
+  for (yaml_node_pair_t *p = map->data.mapping.pairs.start;
+       p < map->data.mapping.pairs.top; p++) {
+    yaml_node_t *k = yaml_document_get_node(l->doc, p->key);
+    yaml_node_t *v = yaml_document_get_node(l->doc, p->value);
+    const char *key = want_scalar(l, k, path, "a key");
+    if (!key)
+      return DETOUR_EPARSE;
+    char child[KEY_PATH_MAX];
+    key_path(child, sizeof child, path, key);
+    for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
+      yaml_node_t *prev = yaml_document_get_node(l->doc, q->key);
+      if (prev->type == YAML_SCALAR_NODE &&
+          strcmp((const char *)prev->data.scalar.value, key) == 0)
+        return fail(l, k, child, "given twice");
+    }
+    int rc = fn(l, k, v, key, child);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* servers                                                                   */
+
+int detour_parse_server_address(const char *text, char *host, size_t hostlen,
+                                uint16_t *port) {
+  if (!text || !host || !port || hostlen == 0)
+    return DETOUR_EINVAL;
+  const char *h = text, *rest;
+  size_t hlen;
+  if (*text == '[') { /* "[v6]" or "[v6]:port" */
+    const char *close = strchr(text, ']');
+    if (!close || close == text + 1)
+      return DETOUR_EPARSE;
+    h = text + 1;
+    hlen = (size_t)(close - h);
+    rest = close + 1;
+    if (*rest != '\0' && *rest != ':')
+      return DETOUR_EPARSE;
+  } else {
+    const char *colon = strchr(text, ':');
+    if (colon && strchr(colon + 1, ':'))
+      return DETOUR_EPARSE; /* bare IPv6: "[::1]:25" is required */
+    hlen = colon ? (size_t)(colon - text) : strlen(text);
+    rest = text + hlen;
+  }
+  if (hlen == 0)
+    return DETOUR_EPARSE;
+  for (size_t i = 0; i < hlen; i++)
+    if (h[i] <= ' ' || h[i] == 0x7f || h[i] == '[' || h[i] == ']')
+      return DETOUR_EPARSE;
+  long p = 25;
+  if (*rest == ':') {
+    char *end;
+    errno = 0;
+    p = strtol(rest + 1, &end, 10);
+    if (errno || end == rest + 1 || *end != '\0' || rest[1] == '-' ||
+        rest[1] == '+')
+      return DETOUR_EPARSE;
+  }
+  if (p < 1 || p > 65535)
+    return DETOUR_EPARSE;
+  if (hlen >= hostlen)
+    return DETOUR_ERANGE;
+  memcpy(host, h, hlen);
+  host[hlen] = '\0';
+  *port = (uint16_t)p;
+  return 0;
+}
+
+static int on_server_host(loader *l, yaml_node_t *v, const char *path,
+                          size_t arg) {
+  const char *h = want_scalar(l, v, path, "a host name or IP address");
+  if (!h)
+    return DETOUR_EPARSE;
+  /* "[::1]" is accepted too: the brackets are how addresses are written
+   * everywhere else. */
+  size_t len = strlen(h);
+  if (h[0] == '[' && len > 2 && h[len - 1] == ']')
+    h++, len -= 2;
+  if (len >= sizeof l->server->host)
+    return fail(l, v, path, "host name longer than %zu characters",
+                sizeof l->server->host - 1);
+  for (size_t i = 0; i < len; i++)
+    if (h[i] <= ' ' || h[i] == 0x7f)
+      return fail_expected(l, v, path, "a host name or IP address");
+  memcpy(l->server->host, h, len);
+  l->server->host[len] = '\0';
+  l->server->has_host = true;
+  return 0;
+}
+
+static int on_server_port(loader *l, yaml_node_t *v, const char *path,
+                          size_t arg) {
+  return want_int(l, v, path, 1, 65535, "a port number 1..65535",
+                  &l->server->port);
+}
+
+static int on_server_priority(loader *l, yaml_node_t *v, const char *path,
+                              size_t arg) {
+  return want_int(l, v, path, 1, 1000000, "a priority 1, 2, ...",
+                  &l->server->priority);
+}
+
+static const key_entry server_keys[] = {
+    {"host", on_server_host, 0},
+    {"port", on_server_port, 0},
+    {"priority", on_server_priority, 0},
+};
+
+/* One item of servers: "host:port" or {host, port, priority}. Without a
+ * priority a server goes after the ones before it. */
+static int read_server(loader *l, yaml_node_t *item, const char *path,
+                       struct server_entry *e) {
+  memset(e, 0, sizeof *e);
+  e->port = 25;
+  if (item->type == YAML_SCALAR_NODE && !is_null(item)) {
+    uint16_t port;
+    const char *t = (const char *)item->data.scalar.value;
+    int rc = detour_parse_server_address(t, e->host, sizeof e->host, &port);
+    if (rc)
+      return fail_expected(l, item, path,
+                           "\"host:port\" (IPv6 as \"[::1]:25\")");
+    e->port = port;
+    return 0;
+  }
+  if (item->type != YAML_MAPPING_NODE)
+    return fail_expected(l, item, path,
+                         "\"host:port\" or a mapping {host, port, priority}");
+  l->server = e;
+  int rc = walk_map(l, item, path, server_keys,
+                    sizeof server_keys / sizeof *server_keys);
+  l->server = NULL;
+  if (rc)
+    return rc;
+  if (!e->has_host) {
+    char child[KEY_PATH_MAX];
+    key_path(child, sizeof child, path, "host");
+    return fail(l, item, child, "missing (every server needs a host)");
+  }
+  return 0;
+}
+
+static int on_servers(loader *l, yaml_node_t *v, const char *path, size_t arg) {
+  if (v->type != YAML_SEQUENCE_NODE)
+    return fail_expected(l, v, path, "a list of servers");
+  if (v->data.sequence.items.top == v->data.sequence.items.start)
+    return fail(l, v, path, "the list is empty (at least one server)");
+  size_t i = 0;
+  for (yaml_node_item_t *it = v->data.sequence.items.start;
+       it < v->data.sequence.items.top; it++, i++) {
+    yaml_node_t *item = yaml_document_get_node(l->doc, *it);
+    char child[KEY_PATH_MAX];
+    snprintf(child, sizeof child, "%s[%zu]", path, i);
+    struct server_entry e;
+    int rc = read_server(l, item, child, &e);
+    if (rc)
+      return rc;
+    rc = detour_config_add_server(&l->s->cfg, e.host, (uint16_t)e.port,
+                                  (int)e.priority);
+    if (rc == DETOUR_ERANGE)
+      return fail(l, item, child, "too many servers (at most %d)",
+                  DETOUR_MAX_SERVERS);
+    if (rc)
+      return fail(l, item, child, "cannot add this server: %s",
+                  detour_strerror(rc));
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* retry, timeouts, breaker, race                                            */
+
+static int on_retry_interval(loader *l, yaml_node_t *v, const char *path,
+                             size_t arg) {
+  return want_duration(l, v, path, true, &l->s->cfg.retry_interval);
+}
+
+static int on_retry_max(loader *l, yaml_node_t *v, const char *path,
+                        size_t arg) {
+  long n;
+  int rc = want_int(l, v, path, 1, 1000000, "a number of attempts >= 1", &n);
+  if (rc == 0)
+    l->s->cfg.max_attempts = (unsigned)n;
+  return rc;
+}
+
+static const key_entry retry_keys[] = {
+    {"interval", on_retry_interval, 0},
+    {"max_attempts", on_retry_max, 0},
+};
+
+static int on_retry(loader *l, yaml_node_t *v, const char *path, size_t arg) {
+  return walk_map(l, v, path, retry_keys,
+                  sizeof retry_keys / sizeof *retry_keys);
+}
+
+/* arg is the offset of the field in detour_timeouts. A zero timeout would
+ * fire before any server could answer, so it is refused. */
+static int on_timeout(loader *l, yaml_node_t *v, const char *path, size_t arg) {
+  detour_ms *field = (detour_ms *)((char *)&l->s->cfg.timeouts + arg);
+  return want_duration(l, v, path, false, field);
+}
+
+#define TIMEOUT_KEY(name)                                                      \
+  { #name, on_timeout, offsetof(detour_timeouts, name) }
+static const key_entry timeout_keys[] = {
+    TIMEOUT_KEY(connect),    TIMEOUT_KEY(greeting),  TIMEOUT_KEY(ehlo),
+    TIMEOUT_KEY(mail),       TIMEOUT_KEY(rcpt),      TIMEOUT_KEY(data_start),
+    TIMEOUT_KEY(data_block), TIMEOUT_KEY(final_dot), TIMEOUT_KEY(quit),
+};
+#undef TIMEOUT_KEY
+_Static_assert(sizeof timeout_keys / sizeof *timeout_keys ==
+                   sizeof(detour_timeouts) / sizeof(detour_ms),
+               "every field of detour_timeouts has a key");
+
+static int on_timeouts(loader *l, yaml_node_t *v, const char *path,
+                       size_t arg) {
+  return walk_map(l, v, path, timeout_keys,
+                  sizeof timeout_keys / sizeof *timeout_keys);
+}
+
+static int on_breaker_hold(loader *l, yaml_node_t *v, const char *path,
+                           size_t arg) {
+  return want_duration(l, v, path, true, &l->s->cfg.breaker_hold);
+}
+
+static int on_race_delay(loader *l, yaml_node_t *v, const char *path,
+                         size_t arg) {
+  return want_duration(l, v, path, true, &l->s->cfg.race_delay);
+}
+
+static const key_entry breaker_keys[] = {{"hold", on_breaker_hold, 0}};
+static const key_entry race_keys[] = {{"delay", on_race_delay, 0}};
+
+static int on_breaker(loader *l, yaml_node_t *v, const char *path, size_t arg) {
+  return walk_map(l, v, path, breaker_keys, 1);
+}
+
+static int on_race(loader *l, yaml_node_t *v, const char *path, size_t arg) {
+  return walk_map(l, v, path, race_keys, 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* detour (the R4 permission table)                                          */
+
+static int on_detour_rule(loader *l, yaml_node_t *v, const char *path,
+                          size_t arg) {
+  const char *what = "a rule: any, sender, recipient or all";
+  const char *t = want_scalar(l, v, path, what);
+  detour_rule rule;
+  if (!t)
+    return DETOUR_EPARSE;
+  if (detour_rule_from_name(t, &rule) != 0)
+    return fail_expected(l, v, path, what);
+  detour_policy_set_rule(l->s->policy, rule);
+  return 0;
+}
+
+static int on_detour_default(loader *l, yaml_node_t *v, const char *path,
+                             size_t arg) {
+  bool allow;
+  int rc = want_allow(l, v, path, &allow);
+  if (rc == 0)
+    detour_policy_set_default(l->s->policy, allow);
+  return rc;
+}
+
+/* One entry of detour.senders (sender) or detour.recipients. */
+static int add_entry(loader *l, yaml_node_t *k, yaml_node_t *v, const char *key,
+                     const char *path, bool sender) {
+  bool allow;
+  int rc = want_allow(l, v, path, &allow);
+  if (rc)
+    return rc;
+  rc = sender ? detour_policy_add_sender(l->s->policy, key, allow)
+              : detour_policy_add_recipient(l->s->policy, key, allow);
+  if (rc == DETOUR_ENOMEM)
+    return fail_nomem(l);
+  if (rc)
+    return fail(l, k, path, "not an address or pattern like *@example.com");
+  return 0;
+}
+
+static int sender_entry(loader *l, yaml_node_t *k, yaml_node_t *v,
+                        const char *key, const char *path) {
+  return add_entry(l, k, v, key, path, true);
+}
+
+static int recipient_entry(loader *l, yaml_node_t *k, yaml_node_t *v,
+                           const char *key, const char *path) {
+  return add_entry(l, k, v, key, path, false);
+}
+
+static int on_detour_senders(loader *l, yaml_node_t *v, const char *path,
+                             size_t arg) {
+  return walk_pairs(l, v, path, sender_entry);
+}
+
+static int on_detour_recipients(loader *l, yaml_node_t *v, const char *path,
+                                size_t arg) {
+  return walk_pairs(l, v, path, recipient_entry);
+}
+
+static const key_entry detour_keys[] = {
+    {"rule", on_detour_rule, 0},
+    {"default", on_detour_default, 0},
+    {"senders", on_detour_senders, 0},
+    {"recipients", on_detour_recipients, 0},
+};
+
+static int on_detour(loader *l, yaml_node_t *v, const char *path, size_t arg) {
+  return walk_map(l, v, path, detour_keys,
+                  sizeof detour_keys / sizeof *detour_keys);
+}
+
+/* ------------------------------------------------------------------------ */
+/* classify (SPEC R3 overrides), in file order: a later key wins.            */
+
+static int classify_entry(loader *l, yaml_node_t *k, yaml_node_t *v,
+                          const char *key, const char *path) {
+  const char *what = "a class: CONNECT, TRANSIENT, SWITCH or ABORT";
+  const char *name = want_scalar(l, v, path, what);
+  detour_class cls;
+  if (!name)
+    return DETOUR_EPARSE;
+  if (detour_class_from_name(name, &cls) != 0)
+    return fail_expected(l, v, path, what);
+  char msg[256] = "";
+  int rc = detour_classify_override(l->s->classify, key, cls, msg, sizeof msg);
+  if (rc == DETOUR_ENOMEM)
+    return fail_nomem(l);
+  if (rc)
+    return fail(l, k, path, "%s", *msg ? msg : detour_strerror(rc));
+  return 0;
+}
+
+static int on_classify(loader *l, yaml_node_t *v, const char *path,
+                       size_t arg) {
+  return walk_pairs(l, v, path, classify_entry);
+}
+
+/* ------------------------------------------------------------------------ */
+/* helo_name, pipelining, log                                                */
+
+/* The name goes into "EHLO <name>\r\n": no space or control character may
+ * reach the wire. */
+static int on_helo_name(loader *l, yaml_node_t *v, const char *path,
+                        size_t arg) {
+  const char *what = "a host name without spaces";
+  const char *t = want_scalar(l, v, path, what);
+  if (!t)
+    return DETOUR_EPARSE;
+  size_t len = strlen(t);
+  if (len >= sizeof l->s->cfg.helo_name)
+    return fail(l, v, path, "longer than %zu characters",
+                sizeof l->s->cfg.helo_name - 1);
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)t[i] <= ' ' || (unsigned char)t[i] >= 0x7f)
+      return fail_expected(l, v, path, what);
+  memcpy(l->s->cfg.helo_name, t, len + 1);
+  return 0;
+}
+
+static int on_pipelining(loader *l, yaml_node_t *v, const char *path,
+                         size_t arg) {
+  return want_bool(l, v, path, &l->s->cfg.pipelining);
+}
+
+static int on_log(loader *l, yaml_node_t *v, const char *path, size_t arg) {
+  const char *t = want_scalar(l, v, path, "a file path");
+  if (!t)
+    return DETOUR_EPARSE;
+  char *copy = strdup(t);
+  if (!copy)
+    return fail_nomem(l);
+  free(l->s->log_path);
+  l->s->log_path = copy;
+  return 0;
+}
+
+static const key_entry top_keys[] = {
+    {"servers", on_servers, 0},
+    {"retry", on_retry, 0},
+    {"timeouts", on_timeouts, 0},
+    {"detour", on_detour, 0},
+    {"classify", on_classify, 0},
+    {"helo_name", on_helo_name, 0},
+    {"pipelining", on_pipelining, 0},
+    {"breaker", on_breaker, 0},
+    {"race", on_race, 0},
+    {"log", on_log, 0},
+};
+_Static_assert(sizeof top_keys / sizeof *top_keys <= 32,
+               "walk_map tracks repeated keys in one unsigned long");
+
+/* ------------------------------------------------------------------------ */
+/* Entry points                                                              */
+
+int detour_settings_init(detour_settings *s) {
+  if (!s)
+    return DETOUR_EINVAL;
+  memset(s, 0, sizeof *s);
+  detour_config_init(&s->cfg);
+  s->classify = detour_classify_new_default();
+  s->policy = detour_policy_new();
+  if (!s->classify || !s->policy) {
+    detour_settings_free(s);
+    return DETOUR_ENOMEM;
+  }
+  s->cfg.classify = s->classify;
+  s->cfg.policy = s->policy;
+  return 0;
+}
+
+void detour_settings_free(detour_settings *s) {
+  if (!s)
+    return;
+  detour_classify_free(s->classify);
+  detour_policy_free(s->policy);
+  free(s->log_path);
+  memset(s, 0, sizeof *s);
+}
+
+int detour_settings_load_node(detour_settings *s, yaml_document_t *doc,
+                              yaml_node_t *node, const char *file,
+                              const char *key_prefix, char *err,
+                              size_t errlen) {
+  if (errlen > 0)
+    err[0] = '\0';
+  if (!s || !doc || !file)
+    return DETOUR_EINVAL;
+  loader l = {doc, file, s, err, errlen, NULL};
+  int rc = detour_settings_init(s);
+  if (rc)
+    return fail_nomem(&l);
+  if (!node || is_null(node))
+    return 0;
+  const char *prefix = key_prefix ? key_prefix : "";
+  if (node->type != YAML_MAPPING_NODE)
+    rc = fail_expected(&l, node, prefix,
+                       "a mapping of configuration keys (servers, retry, "
+                       "...)");
+  else
+    rc = walk_map(&l, node, prefix, top_keys,
+                  sizeof top_keys / sizeof *top_keys);
+  if (rc)
+    detour_settings_free(s);
+  return rc;
+}
+
+/* A YAML syntax error at the parser's problem mark. A reader error
+ * (bad UTF-8, a read failure) has an offset instead of a mark. */
+static int yaml_error(const yaml_parser_t *p, const char *path, char *err,
+                      size_t errlen) {
+  if (p->error == YAML_MEMORY_ERROR) {
+    if (errlen > 0)
+      snprintf(err, errlen, "%s: out of memory", path);
+    return DETOUR_ENOMEM;
+  }
+  const char *problem = p->problem ? p->problem : "unknown problem";
+  if (errlen == 0)
+    return DETOUR_EPARSE;
+  if (p->error == YAML_READER_ERROR)
+    snprintf(err, errlen, "%s: byte %zu: YAML syntax error: %s", path,
+             p->problem_offset, problem);
+  else
+    snprintf(err, errlen, "%s:%lu:%lu: YAML syntax error: %s%s%s", path,
+             (unsigned long)p->problem_mark.line + 1,
+             (unsigned long)p->problem_mark.column + 1, problem,
+             p->context ? " " : "", p->context ? p->context : "");
+  return DETOUR_EPARSE;
+}
+
+/* A configuration is one document: a second one ("---" then keys) would
+ * otherwise be ignored without a word. */
+static int no_second_document(yaml_parser_t *p, const char *path, char *err,
+                              size_t errlen) {
+  yaml_document_t next;
+  if (!yaml_parser_load(p, &next))
+    return yaml_error(p, path, err, errlen);
+  int rc = 0;
+  if (yaml_document_get_root_node(&next)) {
+    if (errlen > 0)
+      snprintf(err, errlen,
+               "%s:%lu:%lu: a second YAML document: the configuration is "
+               "one document",
+               path, (unsigned long)next.start_mark.line + 1,
+               (unsigned long)next.start_mark.column + 1);
+    rc = DETOUR_EPARSE;
+  }
+  yaml_document_delete(&next);
+  return rc;
+}
+
+static int load_parser(detour_settings *s, yaml_parser_t *p, const char *path,
+                       char *err, size_t errlen) {
+  yaml_document_t doc;
+  if (!yaml_parser_load(p, &doc))
+    return yaml_error(p, path, err, errlen);
+  int rc = detour_settings_load_node(s, &doc, yaml_document_get_root_node(&doc),
+                                     path, NULL, err, errlen);
+  yaml_document_delete(&doc);
+  if (rc == 0 && (rc = no_second_document(p, path, err, errlen)) != 0)
+    detour_settings_free(s);
+  return rc;
+}
+
+/* fopen succeeds on a directory; say so instead of a YAML "input error". */
+static FILE *open_file(const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  struct stat st;
+  if (f && fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+    fclose(f);
+    f = NULL;
+    errno = EISDIR;
+  }
+  if (!f && errlen > 0)
+    snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+  return f;
+}
+
+int detour_settings_load_file(detour_settings *s, const char *path, char *err,
+                              size_t errlen) {
+  if (errlen > 0)
+    err[0] = '\0';
+  if (!s || !path)
+    return DETOUR_EINVAL;
+  memset(s, 0, sizeof *s);
+  FILE *f = open_file(path, err, errlen);
+  if (!f)
+    return DETOUR_EIO;
+  yaml_parser_t parser;
+  int rc = DETOUR_ENOMEM;
+  if (yaml_parser_initialize(&parser)) {
+    yaml_parser_set_input_file(&parser, f);
+    rc = load_parser(s, &parser, path, err, errlen);
+    yaml_parser_delete(&parser);
+  } else if (errlen > 0) {
+    snprintf(err, errlen, "%s: out of memory", path);
+  }
+  fclose(f);
+  return rc;
+}

@@ -42,8 +42,7 @@ detour_ms detour_clock_now(const detour_clock *c);
 uv_loop_t *detour_clock_loop(const detour_clock *c);
 
 /* Timers: one-shot, re-armable. */
-detour_timer *detour_timer_new(detour_clock *c, detour_timer_cb cb,
-                               void *arg);
+detour_timer *detour_timer_new(detour_clock *c, detour_timer_cb cb, void *arg);
 /* Arm (or re-arm) to fire at absolute time `deadline` (now if past). */
 void detour_timer_start(detour_timer *t, detour_ms deadline);
 void detour_timer_stop(detour_timer *t);
@@ -65,6 +64,13 @@ int detour_clock_advance(detour_clock *c);
  * when nothing was left to do but done() stayed false. */
 int detour_clock_run_virtual(detour_clock *c, bool (*done)(void *arg),
                              void *arg, detour_ms max_real_ms);
+/* (done may be NULL: run until nothing is left to do, then return 0.) */
+
+/* Virtual clock: keep time from advancing while work that the loop cannot
+ * see is in flight (a name look-up on the thread pool). Every hold must be
+ * released. Harmless on a real clock. */
+void detour_clock_hold(detour_clock *c);
+void detour_clock_release(detour_clock *c);
 
 /* ------------------------------------------------------------------------ */
 /* Driver                                                                    */
