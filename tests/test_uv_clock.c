@@ -315,7 +315,10 @@ Test(uv_clock, run_virtual_runs_a_long_schedule_fast) {
   detour_clock_free(c);
 }
 
-static bool never_done(void *arg) { return false; }
+static bool never_done(void *arg) {
+  (void)arg;
+  return false;
+}
 
 Test(uv_clock, run_virtual_nothing_left) {
   detour_clock *c = virtual_clock();
@@ -375,12 +378,17 @@ typedef struct {
 static echo_test et;
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  (void)h, (void)hint;
   *buf = uv_buf_init(et.buf, sizeof et.buf);
 }
 
-static void on_closed(uv_handle_t *h) { et.closed++; }
+static void on_closed(uv_handle_t *h) {
+  (void)h;
+  et.closed++;
+}
 
 static void on_written(uv_write_t *req, int status) {
+  (void)req;
   cr_assert_eq(status, 0);
 }
 
@@ -390,12 +398,14 @@ static void send_ping(uv_write_t *req, uv_tcp_t *tcp) {
 }
 
 static void echo_now(detour_timer *t, void *arg) {
+  (void)arg;
   send_ping(&et.server_write, &et.server_conn);
   detour_timer_free(t);
   et.echo_timer = NULL;
 }
 
 static void decoy_fired(detour_timer *t, void *arg) {
+  (void)t, (void)arg;
   et.decoy_at = detour_clock_now(et.clock);
   et.rounds_at_decoy = et.server_rounds;
 }
@@ -403,6 +413,7 @@ static void decoy_fired(detour_timer *t, void *arg) {
 /* Each read is one whole "ping": the peer never sends the next one before
  * the answer to the last. */
 static void on_server_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  (void)s, (void)buf;
   if (n <= 0)
     return;
   cr_assert_eq(n, 4);
@@ -422,6 +433,7 @@ static void on_connection(uv_stream_t *l, int status) {
 }
 
 static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  (void)s;
   if (n <= 0)
     return;
   cr_assert_eq(n, 4);
@@ -443,7 +455,10 @@ static void on_connect(uv_connect_t *req, int status) {
   uv_read_start(req->handle, on_alloc, on_client_read);
 }
 
-static bool echo_done(void *arg) { return et.closed == 3; }
+static bool echo_done(void *arg) {
+  (void)arg;
+  return et.closed == 3;
+}
 
 static void start_echo(detour_clock *c) {
   memset(&et, 0, sizeof et);

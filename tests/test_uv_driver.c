@@ -8,17 +8,17 @@
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "detour/detour_uv.h"
 
 #define T0 ((detour_ms)1000000000000)
-#define MINUTES(m) ((detour_ms)(m) * 60 * 1000)
+#define MINUTES(m) ((detour_ms)(m)*60 * 1000)
 
 static uv_loop_t loop;
 
@@ -62,6 +62,7 @@ struct server {
 static char rbuf[65536];
 
 static void srv_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  (void)h, (void)hint;
   *buf = uv_buf_init(rbuf, sizeof rbuf);
 }
 
@@ -103,8 +104,7 @@ static void sreply(sconn *sc, const char *text, bool close_after) {
   w->close_after = close_after;
   w->req.data = w;
   uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
-  cr_assert_eq(uv_write(&w->req, (uv_stream_t *)&sc->tcp, &b, 1, swritten),
-               0);
+  cr_assert_eq(uv_write(&w->req, (uv_stream_t *)&sc->tcp, &b, 1, swritten), 0);
 }
 
 static void record_line(server *s, const char *line) {
@@ -131,8 +131,7 @@ static void smtp_line(sconn *sc, const char *line) {
   }
   if (is_cmd(line, "EHLO"))
     sreply(sc, "250-test.local\r\n250 8BITMIME\r\n", false);
-  else if (is_cmd(line, "HELO") || is_cmd(line, "RSET") ||
-           is_cmd(line, "NOOP"))
+  else if (is_cmd(line, "HELO") || is_cmd(line, "RSET") || is_cmd(line, "NOOP"))
     sreply(sc, "250 OK\r\n", false);
   else if (is_cmd(line, "MAIL FROM:"))
     sreply(sc, "250 2.1.0 OK\r\n", false);
@@ -295,8 +294,9 @@ static void on_warn(void *arg, const char *text) {
 }
 
 static void on_rcpt(void *arg, size_t message, size_t index,
-                    const char *recipient, detour_rcpt_outcome outcome,
-                    int srv, const char *detail) {
+                    const char *recipient, detour_rcpt_outcome outcome, int srv,
+                    const char *detail) {
+  (void)recipient, (void)detail;
   recorder *r = &((rig *)arg)->rec;
   cr_assert_lt(r->nrcpts, 16);
   r->rcpts[r->nrcpts].message = message;
@@ -307,6 +307,7 @@ static void on_rcpt(void *arg, size_t message, size_t index,
 }
 
 static void on_done(void *arg, size_t message, detour_done_status status) {
+  (void)message;
   rig *g = arg;
   cr_assert_lt(g->rec.ndone, 4);
   g->rec.status[g->rec.ndone++] = status;
@@ -338,8 +339,7 @@ static void rig_start(rig *g, const detour_config *cfg, bool is_virtual) {
   g->want_done = 1;
 }
 
-static const char *const two_rcpts[] = {"alice@example.org",
-                                        "bob@example.org"};
+static const char *const two_rcpts[] = {"alice@example.org", "bob@example.org"};
 
 static void rig_submit(rig *g) {
   detour_message m = {.from = "sender@example.com",
@@ -374,13 +374,12 @@ static void rig_finish(rig *g, server *servers, int nservers) {
 }
 
 static void label(char *buf, size_t len, const char *ip, uint16_t port) {
-  snprintf(buf, len, strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip,
-           (unsigned)port);
+  snprintf(buf, len, strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, (unsigned)port);
 }
 
-static void assert_row(const row_copy *r, detour_ms time,
-                       detour_log_kind kind, const char *rcpt,
-                       const char *label_, const char *result) {
+static void assert_row(const row_copy *r, detour_ms time, detour_log_kind kind,
+                       const char *rcpt, const char *label_,
+                       const char *result) {
   cr_assert_eq(r->time, time, "row time %lld, want %lld", (long long)r->time,
                (long long)time);
   cr_assert_eq(r->kind, kind);
@@ -405,10 +404,8 @@ Test(uv_driver, delivers_in_virtual_time) {
   char lab[64];
   label(lab, sizeof lab, "127.0.0.1", s.port);
   cr_assert_eq(g.rec.nrows, 2);
-  assert_row(&g.rec.rows[0], T0, DETOUR_LOG_SMTP, two_rcpts[0], lab,
-             "SMTP OK");
-  assert_row(&g.rec.rows[1], T0, DETOUR_LOG_SMTP, two_rcpts[1], lab,
-             "SMTP OK");
+  assert_row(&g.rec.rows[0], T0, DETOUR_LOG_SMTP, two_rcpts[0], lab, "SMTP OK");
+  assert_row(&g.rec.rows[1], T0, DETOUR_LOG_SMTP, two_rcpts[1], lab, "SMTP OK");
   cr_assert_str_eq(g.rec.rows[0].address, lab);
   cr_assert_eq(g.rec.rows[0].cls, DETOUR_CLASS_NONE);
   cr_assert_eq(g.rec.rows[0].attempt, 1);
@@ -451,8 +448,7 @@ Test(uv_driver, refused_then_backup) {
     const row_copy *r = &g.rec.rows[i];
     assert_row(r, T0, DETOUR_LOG_CONNECT, two_rcpts[i], bad, "TCP error");
     cr_assert_eq(r->cls, DETOUR_CLASS_CONNECT);
-    cr_assert(strncmp(r->detail, "connect_refused", 15) == 0, "%s",
-              r->detail);
+    cr_assert(strncmp(r->detail, "connect_refused", 15) == 0, "%s", r->detail);
   }
   for (int i = 0; i < 2; i++)
     assert_row(&g.rec.rows[2 + i], T0, DETOUR_LOG_SMTP, two_rcpts[i], good,
@@ -559,8 +555,8 @@ Test(uv_driver, silent_server_times_out_in_virtual_time) {
   label(silent, sizeof silent, "127.0.0.1", s[0].port);
   label(good, sizeof good, "127.0.0.1", s[1].port);
   const row_copy *first = &g.rec.rows[0];
-  assert_row(first, T0 + cfg.timeouts.greeting, DETOUR_LOG_SMTP,
-             two_rcpts[0], silent, "SMTP timeout");
+  assert_row(first, T0 + cfg.timeouts.greeting, DETOUR_LOG_SMTP, two_rcpts[0],
+             silent, "SMTP timeout");
   cr_assert_eq(first->cls, DETOUR_CLASS_TRANSIENT);
   const row_copy *last = &g.rec.rows[g.rec.nrows - 1];
   assert_row(last, T0 + cfg.timeouts.greeting, DETOUR_LOG_SMTP, two_rcpts[1],
@@ -606,8 +602,7 @@ Test(uv_driver, ipv6_loopback) {
   char lab[64];
   label(lab, sizeof lab, "::1", s.port);
   cr_assert_eq(g.rec.nrows, 2);
-  assert_row(&g.rec.rows[0], T0, DETOUR_LOG_SMTP, two_rcpts[0], lab,
-             "SMTP OK");
+  assert_row(&g.rec.rows[0], T0, DETOUR_LOG_SMTP, two_rcpts[0], lab, "SMTP OK");
   cr_assert_str_eq(g.rec.rows[0].address, lab);
   rig_finish(&g, &s, 1);
 }
@@ -630,8 +625,7 @@ Test(uv_driver, host_name_is_resolved) {
   label(lab, sizeof lab, "localhost", s[0].port);
   label(a4, sizeof a4, "127.0.0.1", s[0].port);
   label(a6, sizeof a6, "::1", s[0].port);
-  assert_row(&g.rec.rows[0], T0, DETOUR_LOG_SMTP, two_rcpts[0], lab,
-             "SMTP OK");
+  assert_row(&g.rec.rows[0], T0, DETOUR_LOG_SMTP, two_rcpts[0], lab, "SMTP OK");
   cr_assert(strcmp(g.rec.rows[0].address, a4) == 0 ||
                 (v6 && strcmp(g.rec.rows[0].address, a6) == 0),
             "%s", g.rec.rows[0].address);
@@ -686,8 +680,8 @@ Test(uv_driver, blackhole_connect_times_out_in_virtual_time) {
   label(bad, sizeof bad, "127.0.0.1", hole);
   label(good, sizeof good, "127.0.0.1", s.port);
   const row_copy *first = &g.rec.rows[0];
-  assert_row(first, T0 + cfg.timeouts.connect, DETOUR_LOG_CONNECT,
-             two_rcpts[0], bad, "TCP error");
+  assert_row(first, T0 + cfg.timeouts.connect, DETOUR_LOG_CONNECT, two_rcpts[0],
+             bad, "TCP error");
   cr_assert(strncmp(first->detail, "connect_timeout", 15) == 0, "%s",
             first->detail);
   const row_copy *last = &g.rec.rows[g.rec.nrows - 1];
@@ -710,9 +704,8 @@ Test(uv_driver, free_mid_session) {
   rig g;
   rig_start(&g, &cfg, true);
   rig_submit(&g);
-  cr_assert_eq(detour_clock_run_virtual(g.clock, server_saw_connection, &s,
-                                        10000),
-               0);
+  cr_assert_eq(
+      detour_clock_run_virtual(g.clock, server_saw_connection, &s, 10000), 0);
   cr_assert_eq(g.rec.ndone, 0);
   cr_assert_not(detour_uv_idle(g.uv));
   rig_finish(&g, &s, 1); /* frees with the session open */
@@ -776,8 +769,8 @@ Test(uv_driver, delivers_in_real_time) {
   for (int i = 0; i < 4; i++)
     cr_assert(g.rec.rows[i].time > wall - 2000 &&
                   g.rec.rows[i].time < wall + 12000,
-              "row %d time %lld vs wall %lld", i,
-              (long long)g.rec.rows[i].time, (long long)wall);
+              "row %d time %lld vs wall %lld", i, (long long)g.rec.rows[i].time,
+              (long long)wall);
   cr_assert_eq(g.rec.status[0], DETOUR_DONE_DELIVERED);
   rig_finish(&g, &s[1], 1);
 }

@@ -177,8 +177,8 @@ static void heap_sift_down(detour_clock *c, size_t i) {
     size_t child = 2 * i + 1;
     if (child >= c->heap_len)
       break;
-    if (child + 1 < c->heap_len && fires_before(c->heap[child + 1],
-                                                c->heap[child]))
+    if (child + 1 < c->heap_len &&
+        fires_before(c->heap[child + 1], c->heap[child]))
       child++;
     if (!fires_before(c->heap[child], t))
       break;
@@ -234,8 +234,7 @@ static void on_uv_timer(uv_timer_t *h) {
 
 static void on_uv_timer_closed(uv_handle_t *h) { free(h->data); }
 
-detour_timer *detour_timer_new(detour_clock *c, detour_timer_cb cb,
-                               void *arg) {
+detour_timer *detour_timer_new(detour_clock *c, detour_timer_cb cb, void *arg) {
   if (c == NULL || cb == NULL)
     return NULL;
   detour_timer *t = calloc(1, sizeof *t);
@@ -389,6 +388,8 @@ int detour_clock_run_virtual(detour_clock *c, bool (*done)(void *arg),
                              void *arg, detour_ms max_real_ms) {
   if (c == NULL || !c->is_virtual)
     return DETOUR_EINVAL;
+  if (max_real_ms < 0)
+    max_real_ms = 0;
   uint64_t limit_ns = uv_hrtime() + (uint64_t)max_real_ms * 1000000u;
   int quiet = 0;
   for (;;) {

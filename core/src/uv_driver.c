@@ -176,8 +176,7 @@ static detour_condition connect_condition(int status) {
 }
 
 /* "1.2.3.4:25" or "[::1]:25". */
-static void format_address(const struct sockaddr *sa, char *buf,
-                           size_t len) {
+static void format_address(const struct sockaddr *sa, char *buf, size_t len) {
   char ip[64] = "?";
   unsigned port = 0;
   if (sa->sa_family == AF_INET6) {
@@ -195,6 +194,7 @@ static void format_address(const struct sockaddr *sa, char *buf,
 
 static void on_read_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   /* One buffer per driver: libuv hands out reads one at a time. */
+  (void)hint;
   conn *c = h->data;
   *buf = uv_buf_init(c->d->rbuf, sizeof c->d->rbuf);
 }
@@ -298,8 +298,7 @@ static void resolve(conn *c, const char *host) {
                           host, service, &hints);
   if (rc < 0) {
     char detail[128];
-    snprintf(detail, sizeof detail, "name look-up failed: %s",
-             uv_strerror(rc));
+    snprintf(detail, sizeof detail, "name look-up failed: %s", uv_strerror(rc));
     conn_fail(c, EV_CONNECT_FAILED, DETOUR_COND_DNS, detail);
     return;
   }
@@ -416,8 +415,8 @@ static void deliver_parked(detour_uv *d, conn *c) {
   parked_event ev = c->parked;
   c->parked = EV_NONE;
   if (ev == EV_CONNECT_FAILED)
-    detour_engine_on_connect_failed(d->engine, c->id, now_of(d),
-                                    c->parked_cond, c->parked_detail);
+    detour_engine_on_connect_failed(d->engine, c->id, now_of(d), c->parked_cond,
+                                    c->parked_detail);
   else
     detour_engine_on_closed(d->engine, c->id, now_of(d), c->parked_detail);
 }
@@ -457,6 +456,7 @@ static void pump(detour_uv *d) {
 }
 
 static void on_timer(detour_timer *t, void *arg) {
+  (void)t;
   detour_uv *d = arg;
   detour_engine_on_timer(d->engine, now_of(d));
   pump(d);
