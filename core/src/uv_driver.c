@@ -31,6 +31,8 @@
 
 typedef enum { EV_NONE = 0, EV_CONNECT_FAILED, EV_CLOSED } parked_event;
 
+#define DRIVER_MAX_ADDRS 8
+
 typedef struct conn conn;
 struct conn {
   detour_uv *d;
@@ -45,6 +47,10 @@ struct conn {
   uv_connect_t connect_req;
   uv_getaddrinfo_t gai;
   char address[64]; /* "ip:port" connected to */
+  /* Every address the name resolved to, tried in order (RFC 5321 5.1):
+   * a refused or unreachable one passes the turn to the next. */
+  struct sockaddr_storage addrs[DRIVER_MAX_ADDRS];
+  size_t naddrs, next_addr;
   /* A failure waiting to be told to the engine (see "The pump"). */
   parked_event parked;
   detour_condition parked_cond;
@@ -223,9 +229,36 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   pump(c->d);
 }
 
+static void connect_to(conn *c, const struct sockaddr *sa);
+
+/* The old handle is closed: a fresh one for the next address. */
+static void on_closed_for_next(uv_handle_t *h) {
+  conn *c = h->data;
+  c->tcp_open = false;
+  if (c->dead || c->d->freeing ||
+      uv_tcp_init(detour_clock_loop(c->d->clock), &c->tcp) != 0) {
+    conn_maybe_free(c);
+    return;
+  }
+  c->tcp_open = true;
+  c->tcp.data = c;
+  connect_to(c, (const struct sockaddr *)&c->addrs[c->next_addr++]);
+}
+
+/* A refused or unreachable address: try the next one, if any. The engine's
+ * connect deadline covers them all. */
+static bool try_next_address(conn *c, int status) {
+  if (c->next_addr >= c->naddrs || status == UV_ETIMEDOUT)
+    return false;
+  uv_close((uv_handle_t *)&c->tcp, on_closed_for_next);
+  return true;
+}
+
 static void on_connect(uv_connect_t *req, int status) {
   conn *c = req->data;
   if (status == UV_ECANCELED || c->dead)
+    return;
+  if (status < 0 && try_next_address(c, status))
     return;
   if (status < 0) {
     conn_fail(c, EV_CONNECT_FAILED, connect_condition(status),
@@ -260,9 +293,13 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
              uv_strerror(status));
     conn_fail(c, EV_CONNECT_FAILED, DETOUR_COND_DNS, detail);
   } else if (!c->dead) {
-    /* The resolver's first answer: address order is the system's
-     * (RFC 6724, gai.conf), not a policy of ours. */
-    connect_to(c, res->ai_addr);
+    /* Address order is the system's (RFC 6724, gai.conf), not ours. */
+    for (struct addrinfo *ai = res; ai && c->naddrs < DRIVER_MAX_ADDRS;
+         ai = ai->ai_next)
+      if (ai->ai_addrlen <= sizeof c->addrs[0])
+        memcpy(&c->addrs[c->naddrs++], ai->ai_addr, ai->ai_addrlen);
+    c->next_addr = 1;
+    connect_to(c, (const struct sockaddr *)&c->addrs[0]);
   }
   uv_freeaddrinfo(res);
   conn_maybe_free(c);
