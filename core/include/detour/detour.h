@@ -27,18 +27,18 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 /* Errors: one X-macro gives the values, the names and the messages.        */
 
-#define DETOUR_ERRNO_MAP(XX)                                                  \
-  XX(NOMEM, -1, "out of memory")                                              \
-  XX(INVAL, -2, "invalid argument")                                           \
-  XX(PROTO, -3, "SMTP protocol error")                                        \
-  XX(LINE_TOO_LONG, -4, "reply line longer than 512 octets")                  \
-  XX(CODE_MISMATCH, -5, "multi-line reply with mismatched codes")             \
-  XX(BAD_CODE, -6, "reply code is not three digits")                          \
-  XX(NUL_BYTE, -7, "NUL byte in reply")                                       \
-  XX(TOO_MANY_LINES, -8, "multi-line reply with too many lines")              \
-  XX(PARSE, -9, "syntax error")                                               \
-  XX(RANGE, -10, "value out of range")                                        \
-  XX(NOT_FOUND, -11, "not found")                                             \
+#define DETOUR_ERRNO_MAP(XX)                                                   \
+  XX(NOMEM, -1, "out of memory")                                               \
+  XX(INVAL, -2, "invalid argument")                                            \
+  XX(PROTO, -3, "SMTP protocol error")                                         \
+  XX(LINE_TOO_LONG, -4, "reply line longer than 512 octets")                   \
+  XX(CODE_MISMATCH, -5, "multi-line reply with mismatched codes")              \
+  XX(BAD_CODE, -6, "reply code is not three digits")                           \
+  XX(NUL_BYTE, -7, "NUL byte in reply")                                        \
+  XX(TOO_MANY_LINES, -8, "multi-line reply with too many lines")               \
+  XX(PARSE, -9, "syntax error")                                                \
+  XX(RANGE, -10, "value out of range")                                         \
+  XX(NOT_FOUND, -11, "not found")                                              \
   XX(IO, -12, "input/output error")
 
 typedef enum {
@@ -65,11 +65,11 @@ int detour_parse_duration(const char *text, detour_ms *out);
 /* Failure classes (SPEC R3), SMTP stages and non-reply conditions.          */
 
 typedef enum {
-  DETOUR_CLASS_NONE = 0, /* not a failure */
-  DETOUR_CLASS_CONNECT,  /* switch to the next server at once */
+  DETOUR_CLASS_NONE = 0,  /* not a failure */
+  DETOUR_CLASS_CONNECT,   /* switch to the next server at once */
   DETOUR_CLASS_TRANSIENT, /* wait the retry interval, same server */
-  DETOUR_CLASS_SWITCH,   /* the server cannot serve now: next server */
-  DETOUR_CLASS_ABORT     /* retrying cannot help: stop */
+  DETOUR_CLASS_SWITCH,    /* the server cannot serve now: next server */
+  DETOUR_CLASS_ABORT      /* retrying cannot help: stop */
 } detour_class;
 #define DETOUR_CLASS_COUNT 5
 
@@ -99,15 +99,15 @@ int detour_stage_from_name(const char *name, detour_stage *out);
 
 /* What happened when it was not a reply from the server. */
 typedef enum {
-  DETOUR_COND_REPLY = 0,        /* a reply: see code / enhanced / text */
-  DETOUR_COND_CONNECT_REFUSED,  /* ECONNREFUSED */
-  DETOUR_COND_UNREACHABLE,      /* EHOSTUNREACH, ENETUNREACH, ... */
-  DETOUR_COND_CONNECT_TIMEOUT,  /* the TCP handshake did not complete */
-  DETOUR_COND_DNS,              /* the name did not resolve */
-  DETOUR_COND_TIMEOUT,          /* no (complete) reply within the timeout */
-  DETOUR_COND_CLOSED,           /* connection closed or reset mid-session */
-  DETOUR_COND_MALFORMED,        /* the reply broke the protocol */
-  DETOUR_COND_TLS               /* TLS failure (reserved) */
+  DETOUR_COND_REPLY = 0,       /* a reply: see code / enhanced / text */
+  DETOUR_COND_CONNECT_REFUSED, /* ECONNREFUSED */
+  DETOUR_COND_UNREACHABLE,     /* EHOSTUNREACH, ENETUNREACH, ... */
+  DETOUR_COND_CONNECT_TIMEOUT, /* the TCP handshake did not complete */
+  DETOUR_COND_DNS,             /* the name did not resolve */
+  DETOUR_COND_TIMEOUT,         /* no (complete) reply within the timeout */
+  DETOUR_COND_CLOSED,          /* connection closed or reset mid-session */
+  DETOUR_COND_MALFORMED,       /* the reply broke the protocol */
+  DETOUR_COND_TLS              /* TLS failure (reserved) */
 } detour_condition;
 #define DETOUR_COND_COUNT 9
 
@@ -151,8 +151,8 @@ int detour_parse_reply_line(const char *line, size_t len,
 /* A complete (possibly multi-line) reply. */
 typedef struct {
   int code;
-  char enhanced[16];                 /* of the first line */
-  char text[DETOUR_REPLY_TEXT_MAX];  /* lines' text joined with '\n' */
+  char enhanced[16];                /* of the first line */
+  char text[DETOUR_REPLY_TEXT_MAX]; /* lines' text joined with '\n' */
   size_t nlines;
 } detour_reply;
 
@@ -226,14 +226,12 @@ void detour_policy_set_default(detour_policy *p, bool allow);
 /* Entries: a whole address (case-insensitive) or a pattern with '*'
  * ("*@example.com"). An exact entry wins over patterns; among patterns the
  * longest match wins. Returns 0, DETOUR_EINVAL or DETOUR_ENOMEM. */
-int detour_policy_add_sender(detour_policy *p, const char *pattern,
-                             bool allow);
+int detour_policy_add_sender(detour_policy *p, const char *pattern, bool allow);
 int detour_policy_add_recipient(detour_policy *p, const char *pattern,
                                 bool allow);
 /* The verdict for one address (table entry, else the default). */
 bool detour_policy_sender_allowed(const detour_policy *p, const char *addr);
-bool detour_policy_recipient_allowed(const detour_policy *p,
-                                     const char *addr);
+bool detour_policy_recipient_allowed(const detour_policy *p, const char *addr);
 /* The per-message decision. p == NULL means "always allowed". */
 bool detour_policy_allows(const detour_policy *p, const char *sender,
                           const char *const *rcpts, size_t nrcpts,
@@ -255,15 +253,15 @@ typedef enum {
 typedef struct {
   detour_ms time;
   detour_log_kind kind;
-  size_t message;         /* index of the message in submission order */
-  const char *recipient;  /* one recipient per row */
-  const char *server;     /* "host:port" as configured */
-  const char *address;    /* "ip:port" actually used, "" when none */
-  int priority;           /* of the server */
-  unsigned attempt;       /* attempt number at this server, 1-based */
-  const char *result;     /* "TCP error", "SMTP OK", "SMTP 421 4.3.2 ..." */
-  detour_class cls;       /* DETOUR_CLASS_NONE for success */
-  const char *detail;     /* why: "connect_refused", "rcpt: 550 5.1.1 ..." */
+  size_t message;        /* index of the message in submission order */
+  const char *recipient; /* one recipient per row */
+  const char *server;    /* "host:port" as configured */
+  const char *address;   /* "ip:port" actually used, "" when none */
+  int priority;          /* of the server */
+  unsigned attempt;      /* attempt number at this server, 1-based */
+  const char *result;    /* "TCP error", "SMTP OK", "SMTP 421 4.3.2 ..." */
+  detour_class cls;      /* DETOUR_CLASS_NONE for success */
+  const char *detail;    /* why: "connect_refused", "rcpt: 550 5.1.1 ..." */
 } detour_log_row;
 
 const char *detour_log_kind_name(detour_log_kind kind);
@@ -275,8 +273,7 @@ int detour_format_time(detour_ms t, char *buf, size_t len);
 /* One row as a line of the Fig. 6 table (date-time, recipient, server,
  * result, then class and attempt), no newline. Returns length written or
  * DETOUR_ERANGE when it did not fit (the output is then truncated). */
-int detour_log_format_table(const detour_log_row *row, char *buf,
-                            size_t len);
+int detour_log_format_table(const detour_log_row *row, char *buf, size_t len);
 /* The header line matching detour_log_format_table. Static. */
 const char *detour_log_table_header(void);
 /* One row as one JSON object (a JSON Lines record), no newline. Strings
@@ -289,7 +286,7 @@ int detour_log_format_json(const detour_log_row *row, char *buf, size_t len);
 typedef struct {
   char host[256]; /* IP address or host name, as configured */
   uint16_t port;
-  int priority;   /* 1 = normal server, 2 = first backup, ... */
+  int priority; /* 1 = normal server, 2 = first backup, ... */
 } detour_server;
 
 /* Per-state timeouts (R11; RFC 5321 4.5.3.2 defaults). */
@@ -327,8 +324,8 @@ typedef struct {
 void detour_config_init(detour_config *c);
 /* Add a server; priority <= 0 means "after the last one". Returns 0,
  * DETOUR_ERANGE (list full) or DETOUR_EINVAL. */
-int detour_config_add_server(detour_config *c, const char *host,
-                             uint16_t port, int priority);
+int detour_config_add_server(detour_config *c, const char *host, uint16_t port,
+                             int priority);
 
 typedef struct {
   const char *from;
@@ -425,8 +422,8 @@ bool detour_engine_idle(const detour_engine *e);
 /* Events. conn is the id from the CONNECT action; events for a connection
  * the engine closed are ignored. */
 void detour_engine_on_timer(detour_engine *e, detour_ms now);
-void detour_engine_on_connected(detour_engine *e, unsigned conn,
-                                detour_ms now, const char *address);
+void detour_engine_on_connected(detour_engine *e, unsigned conn, detour_ms now,
+                                const char *address);
 void detour_engine_on_connect_failed(detour_engine *e, unsigned conn,
                                      detour_ms now, detour_condition cond,
                                      const char *detail);
