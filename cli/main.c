@@ -27,6 +27,14 @@ static int serve(int argc, char **argv) { return detour_cli_serve(argc, argv); }
 #define serve not_built
 #endif
 
+/* `run` needs the scenario runner (scenarios/, cli/run.c). */
+#ifdef DETOUR_HAVE_SCENARIO
+#include "run.h"
+#define run_scenarios detour_cli_run
+#else
+#define run_scenarios not_built
+#endif
+
 typedef struct {
   const char *name;
   int (*run)(int argc, char **argv);
@@ -38,7 +46,7 @@ typedef struct {
 static const command commands[] = {
     {"send", detour_cli_send, "send one message from stdin, with failover"},
     {"serve", serve, "run scripted fake SMTP servers"},
-    {"run", not_built, "run scenario files"},
+    {"run", run_scenarios, "run scenario files"},
     {"bench", not_built, "measure failover latency"},
     {"report", not_built, "write reports of a run"},
 };

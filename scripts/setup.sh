@@ -9,6 +9,7 @@ packages=(
   libcriterion-dev                     # unit and integration tests
   clang-format                         # the format check
   python3 swaks                        # external SMTP clients in tests
+  iproute2 libns3-dev ns3 libgsl-dev   # netsim: namespaces, taps, ns-3
 )
 
 missing=()

@@ -1,0 +1,135 @@
+/*
+ * fake_internal.h - what the sources of libdetour-fake share and nobody
+ * else sees: the script's inside, rule matching, the record's storage and
+ * small helpers. Names here are fake__ (libuv's uv__ habit).
+ */
+#ifndef DETOUR_FAKE_INTERNAL_H
+#define DETOUR_FAKE_INTERNAL_H
+
+#include "detour/fake.h"
+
+#define FAKE_DEFAULT_LISTEN "127.0.0.1:0"
+#define FAKE_DEFAULT_HOSTNAME "mx.fake.test"
+#define FAKE_DEFAULT_MAX_BODY ((size_t)16 << 20)
+
+/* How replies of a stage are written when the rule does not say (the
+ * slow, partial_lines and bare_lf faults set it, so that they change the
+ * delivery of whatever reply another rule chose). */
+typedef struct {
+  size_t drip_bytes;
+  detour_ms drip_every;
+  bool bare_lf;
+} fake__style;
+
+struct detour_fake_script {
+  char *name;
+  char listen[96];
+  detour_fake_mode mode;
+  detour_fake_record_level record;
+  char *hostname;
+  char **ehlo_kw;
+  size_t n_ehlo;
+  detour_ms idle_timeout;
+  size_t max_body;
+  fake__style style[DETOUR_FAKE_STAGE_COUNT];
+  detour_fake_rule *rules; /* strings owned by the script */
+  size_t nrules, cap;
+};
+
+/* What a rule is matched against. */
+typedef struct {
+  detour_fake_stage stage;
+  unsigned conn;          /* connection number */
+  unsigned nth;           /* occurrence of the stage in the connection */
+  const char *address;    /* MAIL/RCPT path, NULL otherwise */
+  bool has_params;
+} fake__match_ctx;
+
+/* The rule that applies, or NULL for "the stage's default". */
+const detour_fake_rule *fake__script_match(const detour_fake_script *s,
+                                           const fake__match_ctx *ctx);
+
+/* The code of a stage's default reply (220, 250, 354, 221, 502). */
+int fake__default_code(detour_fake_stage stage);
+
+/* Case-insensitive glob with '*' only. */
+bool fake__glob(const char *pattern, const char *text);
+
+/* Parse "ip:port", "[v6]:port", "ip" into a sockaddr. 0 or DETOUR_EINVAL. */
+int fake__parse_addr(const char *text, struct sockaddr_storage *out);
+bool fake__is_loopback(const struct sockaddr *sa);
+/* "ip:port" / "[ip]:port" of sa into buf; ip alone into ip (may be NULL). */
+void fake__format_addr(const struct sockaddr *sa, char *buf, size_t len,
+                       char *ip, size_t iplen);
+
+void *fake__memdup(const void *p, size_t len); /* NUL added */
+char *fake__strdup(const char *s);             /* NULL stays NULL */
+
+/* ------------------------------------------------------------------------ */
+/* Record storage (record.c)                                                 */
+
+typedef struct {
+  detour_fake_event ev; /* ev.data owned; ev.msg NULL (index in code) */
+  size_t msg_index;     /* MESSAGE: index in msgs */
+} fake__event;
+
+typedef struct {
+  detour_fake_message m; /* from, rcpts, body owned */
+} fake__message;
+
+typedef struct {
+  detour_fake_record_level level;
+  detour_fake_conn *conns; /* conns[i].id is not i+1 after a clear */
+  size_t nconns, conns_cap;
+  fake__event *events;
+  size_t nevents, events_cap;
+  fake__message *msgs;
+  size_t nmsgs, msgs_cap;
+} fake__record;
+
+void fake__record_init(fake__record *r, detour_fake_record_level level);
+void fake__record_clear(fake__record *r);
+/* Append; return the stored copy's index or -1 (off, or out of memory).
+ * Copies every string. */
+long fake__record_conn(fake__record *r, const detour_fake_conn *c);
+detour_fake_conn *fake__record_conn_at(fake__record *r, long index);
+long fake__record_event(fake__record *r, const detour_fake_event *ev);
+long fake__record_message(fake__record *r, const detour_fake_message *m);
+
+/* ------------------------------------------------------------------------ */
+/* Servers and sessions (server.c, session.c)                                */
+
+typedef struct fake__session fake__session;
+
+struct detour_fake_server {
+  detour_clock *clock;
+  uv_loop_t *loop;
+  detour_fake_script *script; /* our own copy */
+  struct sockaddr_storage want;
+  char address[96], ip[64];
+  uint16_t port;
+  uv_tcp_t listener;     /* NORMAL mode */
+  bool listener_open;
+  int raw_fd, filler_fd; /* REFUSE / BLACKHOLE modes */
+  bool started, stopped, freeing;
+  fake__session *sessions; /* doubly linked, newest first */
+  unsigned next_conn;
+  unsigned queue_id;     /* for "queued as" texts */
+  unsigned generation;   /* bumped by clear_record */
+  fake__record rec;
+  detour_fake_stats stats;
+  detour_fake_observer obs;
+  void *obs_arg;
+};
+
+/* Stamp ev with the clock and uv_hrtime, record it, tell the observer. */
+void fake__emit(detour_fake_server *srv, detour_fake_event *ev);
+/* Accept one pending connection into a new session. */
+void fake__session_accept(detour_fake_server *srv);
+/* Close a session because the server stops (closed_by STOP). */
+void fake__session_stop(fake__session *s);
+fake__session *fake__session_next(fake__session *s);
+/* A session or the listener finished closing: free srv if it was asked. */
+void fake__server_maybe_free(detour_fake_server *srv);
+
+#endif /* DETOUR_FAKE_INTERNAL_H */

@@ -1,0 +1,417 @@
+/*
+ * faults.c - the fault catalogue: every failure the bench can inject, as a
+ * named entry that expands into script rules (or a listener mode, or a
+ * delivery style), with the wire effect and the SPEC R3 class a correct
+ * client assigns. fakeservers/README.md shows the same table; the
+ * integration tests walk this one.
+ *
+ * Entries are data: a name, a description and an expander. Expanders only
+ * add rules through the public script API, so anything the catalogue does
+ * a script could also say by hand.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "fake_internal.h"
+
+typedef int (*expand_fn)(detour_fake_script *s, const detour_fake_fault_args *a,
+                         detour_fake_stage stage);
+
+typedef struct {
+  detour_fake_fault_info info;
+  unsigned stages; /* bit mask of the stages it may strike; 0 = none */
+  expand_fn expand;
+} fault_entry;
+
+#define BIT(s) (1u << (s))
+#define REPLYING                                                               \
+  (BIT(DETOUR_FAKE_GREETING) | BIT(DETOUR_FAKE_EHLO) | BIT(DETOUR_FAKE_HELO) | \
+   BIT(DETOUR_FAKE_MAIL) | BIT(DETOUR_FAKE_RCPT) | BIT(DETOUR_FAKE_DATA) |     \
+   BIT(DETOUR_FAKE_EOD) | BIT(DETOUR_FAKE_RSET) | BIT(DETOUR_FAKE_NOOP) |      \
+   BIT(DETOUR_FAKE_QUIT) | BIT(DETOUR_FAKE_UNKNOWN))
+#define ANY_STAGE (REPLYING | BIT(DETOUR_FAKE_CONNECT) | BIT(DETOUR_FAKE_BODY))
+
+int fake__default_code(detour_fake_stage stage) {
+  static const int codes[DETOUR_FAKE_STAGE_COUNT] = {
+      [DETOUR_FAKE_CONNECT] = 0,   [DETOUR_FAKE_GREETING] = 220,
+      [DETOUR_FAKE_EHLO] = 250,    [DETOUR_FAKE_HELO] = 250,
+      [DETOUR_FAKE_MAIL] = 250,    [DETOUR_FAKE_RCPT] = 250,
+      [DETOUR_FAKE_DATA] = 354,    [DETOUR_FAKE_BODY] = 0,
+      [DETOUR_FAKE_EOD] = 250,     [DETOUR_FAKE_RSET] = 250,
+      [DETOUR_FAKE_NOOP] = 250,    [DETOUR_FAKE_QUIT] = 221,
+      [DETOUR_FAKE_UNKNOWN] = 502};
+  return (unsigned)stage < DETOUR_FAKE_STAGE_COUNT ? codes[stage] : 0;
+}
+
+/* A rule for stage carrying the fault's connection range. */
+static detour_fake_rule fault_rule(const detour_fake_fault_args *a,
+                                   detour_fake_stage stage) {
+  detour_fake_rule r;
+  memset(&r, 0, sizeof r);
+  r.stage = stage;
+  r.from_fault = true;
+  r.conn_first = a->conn_first;
+  r.conn_last = a->conn_last;
+  return r;
+}
+
+static bool every_conn(const detour_fake_fault_args *a) {
+  return a->conn_first == 0 && a->conn_last == 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Expanders                                                                 */
+
+static int x_refuse(detour_fake_script *s, const detour_fake_fault_args *a,
+                    detour_fake_stage st) {
+  /* The kernel answers for us: it cannot pick connections. */
+  if (!every_conn(a))
+    return DETOUR_EINVAL;
+  detour_fake_script_set_mode(s, DETOUR_FAKE_MODE_REFUSE);
+  return 0;
+}
+
+static int x_blackhole(detour_fake_script *s, const detour_fake_fault_args *a,
+                       detour_fake_stage st) {
+  if (!every_conn(a))
+    return DETOUR_EINVAL;
+  detour_fake_script_set_mode(s, DETOUR_FAKE_MODE_BLACKHOLE);
+  return 0;
+}
+
+static int add_action(detour_fake_script *s, const detour_fake_fault_args *a,
+                      detour_fake_stage st, detour_fake_action act) {
+  detour_fake_rule r = fault_rule(a, st);
+  r.action = act;
+  r.after_bytes = a->after_bytes;
+  return detour_fake_script_add_rule(s, &r);
+}
+
+static int x_stall(detour_fake_script *s, const detour_fake_fault_args *a,
+                   detour_fake_stage st) {
+  return add_action(s, a, st, DETOUR_FAKE_ACT_STALL);
+}
+
+static int x_close(detour_fake_script *s, const detour_fake_fault_args *a,
+                   detour_fake_stage st) {
+  return add_action(s, a, st, DETOUR_FAKE_ACT_CLOSE);
+}
+
+static int x_reset(detour_fake_script *s, const detour_fake_fault_args *a,
+                   detour_fake_stage st) {
+  return add_action(s, a, st, DETOUR_FAKE_ACT_RESET);
+}
+
+static int x_drop_mid_data(detour_fake_script *s,
+                           const detour_fake_fault_args *a,
+                           detour_fake_stage st) {
+  detour_fake_fault_args b = *a;
+  if (b.after_bytes == 0)
+    b.after_bytes = 64;
+  return add_action(s, &b, DETOUR_FAKE_BODY, DETOUR_FAKE_ACT_RESET);
+}
+
+/* A reply at stage st: code/enhanced from the args when given. */
+static int add_reply(detour_fake_script *s, const detour_fake_fault_args *a,
+                     detour_fake_stage st, int code, const char *enh,
+                     const char *text, int params) {
+  detour_fake_rule r = fault_rule(a, st);
+  r.code = a->code ? a->code : code;
+  r.enhanced = a->enhanced ? a->enhanced : enh;
+  r.text = text;
+  r.params = params;
+  return detour_fake_script_add_rule(s, &r);
+}
+
+static int x_greeting_421(detour_fake_script *s,
+                          const detour_fake_fault_args *a,
+                          detour_fake_stage st) {
+  return add_reply(s, a, DETOUR_FAKE_GREETING, 421, "4.3.2",
+                   "Service not available, closing transmission channel", 0);
+}
+
+static int x_greeting_554(detour_fake_script *s,
+                          const detour_fake_fault_args *a,
+                          detour_fake_stage st) {
+  /* RFC 5321 3.1: after a 554 greeting the server waits for QUIT and
+   * answers 503 to anything else. */
+  static const detour_fake_stage others[] = {
+      DETOUR_FAKE_EHLO, DETOUR_FAKE_HELO, DETOUR_FAKE_MAIL,
+      DETOUR_FAKE_RCPT, DETOUR_FAKE_DATA, DETOUR_FAKE_RSET,
+      DETOUR_FAKE_NOOP, DETOUR_FAKE_UNKNOWN};
+  int rc = add_reply(s, a, DETOUR_FAKE_GREETING, 554, "5.3.2",
+                     "No SMTP service here", 0);
+  detour_fake_fault_args plain = *a;
+  plain.code = 0;
+  plain.enhanced = NULL;
+  for (size_t i = 0; rc == 0 && i < sizeof others / sizeof others[0]; i++)
+    rc = add_reply(s, &plain, others[i], 503, "5.5.1",
+                   "Bad sequence of commands: no SMTP service", 0);
+  return rc;
+}
+
+static int x_disk_full(detour_fake_script *s, const detour_fake_fault_args *a,
+                       detour_fake_stage st) {
+  if (st == DETOUR_FAKE_EOD)
+    return add_reply(s, a, st, 552, "5.3.1", "Insufficient system storage",
+                     0);
+  return add_reply(s, a, st, 452, "4.3.1", "Insufficient system storage", 0);
+}
+
+static int x_unsupported(detour_fake_script *s,
+                         const detour_fake_fault_args *a,
+                         detour_fake_stage st) {
+  int code = a->code ? a->code : 555;
+  return add_reply(s, a, st, code, "5.5.4",
+                   code == 504 ? "Command parameter not implemented"
+                               : "MAIL FROM/RCPT TO parameters not recognized",
+                   1);
+}
+
+static int x_busy(detour_fake_script *s, const detour_fake_fault_args *a,
+                  detour_fake_stage st) {
+  if (st == DETOUR_FAKE_RCPT)
+    return add_reply(s, a, st, 450, "4.2.1",
+                     "Mailbox busy, try again later", 0);
+  return add_reply(s, a, st, 451, "4.3.0",
+                   "Local error in processing, try again later", 0);
+}
+
+/* Style faults change how any reply of the stage (or of every stage) is
+ * written, whichever rule chose it. */
+static void set_style(detour_fake_script *s, const detour_fake_fault_args *a,
+                      size_t bytes, detour_ms every, bool bare_lf) {
+  for (int i = 0; i < DETOUR_FAKE_STAGE_COUNT; i++) {
+    if (a->has_stage && i != (int)a->stage)
+      continue;
+    if (bytes) {
+      s->style[i].drip_bytes = bytes;
+      s->style[i].drip_every = every;
+    }
+    if (bare_lf)
+      s->style[i].bare_lf = true;
+  }
+}
+
+static int x_slow(detour_fake_script *s, const detour_fake_fault_args *a,
+                  detour_fake_stage st) {
+  size_t rate = a->bytes_per_sec ? a->bytes_per_sec : 10;
+  if (!every_conn(a))
+    return DETOUR_EINVAL;
+  /* One byte per 1000/rate ms; above 1000 B/s, several bytes per ms. */
+  if (rate <= 1000)
+    set_style(s, a, 1, (detour_ms)(1000 / rate), false);
+  else
+    set_style(s, a, rate / 1000, 1, false);
+  return 0;
+}
+
+static int x_partial_lines(detour_fake_script *s,
+                           const detour_fake_fault_args *a,
+                           detour_fake_stage st) {
+  if (!every_conn(a))
+    return DETOUR_EINVAL;
+  /* 1 ms apart so that each piece reaches the client in its own read. */
+  set_style(s, a, a->chunk ? a->chunk : 5, 1, false);
+  return 0;
+}
+
+static int x_bare_lf(detour_fake_script *s, const detour_fake_fault_args *a,
+                     detour_fake_stage st) {
+  if (!every_conn(a))
+    return DETOUR_EINVAL;
+  set_style(s, a, 0, 0, true);
+  return 0;
+}
+
+static int add_raw(detour_fake_script *s, const detour_fake_fault_args *a,
+                   detour_fake_stage st, const char *raw, size_t len) {
+  detour_fake_rule r = fault_rule(a, st);
+  r.raw = raw;
+  r.raw_len = len;
+  return detour_fake_script_add_rule(s, &r);
+}
+
+static int x_overlong(detour_fake_script *s, const detour_fake_fault_args *a,
+                      detour_fake_stage st) {
+  enum { N = 2000 }; /* four times the RFC 5321 limit of 512 */
+  char *buf = malloc(N + 8);
+  if (!buf)
+    return DETOUR_ENOMEM;
+  int n = snprintf(buf, 8, "%d ", fake__default_code(st));
+  memset(buf + n, 'x', N);
+  memcpy(buf + n + N, "\r\n", 2);
+  int rc = add_raw(s, a, st, buf, (size_t)n + N + 2);
+  free(buf);
+  return rc;
+}
+
+static int x_endless(detour_fake_script *s, const detour_fake_fault_args *a,
+                     detour_fake_stage st) {
+  detour_fake_rule r = fault_rule(a, st);
+  r.endless = true;
+  r.drip_every = 100;
+  return detour_fake_script_add_rule(s, &r);
+}
+
+static int x_garbage(detour_fake_script *s, const detour_fake_fault_args *a,
+                     detour_fake_stage st) {
+  static const char g[] = "XYZ this is not an SMTP reply\r\n";
+  return add_raw(s, a, st, g, sizeof g - 1);
+}
+
+static int x_nul(detour_fake_script *s, const detour_fake_fault_args *a,
+                 detour_fake_stage st) {
+  char buf[64];
+  int n = snprintf(buf, sizeof buf, "%d mx", fake__default_code(st));
+  static const char tail[] = "\0 ready\0\r\n"; /* NULs inside the text */
+  memcpy(buf + n, tail, sizeof tail - 1);
+  return add_raw(s, a, st, buf, (size_t)n + sizeof tail - 1);
+}
+
+static int x_early_reply(detour_fake_script *s,
+                         const detour_fake_fault_args *a,
+                         detour_fake_stage st) {
+  static const char early[] = "250 2.0.0 Ok (a reply before the command)\r\n";
+  detour_fake_rule r = fault_rule(a, st);
+  r.append = early;
+  r.append_len = sizeof early - 1;
+  return detour_fake_script_add_rule(s, &r);
+}
+
+static int x_after_quit(detour_fake_script *s, const detour_fake_fault_args *a,
+                        detour_fake_stage st) {
+  static const char junk[] = "250 2.0.0 unsolicited\r\nGARBAGE after QUIT\r\n";
+  detour_fake_rule r = fault_rule(a, DETOUR_FAKE_QUIT);
+  r.append = junk;
+  r.append_len = sizeof junk - 1;
+  return detour_fake_script_add_rule(s, &r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The table                                                                 */
+
+#define C(x) DETOUR_CLASS_##x
+#define S(x) DETOUR_FAKE_##x
+static const fault_entry catalogue[] = {
+    {{"refuse", "nothing listens: connect() fails with ECONNREFUSED (RST)",
+      C(CONNECT), -1, "the port stays bound so port 0 gets a number",
+      S(CONNECT)},
+     0, x_refuse},
+    {{"blackhole", "SYNs unanswered: the client's connect times out",
+      C(CONNECT), -1,
+      "backlog 0 listener whose accept queue holds our own connection",
+      S(CONNECT)},
+     0, x_blackhole},
+    {{"silent", "accepts, never greets", C(TRANSIENT), -1,
+      "= stall_after at greeting", S(GREETING)},
+     0, x_stall},
+    {{"stall_after", "stops answering at the stage (no reply, stays open)",
+      C(TRANSIENT), -1, "at quit the mail is already accepted: NONE",
+      S(MAIL)},
+     ANY_STAGE, x_stall},
+    {{"close", "closes (FIN) instead of replying at the stage",
+      C(TRANSIENT), -1,
+      "connect: right after accept; body: after after_bytes bytes; quit: "
+      "NONE",
+      S(CONNECT)},
+     ANY_STAGE, x_close},
+    {{"reset", "resets (RST) instead of replying at the stage", C(TRANSIENT),
+      -1, "as close, with SO_LINGER 0", S(CONNECT)},
+     ANY_STAGE, x_reset},
+    {{"drop_mid_data", "RST after after_bytes (64) bytes of the message",
+      C(TRANSIENT), -1, "= reset at body", S(BODY)},
+     0, x_drop_mid_data},
+    {{"greeting_421", "421 4.3.2 greeting, then close", C(SWITCH), -1, "",
+      S(GREETING)},
+     0, x_greeting_421},
+    {{"greeting_554", "554 5.3.2 greeting, 503 to all but QUIT", C(SWITCH),
+      -1, "RFC 5321 3.1", S(GREETING)},
+     0, x_greeting_554},
+    {{"disk_full", "452 4.3.1 at RCPT (or MAIL); 552 5.3.1 at eod",
+      C(SWITCH), -1, "", S(RCPT)},
+     BIT(DETOUR_FAKE_MAIL) | BIT(DETOUR_FAKE_RCPT) | BIT(DETOUR_FAKE_EOD),
+     x_disk_full},
+    {{"unsupported", "555 5.5.4 (or code 504) to MAIL with parameters",
+      C(SWITCH), -1, "only commands that carry ESMTP parameters", S(MAIL)},
+     BIT(DETOUR_FAKE_MAIL) | BIT(DETOUR_FAKE_RCPT), x_unsupported},
+    {{"busy", "450 4.2.1 at RCPT; 451 4.3.0 at MAIL, DATA or eod",
+      C(TRANSIENT), -1, "", S(RCPT)},
+     BIT(DETOUR_FAKE_MAIL) | BIT(DETOUR_FAKE_RCPT) | BIT(DETOUR_FAKE_DATA) |
+         BIT(DETOUR_FAKE_EOD),
+     x_busy},
+    {{"slow", "every reply dripped at bytes_per_sec (10 B/s)", C(NONE),
+      C(TRANSIENT), "TRANSIENT only when the drip outlasts a timeout",
+      S(GREETING)},
+     ANY_STAGE, x_slow},
+    {{"partial_lines", "every reply split into chunk-byte (5) writes 1 ms "
+                       "apart",
+      C(NONE), -1, "", S(GREETING)},
+     ANY_STAGE, x_partial_lines},
+    {{"bare_lf", "reply lines end in LF, not CRLF", C(NONE), C(TRANSIENT),
+      "a strict client may call it malformed", S(GREETING)},
+     ANY_STAGE, x_bare_lf},
+    {{"overlong_line", "a 2000-octet reply line (RFC 5321 limit: 512)",
+      C(TRANSIENT), -1, "malformed reply", S(GREETING)},
+     REPLYING, x_overlong},
+    {{"endless_multiline",
+      "a multi-line reply that never ends: '220-' lines every 100 ms",
+      C(TRANSIENT), -1, "too many lines or timeout; stops after 1000 lines",
+      S(GREETING)},
+     REPLYING, x_endless},
+    {{"garbage_code", "a reply line without a numeric code", C(TRANSIENT),
+      -1, "malformed reply", S(GREETING)},
+     REPLYING, x_garbage},
+    {{"nul_bytes", "NUL bytes inside the reply line", C(TRANSIENT), -1,
+      "malformed reply", S(GREETING)},
+     REPLYING, x_nul},
+    {{"early_reply", "an extra 250 reply sent before the next command",
+      C(TRANSIENT), C(NONE),
+      "a client that reads replies in step may desync and still succeed",
+      S(GREETING)},
+     REPLYING, x_early_reply},
+    {{"data_after_quit", "bytes after the 221 reply to QUIT, then close",
+      C(NONE), -1, "the message was already accepted", S(QUIT)},
+     0, x_after_quit},
+};
+#undef C
+#undef S
+
+size_t detour_fake_fault_count(void) {
+  return sizeof catalogue / sizeof catalogue[0];
+}
+
+const detour_fake_fault_info *detour_fake_fault_at(size_t i) {
+  return i < detour_fake_fault_count() ? &catalogue[i].info : NULL;
+}
+
+static const fault_entry *find(const char *name) {
+  for (size_t i = 0; name && i < detour_fake_fault_count(); i++)
+    if (strcasecmp(catalogue[i].info.name, name) == 0)
+      return &catalogue[i];
+  return NULL;
+}
+
+const detour_fake_fault_info *detour_fake_fault_find(const char *name) {
+  const fault_entry *e = find(name);
+  return e ? &e->info : NULL;
+}
+
+int detour_fake_script_add_fault(detour_fake_script *s, const char *name,
+                                 const detour_fake_fault_args *args) {
+  const fault_entry *e = find(name);
+  detour_fake_fault_args none;
+  if (!s)
+    return DETOUR_EINVAL;
+  if (!e)
+    return DETOUR_ENOT_FOUND;
+  if (!args) {
+    memset(&none, 0, sizeof none);
+    args = &none;
+  }
+  detour_fake_stage st = args->has_stage ? args->stage : e->info.stage;
+  if (args->has_stage && !(e->stages & BIT(st)))
+    return DETOUR_EINVAL;
+  return e->expand(s, args, st);
+}

@@ -1,0 +1,977 @@
+/*
+ * session.c - one SMTP session of a fake server: read commands, pick the
+ * rule (script.c), wait its delay, write its reply (whole, dripped or
+ * endless) or act its fault (close, reset, stall), record everything.
+ *
+ * A session is a small state machine:
+ *   WAIT_GREETING -> COMMAND <-> BODY, and STALLED from anywhere.
+ * While a step is in progress (a delay, a drip, an endless reply) the
+ * session is `busy`: bytes that arrive are kept and read afterwards, one
+ * command at a time, so pipelined clients get their replies in order.
+ * Every wait is a detour_timer on the server's clock, so virtual time runs
+ * the whole dialogue without real waiting.
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "fake_internal.h"
+
+#define COMMAND_LINE_MAX 4096       /* longer command lines are cut */
+#define INPUT_MAX ((size_t)1 << 20) /* buffered input while busy */
+#define ENDLESS_EVERY_MS 1000
+
+typedef enum { WAIT_GREETING, COMMAND, BODY, STALLED } sess_state;
+
+typedef struct {
+  char *p;
+  size_t len, cap;
+} buf;
+
+struct fake__session {
+  uv_tcp_t tcp;
+  detour_fake_server *srv;
+  fake__session *prev, *next;
+  unsigned id;
+  long rec_index;
+  unsigned rec_generation;
+  detour_fake_conn info; /* the live copy; mirrored into the record */
+  detour_timer *timer;   /* delays, drips, endless lines */
+  detour_timer *idle;
+  sess_state state;
+  bool busy, closing;
+  unsigned nth[DETOUR_FAKE_STAGE_COUNT];
+  buf in;
+  /* the transaction */
+  char *arg;    /* address of the MAIL/RCPT being answered */
+  bool arg_bad; /* syntax error in it */
+  bool in_tx;
+  char *from;
+  char **rcpts;
+  size_t nrcpts, rcpts_cap;
+  buf body;
+  uint64_t body_raw; /* bytes received in BODY, before unstuffing */
+  bool body_bol, body_trunc;
+  const detour_fake_rule *body_rule;
+  bool body_fired;
+  /* the step in progress */
+  detour_fake_stage stage;
+  const detour_fake_rule *rule;
+  int code;
+  buf out;
+  size_t out_off, drip_bytes;
+  detour_ms drip_every;
+  unsigned endless_left;
+  void (*on_timer)(fake__session *s);
+};
+
+static void pump(fake__session *s);
+static void sess_close(fake__session *s, detour_fake_closer by);
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                             */
+
+static bool buf_add(buf *b, const void *p, size_t n) {
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n + 1)
+      cap *= 2;
+    char *q = realloc(b->p, cap);
+    if (!q)
+      return false;
+    b->p = q;
+    b->cap = cap;
+  }
+  if (n)
+    memcpy(b->p + b->len, p, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+  return true;
+}
+
+static void buf_consume(buf *b, size_t n) {
+  memmove(b->p, b->p + n, b->len - n);
+  b->len -= n;
+  if (b->p)
+    b->p[b->len] = '\0';
+}
+
+static void buf_free(buf *b) {
+  free(b->p);
+  memset(b, 0, sizeof *b);
+}
+
+fake__session *fake__session_next(fake__session *s) { return s->next; }
+
+static detour_ms now(fake__session *s) {
+  return detour_clock_now(s->srv->clock);
+}
+
+static void emit(fake__session *s, detour_fake_event_type t,
+                 detour_fake_stage stage, const char *data, size_t len) {
+  detour_fake_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.type = t;
+  ev.conn = s->id;
+  ev.stage = stage;
+  ev.data = data;
+  ev.len = len;
+  if (t == DETOUR_FAKE_EV_REPLY)
+    ev.code = s->code;
+  fake__emit(s->srv, &ev);
+}
+
+/* Copy the live counters into the record (unless it was cleared since). */
+static void sync_record(fake__session *s) {
+  if (s->rec_generation != s->srv->generation)
+    return;
+  detour_fake_conn *c = fake__record_conn_at(&s->srv->rec, s->rec_index);
+  if (c)
+    *c = s->info;
+}
+
+static void arm(fake__session *s, detour_ms delay,
+                void (*fn)(fake__session *)) {
+  if (s->closing || !s->timer)
+    return;
+  s->on_timer = fn;
+  detour_timer_start(s->timer, now(s) + delay);
+}
+
+static void on_timer(detour_timer *t, void *arg) {
+  fake__session *s = arg;
+  void (*fn)(fake__session *) = s->on_timer;
+  s->on_timer = NULL;
+  if (fn && !s->closing)
+    fn(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Writing                                                                   */
+
+typedef struct {
+  uv_write_t req;
+  fake__session *s;
+  char data[];
+} write_req;
+
+static void on_write(uv_write_t *req, int status) {
+  write_req *w = (write_req *)req;
+  fake__session *s = w->s;
+  free(w);
+  if (status < 0 && status != UV_ECANCELED && !s->closing)
+    sess_close(s, DETOUR_FAKE_BY_CLIENT_RESET);
+}
+
+static void sess_write(fake__session *s, const char *p, size_t n) {
+  if (n == 0 || s->closing)
+    return;
+  write_req *w = malloc(sizeof *w + n);
+  if (!w) {
+    sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
+    return;
+  }
+  w->s = s;
+  memcpy(w->data, p, n);
+  uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
+  if (uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, on_write) != 0) {
+    free(w);
+    sess_close(s, DETOUR_FAKE_BY_CLIENT_RESET);
+    return;
+  }
+  s->info.bytes_out += n;
+  s->srv->stats.bytes_out += n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Closing                                                                   */
+
+static void on_closed(uv_handle_t *h) {
+  fake__session *s = h->data;
+  detour_fake_server *srv = s->srv;
+  detour_fake_event ev;
+  s->info.close_time = now(s);
+  s->info.close_mono = uv_hrtime();
+  sync_record(s);
+  memset(&ev, 0, sizeof ev);
+  ev.type = DETOUR_FAKE_EV_CLOSE;
+  ev.conn = s->id;
+  ev.closed_by = s->info.closed_by;
+  fake__emit(srv, &ev);
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    srv->sessions = s->next;
+  if (s->next)
+    s->next->prev = s->prev;
+  srv->stats.active--;
+  srv->stats.closed++;
+  buf_free(&s->in);
+  buf_free(&s->out);
+  buf_free(&s->body);
+  for (size_t i = 0; i < s->nrcpts; i++)
+    free(s->rcpts[i]);
+  free(s->rcpts);
+  free(s->from);
+  free(s->arg);
+  free(s);
+  fake__server_maybe_free(srv);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  fake__session *s = req->data;
+  free(req);
+  uv_close((uv_handle_t *)&s->tcp, on_closed);
+}
+
+/* Close for the reason `by`: FIN after pending writes (SERVER), RST
+ * (SERVER_RESET), or at once. Idempotent. */
+static void sess_close(fake__session *s, detour_fake_closer by) {
+  if (s->closing)
+    return;
+  s->closing = true;
+  s->busy = true;
+  s->info.closed_by = by;
+  detour_timer_free(s->timer);
+  s->timer = NULL;
+  if (s->idle)
+    detour_timer_free(s->idle);
+  s->idle = NULL;
+  uv_read_stop((uv_stream_t *)&s->tcp);
+  if (by == DETOUR_FAKE_BY_SERVER_RESET &&
+      uv_tcp_close_reset(&s->tcp, on_closed) == 0)
+    return;
+  if (by == DETOUR_FAKE_BY_SERVER) {
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (req) {
+      req->data = s;
+      if (uv_shutdown(req, (uv_stream_t *)&s->tcp, on_shutdown) == 0)
+        return;
+      free(req);
+    }
+  }
+  uv_close((uv_handle_t *)&s->tcp, on_closed);
+}
+
+void fake__session_stop(fake__session *s) {
+  sess_close(s, DETOUR_FAKE_BY_STOP);
+}
+
+static void on_idle(detour_timer *t, void *arg) {
+  sess_close(arg, DETOUR_FAKE_BY_IDLE);
+}
+
+static void touch_idle(fake__session *s) {
+  detour_ms t = s->srv->script->idle_timeout;
+  if (t > 0 && s->idle)
+    detour_timer_start(s->idle, now(s) + t);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Building replies                                                          */
+
+static const char *default_text(fake__session *s, detour_fake_stage st,
+                                char *tmp, size_t len) {
+  const char *host = s->srv->script->hostname;
+  switch (st) {
+  case DETOUR_FAKE_GREETING:
+    snprintf(tmp, len, "%s ESMTP detour-fake", host);
+    return tmp;
+  case DETOUR_FAKE_HELO:
+    return host;
+  case DETOUR_FAKE_DATA:
+    return "End data with <CR><LF>.<CR><LF>";
+  case DETOUR_FAKE_EOD:
+    snprintf(tmp, len, "Ok: queued as FAKE%06u", ++s->srv->queue_id);
+    return tmp;
+  case DETOUR_FAKE_QUIT:
+    return "Bye";
+  case DETOUR_FAKE_UNKNOWN:
+    return "Error: command not recognized";
+  default:
+    return "Ok";
+  }
+}
+
+static const char *default_enhanced(detour_fake_stage st) {
+  switch (st) {
+  case DETOUR_FAKE_MAIL:
+    return "2.1.0";
+  case DETOUR_FAKE_RCPT:
+    return "2.1.5";
+  case DETOUR_FAKE_EOD:
+  case DETOUR_FAKE_RSET:
+  case DETOUR_FAKE_NOOP:
+  case DETOUR_FAKE_QUIT:
+    return "2.0.0";
+  case DETOUR_FAKE_UNKNOWN:
+    return "5.5.2";
+  default:
+    return NULL;
+  }
+}
+
+static const char *generic_text(int code) {
+  switch (code / 100) {
+  case 2:
+    return "Ok";
+  case 3:
+    return "Go ahead";
+  case 4:
+    return "Temporary failure, try again later";
+  default:
+    return "Permanent failure";
+  }
+}
+
+/* The sequence errors a real server gives when no rule says otherwise. */
+static bool sequence_error(fake__session *s, int *code, const char **enh,
+                           const char **text) {
+  const char *e = "5.5.1";
+  if ((s->stage == DETOUR_FAKE_MAIL || s->stage == DETOUR_FAKE_RCPT) &&
+      s->arg_bad) {
+    *code = 501;
+    e = "5.5.4";
+    *text = "Syntax error in parameters";
+  } else if (s->stage == DETOUR_FAKE_MAIL && s->in_tx) {
+    *code = 503;
+    *text = "Error: nested MAIL command";
+  } else if (s->stage == DETOUR_FAKE_RCPT && !s->in_tx) {
+    *code = 503;
+    *text = "Error: need MAIL command";
+  } else if (s->stage == DETOUR_FAKE_DATA && s->nrcpts == 0) {
+    *code = s->in_tx ? 554 : 503;
+    *text =
+        s->in_tx ? "Error: no valid recipients" : "Error: need RCPT command";
+  } else {
+    return false;
+  }
+  *enh = e;
+  return true;
+}
+
+/* One line "250-text" / "250 text" with optional enhanced code. */
+static void add_line(buf *b, int code, bool more, const char *enh,
+                     const char *text, size_t tlen, bool bare_lf) {
+  char head[32];
+  int n = snprintf(head, sizeof head, "%03d%c", code, more ? '-' : ' ');
+  buf_add(b, head, (size_t)n);
+  if (enh && *enh) {
+    buf_add(b, enh, strlen(enh));
+    if (tlen)
+      buf_add(b, " ", 1);
+  }
+  buf_add(b, text, tlen);
+  buf_add(b, bare_lf ? "\n" : "\r\n", bare_lf ? 1 : 2);
+}
+
+/* The EHLO reply: hostname, then the keywords. */
+static void add_ehlo(fake__session *s, int code, bool bare_lf, bool endless) {
+  const detour_fake_script *sc = s->srv->script;
+  add_line(&s->out, code, sc->n_ehlo > 0 || endless, NULL, sc->hostname,
+           strlen(sc->hostname), bare_lf);
+  for (size_t i = 0; i < sc->n_ehlo; i++)
+    add_line(&s->out, code, i + 1 < sc->n_ehlo || endless, NULL, sc->ehlo_kw[i],
+             strlen(sc->ehlo_kw[i]), bare_lf);
+}
+
+/* Lines of text (separated by '\n') as one reply. */
+static void add_text(buf *b, int code, const char *enh, const char *text,
+                     bool bare_lf, bool endless) {
+  const char *p = text;
+  for (;;) {
+    const char *nl = strchr(p, '\n');
+    size_t len = nl ? (size_t)(nl - p) : strlen(p);
+    add_line(b, code, nl != NULL || endless, enh, p, len, bare_lf);
+    if (!nl)
+      break;
+    p = nl + 1;
+  }
+}
+
+/* Fill s->out with the reply of the current step and s->code with its
+ * code (0 when raw bytes carry none). */
+static void build_reply(fake__session *s) {
+  const detour_fake_rule *r = s->rule;
+  const fake__style *style = &s->srv->script->style[s->stage];
+  bool bare_lf = (r && r->bare_lf) || style->bare_lf;
+  bool endless = r && r->endless;
+  char tmp[128];
+  s->out.len = 0;
+  s->out_off = 0;
+  if (r && r->raw) {
+    buf_add(&s->out, r->raw, r->raw_len);
+    s->code =
+        (r->raw_len >= 3 && isdigit((unsigned char)r->raw[0]) &&
+         isdigit((unsigned char)r->raw[1]) && isdigit((unsigned char)r->raw[2]))
+            ? atoi((char[4]){r->raw[0], r->raw[1], r->raw[2], 0})
+            : 0;
+  } else {
+    int code = r ? r->code : 0;
+    const char *enh = r ? r->enhanced : NULL, *text = r ? r->text : NULL;
+    if (code == 0 && !sequence_error(s, &code, &enh, &text)) {
+      code = fake__default_code(s->stage);
+      enh = enh ? enh : default_enhanced(s->stage);
+      if (!text && s->stage == DETOUR_FAKE_EHLO) {
+        s->code = code;
+        add_ehlo(s, code, bare_lf, endless);
+        goto append;
+      }
+      text = text ? text : default_text(s, s->stage, tmp, sizeof tmp);
+    }
+    if (!text && s->stage == DETOUR_FAKE_EHLO && code / 100 == 2) {
+      s->code = code;
+      add_ehlo(s, code, bare_lf, endless);
+      goto append;
+    }
+    if (!text && code == fake__default_code(s->stage))
+      text = default_text(s, s->stage, tmp, sizeof tmp);
+    s->code = code;
+    add_text(&s->out, code, enh, text ? text : generic_text(code), bare_lf,
+             endless);
+  }
+append:
+  if (r && r->append)
+    buf_add(&s->out, r->append, r->append_len);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The transaction                                                           */
+
+static void reset_tx(fake__session *s) {
+  for (size_t i = 0; i < s->nrcpts; i++)
+    free(s->rcpts[i]);
+  s->nrcpts = 0;
+  free(s->from);
+  s->from = NULL;
+  s->in_tx = false;
+  s->body.len = 0;
+  s->body_raw = 0;
+  s->body_trunc = false;
+  s->body_rule = NULL;
+  s->body_fired = false;
+}
+
+static void add_rcpt(fake__session *s) {
+  if (s->nrcpts == s->rcpts_cap) {
+    size_t cap = s->rcpts_cap ? s->rcpts_cap * 2 : 8;
+    char **v = realloc(s->rcpts, cap * sizeof *v);
+    if (!v)
+      return;
+    s->rcpts = v;
+    s->rcpts_cap = cap;
+  }
+  char *a = fake__strdup(s->arg ? s->arg : "");
+  if (a)
+    s->rcpts[s->nrcpts++] = a;
+}
+
+/* The message as received so far: complete at the final dot, not after an
+ * after_bytes cut. */
+static void record_message(fake__session *s, bool complete, int code) {
+  detour_fake_server *srv = s->srv;
+  detour_fake_message m;
+  memset(&m, 0, sizeof m);
+  m.conn = s->id;
+  m.index = srv->rec.nmsgs;
+  m.time = now(s);
+  m.mono = uv_hrtime();
+  m.from = s->from ? s->from : "";
+  m.rcpts = (const char *const *)s->rcpts;
+  m.nrcpts = s->nrcpts;
+  m.body = s->body.p ? s->body.p : "";
+  m.body_len = s->body.len;
+  m.complete = complete;
+  m.truncated = s->body_trunc;
+  m.code = code;
+  fake__record_message(&srv->rec, &m);
+  srv->stats.messages++;
+  s->info.messages++;
+  sync_record(s);
+  detour_fake_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.type = DETOUR_FAKE_EV_MESSAGE;
+  ev.conn = s->id;
+  ev.msg = &m;
+  fake__emit(srv, &ev);
+}
+
+static void enter_body(fake__session *s) {
+  fake__match_ctx ctx = {DETOUR_FAKE_BODY, s->id, ++s->nth[DETOUR_FAKE_BODY],
+                         NULL, false};
+  s->state = BODY;
+  s->body.len = 0;
+  s->body_raw = 0;
+  s->body_bol = true;
+  s->body_trunc = false;
+  s->body_fired = false;
+  s->body_rule = fake__script_match(s->srv->script, &ctx);
+}
+
+/* What a reply does to the session once it is written. */
+static void apply_effects(fake__session *s) {
+  bool ok = s->code / 100 == 2;
+  switch (s->stage) {
+  case DETOUR_FAKE_GREETING:
+    s->state = COMMAND;
+    break;
+  case DETOUR_FAKE_EHLO:
+  case DETOUR_FAKE_HELO:
+  case DETOUR_FAKE_RSET:
+    if (ok)
+      reset_tx(s);
+    break;
+  case DETOUR_FAKE_MAIL:
+    if (ok) {
+      reset_tx(s);
+      s->in_tx = true;
+      s->from = fake__strdup(s->arg ? s->arg : "");
+    }
+    break;
+  case DETOUR_FAKE_RCPT:
+    if (ok)
+      add_rcpt(s);
+    break;
+  case DETOUR_FAKE_DATA:
+    if (s->code / 100 == 3)
+      enter_body(s);
+    break;
+  case DETOUR_FAKE_EOD:
+    record_message(s, true, s->code);
+    reset_tx(s);
+    s->state = COMMAND;
+    break;
+  default:
+    break;
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Steps: the rule's delay, then its action or its reply                     */
+
+static void step_begin(fake__session *s, detour_fake_stage st,
+                       const detour_fake_rule *r);
+static void step_fire(fake__session *s);
+
+static void step_done(fake__session *s) {
+  const detour_fake_rule *r = s->rule;
+  detour_fake_action then = r ? r->then : DETOUR_FAKE_ACT_AUTO;
+  apply_effects(s);
+  if (then == DETOUR_FAKE_ACT_AUTO)
+    then = (s->code == 421 || s->stage == DETOUR_FAKE_QUIT)
+               ? DETOUR_FAKE_ACT_CLOSE
+               : DETOUR_FAKE_ACT_CONTINUE;
+  switch (then) {
+  case DETOUR_FAKE_ACT_CLOSE:
+    sess_close(s, DETOUR_FAKE_BY_SERVER);
+    return;
+  case DETOUR_FAKE_ACT_RESET:
+    sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
+    return;
+  case DETOUR_FAKE_ACT_STALL:
+    emit(s, DETOUR_FAKE_EV_ACTION, s->stage, "stall", 5);
+    s->state = STALLED;
+    return;
+  default:
+    break;
+  }
+  s->busy = false;
+  pump(s);
+}
+
+/* Endless multi-line replies: one more continuation line per tick. */
+static void endless_tick(fake__session *s) {
+  char line[64];
+  int code = s->code ? s->code : fake__default_code(s->stage);
+  if (s->endless_left == 0) {
+    emit(s, DETOUR_FAKE_EV_ACTION, s->stage, "stall", 5);
+    s->state = STALLED; /* bounded: the reply never ends, the lines do */
+    return;
+  }
+  s->endless_left--;
+  int n = snprintf(line, sizeof line, "%03d-still going\r\n", code);
+  emit(s, DETOUR_FAKE_EV_REPLY, s->stage, line, (size_t)n);
+  sess_write(s, line, (size_t)n);
+  arm(s, s->drip_every, endless_tick);
+}
+
+/* Write the next piece of s->out; when all is out, finish the step. */
+static void drip_next(fake__session *s) {
+  size_t left = s->out.len - s->out_off;
+  size_t n = s->drip_bytes && s->drip_bytes < left ? s->drip_bytes : left;
+  sess_write(s, s->out.p + s->out_off, n);
+  s->out_off += n;
+  if (s->closing)
+    return;
+  if (s->out_off < s->out.len) {
+    if (s->drip_every > 0)
+      arm(s, s->drip_every, drip_next);
+    else
+      drip_next(s); /* separate writes at once; bounded by out.len */
+    return;
+  }
+  if (s->rule && s->rule->endless) {
+    s->endless_left = DETOUR_FAKE_ENDLESS_MAX;
+    arm(s, s->drip_every, endless_tick);
+    return;
+  }
+  step_done(s);
+}
+
+static void send_reply(fake__session *s) {
+  const detour_fake_rule *r = s->rule;
+  const fake__style *style = &s->srv->script->style[s->stage];
+  build_reply(s);
+  emit(s, DETOUR_FAKE_EV_REPLY, s->stage, s->out.p ? s->out.p : "", s->out.len);
+  s->drip_bytes = r && r->drip_bytes ? r->drip_bytes : style->drip_bytes;
+  s->drip_every = r && r->drip_bytes ? r->drip_every : style->drip_every;
+  if (r && r->endless) {
+    s->drip_bytes = 0;
+    s->drip_every = r->drip_every > 0 ? r->drip_every : ENDLESS_EVERY_MS;
+  }
+  if (s->out.len == 0) {
+    step_done(s);
+    return;
+  }
+  drip_next(s);
+}
+
+/* The scripted fault instead of a reply. */
+static void do_action(fake__session *s, detour_fake_action a) {
+  const char *name = detour_fake_action_name(a);
+  emit(s, DETOUR_FAKE_EV_ACTION, s->stage, name, strlen(name));
+  /* A cut at the final dot or mid-body: keep what arrived. */
+  if (s->stage == DETOUR_FAKE_EOD)
+    record_message(s, true, 0);
+  else if (s->stage == DETOUR_FAKE_BODY)
+    record_message(s, false, 0);
+  if (a == DETOUR_FAKE_ACT_CLOSE)
+    sess_close(s, DETOUR_FAKE_BY_SERVER);
+  else if (a == DETOUR_FAKE_ACT_RESET)
+    sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
+  else
+    s->state = STALLED;
+}
+
+static void step_fire(fake__session *s) {
+  const detour_fake_rule *r = s->rule;
+  detour_fake_action a = r ? r->action : DETOUR_FAKE_ACT_AUTO;
+  if (a == DETOUR_FAKE_ACT_CLOSE || a == DETOUR_FAKE_ACT_RESET ||
+      a == DETOUR_FAKE_ACT_STALL) {
+    do_action(s, a);
+    return;
+  }
+  if (s->stage == DETOUR_FAKE_BODY && !(r && (r->code || r->raw))) {
+    step_done(s); /* a body rule without action or reply: only a delay */
+    return;
+  }
+  if (s->stage == DETOUR_FAKE_CONNECT) {
+    /* connect only delays (or cuts); then the greeting. */
+    fake__match_ctx ctx = {DETOUR_FAKE_GREETING, s->id,
+                           ++s->nth[DETOUR_FAKE_GREETING], NULL, false};
+    step_begin(s, DETOUR_FAKE_GREETING,
+               fake__script_match(s->srv->script, &ctx));
+    return;
+  }
+  send_reply(s);
+}
+
+static void step_begin(fake__session *s, detour_fake_stage st,
+                       const detour_fake_rule *r) {
+  s->busy = true;
+  s->stage = st;
+  s->rule = r;
+  s->code = 0;
+  if (r && r->delay > 0)
+    arm(s, r->delay, step_fire);
+  else
+    step_fire(s);
+}
+
+/* Pick the rule of a stage for this command and start its step. */
+static void run_stage(fake__session *s, detour_fake_stage st, bool params) {
+  fake__match_ctx ctx = {st, s->id, ++s->nth[st], s->arg, params};
+  step_begin(s, st, fake__script_match(s->srv->script, &ctx));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reading commands                                                          */
+
+static detour_fake_stage verb_stage(const char *line, size_t len) {
+  static const struct {
+    const char *verb;
+    detour_fake_stage stage;
+  } verbs[] = {{"EHLO", DETOUR_FAKE_EHLO}, {"HELO", DETOUR_FAKE_HELO},
+               {"MAIL", DETOUR_FAKE_MAIL}, {"RCPT", DETOUR_FAKE_RCPT},
+               {"DATA", DETOUR_FAKE_DATA}, {"RSET", DETOUR_FAKE_RSET},
+               {"NOOP", DETOUR_FAKE_NOOP}, {"QUIT", DETOUR_FAKE_QUIT}};
+  size_t vl = 0;
+  while (vl < len && line[vl] != ' ')
+    vl++;
+  for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+    if (vl == 4 && strncasecmp(line, verbs[i].verb, 4) == 0)
+      return verbs[i].stage;
+  return DETOUR_FAKE_UNKNOWN;
+}
+
+/* "FROM:<a@b> SIZE=1" -> s->arg = "a@b", *params = true. */
+static void parse_path(fake__session *s, const char *line, const char *kw,
+                       bool *params) {
+  size_t kl = strlen(kw);
+  const char *p = line + 5; /* after "MAIL " / "RCPT " */
+  free(s->arg);
+  s->arg = NULL;
+  s->arg_bad = true;
+  *params = false;
+  if (strlen(line) < 5 || strncasecmp(p, kw, kl) != 0)
+    return;
+  p += kl;
+  while (*p == ' ')
+    p++;
+  const char *end;
+  if (*p == '<') {
+    end = strchr(++p, '>');
+    if (!end)
+      return;
+    s->arg = fake__memdup(p, (size_t)(end - p));
+    end++;
+  } else {
+    end = p + strcspn(p, " ");
+    if (end == p)
+      return;
+    s->arg = fake__memdup(p, (size_t)(end - p));
+  }
+  while (*end == ' ')
+    end++;
+  *params = *end != '\0';
+  s->arg_bad = s->arg == NULL;
+}
+
+static void handle_command(fake__session *s, char *line, size_t len) {
+  detour_fake_stage st = verb_stage(line, len);
+  bool params = false;
+  s->info.commands++;
+  s->srv->stats.commands++;
+  emit(s, DETOUR_FAKE_EV_COMMAND, st, line, len);
+  if (st == DETOUR_FAKE_MAIL)
+    parse_path(s, line, "FROM:", &params);
+  else if (st == DETOUR_FAKE_RCPT)
+    parse_path(s, line, "TO:", &params);
+  else {
+    free(s->arg);
+    s->arg = NULL;
+    s->arg_bad = false;
+  }
+  run_stage(s, st, params);
+}
+
+/* One command line from s->in, if a whole one is there. */
+static bool take_command(fake__session *s) {
+  char *lf = memchr(s->in.p, '\n', s->in.len);
+  size_t n = lf ? (size_t)(lf - s->in.p) + 1 : 0;
+  if (!lf) {
+    if (s->in.len <= COMMAND_LINE_MAX)
+      return false;
+    n = s->in.len; /* an overlong line: handle what we have */
+  }
+  size_t len = n;
+  while (len && (s->in.p[len - 1] == '\n' || s->in.p[len - 1] == '\r'))
+    len--;
+  if (len > COMMAND_LINE_MAX)
+    len = COMMAND_LINE_MAX;
+  char *line = fake__memdup(s->in.p, len);
+  buf_consume(&s->in, n);
+  if (!line) {
+    sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
+    return false;
+  }
+  handle_command(s, line, len);
+  free(line);
+  return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reading the message                                                       */
+
+static void body_add(fake__session *s, const char *p, size_t n) {
+  size_t max = s->srv->script->max_body;
+  if (s->body.len + n > max) {
+    s->body_trunc = true;
+    n = s->body.len < max ? max - s->body.len : 0;
+  }
+  if (n && !buf_add(&s->body, p, n))
+    s->body_trunc = true;
+}
+
+/* The body fault (after_bytes reached): its delay, then act or reply. */
+static void body_fault(fake__session *s) {
+  s->body_fired = true;
+  s->nth[DETOUR_FAKE_BODY]++;
+  step_begin(s, DETOUR_FAKE_BODY, s->body_rule);
+}
+
+/* Consume body bytes; returns true when it made progress. Lines are
+ * dot-unstuffed; ".\r\n" (or ".\n") alone ends the message. A pending
+ * after_bytes fault limits how far we read. */
+static bool take_body(fake__session *s) {
+  const detour_fake_rule *r = s->body_fired ? NULL : s->body_rule;
+  size_t limit = s->in.len;
+  bool cut = false;
+  if (r && s->body_raw + limit >= r->after_bytes) {
+    limit = (size_t)(r->after_bytes - s->body_raw);
+    cut = true;
+  }
+  size_t used = 0;
+  while (used < limit) {
+    char *p = s->in.p + used;
+    char *lf = memchr(p, '\n', limit - used);
+    if (!lf)
+      break;
+    size_t n = (size_t)(lf - p) + 1;
+    used += n;
+    s->body_raw += n;
+    if (s->body_bol && p[0] == '.' && (n == 2 || (n == 3 && p[1] == '\r'))) {
+      buf_consume(&s->in, used);
+      run_stage(s, DETOUR_FAKE_EOD, false);
+      return true;
+    }
+    bool stuffed = s->body_bol && p[0] == '.';
+    body_add(s, p + stuffed, n - stuffed);
+    s->body_bol = true;
+  }
+  if (cut) {
+    body_add(s, s->in.p + used, limit - used);
+    s->body_raw += limit - used;
+    buf_consume(&s->in, limit);
+    body_fault(s);
+    return true;
+  }
+  /* A line longer than we buffer: keep its start, wait for its end. */
+  if (used == 0 && s->in.len > INPUT_MAX / 2) {
+    bool stuffed = s->body_bol && s->in.p[0] == '.';
+    body_add(s, s->in.p + stuffed, s->in.len - stuffed);
+    s->body_raw += s->in.len;
+    s->body_bol = false;
+    buf_consume(&s->in, s->in.len);
+    return true;
+  }
+  buf_consume(&s->in, used);
+  return used > 0;
+}
+
+/* Handle buffered input while nothing else is in progress. Each turn
+ * consumes bytes, so the loop ends. */
+static void pump(fake__session *s) {
+  while (!s->busy && !s->closing) {
+    bool progress;
+    if (s->state == COMMAND)
+      progress = s->in.len > 0 && take_command(s);
+    else if (s->state == BODY)
+      progress = (s->in.len > 0 || (s->body_rule && !s->body_fired &&
+                                    s->body_rule->after_bytes == 0)) &&
+                 take_body(s);
+    else
+      progress = false;
+    if (!progress)
+      break;
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Accepting and reading                                                     */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
+  static _Thread_local char scratch[64 * 1024];
+  /* One scratch buffer per thread (each runs its own loop) serves every read;
+   * bytes are copied into the session before the next read can happen. */
+  *b = uv_buf_init(scratch, sizeof scratch);
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
+  fake__session *s = st->data;
+  if (n == 0 || s->closing)
+    return;
+  if (n < 0) {
+    sess_close(s, n == UV_EOF ? DETOUR_FAKE_BY_CLIENT
+                              : DETOUR_FAKE_BY_CLIENT_RESET);
+    return;
+  }
+  s->info.bytes_in += (uint64_t)n;
+  s->srv->stats.bytes_in += (uint64_t)n;
+  touch_idle(s);
+  if (s->state == STALLED)
+    return; /* read and drop: we stopped answering, not listening */
+  if (s->in.len + (size_t)n > INPUT_MAX && s->state != BODY) {
+    sess_close(s, DETOUR_FAKE_BY_SERVER_RESET); /* a flood while busy */
+    return;
+  }
+  if (!buf_add(&s->in, b->base, (size_t)n)) {
+    sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
+    return;
+  }
+  pump(s);
+}
+
+static void begin(fake__session *s) {
+  struct sockaddr_storage peer;
+  int len = sizeof peer;
+  detour_fake_event ev;
+  s->info.id = s->id;
+  s->info.accept_time = now(s);
+  s->info.accept_mono = uv_hrtime();
+  s->info.close_time = DETOUR_NO_DEADLINE;
+  if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&peer, &len) == 0)
+    fake__format_addr((struct sockaddr *)&peer, s->info.peer,
+                      sizeof s->info.peer, NULL, 0);
+  s->rec_generation = s->srv->generation;
+  s->rec_index = fake__record_conn(&s->srv->rec, &s->info);
+  memset(&ev, 0, sizeof ev);
+  ev.type = DETOUR_FAKE_EV_ACCEPT;
+  ev.conn = s->id;
+  ev.data = s->info.peer;
+  ev.len = strlen(s->info.peer);
+  fake__emit(s->srv, &ev);
+  uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
+  touch_idle(s);
+  run_stage(s, DETOUR_FAKE_CONNECT, false);
+}
+
+void fake__session_accept(detour_fake_server *srv) {
+  fake__session *s = calloc(1, sizeof *s);
+  if (!s) {
+    srv->stats.accept_errors++;
+    return;
+  }
+  s->srv = srv;
+  s->rec_index = -1;
+  s->tcp.data = s;
+  uv_tcp_init(srv->loop, &s->tcp);
+  if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&s->tcp) != 0) {
+    srv->stats.accept_errors++;
+    s->closing = true;
+    /* not linked yet: link so on_closed can unlink uniformly */
+  }
+  s->next = srv->sessions;
+  if (s->next)
+    s->next->prev = s;
+  srv->sessions = s;
+  srv->stats.active++;
+  if (s->closing) {
+    s->info.closed_by = DETOUR_FAKE_BY_SERVER_RESET;
+    uv_close((uv_handle_t *)&s->tcp, on_closed);
+    return;
+  }
+  srv->stats.accepted++;
+  s->id = ++srv->next_conn;
+  /* Exact write boundaries matter here (partial_lines, drips). */
+  uv_tcp_nodelay(&s->tcp, 1);
+  s->timer = detour_timer_new(srv->clock, on_timer, s);
+  if (srv->script->idle_timeout > 0)
+    s->idle = detour_timer_new(srv->clock, on_idle, s);
+  if (!s->timer) {
+    sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
+    return;
+  }
+  begin(s);
+}

@@ -1,0 +1,608 @@
+/*
+ * exec.c - runs one scenario: its own uv loop and detour_clock (virtual by
+ * default, starting at DETOUR_SCENARIO_EPOCH), the fake servers and the
+ * engine's libuv driver on that loop, the messages submitted at their
+ * times; then copies what happened (log rows, outcomes, what every fake
+ * server saw) into a detour_scenario_result and checks it (check.c).
+ *
+ * Everything a result holds is named by fake-server name and timed as an
+ * offset from the start, so a virtual-time run prints the same bytes every
+ * time although the ports differ.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "scn_internal.h"
+
+/* Real time a virtual-time scenario may take before it is called stuck. */
+#define VIRTUAL_REAL_LIMIT_MS 30000
+/* Real-time runs without a `limit:` give up after this long. */
+#define REALTIME_DEFAULT_LIMIT_MS 60000
+/* Real time allowed to close everything at the end. */
+#define SETTLE_REAL_LIMIT_MS 3000
+
+typedef struct run run;
+
+typedef struct {
+  run *r;
+  size_t index;
+  detour_timer *timer;
+} submit_slot;
+
+struct run {
+  const detour_scenario *s;
+  detour_scenario_result *res;
+  uv_loop_t loop;
+  detour_clock *clock;
+  detour_fake_server *srv[SCN_MAX_SERVERS];
+  char labels[DETOUR_MAX_SERVERS][300]; /* "host:port" as the engine says */
+  const char *label_names[DETOUR_MAX_SERVERS];
+  size_t nlabels;
+  detour_settings st; /* copy of the scenario's, servers filled in */
+  detour_engine *engine;
+  detour_uv *driver;
+  submit_slot slots[SCN_MAX_MESSAGES];
+  size_t submitted, done;
+  detour_timer *limit_timer;
+  bool limit_hit;
+  bool loop_inited;
+  size_t rows_cap, warn_cap, rcpt_cap;
+  char failure[512]; /* a setup error */
+};
+
+static detour_ms now_off(const run *r) {
+  return detour_clock_now(r->clock) - r->res->start;
+}
+
+/* The fake-server name for an engine label, or the label itself. */
+static const char *name_of_label(const run *r, const char *label) {
+  for (size_t i = 0; i < r->nlabels; i++)
+    if (strcmp(r->labels[i], label) == 0)
+      return r->label_names[i];
+  return label;
+}
+
+/* Replace every label in text by its name (warnings, details). */
+static char *names_in(const run *r, const char *text) {
+  scn_buf b = {0};
+  const char *p = text ? text : "";
+  while (*p) {
+    size_t best = 0;
+    const char *name = NULL;
+    for (size_t i = 0; i < r->nlabels; i++) {
+      size_t n = strlen(r->labels[i]);
+      if (n > best && strncmp(p, r->labels[i], n) == 0) {
+        best = n;
+        name = r->label_names[i];
+      }
+    }
+    if (name) {
+      scn_buf_add(&b, "%s", name);
+      p += best;
+    } else {
+      scn_buf_addn(&b, p++, 1);
+    }
+  }
+  return scn_buf_take(&b);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Driver callbacks                                                          */
+
+static void on_log(void *arg, const detour_log_row *row) {
+  run *r = arg;
+  detour_scenario_result *res = r->res;
+  if (scn_grow(&res->rows, &r->rows_cap, res->nrows, sizeof *res->rows) < 0)
+    return;
+  detour_scenario_row *o = &res->rows[res->nrows++];
+  o->t = row->time - res->start;
+  o->kind = row->kind;
+  o->message = row->message;
+  o->recipient = scn_strdup(row->recipient);
+  o->server = scn_strdup(name_of_label(r, row->server));
+  o->priority = row->priority;
+  o->attempt = row->attempt;
+  o->result = names_in(r, row->result);
+  o->cls = row->cls;
+  o->detail = names_in(r, row->detail);
+}
+
+static void on_warn(void *arg, const char *text) {
+  run *r = arg;
+  detour_scenario_result *res = r->res;
+  if (scn_grow(&res->warnings, &r->warn_cap, res->nwarnings,
+               sizeof *res->warnings) < 0)
+    return;
+  detour_scenario_warning *w = &res->warnings[res->nwarnings++];
+  w->t = now_off(r);
+  w->text = names_in(r, text);
+}
+
+static void on_rcpt(void *arg, size_t message, size_t index,
+                    const char *recipient, detour_rcpt_outcome outcome,
+                    int server, const char *detail) {
+  run *r = arg;
+  detour_scenario_result *res = r->res;
+  if (scn_grow(&res->rcpts, &r->rcpt_cap, res->nrcpts, sizeof *res->rcpts) < 0)
+    return;
+  detour_scenario_rcpt *o = &res->rcpts[res->nrcpts++];
+  o->message = message;
+  o->recipient = scn_strdup(recipient);
+  o->outcome = outcome;
+  /* server is an index in priority order: the engine's sorted list */
+  o->server = server >= 0 && (size_t)server < r->nlabels
+                  ? scn_strdup(r->label_names[server])
+                  : NULL;
+  o->detail = names_in(r, detail);
+  o->t = now_off(r);
+}
+
+static void on_done(void *arg, size_t message, detour_done_status status) {
+  run *r = arg;
+  if (message < r->res->nmsgs) {
+    detour_scenario_msg *m = &r->res->msgs[message];
+    m->done = true;
+    m->status = status;
+    m->done_t = now_off(r);
+  }
+  r->done++;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Setup                                                                     */
+
+static int start_servers(run *r) {
+  const detour_scenario *s = r->s;
+  for (size_t i = 0; i < s->nservers; i++) {
+    int err = 0;
+    r->srv[i] = detour_fake_server_new(r->clock, s->servers[i].script, NULL, 0,
+                                       &err);
+    if (!r->srv[i]) {
+      snprintf(r->failure, sizeof r->failure, "fake server %s: %s",
+               s->servers[i].name, detour_strerror(err));
+      return -1;
+    }
+    char why[256] = "";
+    if (detour_fake_server_start(r->srv[i], why, sizeof why) < 0) {
+      snprintf(r->failure, sizeof r->failure, "fake server %s: %s",
+               s->servers[i].name, why);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* The engine sorts servers by priority (stably); so do we, to know which
+ * label is which name and what a priority-order index means. */
+static int fill_servers(run *r) {
+  const detour_scenario *s = r->s;
+  size_t order[DETOUR_MAX_SERVERS];
+  size_t n = s->nclient_servers;
+  for (size_t i = 0; i < n; i++)
+    order[i] = i;
+  for (size_t i = 1; i < n; i++)
+    for (size_t j = i; j > 0 && s->client_servers[order[j - 1]].priority >
+                                    s->client_servers[order[j]].priority;
+         j--) {
+      size_t t = order[j];
+      order[j] = order[j - 1];
+      order[j - 1] = t;
+    }
+  r->st.cfg.nservers = 0;
+  for (size_t k = 0; k < n; k++) {
+    const scn_client_server *cs = &s->client_servers[order[k]];
+    const char *host = cs->host;
+    uint16_t port = cs->port;
+    const char *name = NULL;
+    if (cs->fake >= 0) {
+      host = detour_fake_server_ip(r->srv[cs->fake]);
+      port = detour_fake_server_port(r->srv[cs->fake]);
+      name = s->servers[cs->fake].name;
+    }
+    if (detour_config_add_server(&r->st.cfg, host, port, cs->priority) < 0) {
+      snprintf(r->failure, sizeof r->failure, "server %s:%u refused", host,
+               (unsigned)port);
+      return -1;
+    }
+    bool v6 = strchr(host, ':') != NULL;
+    snprintf(r->labels[k], sizeof r->labels[k], v6 ? "[%s]:%u" : "%s:%u",
+             host, (unsigned)port);
+    r->label_names[k] = name ? name : r->labels[k];
+  }
+  r->nlabels = n;
+  return 0;
+}
+
+static void submit_now(run *r, size_t i) {
+  const scn_message *m = &r->s->msgs[i];
+  detour_message dm = {.from = m->from,
+                       .rcpts = (const char *const *)m->to,
+                       .nrcpts = m->nto,
+                       .body = m->body,
+                       .body_len = m->body_len,
+                       .override = m->override};
+  r->res->msgs[i].submit_t = now_off(r);
+  int rc = detour_uv_submit(r->driver, &dm);
+  r->submitted++;
+  if (rc < 0) {
+    scn_fail(r->res, "message %zu: submit failed: %s", i, detour_strerror(rc));
+    r->done++; /* nothing will come for it */
+  }
+}
+
+/* Messages go to the engine in file order: one waits for the one before it
+ * even when its `at` is earlier, so indexes match submission order. */
+static void on_submit_timer(detour_timer *t, void *arg) {
+  submit_slot *slot = arg;
+  run *r = slot->r;
+  while (r->submitted < r->s->nmsgs &&
+         r->s->msgs[r->submitted].at <= now_off(r))
+    submit_now(r, r->submitted);
+}
+
+static void on_limit(detour_timer *t, void *arg) {
+  run *r = arg;
+  r->limit_hit = true;
+}
+
+static bool all_done(void *arg) {
+  run *r = arg;
+  if (r->limit_hit)
+    return true;
+  return r->submitted == r->s->nmsgs && r->done >= r->s->nmsgs &&
+         detour_uv_idle(r->driver);
+}
+
+static int setup(run *r) {
+  const detour_scenario *s = r->s;
+  if (uv_loop_init(&r->loop) != 0) {
+    snprintf(r->failure, sizeof r->failure, "uv_loop_init failed");
+    return -1;
+  }
+  r->loop_inited = true;
+  r->clock = s->realtime ? detour_clock_new_real(&r->loop)
+                         : detour_clock_new_virtual(&r->loop,
+                                                    DETOUR_SCENARIO_EPOCH);
+  if (!r->clock)
+    return -1;
+  r->res->start = detour_clock_now(r->clock);
+  if (start_servers(r) < 0)
+    return -1;
+  r->st = s->settings; /* shallow: the tables stay the scenario's */
+  if (fill_servers(r) < 0)
+    return -1;
+  int err = 0;
+  r->engine = detour_engine_new(&r->st.cfg, &err);
+  if (!r->engine) {
+    snprintf(r->failure, sizeof r->failure, "engine: %s",
+             detour_strerror(err));
+    return -1;
+  }
+  detour_uv_callbacks cb = {on_log, on_warn, on_rcpt, on_done, r};
+  r->driver = detour_uv_new(r->clock, r->engine, &cb);
+  if (!r->driver)
+    return -1;
+  r->limit_timer = detour_timer_new(r->clock, on_limit, r);
+  if (!r->limit_timer)
+    return -1;
+  detour_timer_start(r->limit_timer, r->res->start + s->limit);
+  for (size_t i = 0; i < s->nmsgs; i++) {
+    submit_slot *slot = &r->slots[i];
+    slot->r = r;
+    slot->index = i;
+    if (s->msgs[i].at > 0) {
+      slot->timer = detour_timer_new(r->clock, on_submit_timer, slot);
+      if (!slot->timer)
+        return -1;
+      detour_timer_start(slot->timer, r->res->start + s->msgs[i].at);
+    }
+  }
+  on_submit_timer(NULL, &r->slots[0]);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Running                                                                   */
+
+static void on_real_tick(uv_timer_t *t) { (void)t; }
+
+/* Real time: run until done, bounded by the scenario's limit. */
+static int run_real(run *r) {
+  uv_timer_t tick; /* wakes uv_run so done() is looked at regularly */
+  uv_timer_init(&r->loop, &tick);
+  uv_timer_start(&tick, on_real_tick, 20, 20);
+  detour_ms limit = r->s->limit_set ? r->s->limit : REALTIME_DEFAULT_LIMIT_MS;
+  uint64_t end = uv_hrtime() + (uint64_t)limit * 1000000u;
+  while (!all_done(r) && uv_hrtime() < end)
+    uv_run(&r->loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&tick, NULL);
+  uv_run(&r->loop, UV_RUN_NOWAIT);
+  return all_done(r) ? 0 : DETOUR_EIO;
+}
+
+static bool servers_quiet(void *arg) {
+  run *r = arg;
+  for (size_t i = 0; i < r->s->nservers; i++) {
+    detour_fake_stats st;
+    detour_fake_server_stats(r->srv[i], &st);
+    if (st.active > 0)
+      return false;
+  }
+  return true;
+}
+
+/* After the client is done, let the servers see the last closes, so their
+ * records are complete. Bounded in real time. */
+static void settle(run *r) {
+  if (!r->s->realtime) {
+    detour_clock_run_virtual(r->clock, servers_quiet, r, SETTLE_REAL_LIMIT_MS);
+    return;
+  }
+  uint64_t end = uv_hrtime() + (uint64_t)SETTLE_REAL_LIMIT_MS * 1000000u;
+  while (!servers_quiet(r) && uv_hrtime() < end)
+    uv_run(&r->loop, UV_RUN_NOWAIT);
+}
+
+static void execute(run *r) {
+  int rc;
+  if (r->s->realtime)
+    rc = run_real(r);
+  else
+    rc = detour_clock_run_virtual(r->clock, all_done, r,
+                                  VIRTUAL_REAL_LIMIT_MS);
+  r->res->end_t = now_off(r);
+  if (r->limit_hit)
+    scn_fail(r->res, "not finished after the limit of the scenario "
+                     "(limit: key)");
+  else if (rc == DETOUR_EIO)
+    scn_fail(r->res, "not finished after %lld s of real time",
+             !r->s->realtime ? (long long)VIRTUAL_REAL_LIMIT_MS / 1000
+             : r->s->limit_set ? (long long)(r->s->limit / 1000)
+                               : (long long)REALTIME_DEFAULT_LIMIT_MS / 1000);
+  else if (rc < 0)
+    scn_fail(r->res, "the run stopped with messages unfinished (%s)",
+             detour_strerror(rc));
+  if (r->driver && detour_uv_idle(r->driver))
+    settle(r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Copying what the servers saw                                              */
+
+static int copy_conns(detour_fake_server *srv, detour_scenario_server *o,
+                      detour_ms start) {
+  size_t n = detour_fake_server_conn_count(srv);
+  o->conns = calloc(n ? n : 1, sizeof *o->conns);
+  if (!o->conns)
+    return DETOUR_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    detour_fake_conn c;
+    if (detour_fake_server_conn(srv, i, &c) < 0)
+      break;
+    detour_scenario_conn *d = &o->conns[o->nconns++];
+    d->id = c.id;
+    d->accept_t = c.accept_time - start;
+    d->close_t = c.close_time == DETOUR_NO_DEADLINE ? DETOUR_NO_DEADLINE
+                                                    : c.close_time - start;
+    d->closed_by = detour_fake_closer_name(c.closed_by);
+  }
+  return 0;
+}
+
+static int copy_msgs(detour_fake_server *srv, detour_scenario_server *o,
+                     detour_ms start) {
+  size_t n = detour_fake_server_message_count(srv);
+  o->msgs = calloc(n ? n : 1, sizeof *o->msgs);
+  if (!o->msgs)
+    return DETOUR_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    detour_fake_message m;
+    if (detour_fake_server_message(srv, i, &m) < 0)
+      break;
+    detour_scenario_received *d = &o->msgs[o->nmsgs++];
+    d->conn = m.conn;
+    d->t = m.time - start;
+    d->from = scn_strdup(m.from);
+    d->rcpts = calloc(m.nrcpts ? m.nrcpts : 1, sizeof *d->rcpts);
+    for (size_t k = 0; d->rcpts && k < m.nrcpts; k++)
+      d->rcpts[d->nrcpts++] = scn_strdup(m.rcpts[k]);
+    d->body = scn_memdup(m.body ? m.body : "", m.body ? m.body_len : 0);
+    d->body_len = m.body ? m.body_len : 0;
+    d->complete = m.complete;
+    d->code = m.code;
+    if (!d->from || !d->rcpts || !d->body)
+      return DETOUR_ENOMEM;
+  }
+  return 0;
+}
+
+static int copy_cmds(detour_fake_server *srv, detour_scenario_server *o,
+                     detour_ms start) {
+  size_t n = detour_fake_server_event_count(srv), cap = 0;
+  for (size_t i = 0; i < n; i++) {
+    detour_fake_event ev;
+    if (detour_fake_server_event(srv, i, &ev) < 0)
+      break;
+    if (ev.type != DETOUR_FAKE_EV_COMMAND)
+      continue;
+    if (scn_grow(&o->cmds, &cap, o->ncmds, sizeof *o->cmds) < 0)
+      return DETOUR_ENOMEM;
+    detour_scenario_command *c = &o->cmds[o->ncmds++];
+    c->conn = ev.conn;
+    c->t = ev.time - start;
+    if (!(c->line = scn_memdup(ev.data ? ev.data : "", ev.data ? ev.len : 0)))
+      return DETOUR_ENOMEM;
+  }
+  return 0;
+}
+
+static int copy_servers(run *r) {
+  detour_scenario_result *res = r->res;
+  res->servers = calloc(r->s->nservers, sizeof *res->servers);
+  if (!res->servers)
+    return DETOUR_ENOMEM;
+  for (size_t i = 0; i < r->s->nservers && r->srv[i]; i++) {
+    detour_scenario_server *o = &res->servers[res->nservers++];
+    o->name = scn_strdup(r->s->servers[i].name);
+    o->address = scn_strdup(detour_fake_server_address(r->srv[i]));
+    int rc = copy_conns(r->srv[i], o, res->start);
+    if (rc == 0)
+      rc = copy_msgs(r->srv[i], o, res->start);
+    if (rc == 0)
+      rc = copy_cmds(r->srv[i], o, res->start);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* The `detour send` exit convention over every message. */
+static int exit_code_of(const detour_scenario_result *res) {
+  bool deferred = false, aborted = false;
+  for (size_t i = 0; i < res->nmsgs; i++) {
+    deferred |= !res->msgs[i].done ||
+                res->msgs[i].status == DETOUR_DONE_DEFERRED;
+    aborted |= res->msgs[i].status == DETOUR_DONE_ABORTED;
+  }
+  return deferred ? EX_TEMPFAIL : aborted ? EX_NOUSER : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Teardown                                                                  */
+
+static void teardown(run *r) {
+  for (size_t i = 0; i < SCN_MAX_MESSAGES; i++)
+    detour_timer_free(r->slots[i].timer);
+  detour_timer_free(r->limit_timer);
+  if (r->driver)
+    detour_uv_free(r->driver);
+  for (size_t i = 0; i < SCN_MAX_SERVERS; i++)
+    if (r->srv[i])
+      detour_fake_server_free(r->srv[i]);
+  /* Let every close callback run; bounded, a stuck handle is reported. */
+  for (int i = 0; i < 10000 && uv_loop_alive(&r->loop); i++)
+    uv_run(&r->loop, UV_RUN_NOWAIT);
+  detour_engine_free(r->engine);
+  if (r->clock)
+    detour_clock_free(r->clock);
+  if (uv_loop_close(&r->loop) != 0)
+    scn_fail(r->res, "internal: the loop did not close clean");
+}
+
+static int fill_header(const detour_scenario *s, detour_scenario_result *res) {
+  res->name = scn_strdup(s->name);
+  res->file = scn_strdup(s->file);
+  res->description = scn_strdup(s->description);
+  res->rules = calloc(s->nrules ? s->nrules : 1, sizeof *res->rules);
+  res->msgs = calloc(s->nmsgs ? s->nmsgs : 1, sizeof *res->msgs);
+  if (!res->name || !res->file || !res->rules || !res->msgs)
+    return DETOUR_ENOMEM;
+  for (size_t i = 0; i < s->nrules; i++)
+    if (!(res->rules[res->nrules++] = strdup(s->rules[i])))
+      return DETOUR_ENOMEM;
+  res->nmsgs = s->nmsgs;
+  res->realtime = s->realtime;
+  return 0;
+}
+
+int detour_scenario_run(const detour_scenario *s, detour_scenario_result *out) {
+  memset(out, 0, sizeof *out);
+  uint64_t t0 = uv_hrtime();
+  if (fill_header(s, out) < 0) {
+    detour_scenario_result_free(out);
+    return DETOUR_ENOMEM;
+  }
+  if (s->realtime && !s->realtime_ok) {
+    out->verdict = DETOUR_VERDICT_SKIP;
+    return 0;
+  }
+  run *r = calloc(1, sizeof *r);
+  if (!r) {
+    detour_scenario_result_free(out);
+    return DETOUR_ENOMEM;
+  }
+  r->s = s;
+  r->res = out;
+  if (setup(r) < 0) {
+    scn_fail(out, "setup: %s", r->failure[0] ? r->failure : "out of memory");
+    out->verdict = DETOUR_VERDICT_ERROR;
+  } else {
+    execute(r);
+    if (copy_servers(r) < 0)
+      scn_fail(out, "out of memory copying the servers' records");
+  }
+  out->exit_code = exit_code_of(out);
+  if (r->loop_inited)
+    teardown(r);
+  free(r);
+  if (out->verdict != DETOUR_VERDICT_ERROR) {
+    scn_check(s, out);
+    out->verdict = out->nfailures ? DETOUR_VERDICT_FAIL : DETOUR_VERDICT_PASS;
+  }
+  out->wall_ms = (double)(uv_hrtime() - t0) / 1e6;
+  return 0;
+}
+
+int detour_scenario_result_error(detour_scenario_result *out, const char *file,
+                                 const char *text) {
+  memset(out, 0, sizeof *out);
+  out->file = scn_strdup(file);
+  const char *slash = file ? strrchr(file, '/') : NULL;
+  out->name = scn_strdup(slash ? slash + 1 : file ? file : "?");
+  out->verdict = DETOUR_VERDICT_ERROR;
+  scn_fail(out, "%s", text);
+  return out->file && out->name ? 0 : DETOUR_ENOMEM;
+}
+
+static void free_strs(char **a, size_t n) {
+  for (size_t i = 0; a && i < n; i++)
+    free(a[i]);
+  free(a);
+}
+
+static void free_server(detour_scenario_server *o) {
+  free(o->name);
+  free(o->address);
+  free(o->conns);
+  for (size_t k = 0; k < o->nmsgs; k++) {
+    free(o->msgs[k].from);
+    free_strs(o->msgs[k].rcpts, o->msgs[k].nrcpts);
+    free(o->msgs[k].body);
+  }
+  free(o->msgs);
+  for (size_t k = 0; k < o->ncmds; k++)
+    free(o->cmds[k].line);
+  free(o->cmds);
+}
+
+void detour_scenario_result_free(detour_scenario_result *r) {
+  if (!r)
+    return;
+  free(r->name);
+  free(r->file);
+  free(r->description);
+  free_strs(r->rules, r->nrules);
+  free_strs(r->failures, r->nfailures);
+  for (size_t i = 0; i < r->nrows; i++) {
+    free(r->rows[i].recipient);
+    free(r->rows[i].server);
+    free(r->rows[i].result);
+    free(r->rows[i].detail);
+  }
+  free(r->rows);
+  for (size_t i = 0; i < r->nwarnings; i++)
+    free(r->warnings[i].text);
+  free(r->warnings);
+  for (size_t i = 0; i < r->nrcpts; i++) {
+    free(r->rcpts[i].recipient);
+    free(r->rcpts[i].server);
+    free(r->rcpts[i].detail);
+  }
+  free(r->rcpts);
+  free(r->msgs);
+  for (size_t i = 0; i < r->nservers; i++)
+    free_server(&r->servers[i]);
+  free(r->servers);
+  memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,155 @@
+/*
+ * scn_internal.h - what the sources of the scenario runner share: the
+ * loaded scenario (servers, client, messages, expectations) and small
+ * helpers. Names here are scn_.
+ */
+#ifndef DETOUR_SCN_INTERNAL_H
+#define DETOUR_SCN_INTERNAL_H
+
+#include "detour/detour_config.h"
+#include "detour/fake.h"
+#include "detour/scenario.h"
+
+#define SCN_MAX_SERVERS 32
+#define SCN_MAX_MESSAGES 256
+
+/* A fake server of the scenario. */
+typedef struct {
+  char *name;
+  detour_fake_script *script;
+} scn_server;
+
+/* One entry of the client's server list: a fake server (fake >= 0) or a
+ * literal address (a name that does not resolve, a closed port). */
+typedef struct {
+  int fake; /* index in servers, or -1 */
+  char host[256];
+  uint16_t port;
+  int priority;
+} scn_client_server;
+
+typedef struct {
+  char *from;
+  char **to;
+  size_t nto;
+  char *body;
+  size_t body_len;
+  detour_override override;
+  detour_ms at;
+} scn_message;
+
+/* An expected log row: a field left unset is not compared. */
+typedef struct {
+  int line, col;
+  bool has_t;
+  detour_ms t;
+  char *recipient, *server, *result, *detail; /* globs; NULL = any */
+  int cls;     /* -1 = any */
+  int attempt; /* -1 = any */
+  int kind;    /* -1 = any */
+  int message; /* -1 = any */
+} scn_row_expect;
+
+typedef struct {
+  char *recipient;
+  int message; /* -1 = every message that has the recipient */
+  int outcome; /* -1 = any */
+  char *server; /* NULL = not checked; "none" = no server */
+} scn_rcpt_expect;
+
+typedef struct {
+  char *from;
+  char **to;
+  size_t nto;
+  bool has_to;
+  char *body;
+  size_t body_len;
+  int complete; /* -1 any */
+  int code;     /* -1 any */
+} scn_received_expect;
+
+/* Per-server expectations (by server index). */
+typedef struct {
+  long connections; /* -1 = not checked */
+  detour_ms *connect_times;
+  size_t nconnect_times;
+  bool has_connect_times;
+  scn_received_expect *received;
+  size_t nreceived;
+  bool has_received;
+  char **commands;
+  size_t ncommands;
+  bool has_commands;
+} scn_server_expect;
+
+typedef struct {
+  int exit_code; /* -1 = not checked */
+  int status[SCN_MAX_MESSAGES]; /* detour_done_status or -1 */
+  size_t nstatus;
+  scn_rcpt_expect *rcpts;
+  size_t nrcpts;
+  scn_row_expect *log;
+  size_t nlog;
+  bool has_log;
+  char **warnings;
+  size_t nwarnings;
+  bool has_warnings;
+  scn_server_expect servers[SCN_MAX_SERVERS];
+  detour_ms latency_max, latency_min; /* -1 = not checked */
+  detour_ms tolerance;                /* realtime only */
+} scn_expect;
+
+struct detour_scenario {
+  char *file, *name, *description;
+  char **rules;
+  size_t nrules;
+  bool realtime_ok; /* `realtime: false` skips it under --realtime */
+  bool realtime;    /* this run's mode */
+  detour_ms limit;  /* time after which the run gives up */
+  bool limit_set;   /* else realtime runs get REALTIME_DEFAULT_LIMIT */
+  scn_server servers[SCN_MAX_SERVERS];
+  size_t nservers;
+  scn_client_server client_servers[DETOUR_MAX_SERVERS];
+  size_t nclient_servers;
+  detour_settings settings; /* the client config without servers */
+  scn_message msgs[SCN_MAX_MESSAGES];
+  size_t nmsgs;
+  scn_expect expect;
+};
+
+/* util.c */
+char *scn_strdup(const char *s); /* NULL stays NULL; aborts never */
+char *scn_memdup(const void *p, size_t len); /* NUL added */
+/* printf into a new string; NULL on OOM. */
+char *scn_printf(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+/* A growable string. */
+typedef struct {
+  char *s;
+  size_t len, cap;
+  bool oom;
+} scn_buf;
+void scn_buf_add(scn_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void scn_buf_addn(scn_buf *b, const char *p, size_t n);
+/* The bytes with C escapes for control characters and quotes. */
+void scn_buf_add_escaped(scn_buf *b, const char *p, size_t n);
+char *scn_buf_take(scn_buf *b); /* "" when empty; NULL on OOM */
+void scn_buf_free(scn_buf *b);
+
+/* Grow *arr (element size sz) so index n fits. 0 or DETOUR_ENOMEM. */
+int scn_grow(void *arr, size_t *cap, size_t n, size_t sz);
+
+/* check.c: compare the run's record with the expectations; appends
+ * failures to r. */
+void scn_check(const detour_scenario *s, detour_scenario_result *r);
+/* Add one failure (printf); never fails visibly (OOM drops the text). */
+void scn_fail(detour_scenario_result *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* load.c: apply the mutations to loaded settings. */
+int scn_apply_mutations(detour_settings *st, const detour_scenario_options *o,
+                        char *err, size_t errlen);
+
+#endif /* DETOUR_SCN_INTERNAL_H */
