@@ -10,6 +10,8 @@ packages=(
   clang-format                         # the format check
   python3 swaks                        # external SMTP clients in tests
   iproute2 libns3-dev ns3 libgsl-dev   # netsim: namespaces, taps, ns-3
+  tshark libxml2-utils chromium        # report checks: pcap, JUnit XML, HTML
+  fonts-dejavu-core                    # text in the HTML screenshot
 )
 
 missing=()
@@ -20,6 +22,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "setup: installing ${missing[*]}"
+  # tshark asks whether to install dumpcap setuid: answer no, unattended.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | $sudo debconf-set-selections
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi

@@ -171,9 +171,13 @@ static void conn_fail(conn *c, parked_event ev, detour_condition cond,
 /* What a failed TCP connect means, as the classification table sees it. */
 static detour_condition connect_condition(int status) {
   switch (status) {
-  case UV_ECONNREFUSED:
-  case UV_ECONNRESET: /* a RST answering the SYN is a refusal */
+  case UV_ECONNREFUSED: /* a RST answering the SYN */
     return DETOUR_COND_CONNECT_REFUSED;
+  case UV_ECONNRESET:
+    /* The handshake completed (the server accepted), then a RST came
+     * before we saw the connect succeed: a dropped connection (SPEC R3
+     * TRANSIENT), not a refusal. */
+    return DETOUR_COND_CLOSED;
   case UV_ETIMEDOUT:
     return DETOUR_COND_CONNECT_TIMEOUT;
   default: /* EHOSTUNREACH, ENETUNREACH, EADDRNOTAVAIL, EAFNOSUPPORT... */

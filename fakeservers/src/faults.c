@@ -318,7 +318,10 @@ static const fault_entry catalogue[] = {
       S(CONNECT)},
      ANY_STAGE, x_close},
     {{"reset", "resets (RST) instead of replying at the stage", C(TRANSIENT),
-      -1, "as close, with SO_LINGER 0", S(CONNECT)},
+      C(CONNECT),
+      "as close, with SO_LINGER 0; at connect the RST may reach the client "
+      "before its connect() completes, which then fails with ECONNRESET",
+      S(CONNECT)},
      ANY_STAGE, x_reset},
     {{"drop_mid_data", "RST after after_bytes (64) bytes of the message",
       C(TRANSIENT), -1, "= reset at body", S(BODY)},

@@ -254,7 +254,7 @@ static int rule_key(ctx *c, yaml_node_t *k, yaml_node_t *v,
                     detour_fake_rule *r, char *tmp, size_t tlen) {
   const char *key = scalar(c, k, "a rule key");
   unsigned long long x;
-  int i, rc = 0;
+  int i = 0, rc = 0;
   bool b;
   if (!key)
     return DETOUR_EPARSE;
@@ -617,7 +617,7 @@ static int server_key(ctx *c, detour_fake_script *s, yaml_node_t *k,
   const char *val;
   unsigned long long x;
   detour_ms d;
-  int i, rc;
+  int i = 0, rc;
   if (!key)
     return DETOUR_EPARSE;
   switch (one_of(key, server_keys)) {

@@ -1,0 +1,124 @@
+/*
+ * names.c - names, titles and small formatters the report writers share.
+ * The verdict names are repeated here (not taken from the runner) so the
+ * writers and their golden tests need only scenario.h, not the runner's
+ * library.
+ */
+#include "rep_internal.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+const char *rep_verdict_name(detour_verdict v) {
+  switch (v) {
+  case DETOUR_VERDICT_PASS:
+    return "PASS";
+  case DETOUR_VERDICT_FAIL:
+    return "FAIL";
+  case DETOUR_VERDICT_ERROR:
+    return "ERROR";
+  case DETOUR_VERDICT_SKIP:
+    return "SKIP";
+  }
+  return "?";
+}
+
+const char *rep_verdict_css(detour_verdict v) {
+  switch (v) {
+  case DETOUR_VERDICT_PASS:
+    return "pass";
+  case DETOUR_VERDICT_FAIL:
+    return "fail";
+  case DETOUR_VERDICT_ERROR:
+    return "error";
+  case DETOUR_VERDICT_SKIP:
+    return "skip";
+  }
+  return "error";
+}
+
+/* The headings of SPEC.md, R1..R12. */
+static const char *const rule_titles[REP_SPEC_RULES] = {
+    "Server list",
+    "One attempt",
+    "Failure classes",
+    "Detour decision",
+    "Detour",
+    "No detour: retry the normal server",
+    "Limit reached",
+    "Send log",
+    "Intent",
+    "Several recipients",
+    "Per-session timeouts",
+    "Circuit breaker and connection racing",
+};
+
+const char *rep_rule_title(int i) {
+  return i >= 1 && i <= REP_SPEC_RULES ? rule_titles[i - 1] : "";
+}
+
+void rep_iso(detour_ms t, char *buf, size_t len) {
+  if (detour_format_time(t, buf, len) < 0)
+    snprintf(buf, len, "?");
+}
+
+/* The same notation as the scenario files' offsets, so a report and the
+ * scenario it came from read alike. */
+void rep_offset(detour_ms t, char *buf, size_t len) {
+  const char *sign = t < 0 ? "-" : "";
+  uint64_t v = t < 0 ? (uint64_t)0 - (uint64_t)t : (uint64_t)t;
+  uint64_t h = v / 3600000, m = v / 60000 % 60, s = v / 1000 % 60,
+           ms = v % 1000;
+  char hp[24] = "", mp[8] = "", sp[16] = "";
+  if (h)
+    snprintf(hp, sizeof hp, "%" PRIu64 "h", h);
+  if (m)
+    snprintf(mp, sizeof mp, "%" PRIu64 "m", m);
+  if (ms)
+    snprintf(sp, sizeof sp, "%" PRIu64 ".%03" PRIu64 "s", s, ms);
+  else if (s || (!h && !m))
+    snprintf(sp, sizeof sp, "%" PRIu64 "s", s);
+  snprintf(buf, len, "%s%s%s%s", sign, hp, mp, sp);
+}
+
+const char *rep_meta_title(const detour_report_meta *m) {
+  return m && m->title ? m->title : "detour";
+}
+
+const char *rep_meta_version(const detour_report_meta *m) {
+  return m && m->version ? m->version : DETOUR_VERSION;
+}
+
+const char *rep_meta_subject(const detour_report_meta *m) {
+  return m && m->subject ? m->subject : "detour (built-in engine)";
+}
+
+void rep_row_line(const detour_scenario_result *r,
+                  const detour_scenario_row *row, char *buf, size_t len) {
+  detour_log_row lr = {.time = r->start + row->t,
+                       .kind = row->kind,
+                       .message = row->message,
+                       .recipient = row->recipient,
+                       .server = row->server,
+                       .address = "",
+                       .priority = row->priority,
+                       .attempt = row->attempt,
+                       .result = row->result,
+                       .cls = row->cls,
+                       .detail = row->detail};
+  /* A cut row still says most of what happened: keep the truncated text. */
+  (void)detour_log_format_table(&lr, buf, len);
+}
+
+size_t rep_count(const detour_suite *s, detour_verdict v) {
+  size_t n = 0;
+  for (size_t i = 0; i < s->n; i++)
+    n += s->results[i].verdict == v;
+  return n;
+}
+
+int rep_finish(FILE *f) {
+  if (fflush(f) != 0 || ferror(f))
+    return DETOUR_EIO;
+  return 0;
+}
