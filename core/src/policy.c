@@ -108,28 +108,9 @@ int detour_policy_add_recipient(detour_policy *p, const char *pattern,
 }
 
 /* '*' matches any run of characters (also none, also '@'); everything else
- * matches itself ignoring case. Greedy with one backtrack point, so it is
- * linear in practice and never recursive. */
+ * matches itself ignoring case. */
 static bool glob_match(const char *pat, const char *s) {
-  const char *star = NULL, *resume = NULL;
-  while (*s) {
-    if (*pat == '*') {
-      star = pat++;
-      resume = s;
-    } else if (*pat &&
-               tolower((unsigned char)*pat) == tolower((unsigned char)*s)) {
-      pat++;
-      s++;
-    } else if (star) {
-      pat = star + 1;
-      s = ++resume;
-    } else {
-      return false;
-    }
-  }
-  while (*pat == '*')
-    pat++;
-  return *pat == '\0';
+  return detour_glob(pat, s, DETOUR_GLOB_NOCASE);
 }
 
 static size_t literal_chars(const char *pat) {

@@ -21,21 +21,20 @@
 /* Names                                                                     */
 
 static const char *const stage_names[DETOUR_FAKE_STAGE_COUNT] = {
-    "connect", "greeting", "ehlo", "helo", "mail", "rcpt",    "data",
+    "connect", "greeting", "ehlo", "helo", "mail", "rcpt",   "data",
     "body",    "eod",      "rset", "noop", "quit", "unknown"};
 _Static_assert(sizeof stage_names / sizeof stage_names[0] ==
                    DETOUR_FAKE_STAGE_COUNT,
                "one name per stage");
 
-static const char *const action_names[] = {"auto", "continue", "close",
-                                           "reset", "stall"};
+static const char *const action_names[] = {"auto", "continue", "close", "reset",
+                                           "stall"};
 _Static_assert(sizeof action_names / sizeof action_names[0] ==
                    DETOUR_FAKE_ACT_STALL + 1,
                "one name per action");
 
 static const char *const closer_names[] = {
-    "open", "client", "client_reset", "server", "server_reset", "stop",
-    "idle"};
+    "open", "client", "client_reset", "server", "server_reset", "stop", "idle"};
 _Static_assert(sizeof closer_names / sizeof closer_names[0] ==
                    DETOUR_FAKE_BY_IDLE + 1,
                "one name per closer");
@@ -105,26 +104,7 @@ char *fake__strdup(const char *s) {
 }
 
 bool fake__glob(const char *p, const char *t) {
-  /* Iterative '*' matching with one backtrack point: linear enough for
-   * addresses and never recursive on peer input. */
-  const char *star = NULL, *resume = NULL;
-  while (*t) {
-    if (*p == '*') {
-      star = p++;
-      resume = t;
-    } else if (*p && tolower((unsigned char)*p) == tolower((unsigned char)*t)) {
-      p++;
-      t++;
-    } else if (star) {
-      p = star + 1;
-      t = ++resume;
-    } else {
-      return false;
-    }
-  }
-  while (*p == '*')
-    p++;
-  return *p == '\0';
+  return detour_glob(p, t, DETOUR_GLOB_NOCASE);
 }
 
 int fake__parse_addr(const char *text, struct sockaddr_storage *out) {
@@ -262,8 +242,8 @@ detour_fake_script *detour_fake_script_clone(const detour_fake_script *s) {
   c->max_body = s->max_body;
   memcpy(c->style, s->style, sizeof c->style);
   if (detour_fake_script_set_hostname(c, s->hostname) != 0 ||
-      detour_fake_script_set_ehlo_keywords(
-          c, (const char *const *)s->ehlo_kw, s->n_ehlo) != 0)
+      detour_fake_script_set_ehlo_keywords(c, (const char *const *)s->ehlo_kw,
+                                           s->n_ehlo) != 0)
     goto fail;
   for (size_t i = 0; i < s->nrules; i++)
     if (detour_fake_script_add_rule(c, &s->rules[i]) != 0)

@@ -417,7 +417,7 @@ static void summary_line(FILE *f, const detour_scenario_result *r) {
   char end[32];
   rep_offset(r->end_t, end, sizeof end);
   fprintf(f, "<summary><span class=\"badge %s\">%s</span> <b>",
-          rep_verdict_css(r->verdict), rep_verdict_name(r->verdict));
+          rep_verdict_css(r->verdict), detour_verdict_name(r->verdict));
   rep_xml(f, r->name, false);
   fputs("</b><span class=\"rules\">", f);
   for (size_t i = 0; i < r->nrules; i++) {

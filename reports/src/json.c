@@ -271,7 +271,7 @@ static void scenario(jw *w, const detour_scenario_result *r,
   for (size_t i = 0; i < r->nrules; i++)
     str(w, NULL, r->rules[i]);
   close_(w, ']');
-  str(w, "verdict", rep_verdict_name(r->verdict));
+  str(w, "verdict", detour_verdict_name(r->verdict));
   num(w, "exit_code", r->exit_code);
   open_(w, "failures", '[');
   for (size_t i = 0; i < r->nfailures; i++)

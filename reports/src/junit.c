@@ -114,7 +114,7 @@ static void verdict_elem(FILE *f, const detour_scenario_result *r) {
     fputs("/>\n", f);
     return;
   }
-  attr(f, "type", rep_verdict_name(r->verdict));
+  attr(f, "type", detour_verdict_name(r->verdict));
   fputc('>', f);
   for (size_t i = 0; i < r->nfailures; i++) {
     rep_xml(f, r->failures[i], false);

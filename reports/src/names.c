@@ -6,22 +6,7 @@
  */
 #include "rep_internal.h"
 
-#include <inttypes.h>
 #include <string.h>
-
-const char *rep_verdict_name(detour_verdict v) {
-  switch (v) {
-  case DETOUR_VERDICT_PASS:
-    return "PASS";
-  case DETOUR_VERDICT_FAIL:
-    return "FAIL";
-  case DETOUR_VERDICT_ERROR:
-    return "ERROR";
-  case DETOUR_VERDICT_SKIP:
-    return "SKIP";
-  }
-  return "?";
-}
 
 const char *rep_verdict_css(detour_verdict v) {
   switch (v) {
@@ -65,20 +50,7 @@ void rep_iso(detour_ms t, char *buf, size_t len) {
 /* The same notation as the scenario files' offsets, so a report and the
  * scenario it came from read alike. */
 void rep_offset(detour_ms t, char *buf, size_t len) {
-  const char *sign = t < 0 ? "-" : "";
-  uint64_t v = t < 0 ? (uint64_t)0 - (uint64_t)t : (uint64_t)t;
-  uint64_t h = v / 3600000, m = v / 60000 % 60, s = v / 1000 % 60,
-           ms = v % 1000;
-  char hp[24] = "", mp[8] = "", sp[16] = "";
-  if (h)
-    snprintf(hp, sizeof hp, "%" PRIu64 "h", h);
-  if (m)
-    snprintf(mp, sizeof mp, "%" PRIu64 "m", m);
-  if (ms)
-    snprintf(sp, sizeof sp, "%" PRIu64 ".%03" PRIu64 "s", s, ms);
-  else if (s || (!h && !m))
-    snprintf(sp, sizeof sp, "%" PRIu64 "s", s);
-  snprintf(buf, len, "%s%s%s%s", sign, hp, mp, sp);
+  detour_scenario_format_offset(t, buf, len);
 }
 
 const char *rep_meta_title(const detour_report_meta *m) {

@@ -48,7 +48,7 @@ void detour_report_terminal_line(const detour_scenario_result *r, FILE *f,
                                  bool color) {
   if (!r || !f)
     return;
-  const char *v = rep_verdict_name(r->verdict);
+  const char *v = detour_verdict_name(r->verdict);
   if (color)
     fprintf(f, "%s%-5s%s ", verdict_color(r->verdict), v, RESET);
   else

@@ -311,60 +311,11 @@ detour_suite *fixture_suite(size_t extra) {
   return s;
 }
 
-static void free_strv(char **v, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    free(v[i]);
-  free(v);
-}
-
-static void free_server(detour_scenario_server *sv) {
-  free(sv->name);
-  free(sv->address);
-  free(sv->conns);
-  for (size_t i = 0; i < sv->nmsgs; i++) {
-    free(sv->msgs[i].from);
-    free_strv(sv->msgs[i].rcpts, sv->msgs[i].nrcpts);
-    free(sv->msgs[i].body);
-  }
-  free(sv->msgs);
-  for (size_t i = 0; i < sv->ncmds; i++)
-    free(sv->cmds[i].line);
-  free(sv->cmds);
-}
-
-static void free_result(detour_scenario_result *r) {
-  free(r->name);
-  free(r->file);
-  free(r->description);
-  free_strv(r->rules, r->nrules);
-  free_strv(r->failures, r->nfailures);
-  for (size_t i = 0; i < r->nrows; i++) {
-    free(r->rows[i].recipient);
-    free(r->rows[i].server);
-    free(r->rows[i].result);
-    free(r->rows[i].detail);
-  }
-  free(r->rows);
-  for (size_t i = 0; i < r->nwarnings; i++)
-    free(r->warnings[i].text);
-  free(r->warnings);
-  for (size_t i = 0; i < r->nrcpts; i++) {
-    free(r->rcpts[i].recipient);
-    free(r->rcpts[i].server);
-    free(r->rcpts[i].detail);
-  }
-  free(r->rcpts);
-  free(r->msgs);
-  for (size_t i = 0; i < r->nservers; i++)
-    free_server(&r->servers[i]);
-  free(r->servers);
-}
-
 void fixture_suite_free(detour_suite *s) {
   if (!s)
     return;
   for (size_t i = 0; i < s->n; i++)
-    free_result(&s->results[i]);
+    detour_scenario_result_free(&s->results[i]);
   free(s->results);
   free(s);
 }

@@ -52,6 +52,13 @@ const char *detour_strerror(int err);
 /* Name of an error value ("EPROTO"); "EUNKNOWN" for anything else. Static. */
 const char *detour_err_name(int err);
 
+/* Wildcard match: '*' matches any run of characters (none included);
+ * with DETOUR_GLOB_QMARK '?' matches one; with DETOUR_GLOB_NOCASE letters
+ * match ignoring case. NULL pattern or text never matches. */
+#define DETOUR_GLOB_NOCASE 1u
+#define DETOUR_GLOB_QMARK 2u
+bool detour_glob(const char *pattern, const char *text, unsigned flags);
+
 /* Milliseconds. Absolute times are ms since the Unix epoch (or a virtual
  * epoch in the scenario runner); durations are plain ms. */
 typedef int64_t detour_ms;
