@@ -1,21 +1,34 @@
 /*
  * run.c - `detour run [PATH ...] [--filter GLOB] [-j N] [--realtime]
- * [--mutate M] [--out DIR] [--verbose]`: runs scenario files (directories
+ * [--mutate M] [--out DIR] [--json F] [--junit F] [--html F] [--pcap DIR]
+ * [--report-dir DIR] [--verbose]`: runs scenario files (directories
  * searched for *.yaml) against the built-in engine and scripted fake
- * servers, prints PASS/FAIL per scenario with a diff for each failure, and
- * exits 0 only when every scenario passed.
+ * servers, prints PASS/FAIL per scenario with a diff for each failure,
+ * writes the reports asked for (reports/), and exits 0 only when every
+ * scenario passed (77 when every scenario was skipped, so CTest's
+ * SKIP_RETURN_CODE reports a skip, never a pass).
+ *
+ * SIGINT, SIGTERM and SIGHUP stop the run cleanly: the running scenarios
+ * give up, tear down their fake servers and simulated networks
+ * (namespaces, ns-3), and the command exits 128 + the signal. A second
+ * signal kills at once; the next run sweeps what that leaves.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "detour/reports.h"
 #include "detour/scenario.h"
 #include "run.h"
 
 #define MAX_PATHS 256
 #define MAX_MUTATIONS 16
+/* CTest's SKIP_RETURN_CODE (and automake's): nothing could run here. */
+#define EXIT_ALL_SKIPPED 77
 
 typedef struct {
   const char *paths[MAX_PATHS];
@@ -23,30 +36,45 @@ typedef struct {
   const char *mutations[MAX_MUTATIONS];
   size_t nmutations;
   const char *filter, *out_dir;
+  const char *json, *junit, *html, *pcap_dir, *report_dir;
   unsigned jobs;
   bool realtime, verbose, quiet, no_progress;
 } run_opts;
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "Usage: detour run [PATH ...] [OPTIONS]\n"
-          "\nRun scenario files (directories are searched for *.yaml;\n"
-          "default: scenarios/conformance) and check every expectation.\n"
-          "\nOptions:\n"
-          "  -f, --filter GLOB   only scenarios whose name or file matches\n"
-          "  -j, --jobs N        run N scenarios at once (default: 1)\n"
-          "      --realtime      real timers; times checked with the "
-          "scenario's tolerance\n"
-          "      --mutate M      break the client on purpose (repeatable):\n"
-          "                      classify:KEY=CLASS, detour=allow|deny,\n"
-          "                      detour.rule=RULE, retry.interval=D,\n"
-          "                      retry.max_attempts=N\n"
-          "  -o, --out DIR       write DIR/results.jsonl and DIR/rows.txt\n"
-          "  -v, --verbose       print the log rows of passing scenarios "
-          "too\n"
-          "  -q, --quiet         print only failures and the summary\n"
-          "      --no-progress   no progress line on a terminal\n"
-          "\nExit status: 0 every scenario passed, 1 one failed, 64 usage.\n");
+  fprintf(f, "Usage: detour run [PATH ...] [OPTIONS]\n"
+             "\nRun scenario files (directories are searched for *.yaml;\n"
+             "default: scenarios/conformance) and check every expectation.\n"
+             "\nOptions:\n"
+             "  -f, --filter GLOB   only scenarios whose name or file matches\n"
+             "  -j, --jobs N        run N scenarios at once (default: 1)\n"
+             "      --realtime      real timers; times checked with the "
+             "scenario's tolerance\n"
+             "      --mutate M      break the client on purpose (repeatable):\n"
+             "                      classify:KEY=CLASS, detour=allow|deny,\n"
+             "                      detour.rule=RULE, retry.interval=D,\n"
+             "                      retry.max_attempts=N\n"
+             "  -o, --out DIR       write DIR/results.jsonl and DIR/rows.txt\n"
+             "      --json FILE     the run as one JSON document\n"
+             "      --junit FILE    JUnit XML for CI systems\n"
+             "      --html FILE     one HTML file: summary by SPEC rule,\n"
+             "                      a timeline and the send log per "
+             "scenario\n"
+             "      --pcap DIR      capture each scenario's packets into\n"
+             "                      DIR/<scenario>.pcap (root or "
+             "CAP_NET_RAW)\n"
+             "      --report-dir DIR  all of the above into DIR: "
+             "report.json,\n"
+             "                      junit.xml, report.html, pcap/, "
+             "results.jsonl,\n"
+             "                      rows.txt\n"
+             "  -v, --verbose       print the log rows of passing scenarios "
+             "too\n"
+             "  -q, --quiet         print only failures and the summary\n"
+             "      --no-progress   no progress line on a terminal\n"
+             "\nExit status: 0 every scenario passed, 1 one failed, 77 every\n"
+             "scenario was skipped (e.g. a network: scenario without root or\n"
+             "ns-3), 64 usage, 128+N stopped by signal N (after teardown).\n");
 }
 
 static int bad(const char *fmt, const char *arg) {
@@ -76,11 +104,24 @@ static const char *split(const char *a, char *name, size_t len) {
   if (a[0] == '-' && a[1] == '-' && eq) {
     *eq = '\0';
     attached = a + (eq - name) + 1;
-  } else if (a[0] == '-' && strchr("fjo", a[1]) && a[1] && a[2]) {
+  } else if (a[0] == '-' && a[1] != '-' && a[1] && strchr("fjo", a[1]) &&
+             a[2]) {
     name[2] = '\0';
     attached = a + 2;
   }
   return name;
+}
+
+static const char **report_option(run_opts *o, const char *name) {
+  if (!strcmp(name, "--json"))
+    return &o->json;
+  if (!strcmp(name, "--junit"))
+    return &o->junit;
+  if (!strcmp(name, "--html"))
+    return &o->html;
+  if (!strcmp(name, "--pcap"))
+    return &o->pcap_dir;
+  return &o->report_dir;
 }
 
 static int parse(int argc, char **argv, run_opts *o) {
@@ -112,6 +153,12 @@ static int parse(int argc, char **argv, run_opts *o) {
     } else if (!strcmp(a, "-o") || !strcmp(a, "--out")) {
       if (!(o->out_dir = value(argc, argv, &i)))
         return bad("%s needs a directory", a);
+    } else if (!strcmp(a, "--json") || !strcmp(a, "--junit") ||
+               !strcmp(a, "--html") || !strcmp(a, "--pcap") ||
+               !strcmp(a, "--report-dir")) {
+      if (!(v = value(argc, argv, &i)))
+        return bad("%s needs a path", a);
+      *report_option(o, a) = v;
     } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
       o->verbose = true;
     } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
@@ -131,10 +178,46 @@ static int parse(int argc, char **argv, run_opts *o) {
   return 0;
 }
 
-/* Colour only on a terminal, and never when NO_COLOR is set. */
-static bool want_color(FILE *f) {
-  const char *nc = getenv("NO_COLOR");
-  return isatty(fileno(f)) && !(nc && *nc);
+static volatile sig_atomic_t caught_signal;
+
+/* Only flags: the runner notices within one loop tick and tears down on
+ * its normal path. SA_RESETHAND: a second signal kills. */
+static void on_signal(int sig) {
+  caught_signal = sig;
+  detour_scenario_interrupt();
+}
+
+static void catch_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
+  /* fake servers write to peers that may have gone */
+  signal(SIGPIPE, SIG_IGN);
+}
+
+/* Every selected scenario skipped: say why (the first reason) and exit 77,
+ * never 0 with nothing run. */
+static int all_skipped(const detour_suite *s) {
+  const detour_scenario_result *r = &s->results[0];
+  fprintf(stderr, "detour run: nothing ran here; %s\n",
+          r->nfailures ? r->failures[0] : "no reason given");
+  return EXIT_ALL_SKIPPED;
+}
+
+/* "real" when every scenario that ran used real time (--realtime, or a
+ * simulated network), "virtual" when none did, else "mixed". */
+static const char *time_mode(const detour_suite *s, bool realtime) {
+  size_t real = 0;
+  for (size_t i = 0; i < s->n; i++)
+    real += s->results[i].realtime;
+  if (realtime || (s->n && real == s->n))
+    return "real";
+  return real ? "mixed" : "virtual";
 }
 
 /* With --quiet, print passing lines nowhere: run quietly and print the
@@ -149,12 +232,102 @@ static void print_failures(const detour_suite *s, bool color) {
   }
 }
 
+/* --report-dir DIR: every artefact under DIR with its default name,
+ * unless named on its own. Paths are built in bufs (kept by the caller). */
+static void expand_report_dir(run_opts *o, char bufs[5][4096]) {
+  const char *d = o->report_dir;
+  if (!d)
+    return;
+  const char *names[] = {DETOUR_REPORT_JSON_NAME, DETOUR_REPORT_JUNIT_NAME,
+                         DETOUR_REPORT_HTML_NAME, DETOUR_REPORT_PCAP_DIR};
+  const char **slots[] = {&o->json, &o->junit, &o->html, &o->pcap_dir};
+  for (size_t k = 0; k < 4; k++) {
+    snprintf(bufs[k], 4096, "%s/%s", d, names[k]);
+    if (!*slots[k])
+      *slots[k] = bufs[k];
+  }
+  if (!o->out_dir)
+    o->out_dir = d;
+}
+
+/* pcap hooks when --pcap asked and capture is possible here; else say why
+ * once and go on without (the verdicts do not depend on it). */
+static detour_pcap_hooks *start_captures(const run_opts *o,
+                                         detour_suite_options *so) {
+  if (!o->pcap_dir)
+    return NULL;
+  char why[256];
+  if (!detour_pcap_available(why, sizeof why)) {
+    fprintf(stderr,
+            "detour run: no pcap (needs root or CAP_NET_RAW): %s; going "
+            "on without it\n",
+            why);
+    return NULL;
+  }
+  detour_pcap_hooks *caps = detour_pcap_hooks_new(o->pcap_dir, stderr);
+  if (caps) {
+    so->scenario.hooks.on_started = detour_pcap_hook_start;
+    so->scenario.hooks.on_finished = detour_pcap_hook_stop;
+    so->scenario.hooks.arg = caps;
+  }
+  return caps;
+}
+
+static void join_args(int argc, char **argv, char *buf, size_t len) {
+  size_t o = (size_t)snprintf(buf, len, "detour");
+  for (int i = 0; i < argc && o < len; i++)
+    o += (size_t)snprintf(buf + o, len - o, " %s", argv[i]);
+}
+
+/* The JSON, JUnit and HTML files asked for; prints where they went. */
+static int write_reports(const run_opts *o, const detour_suite *s,
+                         const char *started, const char *command) {
+  if (!o->json && !o->junit && !o->html)
+    return 0;
+  detour_report_meta meta = {.title = "detour run",
+                             .version = DETOUR_VERSION,
+                             .started = started,
+                             .mode = o->realtime ? "realtime" : "virtual",
+                             .command = command};
+  detour_report_paths p = {o->json, o->junit, o->html};
+  char err[1024] = "";
+  if (detour_report_write_files(s, &meta, &p, err, sizeof err) != 0) {
+    fprintf(stderr, "detour run: %s\n", err);
+    return EX_IOERR;
+  }
+  return 0;
+}
+
+static void say_where(const run_opts *o, const detour_pcap_hooks *caps) {
+  if (o->report_dir) {
+    printf("reports: %s/\n", o->report_dir);
+    return;
+  }
+  const char *what[] = {o->json, o->junit, o->html, o->out_dir,
+                        caps ? o->pcap_dir : NULL};
+  for (size_t k = 0; k < sizeof what / sizeof *what; k++)
+    if (what[k])
+      printf("reports: %s\n", what[k]);
+}
+
+static void now_iso(char *buf, size_t len) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  detour_format_time((detour_ms)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, buf,
+                     len);
+}
+
 int detour_cli_run(int argc, char **argv) {
   run_opts o = {.jobs = 1};
   int rc = parse(argc, argv, &o);
   if (rc != 0)
     return rc < 0 ? 0 : rc;
-  bool color = want_color(stdout);
+  char report_paths[5][4096], started[40], command[4096];
+  expand_report_dir(&o, report_paths);
+  now_iso(started, sizeof started);
+  join_args(argc, argv, command, sizeof command);
+  bool color = detour_report_use_color(stdout);
+  catch_signals();
   detour_suite_options so = {
       .paths = o.paths,
       .npaths = o.npaths,
@@ -167,30 +340,46 @@ int detour_cli_run(int argc, char **argv) {
       .color = color,
       .progress = !o.no_progress && isatty(fileno(stderr)) ? stderr : NULL,
       .verbose = o.verbose};
+  detour_pcap_hooks *caps = start_captures(&o, &so);
   detour_suite suite;
   char err[1024] = "";
   if (detour_suite_run(&so, &suite, err, sizeof err) < 0) {
     fprintf(stderr, "detour run: %s\n", err);
+    detour_pcap_hooks_free(caps);
     return EX_NOINPUT;
   }
   if (o.quiet)
     print_failures(&suite, color);
   int status = suite.failed ? 1 : 0;
-  if (suite.n == 0) {
+  if (suite.n == 0 && !caught_signal) {
     fprintf(stderr, "detour run: no scenario matched\n");
     status = 1;
+  } else if (suite.n > 0 && suite.skipped == suite.n) {
+    status = all_skipped(&suite);
   }
+  if (o.out_dir && detour_suite_write(&suite, o.out_dir, err, sizeof err) < 0) {
+    fprintf(stderr, "detour run: %s\n", err);
+    status = EX_IOERR;
+  }
+  if (write_reports(&o, &suite, started, command) != 0)
+    status = EX_IOERR;
+  say_where(&o, caps);
+  detour_pcap_hooks_free(caps);
+  printf("wall time: %.2f s (%s time, %u job%s)\n", suite.wall_ms / 1000.0,
+         time_mode(&suite, o.realtime), o.jobs, o.jobs == 1 ? "" : "s");
+  /* The closing line CI systems read. */
   if (suite.skipped)
     printf("%zu passed, %zu failed, %zu skipped\n", suite.passed, suite.failed,
            suite.skipped);
   else
     printf("%zu passed, %zu failed\n", suite.passed, suite.failed);
-  printf("wall time: %.2f s (%s time, %u job%s)\n", suite.wall_ms / 1000.0,
-         o.realtime ? "real" : "virtual", o.jobs, o.jobs == 1 ? "" : "s");
-  if (o.out_dir && detour_suite_write(&suite, o.out_dir, err, sizeof err) < 0) {
-    fprintf(stderr, "detour run: %s\n", err);
-    status = EX_IOERR;
-  }
   detour_suite_free(&suite);
+  if (caught_signal) {
+    fprintf(stderr,
+            "detour run: stopped by signal %d; everything torn "
+            "down\n",
+            (int)caught_signal);
+    status = 128 + caught_signal;
+  }
   return status;
 }

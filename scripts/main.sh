@@ -9,5 +9,5 @@ bash scripts/build.sh
 BUILD=${BUILD:-build}
 REPORT_DIR=${REPORT_DIR:-reports-out}
 mkdir -p "$REPORT_DIR"
-"$BUILD/cli/detour" run scenarios/conformance -j "$(nproc)" --out "$REPORT_DIR"
-echo "main: reports written to $REPORT_DIR/"
+"$BUILD/cli/detour" run scenarios/conformance -j "$(nproc)" --report-dir "$REPORT_DIR"
+

@@ -68,9 +68,9 @@ Test(pcap, capture_holds_the_smtp_dialogue) {
   fixture_net n;
   cr_assert_eq(fixture_net_open(&n, err, sizeof err), 0, "%s", err);
   detour_pcap *c;
-  cr_assert_eq(
-      detour_pcap_start(dir, "r3/detour x", n.port, 2, &c, err, sizeof err), 0,
-      "%s", err);
+  cr_assert_eq(detour_pcap_start(dir, "r3/detour x", NULL, n.port, 2, &c, err,
+                                 sizeof err),
+               0, "%s", err);
   char path[4200];
   snprintf(path, sizeof path, "%s", detour_pcap_path(c));
   cr_assert(strstr(path, "/r3_detour_x.pcap"), "%s", path);
@@ -109,8 +109,8 @@ Test(pcap, other_ports_are_filtered_out) {
   detour_pcap *c;
   uint16_t unrelated = 9; /* discard: nothing of ours */
   cr_assert_eq(
-      detour_pcap_start(dir, "none", &unrelated, 1, &c, err, sizeof err), 0,
-      "%s", err);
+      detour_pcap_start(dir, "none", NULL, &unrelated, 1, &c, err, sizeof err),
+      0, "%s", err);
   char path[4200];
   snprintf(path, sizeof path, "%s", detour_pcap_path(c));
   cr_assert_eq(fixture_net_run(&n, err, sizeof err), 0, "%s", err);
@@ -130,8 +130,9 @@ Test(pcap, idle_capture_stops_quickly_and_bad_dir_fails) {
   char err[512] = "", *dir = tmpdir();
   detour_pcap *c;
   uint16_t port = 1;
-  cr_assert_eq(detour_pcap_start(dir, "idle", &port, 1, &c, err, sizeof err), 0,
-               "%s", err);
+  cr_assert_eq(
+      detour_pcap_start(dir, "idle", NULL, &port, 1, &c, err, sizeof err), 0,
+      "%s", err);
   char path[4200];
   snprintf(path, sizeof path, "%s", detour_pcap_path(c));
   struct timespec t0, t1;
@@ -141,8 +142,8 @@ Test(pcap, idle_capture_stops_quickly_and_bad_dir_fails) {
   double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
   cr_assert_lt(ms, 500.0, "stop took %.0f ms", ms);
   unlink(path);
-  cr_assert_eq(detour_pcap_start("/proc/no/such/dir", "x", &port, 1, &c, err,
-                                 sizeof err),
+  cr_assert_eq(detour_pcap_start("/proc/no/such/dir", "x", NULL, &port, 1, &c,
+                                 err, sizeof err),
                DETOUR_EIO);
   cr_assert_neq(err[0], '\0');
   cr_assert_eq(detour_pcap_stop(NULL, NULL), 0);
@@ -160,15 +161,15 @@ Test(pcap, runner_hooks_capture_per_scenario_and_count) {
   cr_assert_not_null(h);
   fixture_net n;
   cr_assert_eq(fixture_net_open(&n, err, sizeof err), 0, "%s", err);
-  void *token = detour_pcap_hook_start(h, "hooked", n.port, 2);
+  void *token = detour_pcap_hook_start(h, "hooked", n.port, 2, NULL, "lo");
   cr_assert_not_null(token);
   cr_assert_eq(fixture_net_run(&n, err, sizeof err), 0, "%s", err);
-  detour_pcap_hook_stop(h, token);
+  detour_pcap_hook_stop(h, "hooked", token);
   fixture_net_close(&n);
 
   detour_pcap_hooks *bad = detour_pcap_hooks_new("/proc/no/such", errors);
-  cr_assert_null(detour_pcap_hook_start(bad, "x", n.port, 2));
-  detour_pcap_hook_stop(bad, NULL); /* what the runner does with NULL */
+  cr_assert_null(detour_pcap_hook_start(bad, "x", n.port, 2, NULL, "lo"));
+  detour_pcap_hook_stop(bad, "x", NULL); /* what the runner does with NULL */
   size_t written, failed;
   detour_pcap_hooks_count(h, &written, &failed);
   cr_assert_eq(written, 1);

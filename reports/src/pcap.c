@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEVICE "lo"
+#define DEFAULT_DEVICE "lo"
 #define POLL_MS 100      /* a stop request is seen within this time */
 #define DRAIN_ROUNDS 256 /* bounded, in case traffic never stops */
 /* The kernel ring holds buffer / (snaplen + header) frames: libpcap's
@@ -40,10 +40,11 @@ struct detour_pcap {
  * captures from several threads at once. */
 static pthread_mutex_t compile_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* An activated handle on lo, or NULL with the reason in err. */
-static pcap_t *open_lo(char *err, size_t errlen) {
+/* An activated handle on device, or NULL with the reason in err. The
+ * handle belongs to the network namespace of the calling thread. */
+static pcap_t *open_device(const char *device, char *err, size_t errlen) {
   char ebuf[PCAP_ERRBUF_SIZE] = "";
-  pcap_t *p = pcap_create(DEVICE, ebuf);
+  pcap_t *p = pcap_create(device, ebuf);
   if (!p) {
     snprintf(err, errlen, "%s", ebuf);
     return NULL;
@@ -54,7 +55,7 @@ static pcap_t *open_lo(char *err, size_t errlen) {
   pcap_set_timeout(p, POLL_MS);
   int rc = pcap_activate(p);
   if (rc < 0) {
-    snprintf(err, errlen, "%s: %s", DEVICE,
+    snprintf(err, errlen, "%s: %s", device,
              rc == PCAP_ERROR ? pcap_geterr(p) : pcap_statustostr(rc));
     pcap_close(p);
     return NULL;
@@ -64,7 +65,7 @@ static pcap_t *open_lo(char *err, size_t errlen) {
 
 bool detour_pcap_available(char *why, size_t whylen) {
   char err[PCAP_ERRBUF_SIZE + 64] = "";
-  pcap_t *p = open_lo(err, sizeof err);
+  pcap_t *p = open_device(DEFAULT_DEVICE, err, sizeof err);
   if (!p) {
     if (why && whylen)
       snprintf(why, whylen, "%s", err);
@@ -157,7 +158,7 @@ static int make_path(detour_pcap *c, const char *dir, const char *scenario,
   return 0;
 }
 
-int detour_pcap_start(const char *dir, const char *scenario,
+int detour_pcap_start(const char *dir, const char *scenario, const char *device,
                       const uint16_t *ports, size_t n, detour_pcap **out,
                       char *err, size_t errlen) {
   if (!dir || !out || (n && !ports))
@@ -168,7 +169,8 @@ int detour_pcap_start(const char *dir, const char *scenario,
     return DETOUR_ENOMEM;
   atomic_init(&c->stop, false);
   int rc = make_path(c, dir, scenario, err, errlen);
-  if (rc == 0 && !(c->p = open_lo(err, errlen)))
+  if (rc == 0 &&
+      !(c->p = open_device(device ? device : DEFAULT_DEVICE, err, errlen)))
     rc = DETOUR_EIO;
   if (rc == 0)
     rc = set_filter(c->p, ports, n, err, errlen);

@@ -35,13 +35,16 @@ detour_pcap_hooks *detour_pcap_hooks_new(const char *dir, FILE *errors) {
 }
 
 void *detour_pcap_hook_start(void *hooks, const char *scenario,
-                             const uint16_t *ports, size_t n) {
+                             const uint16_t *ports, size_t n, const char *netns,
+                             const char *device) {
+  (void)netns; /* the runner calls us from inside it already */
   detour_pcap_hooks *h = hooks;
   if (!h)
     return NULL;
   detour_pcap *c = NULL;
   char err[512] = "";
-  int rc = detour_pcap_start(h->dir, scenario, ports, n, &c, err, sizeof err);
+  int rc = detour_pcap_start(h->dir, scenario, device, ports, n, &c, err,
+                             sizeof err);
   pthread_mutex_lock(&h->lock);
   if (rc != 0) {
     h->failed++;
@@ -53,7 +56,8 @@ void *detour_pcap_hook_start(void *hooks, const char *scenario,
   return c;
 }
 
-void detour_pcap_hook_stop(void *hooks, void *token) {
+void detour_pcap_hook_stop(void *hooks, const char *scenario, void *token) {
+  (void)scenario;
   detour_pcap_hooks *h = hooks;
   if (!h || !token)
     return;

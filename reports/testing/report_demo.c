@@ -51,8 +51,8 @@ static int capture(const char *dir) {
     return 1;
   }
   detour_pcap *c = NULL;
-  int rc =
-      detour_pcap_start(dir, "pcap-fixture", n.port, 2, &c, err, sizeof err);
+  int rc = detour_pcap_start(dir, "pcap-fixture", NULL, n.port, 2, &c, err,
+                             sizeof err);
   if (rc == 0)
     rc = fixture_net_run(&n, err, sizeof err);
   char path[4200] = "";

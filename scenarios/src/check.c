@@ -60,7 +60,8 @@ static void check_status(const detour_scenario *s, detour_scenario_result *r) {
   const scn_expect *x = &s->expect;
   for (size_t i = 0; i < x->nstatus && i < r->nmsgs; i++) {
     const detour_scenario_msg *m = &r->msgs[i];
-    const char *want = detour_done_status_name((detour_done_status)x->status[i]);
+    const char *want =
+        detour_done_status_name((detour_done_status)x->status[i]);
     if (!m->done)
       scn_fail(r, "message %zu: expected status %s, but it never finished", i,
                want);
@@ -69,8 +70,7 @@ static void check_status(const detour_scenario *s, detour_scenario_result *r) {
                detour_done_status_name(m->status));
   }
   if (x->exit_code >= 0 && x->exit_code != r->exit_code)
-    scn_fail(r, "exit status: expected %d, got %d", x->exit_code,
-             r->exit_code);
+    scn_fail(r, "exit status: expected %d, got %d", x->exit_code, r->exit_code);
 }
 
 static void check_one_rcpt(detour_scenario_result *r, const scn_rcpt_expect *e,
@@ -153,12 +153,14 @@ static void diff_rows(const detour_scenario *s, detour_scenario_result *r) {
 #define AT(i, j) L[(i) * (m + 1) + (j)]
   for (size_t i = n; i-- > 0;)
     for (size_t j = m; j-- > 0;)
-      AT(i, j) = row_matches(s, &x->log[i], &r->rows[j])
-                     ? AT(i + 1, j + 1) + 1
-                     : (AT(i + 1, j) > AT(i, j + 1) ? AT(i + 1, j)
-                                                    : AT(i, j + 1));
-  scn_buf_add(&b, "log rows differ: expected %zu, got %zu ('-' expected, "
-                  "'+' actual):", n, m);
+      AT(i, j) =
+          row_matches(s, &x->log[i], &r->rows[j])
+              ? AT(i + 1, j + 1) + 1
+              : (AT(i + 1, j) > AT(i, j + 1) ? AT(i + 1, j) : AT(i, j + 1));
+  scn_buf_add(&b,
+              "log rows differ: expected %zu, got %zu ('-' expected, "
+              "'+' actual):",
+              n, m);
   size_t i = 0, j = 0;
   char line[768];
   while (i < n || j < m) {
@@ -232,8 +234,7 @@ static void check_times(const detour_scenario *s, detour_scenario_result *r,
     return;
   scn_buf b = {0};
   char t[32];
-  scn_buf_add(&b, "server %s: connection times differ\n  expected:",
-              got->name);
+  scn_buf_add(&b, "server %s: connection times differ\n  expected:", got->name);
   for (size_t i = 0; i < e->nconnect_times; i++)
     scn_buf_add(&b, " %s", off(e->connect_times[i], t, sizeof t));
   scn_buf_add(&b, "\n  actual:  ");
@@ -272,8 +273,8 @@ static void check_received_one(detour_scenario_result *r, const char *srv,
              srv, i, e->from, m->from);
   if (!rcpts_equal(e, m)) {
     scn_buf b = {0};
-    scn_buf_add(&b, "server %s, message %zu: recipients differ\n  expected:",
-                srv, i);
+    scn_buf_add(
+        &b, "server %s, message %zu: recipients differ\n  expected:", srv, i);
     for (size_t k = 0; k < e->nto; k++)
       scn_buf_add(&b, " %s", e->to[k]);
     scn_buf_add(&b, "\n  actual:  ");
@@ -290,8 +291,8 @@ static void check_received_one(detour_scenario_result *r, const char *srv,
     size_t at = 0;
     while (at < e->body_len && at < m->body_len && e->body[at] == m->body[at])
       at++;
-    scn_buf_add(&b, "server %s, message %zu: body differs at byte %zu", srv,
-                i, at);
+    scn_buf_add(&b, "server %s, message %zu: body differs at byte %zu", srv, i,
+                at);
     describe_body(&b, "expected", e->body, e->body_len);
     describe_body(&b, "actual:  ", m->body, m->body_len);
     char *text = scn_buf_take(&b);
@@ -301,10 +302,13 @@ static void check_received_one(detour_scenario_result *r, const char *srv,
   }
   if (e->complete >= 0 && e->complete != (int)m->complete)
     scn_fail(r, "server %s, message %zu: expected %s, got %s", srv, i,
-             e->complete ? "complete" : "cut", m->complete ? "complete" : "cut");
+             e->complete ? "complete" : "cut",
+             m->complete ? "complete" : "cut");
   if (e->code >= 0 && e->code != m->code)
-    scn_fail(r, "server %s, message %zu: expected reply %d to the final "
-                "'.', got %d", srv, i, e->code, m->code);
+    scn_fail(r,
+             "server %s, message %zu: expected reply %d to the final "
+             "'.', got %d",
+             srv, i, e->code, m->code);
 }
 
 static void check_commands(detour_scenario_result *r,
@@ -322,8 +326,7 @@ static void check_commands(detour_scenario_result *r,
   for (size_t i = 0; i < n; i++) {
     const char *w = i < e->ncommands ? e->commands[i] : "(none)";
     const char *a = i < got->ncmds ? got->cmds[i].line : "(none)";
-    bool ok = i < e->ncommands && i < got->ncmds &&
-              detour_scenario_glob(w, a);
+    bool ok = i < e->ncommands && i < got->ncmds && detour_scenario_glob(w, a);
     scn_buf_add(&b, "\n  %s %-34s %s", ok ? " " : "!", w, a);
   }
   char *text = scn_buf_take(&b);
@@ -344,8 +347,7 @@ static void check_server(const detour_scenario *s, detour_scenario_result *r,
   if (e->has_received && e->nreceived != got->nmsgs)
     scn_fail(r, "server %s: expected %zu message(s) received, got %zu",
              got->name, e->nreceived, got->nmsgs);
-  for (size_t k = 0; e->has_received && k < e->nreceived && k < got->nmsgs;
-       k++)
+  for (size_t k = 0; e->has_received && k < e->nreceived && k < got->nmsgs; k++)
     check_received_one(r, got->name, k, &e->received[k], &got->msgs[k]);
   if (e->has_commands)
     check_commands(r, e, got);
@@ -362,8 +364,7 @@ static void check_latency(const detour_scenario *s, detour_scenario_result *r) {
     detour_ms last = -1; /* the latest acceptance of a recipient */
     for (size_t k = 0; k < r->nrcpts; k++)
       if (r->rcpts[k].message == i &&
-          r->rcpts[k].outcome == DETOUR_RCPT_DELIVERED &&
-          r->rcpts[k].t > last)
+          r->rcpts[k].outcome == DETOUR_RCPT_DELIVERED && r->rcpts[k].t > last)
         last = r->rcpts[k].t;
     if (last < 0) {
       scn_fail(r, "latency: message %zu was not delivered", i);
@@ -403,8 +404,10 @@ static void check_no_duplicates(const detour_scenario *s,
         }
       /* a repeated recipient in one message is sent once (R10) */
       if (got > want) {
-        scn_fail(r, "R10: %s was accepted %zu times for %zu addressings "
-                    "(duplicate delivery)", a, got, want);
+        scn_fail(r,
+                 "R10: %s was accepted %zu times for %zu addressings "
+                 "(duplicate delivery)",
+                 a, got, want);
         return;
       }
     }

@@ -8,7 +8,13 @@
  * Everything a result holds is named by fake-server name and timed as an
  * offset from the start, so a virtual-time run prints the same bytes every
  * time although the ports differ.
+ *
+ * A scenario with `network:` runs in real time over ns-3 (net.c): the
+ * servers listen in their namespaces, the loop thread sits in the client's
+ * namespace for the run, and teardown always removes the network, also
+ * when setup failed half-way or the run was interrupted.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
@@ -47,6 +53,9 @@ struct run {
   detour_timer *limit_timer;
   bool limit_hit;
   bool loop_inited;
+  scn_net *net;     /* `network:` only */
+  void *hook_token; /* from hooks.on_started */
+  bool hook_started;
   size_t rows_cap, warn_cap, rcpt_cap;
   char failure[512]; /* a setup error */
 };
@@ -152,19 +161,25 @@ static void on_done(void *arg, size_t message, detour_done_status status) {
 /* ------------------------------------------------------------------------ */
 /* Setup                                                                     */
 
+/* Over a simulated network each server listens on its namespace's address
+ * (a non-loopback address, but one only the run's namespaces can reach). */
 static int start_servers(run *r) {
   const detour_scenario *s = r->s;
   for (size_t i = 0; i < s->nservers; i++) {
     int err = 0;
-    r->srv[i] = detour_fake_server_new(r->clock, s->servers[i].script, NULL, 0,
-                                       &err);
+    char listen[64];
+    r->srv[i] = detour_fake_server_new(
+        r->clock, s->servers[i].script,
+        r->net ? scn_net_listen(r->net, i, listen, sizeof listen) : NULL,
+        r->net ? DETOUR_FAKE_ALLOW_PUBLIC : 0, &err);
     if (!r->srv[i]) {
       snprintf(r->failure, sizeof r->failure, "fake server %s: %s",
                s->servers[i].name, detour_strerror(err));
       return -1;
     }
     char why[256] = "";
-    if (detour_fake_server_start(r->srv[i], why, sizeof why) < 0) {
+    if (r->net ? scn_net_start_server(r->net, i, r->srv[i], why, sizeof why)
+               : detour_fake_server_start(r->srv[i], why, sizeof why)) {
       snprintf(r->failure, sizeof r->failure, "fake server %s: %s",
                s->servers[i].name, why);
       return -1;
@@ -206,8 +221,8 @@ static int fill_servers(run *r) {
       return -1;
     }
     bool v6 = strchr(host, ':') != NULL;
-    snprintf(r->labels[k], sizeof r->labels[k], v6 ? "[%s]:%u" : "%s:%u",
-             host, (unsigned)port);
+    snprintf(r->labels[k], sizeof r->labels[k], v6 ? "[%s]:%u" : "%s:%u", host,
+             (unsigned)port);
     r->label_names[k] = name ? name : r->labels[k];
   }
   r->nlabels = n;
@@ -248,12 +263,72 @@ static void on_limit(detour_timer *t, void *arg) {
 
 static bool all_done(void *arg) {
   run *r = arg;
-  if (r->limit_hit)
+  if (r->limit_hit || scn_interrupted())
     return true;
   return r->submitted == r->s->nmsgs && r->done >= r->s->nmsgs &&
          detour_uv_idle(r->driver);
 }
 
+static void no_work(uv_work_t *w) { (void)w; }
+static void no_work_done(uv_work_t *w, int status) {
+  (void)status;
+  *(bool *)w->data = true;
+}
+
+/* libuv starts its thread pool (name look-ups) on first use, and threads
+ * keep the namespace of the thread that made them: start it here, in the
+ * runner's own namespace, before the loop thread enters the client's.
+ * The completion wakes the loop (an async handle); bounded all the same,
+ * as the listeners keep the loop alive. */
+static void warm_thread_pool(uv_loop_t *loop) {
+  uv_work_t w;
+  bool done = false;
+  w.data = &done;
+  if (uv_queue_work(loop, &w, no_work, no_work_done) != 0)
+    return;
+  uint64_t end = uv_hrtime() + 2000000000u;
+  while (!done && uv_hrtime() < end)
+    uv_run(loop, UV_RUN_NOWAIT);
+  if (!done)
+    uv_cancel((uv_req_t *)&w);
+}
+
+/* The network first (the servers listen inside it), the loop thread into
+ * the client's namespace last (only the engine's connects leave there). */
+static int start_network(run *r) {
+  r->net = scn_net_start(r->s, r->failure, sizeof r->failure);
+  return r->net ? 0 : -1;
+}
+
+static int enter_client(run *r) {
+  warm_thread_pool(&r->loop);
+  return scn_net_enter_client(r->net, r->failure, sizeof r->failure);
+}
+
+/* The capture hook: the servers are bound, nothing is submitted yet. */
+static void hook_started(run *r) {
+  const detour_scenario_hooks *h = &r->s->hooks;
+  if (!h->on_started)
+    return;
+  uint16_t ports[SCN_MAX_SERVERS];
+  size_t n = 0;
+  for (size_t i = 0; i < r->s->nservers; i++)
+    ports[n++] = detour_fake_server_port(r->srv[i]);
+  r->hook_token = h->on_started(h->arg, r->s->name, ports, n,
+                                r->net ? scn_net_client_netns(r->net) : NULL,
+                                r->net ? scn_net_client_tap(r->net) : "lo");
+  r->hook_started = true;
+}
+
+static void hook_finished(run *r) {
+  const detour_scenario_hooks *h = &r->s->hooks;
+  if (r->hook_started && h->on_finished)
+    h->on_finished(h->arg, r->s->name, r->hook_token);
+  r->hook_started = false;
+}
+
+/* Everything slow (network, servers, hooks) is done before t = 0, so a
+ * real-time run's offsets start at the first submission. */
 static int setup(run *r) {
   const detour_scenario *s = r->s;
   if (uv_loop_init(&r->loop) != 0) {
@@ -261,12 +336,14 @@ static int setup(run *r) {
     return -1;
   }
   r->loop_inited = true;
-  r->clock = s->realtime ? detour_clock_new_real(&r->loop)
-                         : detour_clock_new_virtual(&r->loop,
-                                                    DETOUR_SCENARIO_EPOCH);
+  r->clock = s->realtime
+                 ? detour_clock_new_real(&r->loop)
+                 : detour_clock_new_virtual(&r->loop, DETOUR_SCENARIO_EPOCH);
   if (!r->clock)
     return -1;
   r->res->start = detour_clock_now(r->clock);
+  if (s->net.enabled && start_network(r) < 0)
+    return -1;
   if (start_servers(r) < 0)
     return -1;
   r->st = s->settings; /* shallow: the tables stay the scenario's */
@@ -275,14 +352,22 @@ static int setup(run *r) {
   int err = 0;
   r->engine = detour_engine_new(&r->st.cfg, &err);
   if (!r->engine) {
-    snprintf(r->failure, sizeof r->failure, "engine: %s",
-             detour_strerror(err));
+    snprintf(r->failure, sizeof r->failure, "engine: %s", detour_strerror(err));
     return -1;
   }
   detour_uv_callbacks cb = {on_log, on_warn, on_rcpt, on_done, r};
   r->driver = detour_uv_new(r->clock, r->engine, &cb);
   if (!r->driver)
     return -1;
+  if (r->net && enter_client(r) < 0)
+    return -1;
+  hook_started(r);
+  uv_update_time(&r->loop); /* the loop's clock stood still during setup */
+  r->res->start = detour_clock_now(r->clock);
+  if (r->net && scn_net_arm(r->net, r->clock, r->res->start) < 0) {
+    snprintf(r->failure, sizeof r->failure, "%s", scn_net_error(r->net));
+    return -1;
+  }
   r->limit_timer = detour_timer_new(r->clock, on_limit, r);
   if (!r->limit_timer)
     return -1;
@@ -349,22 +434,25 @@ static void execute(run *r) {
   if (r->s->realtime)
     rc = run_real(r);
   else
-    rc = detour_clock_run_virtual(r->clock, all_done, r,
-                                  VIRTUAL_REAL_LIMIT_MS);
+    rc = detour_clock_run_virtual(r->clock, all_done, r, VIRTUAL_REAL_LIMIT_MS);
   r->res->end_t = now_off(r);
-  if (r->limit_hit)
+  if (scn_interrupted())
+    scn_fail(r->res, "interrupted (SIGINT/SIGTERM): stopped and torn down");
+  else if (r->limit_hit)
     scn_fail(r->res, "not finished after the limit of the scenario "
                      "(limit: key)");
   else if (rc == DETOUR_EIO)
     scn_fail(r->res, "not finished after %lld s of real time",
-             !r->s->realtime ? (long long)VIRTUAL_REAL_LIMIT_MS / 1000
+             !r->s->realtime   ? (long long)VIRTUAL_REAL_LIMIT_MS / 1000
              : r->s->limit_set ? (long long)(r->s->limit / 1000)
                                : (long long)REALTIME_DEFAULT_LIMIT_MS / 1000);
   else if (rc < 0)
     scn_fail(r->res, "the run stopped with messages unfinished (%s)",
              detour_strerror(rc));
-  if (r->driver && detour_uv_idle(r->driver))
+  if (r->driver && detour_uv_idle(r->driver) && !scn_interrupted())
     settle(r);
+  if (scn_net_error(r->net)[0])
+    scn_fail(r->res, "%s", scn_net_error(r->net));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -461,8 +549,8 @@ static int copy_servers(run *r) {
 static int exit_code_of(const detour_scenario_result *res) {
   bool deferred = false, aborted = false;
   for (size_t i = 0; i < res->nmsgs; i++) {
-    deferred |= !res->msgs[i].done ||
-                res->msgs[i].status == DETOUR_DONE_DEFERRED;
+    deferred |=
+        !res->msgs[i].done || res->msgs[i].status == DETOUR_DONE_DEFERRED;
     aborted |= res->msgs[i].status == DETOUR_DONE_ABORTED;
   }
   return deferred ? EX_TEMPFAIL : aborted ? EX_NOUSER : 0;
@@ -471,10 +559,14 @@ static int exit_code_of(const detour_scenario_result *res) {
 /* ------------------------------------------------------------------------ */
 /* Teardown                                                                  */
 
+/* Every path ends here, setup failures included. The network goes last:
+ * the sockets in its namespaces are closed by then. */
 static void teardown(run *r) {
+  hook_finished(r);
   for (size_t i = 0; i < SCN_MAX_MESSAGES; i++)
     detour_timer_free(r->slots[i].timer);
   detour_timer_free(r->limit_timer);
+  scn_net_disarm(r->net);
   if (r->driver)
     detour_uv_free(r->driver);
   for (size_t i = 0; i < SCN_MAX_SERVERS; i++)
@@ -488,6 +580,10 @@ static void teardown(run *r) {
     detour_clock_free(r->clock);
   if (uv_loop_close(&r->loop) != 0)
     scn_fail(r->res, "internal: the loop did not close clean");
+  char err[512] = "";
+  if (scn_net_stop(r->net, err, sizeof err) < 0)
+    scn_fail(r->res, "%s", err);
+  r->net = NULL;
 }
 
 static int fill_header(const detour_scenario *s, detour_scenario_result *res) {
@@ -503,8 +599,32 @@ static int fill_header(const detour_scenario *s, detour_scenario_result *res) {
       return DETOUR_ENOMEM;
   res->nmsgs = s->nmsgs;
   res->realtime = s->realtime;
+  res->network = s->net.enabled;
   return 0;
 }
+
+/* Not run here: the verdict SKIP with the reason as its one "failure"
+ * (what the terminal, JSON and JUnit show). */
+static bool skipped(const detour_scenario *s, detour_scenario_result *out) {
+  char why[256] = "";
+  if (s->net.enabled && !detour_netsim_available(why, sizeof why))
+    scn_fail(out, "skipped: needs the simulated network: %s", why);
+  else if (s->realtime && !s->realtime_ok)
+    scn_fail(out, "skipped: realtime: false (a long schedule, virtual time "
+                  "only)");
+  else if (scn_interrupted())
+    scn_fail(out, "skipped: interrupted before it started");
+  else
+    return false;
+  out->verdict = DETOUR_VERDICT_SKIP;
+  return true;
+}
+
+static atomic_int interrupted;
+
+void detour_scenario_interrupt(void) { atomic_store(&interrupted, 1); }
+bool detour_scenario_interrupted(void) { return atomic_load(&interrupted); }
+bool scn_interrupted(void) { return atomic_load(&interrupted) != 0; }
 
 int detour_scenario_run(const detour_scenario *s, detour_scenario_result *out) {
   memset(out, 0, sizeof *out);
@@ -513,10 +633,8 @@ int detour_scenario_run(const detour_scenario *s, detour_scenario_result *out) {
     detour_scenario_result_free(out);
     return DETOUR_ENOMEM;
   }
-  if (s->realtime && !s->realtime_ok) {
-    out->verdict = DETOUR_VERDICT_SKIP;
+  if (skipped(s, out))
     return 0;
-  }
   run *r = calloc(1, sizeof *r);
   if (!r) {
     detour_scenario_result_free(out);

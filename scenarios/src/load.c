@@ -33,11 +33,11 @@ typedef struct {
   key_fn fn;
 } key_entry;
 
-static int fail(ld *l, const yaml_node_t *at, const char *path,
-                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int fail(ld *l, const yaml_node_t *at, const char *path, const char *fmt,
+                ...) __attribute__((format(printf, 4, 5)));
 
-static int fail(ld *l, const yaml_node_t *at, const char *path,
-                const char *fmt, ...) {
+static int fail(ld *l, const yaml_node_t *at, const char *path, const char *fmt,
+                ...) {
   char what[512];
   va_list ap;
   va_start(ap, fmt);
@@ -105,8 +105,10 @@ static int want_offset(ld *l, yaml_node_t *n, const char *path,
   if (!s)
     return DETOUR_EPARSE;
   if (detour_scenario_parse_offset(s, out) < 0)
-    return fail(l, n, path, "expected a time like 0s, 3m, 3m20s or 500ms, "
-                            "got '%s'", s);
+    return fail(l, n, path,
+                "expected a time like 0s, 3m, 3m20s or 500ms, "
+                "got '%s'",
+                s);
   return 0;
 }
 
@@ -301,8 +303,10 @@ static int read_server(ld *l, yaml_node_t *item, const char *path) {
   if (!name)
     return DETOUR_EPARSE;
   if (!good_name(name))
-    return fail(l, nn, path, "a server name is 1-32 letters, digits, _ or -, "
-                             "got '%s'", name);
+    return fail(l, nn, path,
+                "a server name is 1-32 letters, digits, _ or -, "
+                "got '%s'",
+                name);
   if (server_index(s, name) >= 0)
     return fail(l, nn, path, "server name '%s' given twice", name);
   if (s->nservers >= SCN_MAX_SERVERS)
@@ -387,10 +391,31 @@ static int on_msg_at(ld *l, yaml_node_t *v, const char *path) {
   return want_offset(l, v, path, &cur_msg(l)->at);
 }
 
+/* A body of N bytes ("Subject" line, then 78-byte lines of letters): a
+ * message big enough to be mid-DATA for a while on a slow or long link. */
+static int on_msg_body_bytes(ld *l, yaml_node_t *v, const char *path) {
+  long n;
+  if (want_long(l, v, path, 32, 16L << 20, &n) < 0)
+    return DETOUR_EPARSE;
+  scn_message *m = cur_msg(l);
+  char *b = malloc((size_t)n + 1);
+  if (!b)
+    return DETOUR_ENOMEM;
+  const char head[] = "Subject: detour scenario\n\n";
+  memcpy(b, head, sizeof head - 1);
+  for (long i = (long)sizeof head - 1; i < n; i++)
+    b[i] = (i + 1) % 78 == 0 || i == n - 1 ? '\n' : (char)('a' + i % 26);
+  b[n] = '\0';
+  free(m->body);
+  m->body = b;
+  m->body_len = (size_t)n;
+  return 0;
+}
+
 static const key_entry msg_keys[] = {
-    {"from", on_msg_from},         {"to", on_msg_to},
-    {"body", on_msg_body},         {"override", on_msg_override},
-    {"at", on_msg_at},
+    {"from", on_msg_from}, {"to", on_msg_to},
+    {"body", on_msg_body}, {"override", on_msg_override},
+    {"at", on_msg_at},     {"body_bytes", on_msg_body_bytes},
 };
 
 static const char default_body[] = "Subject: detour scenario\n\nhello\n";
@@ -439,8 +464,9 @@ static int read_client_server(ld *l, yaml_node_t *item, const char *path,
     if (!what)
       what = map_get(l, item, "host");
     if (!what)
-      return fail(l, item, path, "missing 'server' (a fake server's name) "
-                                 "or 'host'");
+      return fail(l, item, path,
+                  "missing 'server' (a fake server's name) "
+                  "or 'host'");
     for (yaml_node_pair_t *p = item->data.mapping.pairs.start;
          p < item->data.mapping.pairs.top; p++) {
       const char *k = scalar(node(l, p->key));
@@ -456,7 +482,8 @@ static int read_client_server(ld *l, yaml_node_t *item, const char *path,
       } else if (!k || (strcmp(k, "server") && strcmp(k, "host"))) {
         return fail(l, node(l, p->key), path,
                     "unknown key '%s' (expected server, host, port, "
-                    "priority)", k ? k : "?");
+                    "priority)",
+                    k ? k : "?");
       }
     }
   }
@@ -467,14 +494,17 @@ static int read_client_server(ld *l, yaml_node_t *item, const char *path,
   /* A bare word is a fake server's name: a typo must not turn into a
    * DNS look-up. Literal hosts have a dot or a port. */
   if (cs->fake < 0 && what == item && !strpbrk(name, ".:"))
-    return fail(l, what, path, "no fake server is named '%s' (a literal "
-                               "address needs a dot or a port)", name);
+    return fail(l, what, path,
+                "no fake server is named '%s' (a literal "
+                "address needs a dot or a port)",
+                name);
   if (cs->fake < 0) {
     uint16_t port = 25;
-    if (detour_parse_server_address(name, cs->host, sizeof cs->host, &port) <
-        0)
-      return fail(l, what, path, "'%s' is neither a fake server nor an "
-                                 "address", name);
+    if (detour_parse_server_address(name, cs->host, sizeof cs->host, &port) < 0)
+      return fail(l, what, path,
+                  "'%s' is neither a fake server nor an "
+                  "address",
+                  name);
     if (!cs->port)
       cs->port = port;
   }
@@ -505,7 +535,8 @@ static int read_client(ld *l, int client_id) {
   yaml_node_t *c = node(l, client_id);
   if (want_map(l, c, "client") < 0)
     return DETOUR_EPARSE;
-  size_t npairs = (size_t)(c->data.mapping.pairs.top - c->data.mapping.pairs.start);
+  size_t npairs =
+      (size_t)(c->data.mapping.pairs.top - c->data.mapping.pairs.start);
   yaml_node_pair_t *pairs = malloc((npairs + 1) * sizeof *pairs);
   if (!pairs)
     return DETOUR_ENOMEM;
@@ -554,8 +585,10 @@ static int want_outcome(ld *l, yaml_node_t *v, const char *path, int *out) {
   if (!s)
     return DETOUR_EPARSE;
   if (outcome_from(s, out) < 0)
-    return fail(l, v, path, "expected delivered, aborted or deferred, got "
-                            "'%s'", s);
+    return fail(l, v, path,
+                "expected delivered, aborted or deferred, got "
+                "'%s'",
+                s);
   return 0;
 }
 
@@ -620,7 +653,7 @@ static int read_rcpt_expect(ld *l, const char *addr, yaml_node_t *v,
       rc = want_outcome(l, val, sub, &r->outcome);
     } else if (k && !strcmp(k, "server")) {
       const char *sv = want_scalar(l, val, sub, "a server name or none");
-      rc = !sv ? DETOUR_EPARSE
+      rc = !sv                  ? DETOUR_EPARSE
            : strcmp(sv, "none") ? want_server(l, val, sub, &idx)
                                 : 0;
       if (rc == 0 && !(r->server = strdup(sv)))
@@ -681,8 +714,10 @@ static int on_row_class(ld *l, yaml_node_t *v, const char *path) {
   if (!s)
     return DETOUR_EPARSE;
   if (detour_class_from_name(s, &c) < 0)
-    return fail(l, v, path, "expected CONNECT, TRANSIENT, SWITCH, ABORT or "
-                            "NONE, got '%s'", s);
+    return fail(l, v, path,
+                "expected CONNECT, TRANSIENT, SWITCH, ABORT or "
+                "NONE, got '%s'",
+                s);
   cur_row(l)->cls = (int)c;
   return 0;
 }
@@ -707,8 +742,10 @@ static int on_row_kind(ld *l, yaml_node_t *v, const char *path) {
       cur_row(l)->kind = k;
       return 0;
     }
-  return fail(l, v, path, "expected connect, smtp, warning, breaker or race, "
-                          "got '%s'", s);
+  return fail(l, v, path,
+              "expected connect, smtp, warning, breaker or race, "
+              "got '%s'",
+              s);
 }
 
 static const key_entry row_keys[] = {
@@ -745,8 +782,8 @@ static int on_x_log(ld *l, yaml_node_t *v, const char *path) {
 
 static int on_x_warnings(ld *l, yaml_node_t *v, const char *path) {
   X(l)->has_warnings = true;
-  if (v->type == YAML_SEQUENCE_NODE && v->data.sequence.items.start ==
-                                           v->data.sequence.items.top)
+  if (v->type == YAML_SEQUENCE_NODE &&
+      v->data.sequence.items.start == v->data.sequence.items.top)
     return 0; /* [] : no warning at all */
   return want_strings(l, v, path, &X(l)->warnings, &X(l)->nwarnings);
 }
@@ -840,8 +877,9 @@ static int read_received(ld *l, scn_received_expect *r, yaml_node_t *v,
       rc = want_long(l, val, sub, 0, 599, &code);
       r->code = (int)code;
     } else {
-      rc = fail(l, node(l, p->key), sub, "unknown key (expected one of: "
-                                         "from, to, body, complete, code)");
+      rc = fail(l, node(l, p->key), sub,
+                "unknown key (expected one of: "
+                "from, to, body, complete, code)");
     }
     if (rc < 0)
       return rc;
@@ -854,7 +892,8 @@ static int received_fn(ld *l, scn_server_expect *se, yaml_node_t *v,
   if (want_seq(l, v, path) < 0)
     return DETOUR_EPARSE;
   se->has_received = true;
-  size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+  size_t n =
+      (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
   se->received = calloc(n ? n : 1, sizeof *se->received);
   if (!se->received)
     return DETOUR_ENOMEM;
@@ -917,17 +956,290 @@ static int on_expect(ld *l, yaml_node_t *v, const char *path) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* The simulated network (`network:`, fakeservers/netsim)                    */
+
+/* The link of `name`: "client" or a fake server's name. */
+static detour_netsim_link *net_link(ld *l, const char *name) {
+  if (!strcmp(name, "client"))
+    return &l->s->net.client;
+  int i = server_index(l->s, name);
+  return i < 0 ? NULL : &l->s->net.servers[i];
+}
+
+/* "0.05" or "5%": a probability per packet and direction. */
+static int parse_loss(const char *s, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (end == s || errno)
+    return DETOUR_EPARSE;
+  if (*end == '%') {
+    v /= 100.0;
+    end++;
+  }
+  if (*end || !(v >= 0.0 && v <= 1.0))
+    return DETOUR_EPARSE;
+  *out = v;
+  return 0;
+}
+
+/* One link setting by name, shared by `links:` and the events. */
+static int net_setting(detour_netsim_link *k, const char *key, const char *v) {
+  if (!strcmp(key, "delay"))
+    return detour_scenario_parse_offset(v, &k->delay_ms);
+  if (!strcmp(key, "jitter"))
+    return detour_scenario_parse_offset(v, &k->jitter_ms);
+  if (!strcmp(key, "loss"))
+    return parse_loss(v, &k->loss);
+  if (!strcmp(key, "rate"))
+    return detour_netsim_parse_rate(v, &k->rate_bps);
+  return DETOUR_EINVAL;
+}
+
+static int read_link(ld *l, const char *name, yaml_node_t *v,
+                     const char *path) {
+  detour_netsim_link *k = net_link(l, name);
+  if (!k)
+    return fail(l, v, path,
+                "no fake server is named '%s' (links are "
+                "'client' or a fake server's name)",
+                name);
+  if (want_map(l, v, path) < 0)
+    return DETOUR_EPARSE;
+  for (yaml_node_pair_t *p = v->data.mapping.pairs.start;
+       p < v->data.mapping.pairs.top; p++) {
+    const char *key = scalar(node(l, p->key));
+    char sub[300];
+    snprintf(sub, sizeof sub, "%s.%s", path, key ? key : "?");
+    const char *val = want_scalar(l, node(l, p->value), sub, "a value");
+    if (!val)
+      return DETOUR_EPARSE;
+    int rc = net_setting(k, key ? key : "", val);
+    if (rc == DETOUR_EINVAL)
+      return fail(l, node(l, p->key), sub,
+                  "unknown key (expected one of: "
+                  "delay, jitter, loss, rate)");
+    if (rc < 0)
+      return fail(l, node(l, p->value), sub,
+                  "expected a duration (200ms), a loss (0.05 or 5%%) or a "
+                  "rate (10Mbps), got '%s'",
+                  val);
+  }
+  return 0;
+}
+
+static int on_net_links(ld *l, yaml_node_t *v, const char *path) {
+  if (want_map(l, v, path) < 0)
+    return DETOUR_EPARSE;
+  for (yaml_node_pair_t *p = v->data.mapping.pairs.start;
+       p < v->data.mapping.pairs.top; p++) {
+    const char *name = want_scalar(l, node(l, p->key), path, "a link name");
+    if (!name)
+      return DETOUR_EPARSE;
+    char sub[300];
+    snprintf(sub, sizeof sub, "%s.%s", path, name);
+    int rc = read_link(l, name, node(l, p->value), sub);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* "a down", "link a up", "b delay 150ms", "client loss 5%" into the
+ * program's command "link <letter> ...". The value is checked here so a
+ * typo fails at load, not in the middle of a run. */
+static int net_action(ld *l, yaml_node_t *at, const char *path,
+                      const char *text, scn_net_event *e) {
+  char w[3][64] = {"", "", ""}, extra[8] = "";
+  if (!strncmp(text, "link ", 5))
+    text += 5;
+  int n = sscanf(text, "%63s %63s %63s %7s", w[0], w[1], w[2], extra);
+  const char *hint = "expected 'LINK down', 'LINK up' or 'LINK "
+                     "delay|jitter|loss|rate VALUE' (LINK: client or a fake "
+                     "server's name)";
+  if (n < 2 || n > 3)
+    return fail(l, at, path, "%s, got '%s'", hint, text);
+  int idx =
+      !strcmp(w[0], "client") ? DETOUR_NETSIM_CLIENT : server_index(l->s, w[0]);
+  if (idx == -1 && strcmp(w[0], "client"))
+    return fail(l, at, path, "no link named '%s' (%s)", w[0], hint);
+  bool updown = !strcmp(w[1], "down") || !strcmp(w[1], "up");
+  detour_netsim_link scratch = {0};
+  if (updown ? n != 2 : (n != 3 || net_setting(&scratch, w[1], w[2]) < 0))
+    return fail(l, at, path, "%s, got '%s'", hint, text);
+  const char *letter = detour_netsim_link_name(idx);
+  snprintf(e->command, sizeof e->command, "link %s %s%s%s", letter, w[1],
+           n == 3 ? " " : "", n == 3 ? w[2] : "");
+  snprintf(e->text, sizeof e->text, "%s %s%s%s", w[0], w[1], n == 3 ? " " : "",
+           n == 3 ? w[2] : "");
+  return 0;
+}
+
+/* "a:data", "b:connect#2", "a:message": what a server saw. */
+static int net_trigger(ld *l, yaml_node_t *at, const char *path,
+                       const char *text, scn_net_event *e) {
+  char name[64], what[64];
+  unsigned nth = 0;
+  const char *colon = strchr(text, ':');
+  const char *hash = colon ? strchr(colon, '#') : NULL;
+  const char *hint = "expected 'SERVER:WHAT' or 'SERVER:WHAT#N' (WHAT: "
+                     "connect, message, close, or a command: ehlo, helo, "
+                     "mail, rcpt, data, rset, noop, quit)";
+  if (!colon || colon == text || (size_t)(colon - text) >= sizeof name)
+    return fail(l, at, path, "%s, got '%s'", hint, text);
+  snprintf(name, sizeof name, "%.*s", (int)(colon - text), text);
+  size_t wl = hash ? (size_t)(hash - colon - 1) : strlen(colon + 1);
+  if (wl == 0 || wl >= sizeof what ||
+      (hash && (sscanf(hash + 1, "%u", &nth) != 1 || nth == 0)))
+    return fail(l, at, path, "%s, got '%s'", hint, text);
+  snprintf(what, sizeof what, "%.*s", (int)wl, colon + 1);
+  if ((e->server = server_index(l->s, name)) < 0)
+    return fail(l, at, path, "no fake server is named '%s'", name);
+  e->nth = nth;
+  if (!strcmp(what, "connect"))
+    e->when = SCN_NET_ON_CONNECT;
+  else if (!strcmp(what, "message"))
+    e->when = SCN_NET_ON_MESSAGE;
+  else if (!strcmp(what, "close"))
+    e->when = SCN_NET_ON_CLOSE;
+  else if (detour_fake_stage_from_name(what, &e->stage) == 0 &&
+           e->stage >= DETOUR_FAKE_EHLO && e->stage != DETOUR_FAKE_BODY &&
+           e->stage != DETOUR_FAKE_EOD && e->stage != DETOUR_FAKE_UNKNOWN)
+    e->when = SCN_NET_ON_COMMAND;
+  else
+    return fail(l, at, path, "%s, got '%s'", hint, text);
+  return 0;
+}
+
+/* "2s: a down" (a string, or the one-pair mapping YAML makes of it
+ * unquoted). */
+static int net_timed(ld *l, yaml_node_t *at, const char *path, const char *when,
+                     const char *what, scn_net_event *e) {
+  e->when = SCN_NET_AT;
+  if (detour_scenario_parse_offset(when, &e->at) < 0)
+    return fail(l, at, path,
+                "expected 'TIME: LINK ACTION' like '2s: a "
+                "down', got time '%s'",
+                when);
+  return net_action(l, at, path, what, e);
+}
+
+/* { at: 2s, do: a down } or { on: a:data, after: 300ms, do: a down } */
+static int net_mapping(ld *l, yaml_node_t *v, const char *path,
+                       scn_net_event *e) {
+  yaml_node_t *at = map_get(l, v, "at"), *on = map_get(l, v, "on");
+  yaml_node_t *after = map_get(l, v, "after"), *act = map_get(l, v, "do");
+  size_t npairs =
+      (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
+  if (npairs == 1 && !at && !on && !act) { /* 2s: a down */
+    yaml_node_pair_t *p = v->data.mapping.pairs.start;
+    const char *k = scalar(node(l, p->key)), *w = scalar(node(l, p->value));
+    if (k && w)
+      return net_timed(l, v, path, k, w, e);
+  }
+  if (!act || !(at || on) || (at && on) || (after && !on) ||
+      npairs != 1u + !!at + !!on + !!after)
+    return fail(l, v, path,
+                "expected { at: TIME, do: ACTION } or { on: "
+                "SERVER:WHAT, after: TIME, do: ACTION }");
+  const char *a = want_scalar(l, act, path, "an action like 'a down'");
+  const char *t = want_scalar(l, at ? at : on, path, "a time or a trigger");
+  if (!a || !t || (after && want_offset(l, after, path, &e->after) < 0))
+    return DETOUR_EPARSE;
+  if (at)
+    return net_timed(l, v, path, t, a, e);
+  int rc = net_trigger(l, on, path, t, e);
+  return rc < 0 ? rc : net_action(l, act, path, a, e);
+}
+
+static int read_net_event(ld *l, yaml_node_t *v, const char *path,
+                          scn_net_event *e) {
+  e->line = (int)v->start_mark.line + 1;
+  e->col = (int)v->start_mark.column + 1;
+  if (v->type == YAML_MAPPING_NODE)
+    return net_mapping(l, v, path, e);
+  const char *s = want_scalar(l, v, path, "an event like '2s: a down'");
+  const char *colon = s ? strchr(s, ':') : NULL;
+  if (!s)
+    return DETOUR_EPARSE;
+  if (!colon)
+    return fail(l, v, path,
+                "expected 'TIME: LINK ACTION' like '2s: a "
+                "down', got '%s'",
+                s);
+  char when[64];
+  snprintf(when, sizeof when, "%.*s", (int)(colon - s), s);
+  const char *what = colon + 1;
+  while (*what == ' ')
+    what++;
+  return net_timed(l, v, path, when, what, e);
+}
+
+static int on_net_events(ld *l, yaml_node_t *v, const char *path) {
+  if (want_seq(l, v, path) < 0)
+    return DETOUR_EPARSE;
+  scn_network *net = &l->s->net;
+  size_t n =
+      (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+  free(net->events);
+  net->nevents = 0;
+  net->events = calloc(n ? n : 1, sizeof *net->events);
+  if (!net->events)
+    return DETOUR_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    char sub[300];
+    snprintf(sub, sizeof sub, "%s[%zu]", path, i);
+    int rc = read_net_event(l, node(l, v->data.sequence.items.start[i]), sub,
+                            &net->events[net->nevents++]);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
+static const key_entry network_keys[] = {{"links", on_net_links},
+                                         {"events", on_net_events}};
+
+static int on_network(ld *l, yaml_node_t *v, const char *path) {
+  l->s->net.enabled = true;
+  if (l->s->nservers > DETOUR_NETSIM_MAX_SERVERS)
+    return fail(l, v, path, "at most %d fake servers on a simulated network",
+                DETOUR_NETSIM_MAX_SERVERS);
+  return WALK(l, v, path, network_keys);
+}
+
+/* A simulated network runs in real time and reaches only fake servers:
+ * nothing but the run's own namespaces may be contacted. */
+static int check_network(ld *l, yaml_node_t *root) {
+  detour_scenario *s = l->s;
+  if (!s->net.enabled)
+    return 0;
+  if (!s->realtime_ok)
+    return fail(l, root, "realtime",
+                "a scenario with 'network:' always "
+                "runs in real time");
+  for (size_t i = 0; i < s->nclient_servers; i++)
+    if (s->client_servers[i].fake < 0)
+      return fail(l, root, "client.servers",
+                  "with 'network:' every server must be a fake server (%s "
+                  "is a literal address)",
+                  s->client_servers[i].host);
+  s->realtime = true;
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* The document                                                              */
 
 /* Read out of order by read_document (see there). */
 static int on_later(ld *l, yaml_node_t *v, const char *path) { return 0; }
 
 static const key_entry top_keys[] = {
-    {"name", on_name},         {"description", on_description},
-    {"rules", on_rules},       {"realtime", on_realtime},
-    {"limit", on_limit},       {"servers", on_later},
-    {"client", on_later},      {"messages", on_messages},
-    {"expect", on_expect},
+    {"name", on_name},     {"description", on_description},
+    {"rules", on_rules},   {"realtime", on_realtime},
+    {"limit", on_limit},   {"servers", on_later},
+    {"client", on_later},  {"messages", on_messages},
+    {"expect", on_expect}, {"network", on_network},
 };
 
 /* servers first: the client and the expectations refer to them. */
@@ -972,7 +1284,8 @@ static int finish(ld *l, yaml_node_t *root) {
   else if (x->nstatus && x->nstatus != s->nmsgs)
     return fail(l, root, "expect.status",
                 "%zu entries for %zu messages (give one per message, or one "
-                "word for all)", x->nstatus, s->nmsgs);
+                "word for all)",
+                x->nstatus, s->nmsgs);
   for (size_t i = 0; i < x->nrcpts; i++) {
     bool found = false;
     for (size_t m = 0; m < s->nmsgs; m++)
@@ -984,7 +1297,7 @@ static int finish(ld *l, yaml_node_t *root) {
                   "'%s' is not a recipient of any message",
                   x->rcpts[i].recipient);
   }
-  return 0;
+  return check_network(l, root);
 }
 
 static void init_scenario(detour_scenario *s) {
@@ -1020,14 +1333,15 @@ static int mutate_one(detour_settings *st, const char *m, char *err,
     char why[256] = "";
     if (!st)
       return 0;
-    if (detour_classify_override(st->classify, key + 9, cls, why,
-                                 sizeof why) < 0) {
+    if (detour_classify_override(st->classify, key + 9, cls, why, sizeof why) <
+        0) {
       snprintf(err, errlen, "mutation '%s': %s", m, why);
       return DETOUR_EPARSE;
     }
     return 0;
   }
-  if (!strcmp(key, "detour") && (!strcmp(val, "allow") || !strcmp(val, "deny"))) {
+  if (!strcmp(key, "detour") &&
+      (!strcmp(val, "allow") || !strcmp(val, "deny"))) {
     if (!st)
       return 0;
     detour_policy *p = detour_policy_new();
@@ -1065,7 +1379,8 @@ static int mutate_one(detour_settings *st, const char *m, char *err,
   }
   snprintf(err, errlen,
            "mutation '%s': expected classify:KEY=CLASS, detour=allow|deny, "
-           "detour.rule=RULE, retry.interval=D or retry.max_attempts=N", m);
+           "detour.rule=RULE, retry.interval=D or retry.max_attempts=N",
+           m);
   return DETOUR_EPARSE;
 }
 
@@ -1115,6 +1430,8 @@ int detour_scenario_load_string(const char *yaml, size_t len, const char *name,
     return DETOUR_ENOMEM;
   init_scenario(s);
   s->realtime = opt && opt->realtime;
+  if (opt)
+    s->hooks = opt->hooks;
   s->file = strdup(name ? name : "<string>");
   yaml_parser_t p;
   yaml_document_t doc;
@@ -1131,8 +1448,7 @@ int detour_scenario_load_string(const char *yaml, size_t len, const char *name,
              p.problem ? p.problem : "YAML syntax error");
     rc = DETOUR_EPARSE;
   } else {
-    ld l = {.doc = &doc, .file = s->file, .err = err, .errlen = errlen,
-            .s = s};
+    ld l = {.doc = &doc, .file = s->file, .err = err, .errlen = errlen, .s = s};
     rc = load_parsed(&l, opt);
     yaml_document_delete(&doc);
   }
@@ -1147,8 +1463,7 @@ int detour_scenario_load_string(const char *yaml, size_t len, const char *name,
 
 int detour_scenario_load_file(const char *path,
                               const detour_scenario_options *opt,
-                              detour_scenario **out, char *err,
-                              size_t errlen) {
+                              detour_scenario **out, char *err, size_t errlen) {
   *out = NULL;
   FILE *f = fopen(path, "rb");
   if (!f) {
@@ -1224,6 +1539,7 @@ void detour_scenario_free(detour_scenario *s) {
     free(s->msgs[i].body);
   }
   free_expect(&s->expect);
+  free(s->net.events);
   free(s);
 }
 

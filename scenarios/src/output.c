@@ -99,8 +99,9 @@ static void json_server(FILE *f, const detour_scenario_server *s) {
   json_cstr(f, s->name);
   fputs(",\"connections\":[", f);
   for (size_t i = 0; i < s->nconns; i++)
-    fprintf(f, "%s{\"id\":%u,\"accept_ms\":%lld,\"close_ms\":%lld,"
-               "\"closed_by\":\"%s\"}",
+    fprintf(f,
+            "%s{\"id\":%u,\"accept_ms\":%lld,\"close_ms\":%lld,"
+            "\"closed_by\":\"%s\"}",
             i ? "," : "", s->conns[i].id, (long long)s->conns[i].accept_t,
             (long long)s->conns[i].close_t, s->conns[i].closed_by);
   fputs("],\"messages\":[", f);
@@ -134,8 +135,9 @@ static void json_result(FILE *f, const detour_scenario_result *r) {
   }
   fputs("],\"verdict\":", f);
   json_cstr(f, detour_verdict_name(r->verdict));
-  fprintf(f, ",\"realtime\":%s,\"exit\":%d,\"wall_ms\":%.1f,\"end_ms\":%lld,"
-             "\"failures\":[",
+  fprintf(f,
+          ",\"realtime\":%s,\"exit\":%d,\"wall_ms\":%.1f,\"end_ms\":%lld,"
+          "\"failures\":[",
           r->realtime ? "true" : "false", r->exit_code, r->wall_ms,
           (long long)r->end_t);
   for (size_t i = 0; i < r->nfailures; i++) {
@@ -183,8 +185,10 @@ static void rows_text(FILE *f, const detour_scenario_result *r) {
             r->rcpts[i].server ? r->rcpts[i].server : "none");
   for (size_t i = 0; i < r->nservers; i++) {
     const detour_scenario_server *s = &r->servers[i];
-    fprintf(f, "  server %s: %zu connection(s), %zu message(s), %zu "
-               "command(s)\n", s->name, s->nconns, s->nmsgs, s->ncmds);
+    fprintf(f,
+            "  server %s: %zu connection(s), %zu message(s), %zu "
+            "command(s)\n",
+            s->name, s->nconns, s->nmsgs, s->ncmds);
   }
 }
 

@@ -9,6 +9,7 @@
 #include "detour/detour_config.h"
 #include "detour/fake.h"
 #include "detour/scenario.h"
+#include "netsim.h"
 
 #define SCN_MAX_SERVERS 32
 #define SCN_MAX_MESSAGES 256
@@ -44,16 +45,16 @@ typedef struct {
   bool has_t;
   detour_ms t;
   char *recipient, *server, *result, *detail; /* globs; NULL = any */
-  int cls;     /* -1 = any */
-  int attempt; /* -1 = any */
-  int kind;    /* -1 = any */
-  int message; /* -1 = any */
+  int cls;                                    /* -1 = any */
+  int attempt;                                /* -1 = any */
+  int kind;                                   /* -1 = any */
+  int message;                                /* -1 = any */
 } scn_row_expect;
 
 typedef struct {
   char *recipient;
-  int message; /* -1 = every message that has the recipient */
-  int outcome; /* -1 = any */
+  int message;  /* -1 = every message that has the recipient */
+  int outcome;  /* -1 = any */
   char *server; /* NULL = not checked; "none" = no server */
 } scn_rcpt_expect;
 
@@ -83,7 +84,7 @@ typedef struct {
 } scn_server_expect;
 
 typedef struct {
-  int exit_code; /* -1 = not checked */
+  int exit_code;                /* -1 = not checked */
   int status[SCN_MAX_MESSAGES]; /* detour_done_status or -1 */
   size_t nstatus;
   scn_rcpt_expect *rcpts;
@@ -98,6 +99,38 @@ typedef struct {
   detour_ms latency_max, latency_min; /* -1 = not checked */
   detour_ms tolerance;                /* realtime only */
 } scn_expect;
+
+/* A change of the simulated network (`network.events`): at a time, or when
+ * a fake server sees something (a trigger), possibly `after` a delay. */
+typedef enum {
+  SCN_NET_AT = 0,     /* at a time from the start */
+  SCN_NET_ON_CONNECT, /* the server accepted a connection */
+  SCN_NET_ON_COMMAND, /* the server received a command of `stage` */
+  SCN_NET_ON_MESSAGE, /* the server received a whole message */
+  SCN_NET_ON_CLOSE    /* a connection of the server closed */
+} scn_net_when;
+
+typedef struct {
+  int line, col;
+  scn_net_when when;
+  detour_ms at;            /* SCN_NET_AT */
+  int server;              /* triggers: the server's index */
+  detour_fake_stage stage; /* SCN_NET_ON_COMMAND */
+  unsigned nth;            /* triggers: only the nth occurrence; 0 = each */
+  detour_ms after;         /* triggers: wait this long first */
+  char command[96];        /* for detour_netsim_command: "link a down" */
+  char text[96];           /* as written: "a down" (for messages) */
+} scn_net_event;
+
+/* The `network:` section: the scenario runs over ns-3 (fakeservers/netsim)
+ * in real time, client and servers each in a namespace of its own. */
+typedef struct {
+  bool enabled;
+  detour_netsim_link client;
+  detour_netsim_link servers[SCN_MAX_SERVERS]; /* by server index */
+  scn_net_event *events;
+  size_t nevents;
+} scn_network;
 
 struct detour_scenario {
   char *file, *name, *description;
@@ -115,14 +148,15 @@ struct detour_scenario {
   scn_message msgs[SCN_MAX_MESSAGES];
   size_t nmsgs;
   scn_expect expect;
+  scn_network net;
+  detour_scenario_hooks hooks; /* from the options */
 };
 
 /* util.c */
-char *scn_strdup(const char *s); /* NULL stays NULL; aborts never */
+char *scn_strdup(const char *s);             /* NULL stays NULL; aborts never */
 char *scn_memdup(const void *p, size_t len); /* NUL added */
 /* printf into a new string; NULL on OOM. */
-char *scn_printf(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
+char *scn_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* A growable string. */
 typedef struct {
@@ -147,6 +181,37 @@ void scn_check(const detour_scenario *s, detour_scenario_result *r);
 /* Add one failure (printf); never fails visibly (OOM drops the text). */
 void scn_fail(detour_scenario_result *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* net.c: the simulated network of one run (namespaces, ns-3, events). */
+typedef struct scn_net scn_net;
+/* Starts the network of s (detour_netsim_start); NULL with the reason in
+ * err when it cannot. */
+scn_net *scn_net_start(const detour_scenario *s, char *err, size_t errlen);
+/* The fake server `i` inside its namespace, listening on its namespace
+ * address, port 25; observed for the triggers. 0 or -1 with err. */
+int scn_net_start_server(scn_net *n, size_t i, detour_fake_server *srv,
+                         char *err, size_t errlen);
+/* The listen address of server i ("10.201.k.2:25"). */
+const char *scn_net_listen(const scn_net *n, size_t i, char *buf, size_t len);
+/* Moves the calling thread into the client namespace (until scn_net_stop).
+ * 0 or -1 with err. */
+int scn_net_enter_client(scn_net *n, char *err, size_t errlen);
+/* Arms the timed events against clock c, start = the scenario's t = 0. */
+int scn_net_arm(scn_net *n, detour_clock *c, detour_ms start);
+/* The client's namespace and tap (for the capture hook). */
+const char *scn_net_client_netns(const scn_net *n);
+const char *scn_net_client_tap(const scn_net *n);
+/* Frees the event timers (before the clock goes). */
+void scn_net_disarm(scn_net *n);
+/* A failed live command, or "" (reported as a failure of the scenario). */
+const char *scn_net_error(const scn_net *n);
+/* Leaves the client namespace, stops ns-3, deletes the namespaces, frees
+ * n. 0, or -1 with what was left in err. */
+int scn_net_stop(scn_net *n, char *err, size_t errlen);
+
+/* The process-wide interrupt flag (SIGINT/SIGTERM, detour_scenario_interrupt).
+ */
+bool scn_interrupted(void);
 
 /* load.c: apply the mutations to loaded settings. */
 int scn_apply_mutations(detour_settings *st, const detour_scenario_options *o,

@@ -152,8 +152,8 @@ static bool run_one(pool *p, size_t i, detour_scenario_result *res) {
   int rc = detour_scenario_load_file(p->files[i], &p->o->scenario, &s, err,
                                      sizeof err);
   if (rc < 0) {
-    if (p->o->filter && !detour_scenario_glob(p->o->filter,
-                                              basename_of(p->files[i])) &&
+    if (p->o->filter &&
+        !detour_scenario_glob(p->o->filter, basename_of(p->files[i])) &&
         !detour_scenario_glob(p->o->filter, p->files[i]))
       return false;
     detour_scenario_result_error(res, p->files[i], err);
@@ -232,7 +232,9 @@ static void *worker(void *arg) {
   pool *p = arg;
   for (;;) {
     pthread_mutex_lock(&p->mu);
-    size_t i = p->next < p->nfiles ? p->next++ : p->nfiles;
+    /* after an interrupt no scenario starts: what ran is reported */
+    size_t i =
+        p->next < p->nfiles && !scn_interrupted() ? p->next++ : p->nfiles;
     pthread_mutex_unlock(&p->mu);
     if (i >= p->nfiles)
       return NULL;
@@ -267,7 +269,10 @@ int detour_suite_run(const detour_suite_options *o, detour_suite *out,
   char **files = detour_suite_find(o->paths, o->npaths, &nfiles, err, errlen);
   if (!files)
     return DETOUR_EINVAL;
-  pool p = {.o = o, .files = files, .nfiles = nfiles, .suite = out,
+  pool p = {.o = o,
+            .files = files,
+            .nfiles = nfiles,
+            .suite = out,
             .t0 = uv_hrtime()};
   out->results = calloc(nfiles ? nfiles : 1, sizeof *out->results);
   p.finished = calloc(nfiles ? nfiles : 1, sizeof *p.finished);

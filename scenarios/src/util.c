@@ -82,11 +82,21 @@ void scn_buf_add_escaped(scn_buf *b, const char *p, size_t n) {
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)p[i];
     switch (c) {
-    case '\r': scn_buf_addn(b, "\\r", 2); break;
-    case '\n': scn_buf_addn(b, "\\n", 2); break;
-    case '\t': scn_buf_addn(b, "\\t", 2); break;
-    case '"': scn_buf_addn(b, "\\\"", 2); break;
-    case '\\': scn_buf_addn(b, "\\\\", 2); break;
+    case '\r':
+      scn_buf_addn(b, "\\r", 2);
+      break;
+    case '\n':
+      scn_buf_addn(b, "\\n", 2);
+      break;
+    case '\t':
+      scn_buf_addn(b, "\\t", 2);
+      break;
+    case '"':
+      scn_buf_addn(b, "\\\"", 2);
+      break;
+    case '\\':
+      scn_buf_addn(b, "\\\\", 2);
+      break;
     default:
       if (c < 0x20 || c >= 0x7f)
         scn_buf_add(b, "\\x%02x", c);
@@ -128,35 +138,20 @@ int scn_grow(void *arr, size_t *cap, size_t n, size_t sz) {
   return 0;
 }
 
-/* Iterative glob: remember the last '*' and retry from one char further;
- * linear in practice and never recursive, so hostile patterns are safe. */
 bool detour_scenario_glob(const char *pattern, const char *text) {
-  const char *p = pattern, *t = text, *star = NULL, *mark = NULL;
-  while (*t) {
-    if (*p == '*') {
-      star = p++;
-      mark = t;
-    } else if (*p == '?' || *p == *t) {
-      p++;
-      t++;
-    } else if (star) {
-      p = star + 1;
-      t = ++mark;
-    } else {
-      return false;
-    }
-  }
-  while (*p == '*')
-    p++;
-  return *p == '\0';
+  return detour_glob(pattern, text, DETOUR_GLOB_QMARK);
 }
 
 const char *detour_verdict_name(detour_verdict v) {
   switch (v) {
-  case DETOUR_VERDICT_PASS: return "PASS";
-  case DETOUR_VERDICT_FAIL: return "FAIL";
-  case DETOUR_VERDICT_ERROR: return "ERROR";
-  case DETOUR_VERDICT_SKIP: return "SKIP";
+  case DETOUR_VERDICT_PASS:
+    return "PASS";
+  case DETOUR_VERDICT_FAIL:
+    return "FAIL";
+  case DETOUR_VERDICT_ERROR:
+    return "ERROR";
+  case DETOUR_VERDICT_SKIP:
+    return "SKIP";
   }
   return "?";
 }
@@ -243,9 +238,9 @@ void detour_scenario_format_row(const detour_scenario_row *r, char *buf,
   const char *kind = r->kind == DETOUR_LOG_SMTP || r->kind == DETOUR_LOG_CONNECT
                          ? ""
                          : detour_log_kind_name(r->kind);
-  snprintf(buf, len, "t=%-8s msg %zu  %-14s %-4s %-34s %s%s#%u%s%s",
-           t, r->message, r->recipient, r->server, r->result,
+  snprintf(buf, len, "t=%-8s msg %zu  %-14s %-4s %-34s %s%s#%u%s%s", t,
+           r->message, r->recipient, r->server, r->result,
            r->cls == DETOUR_CLASS_NONE ? "" : detour_class_name(r->cls),
-           r->cls == DETOUR_CLASS_NONE ? "" : " ", r->attempt,
-           *kind ? " " : "", kind);
+           r->cls == DETOUR_CLASS_NONE ? "" : " ", r->attempt, *kind ? " " : "",
+           kind);
 }

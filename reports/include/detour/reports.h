@@ -136,13 +136,15 @@ typedef struct detour_pcap detour_pcap;
  * with the reason in why ("socket: Operation not permitted"). */
 bool detour_pcap_available(char *why, size_t whylen);
 
-/* Start capturing TCP packets to or from any of ports[0..n) on "lo" into
+/* Start capturing TCP packets to or from any of ports[0..n) on device
+ * (NULL: "lo"; a netsim scenario's tap, from a thread inside its network
+ * namespace, so the evidence shows the simulated delays) into
  * DIR/<stem>.pcap (stem: detour_report_file_stem(scenario)), on a thread
  * of its own; returns when the capture is live, so traffic sent afterwards
  * is in the file. DIR is created. 0 and *out, or DETOUR_EIO /
  * DETOUR_ENOMEM / DETOUR_EINVAL with the reason in err. Packets carry
  * real timestamps, also in a virtual-time run. */
-int detour_pcap_start(const char *dir, const char *scenario,
+int detour_pcap_start(const char *dir, const char *scenario, const char *device,
                       const uint16_t *ports, size_t n, detour_pcap **out,
                       char *err, size_t errlen);
 
@@ -164,11 +166,14 @@ typedef struct detour_pcap_hooks detour_pcap_hooks;
  * is reported on errors (NULL: quiet) and the scenario runs without it.
  * NULL on out of memory. */
 detour_pcap_hooks *detour_pcap_hooks_new(const char *dir, FILE *errors);
-/* The hook pair (arg = the detour_pcap_hooks). start returns the token
+/* The hook pair, of the types of detour_scenario_hooks (arg = the
+ * detour_pcap_hooks). start captures on device ("lo", or the client's tap
+ * of a netsim scenario, called from inside netns) and returns the token
  * that stop takes (a detour_pcap, or NULL when the capture failed). */
 void *detour_pcap_hook_start(void *hooks, const char *scenario,
-                             const uint16_t *ports, size_t n);
-void detour_pcap_hook_stop(void *hooks, void *token);
+                             const uint16_t *ports, size_t n, const char *netns,
+                             const char *device);
+void detour_pcap_hook_stop(void *hooks, const char *scenario, void *token);
 /* Captures written and captures that failed so far. */
 void detour_pcap_hooks_count(detour_pcap_hooks *h, size_t *written,
                              size_t *failed);

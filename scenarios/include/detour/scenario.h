@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "detour/detour.h"
@@ -31,6 +32,30 @@ extern "C" {
 
 typedef struct detour_scenario detour_scenario;
 
+/* Hooks around each run, for evidence such as a pcap (reports/). Every
+ * member may be NULL; the hooks may be called from several runner threads
+ * at once (-j N), one scenario per thread.
+ *
+ * on_started: called once the fake servers are bound and before the first
+ * message is submitted (so a capture started here sees every packet of the
+ * dialogue). ports: the fake servers' bound ports (for a capture filter).
+ * For a loopback scenario netns is NULL and device "lo". For a scenario
+ * with `network:` (ns-3) netns is the client's namespace ("dt-<run>-c")
+ * and device its tap ("t<run>-c"), and the calling thread is already
+ * inside that namespace: a pcap handle created in the call (pcap_create on
+ * `device`, pcap_activate) belongs to that namespace, as does any thread
+ * it starts. Returns a token for on_finished (may be NULL).
+ *
+ * on_finished: called after the run (messages done or given up, before
+ * the namespaces are deleted), on the same thread, with the token; not
+ * called when on_started was not. */
+typedef struct {
+  void *(*on_started)(void *arg, const char *scenario, const uint16_t *ports,
+                      size_t nports, const char *netns, const char *device);
+  void (*on_finished)(void *arg, const char *scenario, void *token);
+  void *arg;
+} detour_scenario_hooks;
+
 typedef struct {
   bool realtime; /* real timers; timing expectations use the tolerance */
   /* Deliberate mistakes applied on top of every client configuration, to
@@ -42,6 +67,7 @@ typedef struct {
    */
   const char *const *mutations;
   size_t nmutations;
+  detour_scenario_hooks hooks; /* copied into each loaded scenario */
 } detour_scenario_options;
 
 /* Check one mutation string. 0 or DETOUR_EPARSE with a message in err. */
@@ -71,7 +97,9 @@ typedef enum {
   DETOUR_VERDICT_PASS = 0,
   DETOUR_VERDICT_FAIL,  /* an expectation did not hold */
   DETOUR_VERDICT_ERROR, /* the scenario could not be loaded or run */
-  DETOUR_VERDICT_SKIP   /* not run in this mode (realtime: false) */
+  DETOUR_VERDICT_SKIP   /* not run here: realtime: false under --realtime,
+                           or `network:` without root, tun, ip or ns-3;
+                           failures[0] says why */
 } detour_verdict;
 /* "PASS", "FAIL", "ERROR", "SKIP". Static. */
 const char *detour_verdict_name(detour_verdict v);
@@ -165,12 +193,22 @@ typedef struct {
   size_t nmsgs;
   detour_scenario_server *servers;
   size_t nservers;
-  int exit_code;      /* the `detour send` convention: 0, 67, 75 */
+  int exit_code; /* the `detour send` convention: 0, 67, 75 */
   bool realtime;
-  detour_ms start;    /* absolute time of t = 0 */
-  detour_ms end_t;    /* offset when the run ended */
-  double wall_ms;     /* real time the run took */
+  detour_ms start; /* absolute time of t = 0 */
+  detour_ms end_t; /* offset when the run ended */
+  double wall_ms;  /* real time the run took */
+  bool network;    /* ran over the simulated network (`network:`) */
 } detour_scenario_result;
+
+/* Ask every scenario running in this process to stop now: the run gives
+ * up as if its limit was reached (verdict ERROR, "interrupted"), tears
+ * everything down (fake servers, the ns-3 network and its namespaces) and
+ * a suite starts no further scenario. Async-signal-safe: meant for a
+ * SIGINT/SIGTERM handler. */
+void detour_scenario_interrupt(void);
+/* True once detour_scenario_interrupt was called. */
+bool detour_scenario_interrupted(void);
 
 /* Run s and check its expectations. Fills *out (zeroed first) and returns
  * 0 whatever the verdict; a negative error only when out could not be
@@ -179,8 +217,7 @@ int detour_scenario_run(const detour_scenario *s, detour_scenario_result *out);
 /* Check a filled result against s's expectations: appends failures and
  * sets the verdict (PASS or FAIL). detour_scenario_run calls it; a test
  * can call it on a result made by hand, without any network. */
-void detour_scenario_check(const detour_scenario *s,
-                           detour_scenario_result *r);
+void detour_scenario_check(const detour_scenario *s, detour_scenario_result *r);
 /* A result for a file that did not load: verdict ERROR, one failure. */
 int detour_scenario_result_error(detour_scenario_result *out, const char *file,
                                  const char *text);
@@ -202,13 +239,13 @@ void detour_scenario_format_row(const detour_scenario_row *r, char *buf,
 typedef struct {
   const char *const *paths; /* files or directories (searched for *.yaml) */
   size_t npaths;
-  const char *filter;       /* glob on the scenario name or file; NULL all */
-  unsigned jobs;            /* scenarios run at once (0 or 1: one) */
+  const char *filter; /* glob on the scenario name or file; NULL all */
+  unsigned jobs;      /* scenarios run at once (0 or 1: one) */
   detour_scenario_options scenario;
-  FILE *out;                /* one line per scenario; NULL = quiet */
-  bool color;               /* ANSI colours in out */
-  FILE *progress;           /* a progress line (a terminal); NULL = none */
-  bool verbose;             /* print the log rows of passing scenarios too */
+  FILE *out;      /* one line per scenario; NULL = quiet */
+  bool color;     /* ANSI colours in out */
+  FILE *progress; /* a progress line (a terminal); NULL = none */
+  bool verbose;   /* print the log rows of passing scenarios too */
 } detour_suite_options;
 
 typedef struct {
