@@ -189,17 +189,16 @@ static size_t make_servers(serve_run *r, detour_fake_script **v, size_t n,
     const char *listen = o->nlisten ? o->listen[i] : NULL;
     int err = 0;
     /* Public addresses only when the operator typed them. */
-    r->srv[i] = detour_fake_server_new(r->clock, s, listen,
-                                       listen ? DETOUR_FAKE_ALLOW_PUBLIC : 0,
-                                       &err);
+    r->srv[i] = detour_fake_server_new(
+        r->clock, s, listen, listen ? DETOUR_FAKE_ALLOW_PUBLIC : 0, &err);
     if (!r->srv[i]) {
-      fprintf(stderr,
-              "detour serve: %s: cannot serve on %s: %s%s\n",
+      fprintf(stderr, "detour serve: %s: cannot serve on %s: %s%s\n",
               detour_fake_script_name(s),
               listen ? listen : detour_fake_script_listen(s),
               detour_strerror(err),
-              listen ? "" : " (scripts may only name loopback addresses; "
-                            "use --listen for others)");
+              listen ? ""
+                     : " (scripts may only name loopback addresses; "
+                       "use --listen for others)");
       return 0;
     }
     r->nsrv = i + 1;

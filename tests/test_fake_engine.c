@@ -18,7 +18,7 @@ typedef struct {
   detour_uv *driver;
   bool done;
   detour_done_status status;
-  int first_class;      /* the primary's first failure, -1: none logged */
+  int first_class; /* the primary's first failure, -1: none logged */
   char first_detail[256];
   int delivered_server; /* priority-order index, -1 none */
   size_t rows;
@@ -56,8 +56,8 @@ static detour_fake_server *fake(run_env *r, detour_fake_script *s,
                                 const char *listen) {
   int err = 0;
   char msg[256];
-  detour_fake_server *srv = detour_fake_server_new(r->clock, s, listen, 0,
-                                                   &err);
+  detour_fake_server *srv =
+      detour_fake_server_new(r->clock, s, listen, 0, &err);
   cr_assert_not_null(srv, "server_new %d", err);
   cr_assert_eq(detour_fake_server_start(srv, msg, sizeof msg), 0, "%s", msg);
   return srv;
@@ -67,8 +67,8 @@ static const detour_ms T0 = 1700000000000LL;
 
 /* Longer than drop_mid_data's 64 bytes; one line starts with a dot. */
 #define BODY                                                                   \
-  "Subject: t\r\n\r\n.dot line\r\n"                                          \
-  "0123456789012345678901234567890123456789\r\n"                              \
+  "Subject: t\r\n\r\n.dot line\r\n"                                            \
+  "0123456789012345678901234567890123456789\r\n"                               \
   "0123456789012345678901234567890123456789\r\n"
 
 /* Primary with `fault` (at `stage` unless < 0), healthy backup; one
@@ -82,8 +82,8 @@ static void run_fault(run_env *r, const char *fault, int stage) {
   r->clock = detour_clock_new_virtual(&r->loop, T0);
   detour_fake_script *ps = detour_fake_script_new("primary");
   detour_fake_fault_args a = {.has_stage = stage >= 0,
-                              .stage = (detour_fake_stage)(stage < 0 ? 0
-                                                                     : stage)};
+                              .stage =
+                                  (detour_fake_stage)(stage < 0 ? 0 : stage)};
   cr_assert_eq(detour_fake_script_add_fault(ps, fault, &a), 0, "%s", fault);
   detour_fake_script *bs = detour_fake_script_new("backup");
   r->primary = fake(r, ps, "127.0.0.2:0");
@@ -96,19 +96,24 @@ static void run_fault(run_env *r, const char *fault, int stage) {
   detour_config cfg;
   detour_config_init(&cfg);
   cfg.max_attempts = 2;
-  detour_config_add_server(&cfg, "127.0.0.2", detour_fake_server_port(r->primary), 1);
-  detour_config_add_server(&cfg, "127.0.0.3", detour_fake_server_port(r->backup), 2);
+  detour_config_add_server(&cfg, "127.0.0.2",
+                           detour_fake_server_port(r->primary), 1);
+  detour_config_add_server(&cfg, "127.0.0.3",
+                           detour_fake_server_port(r->backup), 2);
   int err = 0;
   r->engine = detour_engine_new(&cfg, &err);
   cr_assert_not_null(r->engine, "engine %d", err);
-  detour_uv_callbacks cb = {.on_log = on_log, .on_rcpt = on_rcpt,
-                            .on_done = on_done, .arg = r};
+  detour_uv_callbacks cb = {
+      .on_log = on_log, .on_rcpt = on_rcpt, .on_done = on_done, .arg = r};
   r->driver = detour_uv_new(r->clock, r->engine, &cb);
   cr_assert_not_null(r->driver);
   static const char *rcpts[] = {"rcpt@x.test"};
   static const char body[] = BODY;
-  detour_message m = {.from = "from@x.test", .rcpts = rcpts, .nrcpts = 1,
-                      .body = body, .body_len = sizeof body - 1};
+  detour_message m = {.from = "from@x.test",
+                      .rcpts = rcpts,
+                      .nrcpts = 1,
+                      .body = body,
+                      .body_len = sizeof body - 1};
   cr_assert_geq(detour_uv_submit(r->driver, &m), 0);
   int rc = detour_clock_run_virtual(r->clock, is_done, r, 60000);
   cr_assert_eq(rc, 0, "%s: finished (rc %d) at +%lld ms virtual", fault, rc,
@@ -221,10 +226,11 @@ Test(engine_vs_fault, disk_full_at_eod) {
 /* The hostile matrix: every hostile behaviour at every stage                */
 
 Test(engine_vs_fault, hostile_matrix, .timeout = 600) {
-  static const char *const faults[] = {
-      "overlong_line", "endless_multiline", "garbage_code", "nul_bytes",
-      "bare_lf",       "early_reply",       "partial_lines", "stall_after",
-      "close",         "reset"};
+  static const char *const faults[] = {"overlong_line", "endless_multiline",
+                                       "garbage_code",  "nul_bytes",
+                                       "bare_lf",       "early_reply",
+                                       "partial_lines", "stall_after",
+                                       "close",         "reset"};
   static const detour_fake_stage stages[] = {
       DETOUR_FAKE_GREETING, DETOUR_FAKE_EHLO, DETOUR_FAKE_MAIL,
       DETOUR_FAKE_RCPT,     DETOUR_FAKE_DATA, DETOUR_FAKE_EOD,

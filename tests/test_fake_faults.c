@@ -53,8 +53,7 @@ Test(fault, blackhole_times_out) {
   ft_start(&e, "listen: 127.0.0.5:0\nfaults: [blackhole]\n");
   for (int i = 0; i < 2; i++) {
     double t0 = ft_now();
-    int fd = ft_connect_to("127.0.0.5", detour_fake_server_port(e.srv[0]),
-                           700);
+    int fd = ft_connect_to("127.0.0.5", detour_fake_server_port(e.srv[0]), 700);
     cr_assert_eq(fd, -ETIMEDOUT, "SYN unanswered, got %d", fd);
     cr_assert_geq(ft_now() - t0, 0.6);
   }

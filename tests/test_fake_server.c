@@ -119,8 +119,7 @@ Test(fake_server, multiline_text_delay_and_raw) {
   double t0 = ft_now();
   FT_EXPECT(fd, NULL, "220-first\r\n220-second\r\n220 third\r\n");
   cr_assert_geq(ft_now() - t0, 0.25, "greeting delayed 300 ms");
-  FT_EXPECT(fd, "EHLO c",
-            "250-mx1.test\r\n250-SIZE 1000\r\n250 8BITMIME\r\n");
+  FT_EXPECT(fd, "EHLO c", "250-mx1.test\r\n250-SIZE 1000\r\n250 8BITMIME\r\n");
   FT_EXPECT(fd, "NOOP", "250 raw\n");
   FT_EXPECT(fd, "QUIT", "221 bye");
   FT_EXPECT(fd, "QUIT", "221 bye"); /* then: continue keeps it open */
@@ -170,7 +169,8 @@ Test(fake_server, servers_on_several_loopback_addresses) {
 Test(fake_server, ipv6_loopback) {
   ft_env e;
   int probe = socket(AF_INET6, SOCK_STREAM, 0);
-  struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+  struct sockaddr_in6 a = {.sin6_family = AF_INET6,
+                           .sin6_addr = IN6ADDR_LOOPBACK_INIT};
   if (probe < 0 || bind(probe, (struct sockaddr *)&a, sizeof a) != 0) {
     if (probe >= 0)
       close(probe);
@@ -233,8 +233,8 @@ Test(fake_server, record_as_json_lines) {
                         "\"data\":\"MAIL FROM:<a@b>\""),
             "%s", out);
   cr_assert(strstr(out, "\"from\":\"a@b\",\"rcpts\":[\"c@d\"]"));
-  cr_assert(strstr(out, "\"body\":\"caf\\u00c3\\u00a9 \\\"q\\\"\\r\\n\""),
-            "%s", out);
+  cr_assert(strstr(out, "\"body\":\"caf\\u00c3\\u00a9 \\\"q\\\"\\r\\n\""), "%s",
+            out);
   cr_assert(strstr(out, "\"event\":\"close\""));
   for (char *p = out; *p; p++) /* one object per line */
     if (*p == '\n')
@@ -250,9 +250,8 @@ static void expect_error(const char *yaml, const char *where,
                          const char *what) {
   char err[512] = "";
   size_t n = 99;
-  detour_fake_script **v =
-      detour_fake_load_string(yaml, strlen(yaml), "s.yaml", &n, err,
-                              sizeof err);
+  detour_fake_script **v = detour_fake_load_string(yaml, strlen(yaml), "s.yaml",
+                                                   &n, err, sizeof err);
   cr_assert_null(v, "should fail: %s", yaml);
   cr_assert_eq(n, 0);
   cr_assert(strncmp(err, where, strlen(where)) == 0, "where: got '%s'", err);
@@ -260,27 +259,27 @@ static void expect_error(const char *yaml, const char *where,
 }
 
 Test(fake_yaml, errors_name_file_line_col) {
-  expect_error("name: x\ngreting: 220\n", "s.yaml:2:1:",
-               "unknown key 'greting'");
-  expect_error("name: x\ngreeting: hello\n", "s.yaml:2:11:",
-               "expected a reply like '250 2.0.0 Ok'");
-  expect_error("name: x\nmail: { delay: soon }\n", "s.yaml:2:16:",
-               "expected a duration");
+  expect_error("name: x\ngreting: 220\n",
+               "s.yaml:2:1:", "unknown key 'greting'");
+  expect_error("name: x\ngreeting: hello\n",
+               "s.yaml:2:11:", "expected a reply like '250 2.0.0 Ok'");
+  expect_error("name: x\nmail: { delay: soon }\n",
+               "s.yaml:2:16:", "expected a duration");
   expect_error("faults: [disk_ful]\n", "s.yaml:1:10:",
                "unknown fault 'disk_ful' (expected one of: refuse");
-  expect_error("connections:\n  - { rang: 1-2 }\n", "s.yaml:2:5:",
-               "expected range:, only: or from:");
-  expect_error("connections:\n  - { range: 2-1 }\n", "s.yaml:2:14:",
-               "expected a range");
+  expect_error("connections:\n  - { rang: 1-2 }\n",
+               "s.yaml:2:5:", "expected range:, only: or from:");
+  expect_error("connections:\n  - { range: 2-1 }\n",
+               "s.yaml:2:14:", "expected a range");
   expect_error("listen: somewhere\n", "s.yaml:1:9:", "expected an address");
-  expect_error("mode: closed\n", "s.yaml:1:7:",
-               "expected one of normal, refuse, blackhole");
+  expect_error("mode: closed\n",
+               "s.yaml:1:7:", "expected one of normal, refuse, blackhole");
   expect_error("greeting: [\n", "s.yaml:2:1:", "");
   expect_error("- a\n- b\n", "s.yaml:1:1:",
                "expected a server script or a mapping with servers:");
   expect_error("servers: []\n", "s.yaml:1:10:", "non-empty list");
-  expect_error("rcpt: { nth: x, reply: 250 }\n", "s.yaml:1:14:",
-               "expected a range");
+  expect_error("rcpt: { nth: x, reply: 250 }\n",
+               "s.yaml:1:14:", "expected a range");
   expect_error("faults: [{ name: disk_full, stage: greeting }]\n",
                "s.yaml:1:10:", "cannot strike at that stage");
 }
@@ -310,8 +309,8 @@ Test(fake_yaml, file_loader_and_full_example) {
   cr_assert_str_eq(detour_fake_script_listen(v[0]), "127.0.0.2:0");
   cr_assert_eq(detour_fake_script_mode(v[1]), DETOUR_FAKE_MODE_REFUSE);
   detour_fake_scripts_free(v, n);
-  cr_assert_null(detour_fake_load_file("/nonexistent.yaml", &n, err,
-                                       sizeof err));
+  cr_assert_null(
+      detour_fake_load_file("/nonexistent.yaml", &n, err, sizeof err));
   cr_assert(strstr(err, "/nonexistent.yaml:1:1: cannot open"), "%s", err);
 }
 

@@ -65,9 +65,8 @@ FT_FN void ft_start(ft_env *e, const char *yaml) {
   cr_assert_eq(uv_loop_init(&e->loop), 0);
   e->clock = detour_clock_new_real(&e->loop);
   cr_assert_not_null(e->clock);
-  detour_fake_script **v =
-      detour_fake_load_string(yaml, strlen(yaml), "test.yaml", &n, err,
-                              sizeof err);
+  detour_fake_script **v = detour_fake_load_string(
+      yaml, strlen(yaml), "test.yaml", &n, err, sizeof err);
   cr_assert_not_null(v, "load: %s", err);
   cr_assert(n <= FT_MAX_SERVERS);
   for (size_t i = 0; i < n; i++) {
@@ -115,7 +114,7 @@ FT_FN double ft_now(void) {
 /* Blocking clients                                                          */
 
 FT_FN int ft_addr(const char *ip, uint16_t port, struct sockaddr_storage *ss,
-                   socklen_t *len) {
+                  socklen_t *len) {
   memset(ss, 0, sizeof *ss);
   if (strchr(ip, ':')) {
     struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
@@ -165,8 +164,8 @@ FT_FN int ft_connect_to(const char *ip, uint16_t port, int timeout_ms) {
 }
 
 FT_FN int ft_connect(const detour_fake_server *srv) {
-  return ft_connect_to(detour_fake_server_ip(srv),
-                       detour_fake_server_port(srv), 2000);
+  return ft_connect_to(detour_fake_server_ip(srv), detour_fake_server_port(srv),
+                       2000);
 }
 
 /* Read once with a timeout: >0 bytes, 0 EOF, -ETIMEDOUT, -errno. */
@@ -204,8 +203,8 @@ FT_FN ssize_t ft_read_reply(int fd, char *buf, size_t cap, int timeout_ms) {
       char *last = buf + len - 1;
       while (last > buf && last[-1] != '\n')
         last--;
-      if (last + 3 < buf + len && (last[3] == ' ' || last[3] == '\r' ||
-                                   last[3] == '\n'))
+      if (last + 3 < buf + len &&
+          (last[3] == ' ' || last[3] == '\r' || last[3] == '\n'))
         break;
     }
   }
@@ -234,8 +233,9 @@ FT_FN ssize_t ft_cmd(int fd, const char *cmd, char *buf, size_t cap) {
 #define FT_EXPECT(fd, cmd, prefix)                                             \
   do {                                                                         \
     char ft_buf_[8192];                                                        \
-    ssize_t ft_n_ = (cmd) ? ft_cmd((fd), (cmd), ft_buf_, sizeof ft_buf_)       \
-                          : ft_read_reply((fd), ft_buf_, sizeof ft_buf_, 3000); \
+    ssize_t ft_n_ = (cmd)                                                      \
+                        ? ft_cmd((fd), (cmd), ft_buf_, sizeof ft_buf_)         \
+                        : ft_read_reply((fd), ft_buf_, sizeof ft_buf_, 3000);  \
     cr_assert(ft_n_ > 0 && strncmp(ft_buf_, (prefix), strlen(prefix)) == 0,    \
               "%s: expected '%s', got (%zd) '%s'", (cmd) ? (cmd) : "(read)",   \
               (prefix), ft_n_, ft_n_ > 0 ? ft_buf_ : "");                      \
@@ -257,7 +257,7 @@ FT_FN int ft_wait_close(int fd, int timeout_ms) {
 
 /* The count of events of type t (and stage st, unless st < 0). */
 FT_FN size_t ft_count(const detour_fake_server *srv, detour_fake_event_type t,
-                       int st) {
+                      int st) {
   size_t k = 0;
   for (size_t i = 0; i < detour_fake_server_event_count(srv); i++) {
     detour_fake_event ev;

@@ -27,8 +27,8 @@ static detour_scenario *scn(bool realtime) {
   detour_scenario_options o = {.realtime = realtime};
   detour_scenario *s = NULL;
   char err[512] = "";
-  int rc = detour_scenario_load_string(SCENARIO, strlen(SCENARIO), "c.yaml",
-                                       &o, &s, err, sizeof err);
+  int rc = detour_scenario_load_string(SCENARIO, strlen(SCENARIO), "c.yaml", &o,
+                                       &s, err, sizeof err);
   cr_assert_eq(rc, 0, "%s", err);
   return s;
 }
@@ -179,8 +179,8 @@ static void run_file(const char *file, detour_scenario_result *r) {
 }
 
 Test(scenario_run, fig6_twice_gives_the_same_rows, .timeout = 60) {
-  const char *file =
-      DETOUR_SOURCE_DIR "/scenarios/conformance/r6-ten-attempts-exact-times.yaml";
+  const char *file = DETOUR_SOURCE_DIR
+      "/scenarios/conformance/r6-ten-attempts-exact-times.yaml";
   detour_scenario_result one, two;
   run_file(file, &one);
   run_file(file, &two);

@@ -125,15 +125,17 @@ Test(scenario_load, glob) {
 Test(scenario_load, mutations) {
   char err[256];
   cr_assert_eq(detour_scenario_check_mutation("classify:timeout=SWITCH", err,
-                                              sizeof err), 0);
+                                              sizeof err),
+               0);
   cr_assert_eq(detour_scenario_check_mutation("detour=deny", err, sizeof err),
                0);
-  cr_assert_eq(detour_scenario_check_mutation("retry.interval=1m", err,
-                                              sizeof err), 0);
-  cr_assert_lt(detour_scenario_check_mutation("classify:timeout=SOMETIMES",
-                                              err, sizeof err), 0);
-  cr_assert_lt(detour_scenario_check_mutation("detour=perhaps", err,
-                                              sizeof err), 0);
+  cr_assert_eq(
+      detour_scenario_check_mutation("retry.interval=1m", err, sizeof err), 0);
+  cr_assert_lt(detour_scenario_check_mutation("classify:timeout=SOMETIMES", err,
+                                              sizeof err),
+               0);
+  cr_assert_lt(
+      detour_scenario_check_mutation("detour=perhaps", err, sizeof err), 0);
   cr_assert_lt(detour_scenario_check_mutation("nonsense", err, sizeof err), 0);
 }
 
@@ -156,8 +158,8 @@ Test(scenario_suite, every_rule_is_checked_by_a_scenario) {
   for (size_t i = 0; i < n; i++) {
     char err[512];
     detour_scenario *s;
-    cr_assert_eq(detour_scenario_load_file(files[i], NULL, &s, err,
-                                           sizeof err), 0, "%s", err);
+    cr_assert_eq(detour_scenario_load_file(files[i], NULL, &s, err, sizeof err),
+                 0, "%s", err);
     for (size_t k = 0; k < detour_scenario_rule_count(s); k++)
       seen[atoi(detour_scenario_rule(s, k) + 1)] = true;
     detour_scenario_free(s);

@@ -39,9 +39,9 @@ struct detour_fake_script {
 /* What a rule is matched against. */
 typedef struct {
   detour_fake_stage stage;
-  unsigned conn;          /* connection number */
-  unsigned nth;           /* occurrence of the stage in the connection */
-  const char *address;    /* MAIL/RCPT path, NULL otherwise */
+  unsigned conn;       /* connection number */
+  unsigned nth;        /* occurrence of the stage in the connection */
+  const char *address; /* MAIL/RCPT path, NULL otherwise */
   bool has_params;
 } fake__match_ctx;
 
@@ -108,14 +108,14 @@ struct detour_fake_server {
   struct sockaddr_storage want;
   char address[96], ip[64];
   uint16_t port;
-  uv_tcp_t listener;     /* NORMAL mode */
+  uv_tcp_t listener; /* NORMAL mode */
   bool listener_open;
   int raw_fd, filler_fd; /* REFUSE / BLACKHOLE modes */
   bool started, stopped, freeing;
   fake__session *sessions; /* doubly linked, newest first */
   unsigned next_conn;
-  unsigned queue_id;     /* for "queued as" texts */
-  unsigned generation;   /* bumped by clear_record */
+  unsigned queue_id;   /* for "queued as" texts */
+  unsigned generation; /* bumped by clear_record */
   fake__record rec;
   detour_fake_stats stats;
   detour_fake_observer obs;

@@ -34,12 +34,12 @@ typedef struct {
 
 int fake__default_code(detour_fake_stage stage) {
   static const int codes[DETOUR_FAKE_STAGE_COUNT] = {
-      [DETOUR_FAKE_CONNECT] = 0,   [DETOUR_FAKE_GREETING] = 220,
-      [DETOUR_FAKE_EHLO] = 250,    [DETOUR_FAKE_HELO] = 250,
-      [DETOUR_FAKE_MAIL] = 250,    [DETOUR_FAKE_RCPT] = 250,
-      [DETOUR_FAKE_DATA] = 354,    [DETOUR_FAKE_BODY] = 0,
-      [DETOUR_FAKE_EOD] = 250,     [DETOUR_FAKE_RSET] = 250,
-      [DETOUR_FAKE_NOOP] = 250,    [DETOUR_FAKE_QUIT] = 221,
+      [DETOUR_FAKE_CONNECT] = 0,  [DETOUR_FAKE_GREETING] = 220,
+      [DETOUR_FAKE_EHLO] = 250,   [DETOUR_FAKE_HELO] = 250,
+      [DETOUR_FAKE_MAIL] = 250,   [DETOUR_FAKE_RCPT] = 250,
+      [DETOUR_FAKE_DATA] = 354,   [DETOUR_FAKE_BODY] = 0,
+      [DETOUR_FAKE_EOD] = 250,    [DETOUR_FAKE_RSET] = 250,
+      [DETOUR_FAKE_NOOP] = 250,   [DETOUR_FAKE_QUIT] = 221,
       [DETOUR_FAKE_UNKNOWN] = 502};
   return (unsigned)stage < DETOUR_FAKE_STAGE_COUNT ? codes[stage] : 0;
 }
@@ -137,8 +137,8 @@ static int x_greeting_554(detour_fake_script *s,
   /* RFC 5321 3.1: after a 554 greeting the server waits for QUIT and
    * answers 503 to anything else. */
   static const detour_fake_stage others[] = {
-      DETOUR_FAKE_EHLO, DETOUR_FAKE_HELO, DETOUR_FAKE_MAIL,
-      DETOUR_FAKE_RCPT, DETOUR_FAKE_DATA, DETOUR_FAKE_RSET,
+      DETOUR_FAKE_EHLO, DETOUR_FAKE_HELO,   DETOUR_FAKE_MAIL,
+      DETOUR_FAKE_RCPT, DETOUR_FAKE_DATA,   DETOUR_FAKE_RSET,
       DETOUR_FAKE_NOOP, DETOUR_FAKE_UNKNOWN};
   int rc = add_reply(s, a, DETOUR_FAKE_GREETING, 554, "5.3.2",
                      "No SMTP service here", 0);
@@ -154,13 +154,11 @@ static int x_greeting_554(detour_fake_script *s,
 static int x_disk_full(detour_fake_script *s, const detour_fake_fault_args *a,
                        detour_fake_stage st) {
   if (st == DETOUR_FAKE_EOD)
-    return add_reply(s, a, st, 552, "5.3.1", "Insufficient system storage",
-                     0);
+    return add_reply(s, a, st, 552, "5.3.1", "Insufficient system storage", 0);
   return add_reply(s, a, st, 452, "4.3.1", "Insufficient system storage", 0);
 }
 
-static int x_unsupported(detour_fake_script *s,
-                         const detour_fake_fault_args *a,
+static int x_unsupported(detour_fake_script *s, const detour_fake_fault_args *a,
                          detour_fake_stage st) {
   int code = a->code ? a->code : 555;
   return add_reply(s, a, st, code, "5.5.4",
@@ -172,8 +170,8 @@ static int x_unsupported(detour_fake_script *s,
 static int x_busy(detour_fake_script *s, const detour_fake_fault_args *a,
                   detour_fake_stage st) {
   if (st == DETOUR_FAKE_RCPT)
-    return add_reply(s, a, st, 450, "4.2.1",
-                     "Mailbox busy, try again later", 0);
+    return add_reply(s, a, st, 450, "4.2.1", "Mailbox busy, try again later",
+                     0);
   return add_reply(s, a, st, 451, "4.3.0",
                    "Local error in processing, try again later", 0);
 }
@@ -270,8 +268,7 @@ static int x_nul(detour_fake_script *s, const detour_fake_fault_args *a,
   return add_raw(s, a, st, buf, (size_t)n + sizeof tail - 1);
 }
 
-static int x_early_reply(detour_fake_script *s,
-                         const detour_fake_fault_args *a,
+static int x_early_reply(detour_fake_script *s, const detour_fake_fault_args *a,
                          detour_fake_stage st) {
   static const char early[] = "250 2.0.0 Ok (a reply before the command)\r\n";
   detour_fake_rule r = fault_rule(a, st);
@@ -298,85 +295,104 @@ static const fault_entry catalogue[] = {
     {{"refuse", "nothing listens: connect() fails with ECONNREFUSED (RST)",
       C(CONNECT), -1, "the port stays bound so port 0 gets a number",
       S(CONNECT)},
-     0, x_refuse},
+     0,
+     x_refuse},
     {{"blackhole", "SYNs unanswered: the client's connect times out",
       C(CONNECT), -1,
       "backlog 0 listener whose accept queue holds our own connection",
       S(CONNECT)},
-     0, x_blackhole},
+     0,
+     x_blackhole},
     {{"silent", "accepts, never greets", C(TRANSIENT), -1,
       "= stall_after at greeting", S(GREETING)},
-     0, x_stall},
+     0,
+     x_stall},
     {{"stall_after", "stops answering at the stage (no reply, stays open)",
-      C(TRANSIENT), -1, "at quit the mail is already accepted: NONE",
-      S(MAIL)},
-     ANY_STAGE, x_stall},
-    {{"close", "closes (FIN) instead of replying at the stage",
-      C(TRANSIENT), -1,
+      C(TRANSIENT), -1, "at quit the mail is already accepted: NONE", S(MAIL)},
+     ANY_STAGE,
+     x_stall},
+    {{"close", "closes (FIN) instead of replying at the stage", C(TRANSIENT),
+      -1,
       "connect: right after accept; body: after after_bytes bytes; quit: "
       "NONE",
       S(CONNECT)},
-     ANY_STAGE, x_close},
+     ANY_STAGE,
+     x_close},
     {{"reset", "resets (RST) instead of replying at the stage", C(TRANSIENT),
       C(CONNECT),
       "as close, with SO_LINGER 0; at connect the RST may reach the client "
       "before its connect() completes, which then fails with ECONNRESET",
       S(CONNECT)},
-     ANY_STAGE, x_reset},
+     ANY_STAGE,
+     x_reset},
     {{"drop_mid_data", "RST after after_bytes (64) bytes of the message",
       C(TRANSIENT), -1, "= reset at body", S(BODY)},
-     0, x_drop_mid_data},
+     0,
+     x_drop_mid_data},
     {{"greeting_421", "421 4.3.2 greeting, then close", C(SWITCH), -1, "",
       S(GREETING)},
-     0, x_greeting_421},
-    {{"greeting_554", "554 5.3.2 greeting, 503 to all but QUIT", C(SWITCH),
-      -1, "RFC 5321 3.1", S(GREETING)},
-     0, x_greeting_554},
-    {{"disk_full", "452 4.3.1 at RCPT (or MAIL); 552 5.3.1 at eod",
-      C(SWITCH), -1, "", S(RCPT)},
+     0,
+     x_greeting_421},
+    {{"greeting_554", "554 5.3.2 greeting, 503 to all but QUIT", C(SWITCH), -1,
+      "RFC 5321 3.1", S(GREETING)},
+     0,
+     x_greeting_554},
+    {{"disk_full", "452 4.3.1 at RCPT (or MAIL); 552 5.3.1 at eod", C(SWITCH),
+      -1, "", S(RCPT)},
      BIT(DETOUR_FAKE_MAIL) | BIT(DETOUR_FAKE_RCPT) | BIT(DETOUR_FAKE_EOD),
      x_disk_full},
     {{"unsupported", "555 5.5.4 (or code 504) to MAIL with parameters",
       C(SWITCH), -1, "only commands that carry ESMTP parameters", S(MAIL)},
-     BIT(DETOUR_FAKE_MAIL) | BIT(DETOUR_FAKE_RCPT), x_unsupported},
-    {{"busy", "450 4.2.1 at RCPT; 451 4.3.0 at MAIL, DATA or eod",
-      C(TRANSIENT), -1, "", S(RCPT)},
+     BIT(DETOUR_FAKE_MAIL) | BIT(DETOUR_FAKE_RCPT),
+     x_unsupported},
+    {{"busy", "450 4.2.1 at RCPT; 451 4.3.0 at MAIL, DATA or eod", C(TRANSIENT),
+      -1, "", S(RCPT)},
      BIT(DETOUR_FAKE_MAIL) | BIT(DETOUR_FAKE_RCPT) | BIT(DETOUR_FAKE_DATA) |
          BIT(DETOUR_FAKE_EOD),
      x_busy},
     {{"slow", "every reply dripped at bytes_per_sec (10 B/s)", C(NONE),
       C(TRANSIENT), "TRANSIENT only when the drip outlasts a timeout",
       S(GREETING)},
-     ANY_STAGE, x_slow},
-    {{"partial_lines", "every reply split into chunk-byte (5) writes 1 ms "
-                       "apart",
+     ANY_STAGE,
+     x_slow},
+    {{"partial_lines",
+      "every reply split into chunk-byte (5) writes 1 ms "
+      "apart",
       C(NONE), -1, "", S(GREETING)},
-     ANY_STAGE, x_partial_lines},
+     ANY_STAGE,
+     x_partial_lines},
     {{"bare_lf", "reply lines end in LF, not CRLF", C(NONE), C(TRANSIENT),
       "a strict client may call it malformed", S(GREETING)},
-     ANY_STAGE, x_bare_lf},
+     ANY_STAGE,
+     x_bare_lf},
     {{"overlong_line", "a 2000-octet reply line (RFC 5321 limit: 512)",
       C(TRANSIENT), -1, "malformed reply", S(GREETING)},
-     REPLYING, x_overlong},
+     REPLYING,
+     x_overlong},
     {{"endless_multiline",
       "a multi-line reply that never ends: '220-' lines every 100 ms",
       C(TRANSIENT), -1, "too many lines or timeout; stops after 1000 lines",
       S(GREETING)},
-     REPLYING, x_endless},
-    {{"garbage_code", "a reply line without a numeric code", C(TRANSIENT),
-      -1, "malformed reply", S(GREETING)},
-     REPLYING, x_garbage},
+     REPLYING,
+     x_endless},
+    {{"garbage_code", "a reply line without a numeric code", C(TRANSIENT), -1,
+      "malformed reply", S(GREETING)},
+     REPLYING,
+     x_garbage},
     {{"nul_bytes", "NUL bytes inside the reply line", C(TRANSIENT), -1,
       "malformed reply", S(GREETING)},
-     REPLYING, x_nul},
+     REPLYING,
+     x_nul},
     {{"early_reply", "an extra 250 reply sent before the next command",
       C(TRANSIENT), C(NONE),
       "a client that reads replies in step may desync and still succeed",
       S(GREETING)},
-     REPLYING, x_early_reply},
+     REPLYING,
+     x_early_reply},
     {{"data_after_quit", "bytes after the 221 reply to QUIT, then close",
       C(NONE), -1, "the message was already accepted", S(QUIT)},
-     0, x_after_quit},
+     0,
+     x_after_quit},
 };
 #undef C
 #undef S

@@ -72,8 +72,8 @@ void fake__emit(detour_fake_server *srv, detour_fake_event *ev) {
     srv->obs(srv->obs_arg, srv, ev);
 }
 
-static void emit_server_event(detour_fake_server *srv,
-                              detour_fake_event_type t, const char *data) {
+static void emit_server_event(detour_fake_server *srv, detour_fake_event_type t,
+                              const char *data) {
   detour_fake_event ev;
   memset(&ev, 0, sizeof ev);
   ev.type = t;

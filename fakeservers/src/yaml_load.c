@@ -31,8 +31,8 @@ static int fail(ctx *c, const yaml_node_t *n, const char *fmt, ...) {
   va_end(ap);
   if (c->err)
     snprintf(c->err, c->errlen, "%s:%zu:%zu: %s", c->file,
-             n ? n->start_mark.line + 1 : 1,
-             n ? n->start_mark.column + 1 : 1, msg);
+             n ? n->start_mark.line + 1 : 1, n ? n->start_mark.column + 1 : 1,
+             msg);
   return DETOUR_EPARSE;
 }
 
@@ -63,8 +63,9 @@ static int get_uint(ctx *c, yaml_node_t *n, const char *what,
 }
 
 static int get_bool(ctx *c, yaml_node_t *n, bool *out) {
-  static const char *const yes[] = {"true", "yes", "on"},
-                           *const no[] = {"false", "no", "off"};
+  static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {
+                                                              "false", "no",
+                                                              "off"};
   const char *s = scalar(c, n, "true or false");
   for (int i = 0; s && i < 3; i++) {
     if (strcasecmp(s, yes[i]) == 0)
@@ -85,8 +86,7 @@ static int get_duration(ctx *c, yaml_node_t *n, detour_ms *out) {
 }
 
 /* "1-2", "3", "3-" (open) or a bare number. */
-static int get_range(ctx *c, yaml_node_t *n, unsigned *first,
-                     unsigned *last) {
+static int get_range(ctx *c, yaml_node_t *n, unsigned *first, unsigned *last) {
   const char *s = scalar(c, n, "a range like 1-2, 3 or 3-");
   char *end;
   if (!s)
@@ -108,8 +108,7 @@ static int get_range(ctx *c, yaml_node_t *n, unsigned *first,
   *last = (unsigned)b;
   return 0;
 bad:
-  return fail(c, n, "expected a range like 1-2, 3 or 3- (from 1), got '%s'",
-              s);
+  return fail(c, n, "expected a range like 1-2, 3 or 3- (from 1), got '%s'", s);
 }
 
 /* Index of name in the NULL-terminated list, or -1. */
@@ -136,8 +135,8 @@ static int get_choice(ctx *c, yaml_node_t *n, const char *const *list,
 /* "421 4.3.2 text" -> code, enhanced, text (pointers into tmp). */
 static bool parse_short_reply(const char *s, detour_fake_rule *r, char *tmp,
                               size_t tlen) {
-  if (strlen(s) < 3 || !(s[0] >= '1' && s[0] <= '9') || !(s[1] >= '0' &&
-      s[1] <= '9') || !(s[2] >= '0' && s[2] <= '9') ||
+  if (strlen(s) < 3 || !(s[0] >= '1' && s[0] <= '9') ||
+      !(s[1] >= '0' && s[1] <= '9') || !(s[2] >= '0' && s[2] <= '9') ||
       (s[3] && s[3] != ' '))
     return false;
   r->code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
@@ -239,19 +238,34 @@ static int get_drip(ctx *c, yaml_node_t *n, detour_fake_rule *r) {
 }
 
 static const char *const rule_keys[] = {
-    "reply", "code",  "enhanced", "text",        "raw",    "append",
-    "delay", "drip",  "split",    "action",      "then",   "after_bytes",
-    "nth",   "connections", "address", "params", "bare_lf", "endless",
-    NULL};
+    "reply",  "code",        "enhanced", "text",        "raw",
+    "append", "delay",       "drip",     "split",       "action",
+    "then",   "after_bytes", "nth",      "connections", "address",
+    "params", "bare_lf",     "endless",  NULL};
 
 enum {
-  K_REPLY, K_CODE, K_ENH, K_TEXT, K_RAW, K_APPEND, K_DELAY, K_DRIP,
-  K_SPLIT, K_ACTION, K_THEN, K_AFTER, K_NTH, K_CONNS, K_ADDRESS, K_PARAMS,
-  K_BARE_LF, K_ENDLESS
+  K_REPLY,
+  K_CODE,
+  K_ENH,
+  K_TEXT,
+  K_RAW,
+  K_APPEND,
+  K_DELAY,
+  K_DRIP,
+  K_SPLIT,
+  K_ACTION,
+  K_THEN,
+  K_AFTER,
+  K_NTH,
+  K_CONNS,
+  K_ADDRESS,
+  K_PARAMS,
+  K_BARE_LF,
+  K_ENDLESS
 };
 
-static int rule_key(ctx *c, yaml_node_t *k, yaml_node_t *v,
-                    detour_fake_rule *r, char *tmp, size_t tlen) {
+static int rule_key(ctx *c, yaml_node_t *k, yaml_node_t *v, detour_fake_rule *r,
+                    char *tmp, size_t tlen) {
   const char *key = scalar(c, k, "a rule key");
   unsigned long long x;
   int i = 0, rc = 0;
@@ -303,8 +317,8 @@ static int rule_key(ctx *c, yaml_node_t *k, yaml_node_t *v,
     return rc;
   case K_ACTION:
   case K_THEN:
-    rc = get_choice(c, v, actions,
-                    "one of auto, continue, close, reset, stall", &i);
+    rc = get_choice(c, v, actions, "one of auto, continue, close, reset, stall",
+                    &i);
     if (one_of(key, rule_keys) == K_ACTION)
       r->action = (detour_fake_action)i;
     else
@@ -360,8 +374,9 @@ static int add_rule_node(ctx *c, detour_fake_script *s, yaml_node_t *n,
       rc = rule_key(c, node_at(c, p->key), node_at(c, p->value), &r, tmp,
                     sizeof tmp);
   } else {
-    return fail(c, n, "expected a rule: a reply like '250 Ok', an action, or "
-                      "a mapping");
+    return fail(c, n,
+                "expected a rule: a reply like '250 Ok', an action, or "
+                "a mapping");
   }
   if (rc)
     return rc;
@@ -374,8 +389,8 @@ static int add_rule_node(ctx *c, detour_fake_script *s, yaml_node_t *n,
 
 /* A per-address mapping: every key has an '@', is "*" or "<>". */
 static bool is_address_map(ctx *c, yaml_node_t *n) {
-  if (n->type != YAML_MAPPING_NODE || n->data.mapping.pairs.start ==
-                                          n->data.mapping.pairs.top)
+  if (n->type != YAML_MAPPING_NODE ||
+      n->data.mapping.pairs.start == n->data.mapping.pairs.top)
     return false;
   for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
        p < n->data.mapping.pairs.top; p++) {
@@ -405,8 +420,7 @@ static int add_stage(ctx *c, detour_fake_script *s, yaml_node_t *n,
       is_address_map(c, n)) {
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
          p < n->data.mapping.pairs.top; p++) {
-      const char *addr =
-          (const char *)node_at(c, p->key)->data.scalar.value;
+      const char *addr = (const char *)node_at(c, p->key)->data.scalar.value;
       int rc = add_rule_node(c, s, node_at(c, p->value), st, cf, cl,
                              strcmp(addr, "<>") == 0 ? "" : addr);
       if (rc)
@@ -424,8 +438,7 @@ static int fault_unknown(ctx *c, yaml_node_t *n, const char *name) {
   char list[512];
   size_t used = 0;
   list[0] = '\0';
-  for (size_t i = 0; i < detour_fake_fault_count() && used < sizeof list;
-       i++)
+  for (size_t i = 0; i < detour_fake_fault_count() && used < sizeof list; i++)
     used += (size_t)snprintf(list + used, sizeof list - used, "%s%s",
                              i ? ", " : "", detour_fake_fault_at(i)->name);
   return fail(c, n, "unknown fault '%s' (expected one of: %s)", name, list);
@@ -433,9 +446,9 @@ static int fault_unknown(ctx *c, yaml_node_t *n, const char *name) {
 
 static int fault_key(ctx *c, yaml_node_t *k, yaml_node_t *v,
                      detour_fake_fault_args *a, const char **name) {
-  static const char *const keys[] = {
-      "name",  "stage",         "code",  "enhanced",    "after_bytes",
-      "bytes_per_sec", "chunk", "connections", NULL};
+  static const char *const keys[] = {"name",     "stage",       "code",
+                                     "enhanced", "after_bytes", "bytes_per_sec",
+                                     "chunk",    "connections", NULL};
   const char *key = scalar(c, k, "a fault key");
   unsigned long long x = 0;
   int rc = 0;
@@ -462,8 +475,7 @@ static int fault_key(ctx *c, yaml_node_t *k, yaml_node_t *v,
     a->code = (int)x;
     return rc;
   case 3:
-    return (a->enhanced = scalar(c, v, "an enhanced code")) ? 0
-                                                             : DETOUR_EPARSE;
+    return (a->enhanced = scalar(c, v, "an enhanced code")) ? 0 : DETOUR_EPARSE;
   case 4:
     rc = get_uint(c, v, "a number of bytes", SIZE_MAX, &x);
     a->after_bytes = (size_t)x;
@@ -486,8 +498,8 @@ static int fault_key(ctx *c, yaml_node_t *k, yaml_node_t *v,
   }
 }
 
-static int add_fault(ctx *c, detour_fake_script *s, yaml_node_t *n,
-                     unsigned cf, unsigned cl) {
+static int add_fault(ctx *c, detour_fake_script *s, yaml_node_t *n, unsigned cf,
+                     unsigned cl) {
   detour_fake_fault_args a;
   const char *name = NULL;
   memset(&a, 0, sizeof a);
@@ -498,8 +510,8 @@ static int add_fault(ctx *c, detour_fake_script *s, yaml_node_t *n,
   } else if (n->type == YAML_MAPPING_NODE) {
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
          p < n->data.mapping.pairs.top; p++) {
-      int rc = fault_key(c, node_at(c, p->key), node_at(c, p->value), &a,
-                         &name);
+      int rc =
+          fault_key(c, node_at(c, p->key), node_at(c, p->value), &a, &name);
       if (rc)
         return rc;
     }
@@ -559,8 +571,8 @@ static int conn_block(ctx *c, detour_fake_script *s, yaml_node_t *n) {
     const char *key = scalar(c, k, "a key");
     if (!key)
       return DETOUR_EPARSE;
-    int which = one_of(key, (const char *const[]){"range", "only", "from",
-                                                  NULL});
+    int which =
+        one_of(key, (const char *const[]){"range", "only", "from", NULL});
     if (which < 0)
       continue;
     if (get_range(c, v, &cf, &cl))
@@ -603,12 +615,11 @@ static int get_keywords(ctx *c, detour_fake_script *s, yaml_node_t *n) {
     if (!(kw[k++] = scalar(c, node_at(c, *it), "an EHLO keyword")))
       return DETOUR_EPARSE;
   }
-  return detour_fake_script_set_ehlo_keywords(s, kw, k) ? fail(c, n, "oom")
-                                                         : 0;
+  return detour_fake_script_set_ehlo_keywords(s, kw, k) ? fail(c, n, "oom") : 0;
 }
 
 static const char *const server_keys[] = {
-    "name",   "listen",      "mode",     "hostname", "ehlo_keywords",
+    "name",   "listen",       "mode",     "hostname",    "ehlo_keywords",
     "record", "idle_timeout", "max_body", "connections", NULL};
 
 static int server_key(ctx *c, detour_fake_script *s, yaml_node_t *k,
@@ -633,9 +644,9 @@ static int server_key(ctx *c, detour_fake_script *s, yaml_node_t *k,
                   val);
     return 0;
   case 2:
-    rc = get_choice(c, v, (const char *const[]){"normal", "refuse",
-                                                "blackhole", NULL},
-                    "one of normal, refuse, blackhole", &i);
+    rc = get_choice(
+        c, v, (const char *const[]){"normal", "refuse", "blackhole", NULL},
+        "one of normal, refuse, blackhole", &i);
     detour_fake_script_set_mode(s, (detour_fake_mode)i);
     return rc;
   case 3:
@@ -645,8 +656,7 @@ static int server_key(ctx *c, detour_fake_script *s, yaml_node_t *k,
   case 4:
     return get_keywords(c, s, v);
   case 5:
-    rc = get_choice(c, v, (const char *const[]){"full", "summary", "off",
-                                                NULL},
+    rc = get_choice(c, v, (const char *const[]){"full", "summary", "off", NULL},
                     "one of full, summary, off", &i);
     detour_fake_script_set_record(s, (detour_fake_record_level)i);
     return rc;
@@ -752,8 +762,8 @@ static detour_fake_script **from_document(ctx *c, size_t *n) {
     v = calloc(count, sizeof *v);
     for (size_t i = 0; v && i < count; i++)
       if (!(v[i] = detour_fake_script_from_yaml(
-                c->doc, node_at(c, list->data.sequence.items.start[i]),
-                c->file, c->err, c->errlen)))
+                c->doc, node_at(c, list->data.sequence.items.start[i]), c->file,
+                c->err, c->errlen)))
         goto fail;
   }
   if (!v)
@@ -766,8 +776,8 @@ fail:
   return NULL;
 }
 
-static detour_fake_script **load(yaml_parser_t *p, const char *name,
-                                 size_t *n, char *err, size_t errlen) {
+static detour_fake_script **load(yaml_parser_t *p, const char *name, size_t *n,
+                                 char *err, size_t errlen) {
   yaml_document_t doc;
   detour_fake_script **v = NULL;
   if (!yaml_parser_load(p, &doc)) {

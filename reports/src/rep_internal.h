@@ -39,7 +39,7 @@ void rep_xmln(FILE *f, const char *s, size_t n, bool attr);
 
 /* ---- names.c ----------------------------------------------------------- */
 
-const char *rep_verdict_css(detour_verdict v);  /* "pass" ... */
+const char *rep_verdict_css(detour_verdict v); /* "pass" ... */
 /* The SPEC title of rule R<i> (1..12), "" otherwise. */
 const char *rep_rule_title(int i);
 #define REP_SPEC_RULES 12

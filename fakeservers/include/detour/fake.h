@@ -51,13 +51,13 @@ typedef enum {
   DETOUR_FAKE_HELO,
   DETOUR_FAKE_MAIL,
   DETOUR_FAKE_RCPT,
-  DETOUR_FAKE_DATA,        /* the DATA command (354) */
-  DETOUR_FAKE_BODY,        /* receiving the message: after_bytes faults */
-  DETOUR_FAKE_EOD,         /* the final "." */
+  DETOUR_FAKE_DATA, /* the DATA command (354) */
+  DETOUR_FAKE_BODY, /* receiving the message: after_bytes faults */
+  DETOUR_FAKE_EOD,  /* the final "." */
   DETOUR_FAKE_RSET,
   DETOUR_FAKE_NOOP,
   DETOUR_FAKE_QUIT,
-  DETOUR_FAKE_UNKNOWN      /* any other command (VRFY, STARTTLS, ...) */
+  DETOUR_FAKE_UNKNOWN /* any other command (VRFY, STARTTLS, ...) */
 } detour_fake_stage;
 #define DETOUR_FAKE_STAGE_COUNT 13
 
@@ -106,28 +106,28 @@ typedef struct {
                                      applies to; 0/0 = all, last 0 = open */
   unsigned nth_first, nth_last;   /* occurrence of the stage within the
                                      connection (2 = the 2nd RCPT); 0/0 all */
-  const char *address; /* MAIL/RCPT: address pattern, '*' wildcard,
-                          case-insensitive; NULL = any */
-  int params;          /* MAIL/RCPT: -1 or 0 = any, 1 = only with ESMTP
-                          parameters, 2 = only without */
+  const char *address;            /* MAIL/RCPT: address pattern, '*' wildcard,
+                                     case-insensitive; NULL = any */
+  int params; /* MAIL/RCPT: -1 or 0 = any, 1 = only with ESMTP
+                 parameters, 2 = only without */
   /* the reply */
   int code;             /* 0 = the stage's default reply */
   const char *enhanced; /* "4.3.1"; NULL = none (default replies have one) */
   const char *text;     /* lines separated by '\n'; NULL = a default text */
   const char *raw;      /* exact bytes sent instead of code/text */
   size_t raw_len;
-  const char *append;   /* bytes sent right after the reply (hostile:
-                           early replies, data after QUIT) */
+  const char *append; /* bytes sent right after the reply (hostile:
+                         early replies, data after QUIT) */
   size_t append_len;
-  bool bare_lf;         /* end reply lines with LF instead of CRLF */
-  bool endless;         /* multi-line reply that never ends: continuation
-                           lines every drip_every (1 s if 0), at most
-                           DETOUR_FAKE_ENDLESS_MAX */
+  bool bare_lf; /* end reply lines with LF instead of CRLF */
+  bool endless; /* multi-line reply that never ends: continuation
+                   lines every drip_every (1 s if 0), at most
+                   DETOUR_FAKE_ENDLESS_MAX */
   /* timing and faults */
-  detour_ms delay;          /* before the reply / action */
-  size_t drip_bytes;        /* write the reply drip_bytes at a time ... */
-  detour_ms drip_every;     /* ... every drip_every ms (0: separate writes
-                               at once) ; drip_bytes 0 = one write */
+  detour_ms delay;           /* before the reply / action */
+  size_t drip_bytes;         /* write the reply drip_bytes at a time ... */
+  detour_ms drip_every;      /* ... every drip_every ms (0: separate writes
+                                at once) ; drip_bytes 0 = one write */
   detour_fake_action action; /* instead of the reply */
   detour_fake_action then;   /* after the reply */
   size_t after_bytes;        /* BODY: act once this many bytes of the
@@ -180,11 +180,11 @@ int detour_fake_script_add_rule(detour_fake_script *s,
 typedef struct {
   detour_fake_stage stage; /* where it strikes (has_stage) */
   bool has_stage;
-  int code;                /* overrides the entry's reply code */
+  int code; /* overrides the entry's reply code */
   const char *enhanced;
-  size_t after_bytes;      /* reset/close at BODY */
-  size_t bytes_per_sec;    /* slow */
-  size_t chunk;            /* partial_lines: bytes per write */
+  size_t after_bytes;             /* reset/close at BODY */
+  size_t bytes_per_sec;           /* slow */
+  size_t chunk;                   /* partial_lines: bytes per write */
   unsigned conn_first, conn_last; /* only these connections */
 } detour_fake_fault_args;
 
@@ -240,24 +240,24 @@ void detour_fake_scripts_free(detour_fake_script **scripts, size_t n);
 /* Recording                                                                 */
 
 typedef enum {
-  DETOUR_FAKE_BY_NONE = 0,      /* still open */
-  DETOUR_FAKE_BY_CLIENT,        /* EOF from the client */
-  DETOUR_FAKE_BY_CLIENT_RESET,  /* ECONNRESET or a read error */
-  DETOUR_FAKE_BY_SERVER,        /* the script closed (FIN) */
-  DETOUR_FAKE_BY_SERVER_RESET,  /* the script reset (RST) */
-  DETOUR_FAKE_BY_STOP,          /* the server was stopped */
-  DETOUR_FAKE_BY_IDLE           /* idle timeout */
+  DETOUR_FAKE_BY_NONE = 0,     /* still open */
+  DETOUR_FAKE_BY_CLIENT,       /* EOF from the client */
+  DETOUR_FAKE_BY_CLIENT_RESET, /* ECONNRESET or a read error */
+  DETOUR_FAKE_BY_SERVER,       /* the script closed (FIN) */
+  DETOUR_FAKE_BY_SERVER_RESET, /* the script reset (RST) */
+  DETOUR_FAKE_BY_STOP,         /* the server was stopped */
+  DETOUR_FAKE_BY_IDLE          /* idle timeout */
 } detour_fake_closer;
 /* "open", "client", "client_reset", "server", "server_reset", "stop",
  * "idle". Static. */
 const char *detour_fake_closer_name(detour_fake_closer c);
 
 typedef struct {
-  unsigned id;            /* connection number on this server, 1-based */
-  char peer[64];          /* "127.0.0.1:43210" */
-  detour_ms accept_time;  /* clock now (virtual or real) */
-  uint64_t accept_mono;   /* uv_hrtime() ns */
-  detour_ms close_time;   /* DETOUR_NO_DEADLINE while open */
+  unsigned id;           /* connection number on this server, 1-based */
+  char peer[64];         /* "127.0.0.1:43210" */
+  detour_ms accept_time; /* clock now (virtual or real) */
+  uint64_t accept_mono;  /* uv_hrtime() ns */
+  detour_ms close_time;  /* DETOUR_NO_DEADLINE while open */
   uint64_t close_mono;
   detour_fake_closer closed_by;
   size_t commands, messages;
@@ -265,19 +265,19 @@ typedef struct {
 } detour_fake_conn;
 
 typedef struct {
-  unsigned conn;          /* connection number */
-  size_t index;           /* in this server's message list */
-  detour_ms time;         /* when the final "." (or the cut) arrived */
+  unsigned conn;  /* connection number */
+  size_t index;   /* in this server's message list */
+  detour_ms time; /* when the final "." (or the cut) arrived */
   uint64_t mono;
-  const char *from;       /* reverse path without <> ("" for null sender) */
+  const char *from;         /* reverse path without <> ("" for null sender) */
   const char *const *rcpts; /* accepted recipients (2xx at RCPT) */
   size_t nrcpts;
-  const char *body;       /* exact bytes after dot-unstuffing, line ends as
-                             sent, without the final ".\r\n"; NUL added */
+  const char *body; /* exact bytes after dot-unstuffing, line ends as
+                       sent, without the final ".\r\n"; NUL added */
   size_t body_len;
-  bool complete;          /* false: cut mid-DATA by an after_bytes fault */
-  bool truncated;         /* body longer than max_body: the rest dropped */
-  int code;               /* reply to the final "." (0: none was sent) */
+  bool complete;  /* false: cut mid-DATA by an after_bytes fault */
+  bool truncated; /* body longer than max_body: the rest dropped */
+  int code;       /* reply to the final "." (0: none was sent) */
 } detour_fake_message;
 
 typedef enum {
@@ -296,15 +296,15 @@ const char *detour_fake_event_name(detour_fake_event_type t);
 
 typedef struct {
   detour_fake_event_type type;
-  unsigned conn;          /* 0 for server-level events */
-  detour_ms time;         /* clock now */
-  uint64_t mono;          /* uv_hrtime() ns */
+  unsigned conn;  /* 0 for server-level events */
+  detour_ms time; /* clock now */
+  uint64_t mono;  /* uv_hrtime() ns */
   detour_fake_stage stage;
-  int code;               /* REPLY: the reply code, 0 when unparsable */
-  const char *data;       /* bytes (may hold NULs), NUL-terminated */
+  int code;         /* REPLY: the reply code, 0 when unparsable */
+  const char *data; /* bytes (may hold NULs), NUL-terminated */
   size_t len;
-  detour_fake_closer closed_by;      /* CLOSE */
-  const detour_fake_message *msg;    /* MESSAGE, else NULL */
+  detour_fake_closer closed_by;   /* CLOSE */
+  const detour_fake_message *msg; /* MESSAGE, else NULL */
 } detour_fake_event;
 
 /* ------------------------------------------------------------------------ */
@@ -330,8 +330,7 @@ detour_fake_server *detour_fake_server_new(detour_clock *c,
                                            int *err);
 /* Bind (and listen, per mode). Returns 0 or DETOUR_EIO with the reason in
  * err (errlen bytes), e.g. "127.0.0.2:25: address already in use". */
-int detour_fake_server_start(detour_fake_server *srv, char *err,
-                             size_t errlen);
+int detour_fake_server_start(detour_fake_server *srv, char *err, size_t errlen);
 /* Stop listening and close every session (closed_by STOP). The record
  * stays readable. Run the loop afterwards for the closes to finish. */
 void detour_fake_server_stop(detour_fake_server *srv);
@@ -354,10 +353,10 @@ detour_clock *detour_fake_server_clock(const detour_fake_server *srv);
 
 /* Counters, kept at every record level. */
 typedef struct {
-  uint64_t accepted;      /* connections accepted */
-  uint64_t active;        /* open now */
+  uint64_t accepted; /* connections accepted */
+  uint64_t active;   /* open now */
   uint64_t closed;
-  uint64_t messages;      /* final "." received */
+  uint64_t messages; /* final "." received */
   uint64_t commands;
   uint64_t bytes_in, bytes_out;
   uint64_t accept_errors; /* accept() failed (EMFILE, ...) */
