@@ -852,8 +852,8 @@ Test(engine, racing_starts_backup_connect_and_first_to_complete_wins) {
   detour_engine_on_timer(eng, T0 + 249);
   EXPECT_NONE(eng);
   detour_engine_on_timer(eng, T0 + 250);
-  EXPECT(eng, "log +250 race r@y.test " B " race started NONE a0",
-         "connect #2 127.0.0.2:2525");
+  EXPECT(eng, "connect #2 127.0.0.2:2525",
+         "log +250 race r@y.test " B " race started NONE a1");
   detour_engine_on_connected(eng, 2, T0 + 260, B);
   EXPECT(eng, "log +260 race r@y.test " A " race lost NONE a1", "close #1");
   /* late events for the loser are ignored */

@@ -684,10 +684,11 @@ static void start_race(detour_engine *e, detour_ms now) {
   char why[300];
   snprintf(why, sizeof why, "%.200s has not connected in %lld ms",
            e->labels[highest], (long long)e->cfg.race_delay);
-  log_pending(e, now, DETOUR_LOG_RACE, next, "race started", DETOUR_CLASS_NONE,
-              why);
   rd->current = next;
   start_connect(e, next, now);
+  /* after the connect, so the row carries the attempt it started */
+  log_pending(e, now, DETOUR_LOG_RACE, next, "race started", DETOUR_CLASS_NONE,
+              why);
   if (race_candidate(e, next) < e->cfg.nservers)
     rd->race_at = now + e->cfg.race_delay;
 }
