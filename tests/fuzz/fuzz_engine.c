@@ -1,0 +1,197 @@
+/*
+ * fuzz_engine.c - libFuzzer target for the engine's event input.
+ *
+ * The input is a script of events (connects that succeed or fail, reply
+ * bytes, writes done, peer closes, timers, time passing) played against an
+ * engine with three servers. Besides the sanitizers, it checks the
+ * engine's promises: every CLOSE names a connection it opened and did not
+ * close before, no event is needed after a CLOSE, and once the script ends
+ * the engine always finishes (every message gets DONE) when the servers
+ * keep failing, within a bounded number of steps: no hang, no lost mail.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "detour/detour.h"
+
+#define MAX_CONNS 4096
+
+typedef struct {
+  detour_engine *e;
+  detour_ms now;
+  unsigned last_conn;
+  unsigned char state[MAX_CONNS]; /* 0 unknown, 1 open, 2 closed */
+  size_t submitted, done;
+} world;
+
+static void check(int ok, const char *what) {
+  if (!ok) {
+    fprintf(stderr, "engine promise broken: %s\n", what);
+    abort();
+  }
+}
+
+static void drain(world *w) {
+  detour_action a;
+  while (detour_engine_next_action(w->e, &a) == 1) {
+    switch (a.type) {
+    case DETOUR_ACT_CONNECT:
+      check(a.conn > 0 && a.conn < MAX_CONNS, "connection id in range");
+      check(w->state[a.conn] == 0, "connection id reused");
+      w->state[a.conn] = 1;
+      w->last_conn = a.conn;
+      break;
+    case DETOUR_ACT_CLOSE:
+      check(a.conn < MAX_CONNS && w->state[a.conn] == 1,
+            "CLOSE of a connection that is not open");
+      w->state[a.conn] = 2;
+      break;
+    case DETOUR_ACT_SEND:
+      check(a.conn < MAX_CONNS && w->state[a.conn] == 1,
+            "SEND on a connection that is not open");
+      check(a.u.send.len > 0, "empty SEND");
+      break;
+    case DETOUR_ACT_DONE:
+      w->done++;
+      break;
+    default:
+      break;
+    }
+  }
+}
+
+static const uint8_t *take(const uint8_t **p, const uint8_t *end, size_t n) {
+  if ((size_t)(end - *p) < n)
+    return NULL;
+  const uint8_t *at = *p;
+  *p += n;
+  return at;
+}
+
+static void fire_timer(world *w) {
+  detour_ms d = detour_engine_next_deadline(w->e);
+  if (d == DETOUR_NO_DEADLINE)
+    return;
+  if (d > w->now)
+    w->now = d;
+  detour_engine_on_timer(w->e, w->now);
+}
+
+/* One event of the script; false when the input ran out. */
+static int step(world *w, const uint8_t **p, const uint8_t *end) {
+  const uint8_t *op = take(p, end, 1), *arg;
+  if (!op)
+    return 0;
+  unsigned c = w->last_conn;
+  switch (*op % 8) {
+  case 0:
+    detour_engine_on_connected(w->e, c, w->now, "127.0.0.1:25");
+    break;
+  case 1:
+    if ((arg = take(p, end, 1)))
+      detour_engine_on_connect_failed(w->e, c, w->now,
+                                      (detour_condition)(*arg % 9), "x");
+    break;
+  case 2:
+    if ((arg = take(p, end, 1))) {
+      size_t n = *arg;
+      const uint8_t *bytes = take(p, end, n);
+      if (bytes)
+        detour_engine_on_data(w->e, c, w->now, (const char *)bytes, n);
+    }
+    break;
+  case 3:
+    detour_engine_on_sent(w->e, c, w->now);
+    break;
+  case 4:
+    detour_engine_on_closed(w->e, c, w->now, "reset");
+    break;
+  case 5:
+    fire_timer(w);
+    break;
+  case 6:
+    if ((arg = take(p, end, 1)))
+      w->now += (detour_ms)*arg * 100;
+    break;
+  case 7:
+    /* a well-formed reply, so deep states are reached often */
+    if ((arg = take(p, end, 1))) {
+      static const char *const replies[] = {
+          "220 hi\r\n",       "250 ok\r\n",
+          "354 go\r\n",       "421 bye\r\n",
+          "450 busy\r\n",     "452 4.3.1 full\r\n",
+          "550 5.1.1 no\r\n", "250-x\r\n250 PIPELINING\r\n",
+          "555 5.5.4 no\r\n", "221 bye\r\n"};
+      const char *r = replies[*arg % 10];
+      detour_engine_on_data(w->e, c, w->now, r, strlen(r));
+    }
+    break;
+  }
+  drain(w);
+  return 1;
+}
+
+/* After the script: every server fails from now on. The engine must
+ * finish every message within a bounded number of steps (R7). */
+static void must_finish(world *w) {
+  for (int i = 0; i < 100000 && w->done < w->submitted; i++) {
+    unsigned c = w->last_conn;
+    if (c && w->state[c] == 1)
+      detour_engine_on_closed(w->e, c, w->now, "gone");
+    else
+      fire_timer(w);
+    drain(w);
+  }
+  check(w->done == w->submitted, "a message never finished");
+  for (int i = 0; i < 1000 && !detour_engine_idle(w->e); i++) {
+    fire_timer(w);
+    drain(w);
+  }
+  check(detour_engine_idle(w->e), "engine not idle after every DONE");
+}
+
+static detour_engine *make_engine(uint8_t flags) {
+  detour_config cfg;
+  detour_config_init(&cfg);
+  detour_config_add_server(&cfg, "127.0.0.1", 25, 1);
+  detour_config_add_server(&cfg, "127.0.0.2", 25, 2);
+  detour_config_add_server(&cfg, "127.0.0.3", 25, 3);
+  cfg.max_attempts = 1 + flags % 3;
+  cfg.retry_interval = 1000;
+  cfg.timeouts =
+      (detour_timeouts){500, 600, 700, 800, 900, 1000, 1100, 1200, 1300};
+  cfg.pipelining = flags & 8;
+  cfg.breaker_hold = (flags & 16) ? 5000 : 0;
+  cfg.race_delay = (flags & 32) ? 300 : 0;
+  return detour_engine_new(&cfg, NULL);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size < 1)
+    return 0;
+  static world w;
+  memset(&w, 0, sizeof w);
+  w.now = 1000000;
+  w.e = make_engine(data[0]);
+  if (!w.e)
+    return 0;
+  static const char *const rcpts[] = {"a@y.test", "b@y.test", "A@y.test"};
+  detour_message m = {.from = "s@x.test",
+                      .rcpts = rcpts,
+                      .nrcpts = 1 + data[0] % 3,
+                      .body = ".\nx\n",
+                      .body_len = 4,
+                      .override = (detour_override)((data[0] >> 6) % 3)};
+  for (int k = 0; k < 2; k++)
+    if (detour_engine_submit(w.e, &m, w.now) >= 0)
+      w.submitted++;
+  drain(&w);
+  const uint8_t *p = data + 1, *end = data + size;
+  for (int i = 0; i < 4096 && step(&w, &p, end); i++)
+    ;
+  must_finish(&w);
+  detour_engine_free(w.e);
+  return 0;
+}
