@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sysexits.h>
 
+#include "bench.h"
 #include "detour/detour.h"
 #include "send.h"
 
@@ -46,6 +47,7 @@ static const command commands[] = {
     {"send", detour_cli_send, "send one message from stdin, with failover"},
     {"serve", serve, "run scripted fake SMTP servers"},
     {"run", run_scenarios, "run scenario files"},
+    {"bench", detour_cli_bench, "failover latency per fault, real time"},
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 

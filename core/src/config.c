@@ -424,7 +424,7 @@ static int on_retry_interval(loader *l, yaml_node_t *v, const char *path,
 
 static int on_retry_max(loader *l, yaml_node_t *v, const char *path,
                         size_t arg) {
-  long n;
+  long n = 0;
   int rc = want_int(l, v, path, 1, 1000000, "a number of attempts >= 1", &n);
   if (rc == 0)
     l->s->cfg.max_attempts = (unsigned)n;
@@ -505,7 +505,7 @@ static int on_detour_rule(loader *l, yaml_node_t *v, const char *path,
 
 static int on_detour_default(loader *l, yaml_node_t *v, const char *path,
                              size_t arg) {
-  bool allow;
+  bool allow = false;
   int rc = want_allow(l, v, path, &allow);
   if (rc == 0)
     detour_policy_set_default(l->s->policy, allow);
@@ -515,7 +515,7 @@ static int on_detour_default(loader *l, yaml_node_t *v, const char *path,
 /* One entry of detour.senders (sender) or detour.recipients. */
 static int add_entry(loader *l, yaml_node_t *k, yaml_node_t *v, const char *key,
                      const char *path, bool sender) {
-  bool allow;
+  bool allow = false;
   int rc = want_allow(l, v, path, &allow);
   if (rc)
     return rc;
