@@ -1,9 +1,10 @@
 /*
  * run.c - `detour run [PATH ...] [--filter GLOB] [-j N] [--realtime]
  * [--mutate M] [--out DIR] [--json F] [--junit F] [--html F] [--pcap DIR]
- * [--report-dir DIR] [--verbose]`: runs scenario files (directories
- * searched for *.yaml) against the built-in engine and scripted fake
- * servers, prints PASS/FAIL per scenario with a diff for each failure,
+ * [--report-dir DIR] [--client NAME] [--verbose]`: runs scenario files
+ * (directories searched for *.yaml) against the built-in engine (or an
+ * external client through its adapter: --client postfix) and scripted
+ * fake servers, prints PASS/FAIL per scenario with a diff for each failure,
  * writes the reports asked for (reports/), and exits 0 only when every
  * scenario passed (77 when every scenario was skipped, so CTest's
  * SKIP_RETURN_CODE reports a skip, never a pass).
@@ -35,7 +36,7 @@ typedef struct {
   size_t npaths;
   const char *mutations[MAX_MUTATIONS];
   size_t nmutations;
-  const char *filter, *out_dir;
+  const char *filter, *out_dir, *client;
   const char *json, *junit, *html, *pcap_dir, *report_dir;
   unsigned jobs;
   bool realtime, verbose, quiet, no_progress;
@@ -54,6 +55,10 @@ static void usage(FILE *f) {
              "                      classify:KEY=CLASS, detour=allow|deny,\n"
              "                      detour.rule=RULE, retry.interval=D,\n"
              "                      retry.max_attempts=N\n"
+             "      --client NAME   the client under test: builtin (default)\n"
+             "                      or an external client's adapter\n"
+             "                      (postfix); always real time, judged by\n"
+             "                      what the fake servers saw\n"
              "  -o, --out DIR       write DIR/results.jsonl and DIR/rows.txt\n"
              "      --json FILE     the run as one JSON document\n"
              "      --junit FILE    JUnit XML for CI systems\n"
@@ -150,6 +155,12 @@ static int parse(int argc, char **argv, run_opts *o) {
       if (o->nmutations >= MAX_MUTATIONS)
         return bad("too many %s", a);
       o->mutations[o->nmutations++] = v;
+    } else if (!strcmp(a, "--client")) {
+      if (!(o->client = value(argc, argv, &i)))
+        return bad("%s needs a client name (builtin, postfix)", a);
+      if (!detour_scenario_client_exists(o->client))
+        return bad("unknown client '%s' (expected builtin or postfix)",
+                   o->client);
     } else if (!strcmp(a, "-o") || !strcmp(a, "--out")) {
       if (!(o->out_dir = value(argc, argv, &i)))
         return bad("%s needs a directory", a);
@@ -287,7 +298,8 @@ static int write_reports(const run_opts *o, const detour_suite *s,
   detour_report_meta meta = {.title = "detour run",
                              .version = DETOUR_VERSION,
                              .started = started,
-                             .mode = o->realtime ? "realtime" : "virtual",
+                             .mode = o->realtime || o->client ? "realtime"
+                                                              : "virtual",
                              .command = command};
   detour_report_paths p = {o->json, o->junit, o->html};
   char err[1024] = "";
@@ -335,7 +347,8 @@ int detour_cli_run(int argc, char **argv) {
       .jobs = o.jobs,
       .scenario = {.realtime = o.realtime,
                    .mutations = o.mutations,
-                   .nmutations = o.nmutations},
+                   .nmutations = o.nmutations,
+                   .client = o.client},
       .out = o.quiet ? NULL : stdout,
       .color = color,
       .progress = !o.no_progress && isatty(fileno(stderr)) ? stderr : NULL,

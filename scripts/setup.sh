@@ -12,18 +12,31 @@ packages=(
   iproute2 libns3-dev ns3 libgsl-dev   # netsim: namespaces, taps, ns-3
   tshark libxml2-utils chromium        # report checks: pcap, JUnit XML, HTML
   fonts-dejavu-core                    # text in the HTML screenshot
+  postfix                              # certified as an external client
 )
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "setup: installing ${missing[*]}"
-  # tshark asks whether to install dumpcap setuid: answer no, unattended.
-  echo "wireshark-common wireshark-common/install-setuid boolean false" | $sudo debconf-set-selections
+  # Answer the packages' questions unattended: tshark's dumpcap is not
+  # setuid; Postfix is a local-only system (the tests run private
+  # instances of it on loopback and never use the system one).
+  $sudo debconf-set-selections <<'EOF'
+wireshark-common wireshark-common/install-setuid boolean false
+postfix postfix/main_mailer_type select Local only
+postfix postfix/mailname string detour.invalid
+EOF
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# The system Postfix is not ours to run: keep it stopped and off.
+if command -v postfix >/dev/null 2>&1; then
+  $sudo postfix status >/dev/null 2>&1 && $sudo postfix stop >/dev/null 2>&1 || true
+  $sudo update-rc.d postfix disable >/dev/null 2>&1 || true
 fi

@@ -13,12 +13,19 @@
  * servers listen in their namespaces, the loop thread sits in the client's
  * namespace for the run, and teardown always removes the network, also
  * when setup failed half-way or the run was interrupted.
+ *
+ * A scenario whose client is an external program (`adapter:`, `detour run
+ * --client`) takes the same path with the engine left out: the adapter
+ * (adapter.c) starts the client on the servers' addresses, a thread of
+ * its own submits the messages, and the outcomes come from what the fake
+ * servers saw.
  */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
 
+#include "adapter.h"
 #include "scn_internal.h"
 
 /* Real time a virtual-time scenario may take before it is called stuck. */
@@ -27,6 +34,9 @@
 #define REALTIME_DEFAULT_LIMIT_MS 60000
 /* Real time allowed to close everything at the end. */
 #define SETTLE_REAL_LIMIT_MS 3000
+/* An external client's thread ends at the limit; the loop waits this much
+ * longer, so the thread's verdict on it comes first. */
+#define EXT_JOIN_MARGIN_MS 2000
 
 typedef struct run run;
 
@@ -54,6 +64,7 @@ struct run {
   bool limit_hit;
   bool loop_inited;
   scn_net *net;     /* `network:` only */
+  scn_ext *ext;     /* an external client (adapter.h), else NULL */
   void *hook_token; /* from hooks.on_started */
   bool hook_started;
   size_t rows_cap, warn_cap, rcpt_cap;
@@ -265,6 +276,8 @@ static bool all_done(void *arg) {
   run *r = arg;
   if (r->limit_hit || scn_interrupted())
     return true;
+  if (r->ext)
+    return scn_ext_finished(r->ext);
   return r->submitted == r->s->nmsgs && r->done >= r->s->nmsgs &&
          detour_uv_idle(r->driver);
 }
@@ -327,6 +340,31 @@ static void hook_finished(run *r) {
   r->hook_started = false;
 }
 
+/* Real time a run may take: the scenario's limit or the default. */
+static detour_ms real_limit(const detour_scenario *s) {
+  return s->limit_set ? s->limit : REALTIME_DEFAULT_LIMIT_MS;
+}
+
+/* The external client instead of the engine: started (slow) before t = 0
+ * on the servers' addresses in priority order; its thread submits. */
+static int setup_external(run *r) {
+  scn_adapter_server sv[DETOUR_MAX_SERVERS];
+  for (size_t k = 0; k < r->nlabels; k++) {
+    sv[k].name = r->label_names[k];
+    snprintf(sv[k].host, sizeof sv[k].host, "%s", r->st.cfg.servers[k].host);
+    sv[k].port = r->st.cfg.servers[k].port;
+    sv[k].priority = r->st.cfg.servers[k].priority;
+  }
+  r->ext = scn_ext_new(r->s, sv, r->nlabels, r->failure, sizeof r->failure);
+  if (!r->ext)
+    return -1;
+  hook_started(r);
+  uv_update_time(&r->loop);
+  r->res->start = detour_clock_now(r->clock);
+  return scn_ext_begin(r->ext, uv_hrtime(), real_limit(r->s), r->failure,
+                       sizeof r->failure);
+}
+
 /* Everything slow (network, servers, hooks) is done before t = 0, so a
  * real-time run's offsets start at the first submission. */
 static int setup(run *r) {
@@ -349,6 +387,8 @@ static int setup(run *r) {
   r->st = s->settings; /* shallow: the tables stay the scenario's */
   if (fill_servers(r) < 0)
     return -1;
+  if (s->adapter)
+    return setup_external(r);
   int err = 0;
   r->engine = detour_engine_new(&r->st.cfg, &err);
   if (!r->engine) {
@@ -397,7 +437,7 @@ static int run_real(run *r) {
   uv_timer_t tick; /* wakes uv_run so done() is looked at regularly */
   uv_timer_init(&r->loop, &tick);
   uv_timer_start(&tick, on_real_tick, 20, 20);
-  detour_ms limit = r->s->limit_set ? r->s->limit : REALTIME_DEFAULT_LIMIT_MS;
+  detour_ms limit = real_limit(r->s) + (r->ext ? EXT_JOIN_MARGIN_MS : 0);
   uint64_t end = uv_hrtime() + (uint64_t)limit * 1000000u;
   while (!all_done(r) && uv_hrtime() < end)
     uv_run(&r->loop, UV_RUN_ONCE);
@@ -449,7 +489,8 @@ static void execute(run *r) {
   else if (rc < 0)
     scn_fail(r->res, "the run stopped with messages unfinished (%s)",
              detour_strerror(rc));
-  if (r->driver && detour_uv_idle(r->driver) && !scn_interrupted())
+  if ((r->ext || (r->driver && detour_uv_idle(r->driver))) &&
+      !scn_interrupted())
     settle(r);
   if (scn_net_error(r->net)[0])
     scn_fail(r->res, "%s", scn_net_error(r->net));
@@ -545,6 +586,16 @@ static int copy_servers(run *r) {
   return 0;
 }
 
+/* What the external client's thread learnt, and the outcomes from the
+ * servers' records; returns the client's log tail (for a failure). */
+static char *collect_external(run *r) {
+  scn_ext_collect(r->ext, r->res);
+  if (r->res->verdict != DETOUR_VERDICT_ERROR &&
+      scn_ext_outcomes(r->s, r->res) < 0)
+    scn_fail(r->res, "out of memory rebuilding the outcomes");
+  return scn_ext_log_tail(r->ext);
+}
+
 /* The `detour send` exit convention over every message. */
 static int exit_code_of(const detour_scenario_result *res) {
   bool deferred = false, aborted = false;
@@ -563,6 +614,7 @@ static int exit_code_of(const detour_scenario_result *res) {
  * the sockets in its namespaces are closed by then. */
 static void teardown(run *r) {
   hook_finished(r);
+  scn_ext_free(r->ext); /* the client first: it may hold connections */
   for (size_t i = 0; i < SCN_MAX_MESSAGES; i++)
     detour_timer_free(r->slots[i].timer);
   detour_timer_free(r->limit_timer);
@@ -606,8 +658,10 @@ static int fill_header(const detour_scenario *s, detour_scenario_result *res) {
 /* Not run here: the verdict SKIP with the reason as its one "failure"
  * (what the terminal, JSON and JUnit show). */
 static bool skipped(const detour_scenario *s, detour_scenario_result *out) {
-  char why[256] = "";
-  if (s->net.enabled && !detour_netsim_available(why, sizeof why))
+  char why[512] = "";
+  if (s->adapter && scn_ext_skip(s, why, sizeof why))
+    scn_fail(out, "%s", why);
+  else if (s->net.enabled && !detour_netsim_available(why, sizeof why))
     scn_fail(out, "skipped: needs the simulated network: %s", why);
   else if (s->realtime && !s->realtime_ok)
     scn_fail(out, "skipped: realtime: false (a long schedule, virtual time "
@@ -650,6 +704,9 @@ int detour_scenario_run(const detour_scenario *s, detour_scenario_result *out) {
     if (copy_servers(r) < 0)
       scn_fail(out, "out of memory copying the servers' records");
   }
+  char *client_log = r->ext && out->verdict != DETOUR_VERDICT_ERROR
+                         ? collect_external(r)
+                         : NULL;
   out->exit_code = exit_code_of(out);
   if (r->loop_inited)
     teardown(r);
@@ -658,6 +715,9 @@ int detour_scenario_run(const detour_scenario *s, detour_scenario_result *out) {
     scn_check(s, out);
     out->verdict = out->nfailures ? DETOUR_VERDICT_FAIL : DETOUR_VERDICT_PASS;
   }
+  if (client_log && out->verdict != DETOUR_VERDICT_PASS)
+    scn_fail(out, "%s", client_log); /* for the reader, not evidence */
+  free(client_log);
   out->wall_ms = (double)(uv_hrtime() - t0) / 1e6;
   return 0;
 }

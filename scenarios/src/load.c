@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "adapter.h"
 #include "scn_internal.h"
 
 typedef struct {
@@ -394,7 +395,7 @@ static int on_msg_at(ld *l, yaml_node_t *v, const char *path) {
 /* A body of N bytes ("Subject" line, then 78-byte lines of letters): a
  * message big enough to be mid-DATA for a while on a slow or long link. */
 static int on_msg_body_bytes(ld *l, yaml_node_t *v, const char *path) {
-  long n;
+  long n = 0;
   if (want_long(l, v, path, 32, 16L << 20, &n) < 0)
     return DETOUR_EPARSE;
   scn_message *m = cur_msg(l);
@@ -470,7 +471,7 @@ static int read_client_server(ld *l, yaml_node_t *item, const char *path,
     for (yaml_node_pair_t *p = item->data.mapping.pairs.start;
          p < item->data.mapping.pairs.top; p++) {
       const char *k = scalar(node(l, p->key));
-      long v;
+      long v = 0;
       if (k && !strcmp(k, "priority")) {
         if (want_long(l, node(l, p->value), path, 1, 1000, &v) < 0)
           return DETOUR_EPARSE;
@@ -542,10 +543,15 @@ static int read_client(ld *l, int client_id) {
     return DETOUR_ENOMEM;
   memcpy(pairs, c->data.mapping.pairs.start, npairs * sizeof *pairs);
   int rc = 0, servers_id = 0;
-  for (size_t i = 0; i < npairs; i++)
-    if (scalar(node(l, pairs[i].key)) &&
-        !strcmp(scalar(node(l, pairs[i].key)), "servers"))
+  char *keys = l->s->client_keys;
+  for (size_t i = 0; i < npairs; i++) {
+    const char *k = scalar(node(l, pairs[i].key));
+    if (k && !strcmp(k, "servers"))
       servers_id = pairs[i].value;
+    if (k) /* an external client's adapter checks what it can render */
+      snprintf(keys + strlen(keys), sizeof l->s->client_keys - strlen(keys),
+               "%s%s", *keys ? " " : "", k);
+  }
   if (servers_id)
     rc = read_client_servers(l, node(l, servers_id));
   int rest = rc < 0 ? 0
@@ -617,7 +623,7 @@ static int on_x_status(ld *l, yaml_node_t *v, const char *path) {
 }
 
 static int on_x_exit(ld *l, yaml_node_t *v, const char *path) {
-  long e;
+  long e = 0;
   if (want_long(l, v, path, 0, 255, &e) < 0)
     return DETOUR_EPARSE;
   X(l)->exit_code = (int)e;
@@ -647,7 +653,7 @@ static int read_rcpt_expect(ld *l, const char *addr, yaml_node_t *v,
     yaml_node_t *val = node(l, p->value);
     char sub[300];
     snprintf(sub, sizeof sub, "%s.%s", path, k ? k : "?");
-    long m;
+    long m = 0;
     int rc, idx;
     if (k && !strcmp(k, "outcome")) {
       rc = want_outcome(l, val, sub, &r->outcome);
@@ -722,13 +728,13 @@ static int on_row_class(ld *l, yaml_node_t *v, const char *path) {
   return 0;
 }
 static int on_row_attempt(ld *l, yaml_node_t *v, const char *path) {
-  long a;
+  long a = 0;
   int rc = want_long(l, v, path, 1, 1000000, &a);
   cur_row(l)->attempt = (int)a;
   return rc;
 }
 static int on_row_message(ld *l, yaml_node_t *v, const char *path) {
-  long a;
+  long a = 0;
   int rc = want_long(l, v, path, 0, SCN_MAX_MESSAGES - 1, &a);
   cur_row(l)->message = (int)a;
   return rc;
@@ -856,7 +862,7 @@ static int read_received(ld *l, scn_received_expect *r, yaml_node_t *v,
     snprintf(sub, sizeof sub, "%s.%s", path, k ? k : "?");
     int rc;
     long code;
-    bool b;
+    bool b = false;
     if (k && !strcmp(k, "from")) {
       rc = want_str(l, val, sub, &r->from);
     } else if (k && !strcmp(k, "to")) {
@@ -1231,15 +1237,33 @@ static int check_network(ld *l, yaml_node_t *root) {
 /* ------------------------------------------------------------------------ */
 /* The document                                                              */
 
+/* `adapter: postfix`: the scenario's client is an external program
+ * (adapter.h); `detour run --client` overrides it. */
+static int on_adapter(ld *l, yaml_node_t *v, const char *path) {
+  const char *name = want_scalar(l, v, path, "a client's adapter name");
+  if (!name)
+    return DETOUR_EPARSE;
+  if (!scn_adapter_is_builtin(name) && !scn_adapter_find(name))
+    return fail(l, v, path,
+                "unknown client '%s' (expected builtin or one of: %s)", name,
+                scn_adapter_names());
+  free(l->s->adapter);
+  l->s->adapter = NULL;
+  if (!scn_adapter_is_builtin(name) && !(l->s->adapter = strdup(name)))
+    return DETOUR_ENOMEM;
+  return 0;
+}
+
 /* Read out of order by read_document (see there). */
 static int on_later(ld *l, yaml_node_t *v, const char *path) { return 0; }
 
 static const key_entry top_keys[] = {
-    {"name", on_name},     {"description", on_description},
-    {"rules", on_rules},   {"realtime", on_realtime},
-    {"limit", on_limit},   {"servers", on_later},
-    {"client", on_later},  {"messages", on_messages},
-    {"expect", on_expect}, {"network", on_network},
+    {"name", on_name},       {"description", on_description},
+    {"rules", on_rules},     {"realtime", on_realtime},
+    {"limit", on_limit},     {"servers", on_later},
+    {"client", on_later},    {"messages", on_messages},
+    {"expect", on_expect},   {"network", on_network},
+    {"adapter", on_adapter},
 };
 
 /* servers first: the client and the expectations refer to them. */
@@ -1401,6 +1425,26 @@ int scn_apply_mutations(detour_settings *st, const detour_scenario_options *o,
 /* ------------------------------------------------------------------------ */
 /* Public API                                                                */
 
+/* The options' client wins over the file's `adapter:`; an external
+ * client always runs in real time (it has its own clock). */
+static int choose_client(ld *l, const detour_scenario_options *opt) {
+  detour_scenario *s = l->s;
+  if (opt && opt->client) {
+    if (!scn_adapter_is_builtin(opt->client) && !scn_adapter_find(opt->client))
+      return fail(l, NULL, "",
+                  "unknown client '%s' (expected builtin or one of: %s)",
+                  opt->client, scn_adapter_names());
+    free(s->adapter);
+    s->adapter =
+        scn_adapter_is_builtin(opt->client) ? NULL : strdup(opt->client);
+    if (!scn_adapter_is_builtin(opt->client) && !s->adapter)
+      return DETOUR_ENOMEM;
+  }
+  if (s->adapter)
+    s->realtime = true;
+  return 0;
+}
+
 static int load_parsed(ld *l, const detour_scenario_options *opt) {
   int rc = read_document(l, yaml_document_get_root_node(l->doc));
   if (rc == 0)
@@ -1409,6 +1453,8 @@ static int load_parsed(ld *l, const detour_scenario_options *opt) {
     rc = detour_settings_init(&l->s->settings);
   if (rc == 0)
     rc = scn_apply_mutations(&l->s->settings, opt, l->err, l->errlen);
+  if (rc == 0)
+    rc = choose_client(l, opt);
   if (rc == DETOUR_ENOMEM)
     snprintf(l->err, l->errlen, "%s: out of memory", l->file);
   return rc;
@@ -1540,6 +1586,7 @@ void detour_scenario_free(detour_scenario *s) {
   }
   free_expect(&s->expect);
   free(s->net.events);
+  free(s->adapter);
   free(s);
 }
 

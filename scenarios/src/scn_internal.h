@@ -150,6 +150,10 @@ struct detour_scenario {
   scn_expect expect;
   scn_network net;
   detour_scenario_hooks hooks; /* from the options */
+  /* The client: NULL the built-in engine, else an adapter's name
+   * (adapter.h) from `adapter:` or the options (which win). */
+  char *adapter;
+  char client_keys[256]; /* the `client:` section's top-level keys */
 };
 
 /* util.c */

@@ -68,7 +68,16 @@ typedef struct {
   const char *const *mutations;
   size_t nmutations;
   detour_scenario_hooks hooks; /* copied into each loaded scenario */
+  /* The client under test: NULL (or "builtin") the built-in engine, else
+   * an external client's adapter ("postfix"), which overrides a
+   * scenario's own `adapter:` key. External clients always run in real
+   * time and are judged only by what the fake servers saw. */
+  const char *client;
 } detour_scenario_options;
+
+/* true when name is a client `--client` accepts: "builtin" (or NULL) or
+ * an external client's adapter ("postfix"). */
+bool detour_scenario_client_exists(const char *name);
 
 /* Check one mutation string. 0 or DETOUR_EPARSE with a message in err. */
 int detour_scenario_check_mutation(const char *m, char *err, size_t errlen);

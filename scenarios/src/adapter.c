@@ -1,0 +1,385 @@
+/*
+ * adapter.c - the runner's side of external clients (adapter.h): which
+ * adapters exist, which scenarios an external client can be judged by
+ * (the rest are a SKIP with the reason), one thread per run that drives
+ * the adapter (submit each message at its time, then wait for the client
+ * to finish, bounded by the scenario's limit), and the recipients'
+ * outcomes rebuilt from what the fake servers saw, so that `recipients:`
+ * and `latency:` expectations judge an external client by evidence, never
+ * by its word.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <uv.h>
+
+#include "adapter.h"
+#include "scn_internal.h"
+
+/* Each wait_done call is this short, so a stop request is seen soon. */
+#define WAIT_SLICE_MS 200
+/* A submission loop sleeps this long between looks at the stop flag. */
+#define SLEEP_SLICE_MS 50
+/* The part of the client's log a failure shows. */
+#define LOG_TAIL_BYTES 3000
+
+static const scn_adapter *const adapters[] = {&scn_adapter_postfix};
+#define NADAPTERS (sizeof adapters / sizeof *adapters)
+
+bool scn_adapter_is_builtin(const char *name) {
+  return !name || !*name || !strcmp(name, "builtin") || !strcmp(name, "detour");
+}
+
+const scn_adapter *scn_adapter_find(const char *name) {
+  for (size_t i = 0; name && i < NADAPTERS; i++)
+    if (!strcmp(adapters[i]->name, name))
+      return adapters[i];
+  return NULL;
+}
+
+bool detour_scenario_client_exists(const char *name) {
+  return scn_adapter_is_builtin(name) || scn_adapter_find(name) != NULL;
+}
+
+const char *scn_adapter_names(void) {
+  /* one adapter so far: keep this list in step with adapters[] */
+  _Static_assert(NADAPTERS == 1, "list every adapter here");
+  return "postfix";
+}
+
+/* ------------------------------------------------------------------------ */
+/* What an external client can be judged by                                 */
+
+/* Is word one of the space-separated words of list? */
+static bool has_word(const char *list, const char *word, size_t n) {
+  for (const char *p = list; *p;) {
+    size_t k = strcspn(p, " ");
+    if (k == n && !strncmp(p, word, n))
+      return true;
+    p += k + (p[k] == ' ');
+  }
+  return false;
+}
+
+/* Client keys the adapter cannot render would silently change what is
+ * tested (a detour table Postfix has no notion of), so they skip. */
+static bool keys_ok(const detour_scenario *s, const scn_adapter *a, char *why,
+                    size_t len) {
+  for (const char *p = s->client_keys; *p;) {
+    size_t k = strcspn(p, " ");
+    if (!has_word(a->keys, p, k)) {
+      snprintf(why, len,
+               "skipped: client key '%.*s' has no equivalent in the %s "
+               "adapter (it renders: %s)",
+               (int)k, p, a->name, a->keys);
+      return false;
+    }
+    p += k + (p[k] == ' ');
+  }
+  return true;
+}
+
+/* Only the built-in engine reports a status, an exit code, send-log rows,
+ * warnings or why a recipient failed; an external client's word is no
+ * evidence, so scenarios that expect those are not for it. */
+static bool expectations_ok(const detour_scenario *s, char *why, size_t len) {
+  const scn_expect *x = &s->expect;
+  const char *what = x->nstatus          ? "status"
+                     : x->exit_code >= 0 ? "exit"
+                     : x->has_log        ? "log"
+                     : x->has_warnings   ? "warnings"
+                                         : NULL;
+  for (size_t i = 0; !what && i < x->nrcpts; i++)
+    if (x->rcpts[i].outcome >= 0 &&
+        x->rcpts[i].outcome != DETOUR_RCPT_DELIVERED)
+      what = "recipients.outcome other than delivered";
+  if (!what)
+    return true;
+  snprintf(why, len,
+           "skipped: expects '%s', which only the built-in engine reports "
+           "(an external client is judged by the fake servers alone)",
+           what);
+  return false;
+}
+
+static bool setup_ok(const detour_scenario *s, char *why, size_t len) {
+  if (!s->realtime_ok)
+    snprintf(why, len,
+             "skipped: realtime: false (a long schedule, virtual "
+             "time only); an external client runs in real time");
+  else if (s->net.enabled)
+    snprintf(why, len,
+             "skipped: a network: scenario runs only the built-in "
+             "engine");
+  else
+    for (size_t i = 0; i < s->nclient_servers; i++)
+      if (s->client_servers[i].fake < 0) {
+        snprintf(why, len,
+                 "skipped: client.servers has the literal address %s; an "
+                 "external client is pointed only at the run's fake servers",
+                 s->client_servers[i].host);
+        return false;
+      }
+  for (size_t i = 0; !*why && i < s->nmsgs; i++)
+    if (s->msgs[i].override != DETOUR_OVERRIDE_NONE)
+      snprintf(why, len,
+               "skipped: message %zu has a per-send override (R4), "
+               "which an external client has no way to take",
+               i);
+  return !*why;
+}
+
+bool scn_ext_skip(const detour_scenario *s, char *why, size_t len) {
+  const scn_adapter *a = scn_adapter_find(s->adapter);
+  char reason[256] = "";
+  why[0] = '\0';
+  if (!a) {
+    snprintf(why, len, "skipped: no adapter named '%s'", s->adapter);
+    return true;
+  }
+  if (!setup_ok(s, why, len) || !keys_ok(s, a, why, len) ||
+      !expectations_ok(s, why, len))
+    return true;
+  if (!a->available(reason, sizeof reason)) {
+    snprintf(why, len, "skipped: %s cannot run here: %s", a->name, reason);
+    return true;
+  }
+  return false;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The adapter's thread                                                      */
+
+struct scn_ext {
+  const detour_scenario *s;
+  const scn_adapter *a;
+  void *inst;
+  pthread_t thread;
+  bool started;
+  atomic_bool stop, finished;
+  uint64_t hr0;
+  detour_ms limit;
+  detour_ms submit_t[SCN_MAX_MESSAGES];
+  size_t nsubmitted;
+  int done; /* 1 the client holds nothing, 0 not by the limit, -1 error */
+  char err[512];
+};
+
+scn_ext *scn_ext_new(const detour_scenario *s,
+                     const scn_adapter_server *servers, size_t nservers,
+                     char *err, size_t errlen) {
+  scn_ext *x = calloc(1, sizeof *x);
+  if (!x) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  x->s = s;
+  x->a = scn_adapter_find(s->adapter);
+  scn_adapter_config c = {.scenario = s->name,
+                          .servers = servers,
+                          .nservers = nservers,
+                          .retry_interval = s->settings.cfg.retry_interval,
+                          .max_attempts = s->settings.cfg.max_attempts,
+                          .timeouts = s->settings.cfg.timeouts,
+                          .helo_name = s->settings.cfg.helo_name};
+  x->inst = x->a ? x->a->prepare(&c, err, errlen) : NULL;
+  if (!x->inst) {
+    free(x);
+    return NULL;
+  }
+  return x;
+}
+
+static detour_ms elapsed(const scn_ext *x) {
+  return (detour_ms)((uv_hrtime() - x->hr0) / 1000000u);
+}
+
+static bool stopping(const scn_ext *x) {
+  return atomic_load(&x->stop) || scn_interrupted();
+}
+
+/* Sleep until offset `at` from t = 0; false when told to stop first. */
+static bool sleep_until(const scn_ext *x, detour_ms at) {
+  while (!stopping(x) && elapsed(x) < at) {
+    detour_ms left = at - elapsed(x);
+    detour_ms step = left < SLEEP_SLICE_MS ? left : SLEEP_SLICE_MS;
+    struct timespec ts = {0, (long)step * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  return !stopping(x);
+}
+
+static int submit_all(scn_ext *x) {
+  for (size_t i = 0; i < x->s->nmsgs; i++) {
+    const scn_message *m = &x->s->msgs[i];
+    if (!sleep_until(x, m->at))
+      return 0;
+    scn_adapter_message am = {m->from, (const char *const *)m->to, m->nto,
+                              m->body, m->body_len};
+    x->submit_t[i] = elapsed(x);
+    if (x->a->submit(x->inst, &am, x->err, sizeof x->err) < 0)
+      return -1;
+    x->nsubmitted++;
+  }
+  return 0;
+}
+
+static void *ext_main(void *arg) {
+  scn_ext *x = arg;
+  int rc = submit_all(x);
+  while (rc == 0 && !stopping(x) && x->nsubmitted == x->s->nmsgs &&
+         elapsed(x) < x->limit) {
+    detour_ms left = x->limit - elapsed(x);
+    rc = x->a->wait_done(x->inst, left < WAIT_SLICE_MS ? left : WAIT_SLICE_MS,
+                         x->err, sizeof x->err);
+  }
+  x->done = rc;
+  atomic_store(&x->finished, true);
+  return NULL;
+}
+
+int scn_ext_begin(scn_ext *x, uint64_t hr0, detour_ms limit, char *err,
+                  size_t errlen) {
+  x->hr0 = hr0;
+  x->limit = limit;
+  if (pthread_create(&x->thread, NULL, ext_main, x) != 0) {
+    snprintf(err, errlen, "cannot start the adapter's thread");
+    return -1;
+  }
+  x->started = true;
+  return 0;
+}
+
+bool scn_ext_finished(const scn_ext *x) {
+  return atomic_load(&((scn_ext *)x)->finished);
+}
+
+/* Joining is bounded: every adapter call is, and the thread looks at the
+ * stop flag between calls. */
+static void stop_thread(scn_ext *x) {
+  if (!x->started)
+    return;
+  atomic_store(&x->stop, true);
+  pthread_join(x->thread, NULL);
+  x->started = false;
+}
+
+void scn_ext_collect(scn_ext *x, detour_scenario_result *r) {
+  stop_thread(x);
+  for (size_t i = 0; i < x->nsubmitted && i < r->nmsgs; i++)
+    r->msgs[i].submit_t = x->submit_t[i];
+  if (x->done < 0)
+    scn_fail(r, "client %s: %s", x->a->name, x->err);
+  else if (x->nsubmitted < x->s->nmsgs)
+    scn_fail(r, "client %s: only %zu of %zu messages were submitted",
+             x->a->name, x->nsubmitted, x->s->nmsgs);
+  else if (x->done == 0 && !scn_interrupted())
+    scn_fail(r,
+             "client %s still held a message at the end of the run "
+             "(limit: key): neither delivered nor given up",
+             x->a->name);
+}
+
+char *scn_ext_log_tail(const scn_ext *x) {
+  const char *path = x && x->a->logs ? x->a->logs(x->inst) : NULL;
+  FILE *f = path ? fopen(path, "rb") : NULL;
+  if (!f)
+    return NULL;
+  char buf[LOG_TAIL_BYTES + 1];
+  fseek(f, 0, SEEK_END);
+  long size = ftell(f);
+  fseek(f, size > LOG_TAIL_BYTES ? size - LOG_TAIL_BYTES : 0, SEEK_SET);
+  size_t n = fread(buf, 1, LOG_TAIL_BYTES, f);
+  fclose(f);
+  buf[n] = '\0';
+  /* start at a whole line when the tail was cut */
+  char *start =
+      size > LOG_TAIL_BYTES && strchr(buf, '\n') ? strchr(buf, '\n') + 1 : buf;
+  return scn_printf("client log %s (last lines):\n%s", path, start);
+}
+
+void scn_ext_free(scn_ext *x) {
+  if (!x)
+    return;
+  stop_thread(x);
+  x->a->teardown(x->inst);
+  free(x);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Outcomes from the fake servers' records                                   */
+
+typedef struct {
+  size_t server, msg, rcpt;
+} accepted;
+
+/* Every recipient a server accepted with the whole message (2xx to the
+ * final "."), the earliest first within each server. */
+static accepted *accepted_list(const detour_scenario_result *r, size_t *n) {
+  size_t cap = 0;
+  accepted *v = NULL;
+  *n = 0;
+  for (size_t i = 0; i < r->nservers; i++)
+    for (size_t j = 0; j < r->servers[i].nmsgs; j++) {
+      const detour_scenario_received *m = &r->servers[i].msgs[j];
+      if (!m->complete || m->code / 100 != 2)
+        continue;
+      for (size_t q = 0; q < m->nrcpts; q++) {
+        if (scn_grow(&v, &cap, *n, sizeof *v) < 0) {
+          free(v);
+          return NULL;
+        }
+        v[(*n)++] = (accepted){i, j, q};
+      }
+    }
+  return v ? v : calloc(1, sizeof *v);
+}
+
+/* The earliest unclaimed acceptance of addr, or -1. */
+static long claim(const detour_scenario_result *r, const accepted *v, size_t n,
+                  bool *taken, const char *addr) {
+  long best = -1;
+  for (size_t k = 0; k < n; k++) {
+    const detour_scenario_received *m = &r->servers[v[k].server].msgs[v[k].msg];
+    if (taken[k] || strcasecmp(m->rcpts[v[k].rcpt], addr) != 0)
+      continue;
+    if (best < 0 || m->t < r->servers[v[best].server].msgs[v[best].msg].t)
+      best = (long)k;
+  }
+  if (best >= 0)
+    taken[best] = true;
+  return best;
+}
+
+int scn_ext_outcomes(const detour_scenario *s, detour_scenario_result *r) {
+  size_t n = 0, cap = 0;
+  accepted *v = accepted_list(r, &n);
+  bool *taken = calloc(n ? n : 1, sizeof *taken);
+  if (!v || !taken) {
+    free(v);
+    free(taken);
+    return DETOUR_ENOMEM;
+  }
+  for (size_t m = 0; m < s->nmsgs; m++)
+    for (size_t k = 0; k < s->msgs[m].nto; k++) {
+      if (scn_grow(&r->rcpts, &cap, r->nrcpts, sizeof *r->rcpts) < 0)
+        break;
+      detour_scenario_rcpt *o = &r->rcpts[r->nrcpts++];
+      memset(o, 0, sizeof *o);
+      long c = claim(r, v, n, taken, s->msgs[m].to[k]);
+      o->message = m;
+      o->recipient = scn_strdup(s->msgs[m].to[k]);
+      o->outcome = c >= 0 ? DETOUR_RCPT_DELIVERED : DETOUR_RCPT_DEFERRED;
+      o->server = c >= 0 ? scn_strdup(r->servers[v[c].server].name) : NULL;
+      o->t = c >= 0 ? r->servers[v[c].server].msgs[v[c].msg].t : 0;
+      o->detail = scn_strdup(c >= 0 ? "accepted by a fake server"
+                                    : "no fake server accepted it");
+    }
+  free(v);
+  free(taken);
+  return 0;
+}
