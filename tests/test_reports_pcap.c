@@ -56,6 +56,13 @@ static char *payloads(const char *path, long *packets) {
   return buf;
 }
 
+/* The directory is empty again by the end of each test (its capture file
+ * is unlinked): remove it and free the name. */
+static void drop_dir(char *dir) {
+  rmdir(dir);
+  free(dir);
+}
+
 static char *tmpdir(void) {
   char *dir = strdup("/tmp/detour-pcap-XXXXXX");
   cr_assert_not_null(mkdtemp(dir));
@@ -98,7 +105,7 @@ Test(pcap, capture_holds_the_smtp_dialogue) {
   free(text);
   unlink(path);
   rmdir(dir);
-  free(dir);
+  drop_dir(dir);
 }
 
 Test(pcap, other_ports_are_filtered_out) {
@@ -122,7 +129,7 @@ Test(pcap, other_ports_are_filtered_out) {
   free(text);
   unlink(path);
   rmdir(dir);
-  free(dir);
+  drop_dir(dir);
 }
 
 Test(pcap, idle_capture_stops_quickly_and_bad_dir_fails) {
@@ -148,7 +155,7 @@ Test(pcap, idle_capture_stops_quickly_and_bad_dir_fails) {
   cr_assert_neq(err[0], '\0');
   cr_assert_eq(detour_pcap_stop(NULL, NULL), 0);
   rmdir(dir);
-  free(dir);
+  drop_dir(dir);
 }
 
 Test(pcap, runner_hooks_capture_per_scenario_and_count) {
@@ -192,5 +199,5 @@ Test(pcap, runner_hooks_capture_per_scenario_and_count) {
   free(text);
   unlink(path);
   rmdir(dir);
-  free(dir);
+  drop_dir(dir);
 }
