@@ -9,36 +9,27 @@
  * "." as the server that took it recorded it: both are uv_hrtime()
  * (monotonic) on the same loop, so no clock can drift between them.
  *
- * The Postfix side-by-side uses the same machinery: the workers then
- * submit to a private Postfix instance whose relayhost is the primary and
- * whose smtp_fallback_relay is the backup.
+ * The Postfix side-by-side uses the same servers and the same timing; one
+ * worker then hands the messages to a private Postfix instance instead of
+ * an engine, through the scenario runner's Postfix adapter
+ * (detour/adapter.h: the one place that knows how to configure, start,
+ * feed and stop Postfix), with relayhost = the primary and
+ * smtp_fallback_relay = the backup. The adapter's submit blocks, so it
+ * runs on libuv's thread pool while the loop serves the fake servers.
  *
  * Everything is bounded: the message count, the worker count, and a
  * real-time deadline per run after which every handle is closed.
  */
-/* nftw() is XSI. */
-#define _XOPEN_SOURCE 700
-
 #include "latency.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
-#include <netinet/in.h>
-#include <pwd.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <uv.h>
 
+#include "detour/adapter.h"
 #include "detour/detour_uv.h"
 #include "detour/fake.h"
 
@@ -93,10 +84,12 @@ typedef struct bench_run bench_run;
 
 typedef struct {
   bench_run *run;
-  detour_engine *engine;
+  detour_engine *engine; /* NULL when the worker feeds an external client */
   detour_uv *driver;
-  size_t msg; /* the message in flight, SIZE_MAX when none */
-  bool done;  /* the engine finished msg */
+  uv_work_t work; /* the external client's submit, on the thread pool */
+  int submit_rc;  /* its result, read in the loop once the work is done */
+  size_t msg;     /* the message in flight, SIZE_MAX when none */
+  bool done;      /* the engine (or the client) finished msg */
   detour_done_status status;
 } worker;
 
@@ -105,7 +98,10 @@ struct bench_run {
   detour_clock *clock;
   detour_fake_server *srv[2]; /* PRIMARY, BACKUP */
   int expect;                 /* which one should take the mail */
-  bool wait_accept;           /* Postfix: its 250 comes before the delivery */
+  bool wait_accept;           /* a client: its 250 comes before the delivery */
+  const detour_adapter *client; /* NULL: the workers are engines */
+  void *inst;                   /* the client's instance */
+  char client_err[256];         /* why the first failed submit failed */
   worker w[DETOUR_BENCH_CONCURRENCY_MAX];
   size_t nw;
   uint64_t *submit_ns, *accept_ns;
@@ -183,11 +179,48 @@ static void on_done(void *arg, size_t message, detour_done_status status) {
   maybe_next(w);
 }
 
+/* On the thread pool: the client takes the message (or fails to), its
+ * submission time taken just before. Only w->submit_rc, submit_ns[msg]
+ * and client_err are written here; the loop reads them after
+ * client_submitted, or after uv_run. */
+static void client_submit(uv_work_t *req) {
+  worker *w = req->data;
+  bench_run *r = w->run;
+  char from[64], err[sizeof r->client_err];
+  snprintf(from, sizeof from, "bench-%zu@client.test", w->msg);
+  detour_adapter_message m = {.from = from,
+                              .rcpts = RCPTS,
+                              .nrcpts = 1,
+                              .body = BODY,
+                              .body_len = sizeof BODY - 1};
+  r->submit_ns[w->msg] = uv_hrtime();
+  w->submit_rc = r->client->submit(r->inst, &m, err, sizeof err);
+  if (w->submit_rc != 0 && !r->client_err[0])
+    snprintf(r->client_err, sizeof r->client_err, "%s", err);
+}
+
+/* In the loop: a message the client did not take is counted as lost. */
+static void client_submitted(uv_work_t *req, int status) {
+  worker *w = req->data;
+  w->done = true;
+  w->status = status == 0 && w->submit_rc == 0 ? DETOUR_DONE_DELIVERED
+                                               : DETOUR_DONE_DEFERRED;
+  maybe_next(w);
+}
+
 static void submit_next(worker *w) {
   bench_run *r = w->run;
   if (r->stopping || r->next >= r->n)
     return;
   size_t k = r->next++;
+  w->msg = k;
+  w->done = false;
+  if (r->client) {
+    w->work.data = w;
+    if (uv_queue_work(&r->loop, &w->work, client_submit, client_submitted) < 0)
+      client_submitted(&w->work, UV_ECANCELED);
+    return;
+  }
   char from[64];
   snprintf(from, sizeof from, "bench-%zu@client.test", k);
   detour_message m = {.from = from,
@@ -195,8 +228,6 @@ static void submit_next(worker *w) {
                       .nrcpts = 1,
                       .body = BODY,
                       .body_len = sizeof BODY - 1};
-  w->msg = k;
-  w->done = false;
   r->submit_ns[k] = uv_hrtime();
   if (detour_uv_submit(w->driver, &m) < 0) { /* counted as lost */
     w->done = true;
@@ -428,235 +459,61 @@ int detour_bench_run(const detour_bench_fault *f, size_t messages,
 }
 
 /* ------------------------------------------------------------------------ */
-/* Postfix, side by side                                                     */
+/* Postfix, side by side, through the scenario runner's adapter             */
 
-#define POSTFIX "/usr/sbin/postfix"
-
-/* Root is needed: master(8) starts as root and drops to mail_owner. */
-static int postfix_usable(char *err, size_t errlen) {
-  if (access(POSTFIX, X_OK) != 0)
-    return set_err(err, errlen, POSTFIX, "not installed"), 1;
-  if (geteuid() != 0)
-    return set_err(err, errlen, "postfix", "needs root to start"), 1;
-  if (!getpwnam("postfix"))
-    return set_err(err, errlen, "postfix", "no 'postfix' user"), 1;
-  return 0;
-}
-
-/* An unused loopback port for Postfix's own smtpd (bound, then freed). */
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET};
-  socklen_t len = sizeof a;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  int port = -1;
-  if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-      getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-    port = ntohs(a.sin_port);
-  if (fd >= 0)
-    close(fd);
-  return port;
-}
-
-static int write_file(const char *dir, const char *name, const char *text) {
-  char path[512];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  FILE *f = fopen(path, "w");
-  if (!f)
-    return -1;
-  int rc = fputs(text, f) < 0 ? -1 : 0;
-  return fclose(f) != 0 ? -1 : rc;
-}
-
-/* main.cf: everything under DIR, smtpd on 127.0.0.1 only, mail for any
- * domain through relayhost, the fallback relay when it cannot connect.
- * No chroot (the queue is in /tmp), no DNS (IP literals). */
-static int postfix_main_cf(const char *dir, int primary, int backup) {
-  char text[2048];
-  snprintf(text, sizeof text,
-           "compatibility_level = 3.6\n"
-           "queue_directory = %s/spool\n"
-           "data_directory = %s/data\n"
-           "maillog_file = %s/maillog\n"
-           "maillog_file_prefixes = %s\n"
-           "mail_owner = postfix\n"
-           "setgid_group = postdrop\n"
-           "myhostname = postfix.bench.test\n"
-           "mydestination =\n"
-           "inet_interfaces = 127.0.0.1\n"
-           "inet_protocols = ipv4\n"
-           "mynetworks = 127.0.0.0/8\n"
-           "smtpd_relay_restrictions = permit_mynetworks, reject\n"
-           "relayhost = [127.0.0.2]:%d\n"
-           "smtp_fallback_relay = [127.0.0.3]:%d\n"
-           "smtp_dns_support_level = disabled\n"
-           "smtp_tls_security_level = none\n"
-           "smtpd_tls_security_level = none\n"
-           "biff = no\n",
-           dir, dir, dir, dir, primary, backup);
-  return write_file(dir, "etc/main.cf", text);
-}
-
-/* master.cf: the services a relay needs, none chrooted; smtpd on the
- * private port, never 25. */
-static int postfix_master_cf(const char *dir, int port) {
-  char text[2048];
-  snprintf(text, sizeof text,
-           "127.0.0.1:%d inet n - n - - smtpd\n"
-           "pickup unix n - n 60 1 pickup\n"
-           "cleanup unix n - n - 0 cleanup\n"
-           "qmgr unix n - n 300 1 qmgr\n"
-           "rewrite unix - - n - - trivial-rewrite\n"
-           "bounce unix - - n - 0 bounce\n"
-           "defer unix - - n - 0 bounce\n"
-           "trace unix - - n - 0 bounce\n"
-           "verify unix - - n - 1 verify\n"
-           "flush unix n - n 1000? 0 flush\n"
-           "proxymap unix - - n - - proxymap\n"
-           "smtp unix - - n - - smtp\n"
-           "relay unix - - n - - smtp\n"
-           "showq unix n - n - - showq\n"
-           "error unix - - n - - error\n"
-           "retry unix - - n - - error\n"
-           "discard unix - - n - - discard\n"
-           "anvil unix - - n - 1 anvil\n"
-           "scache unix - - n - 1 scache\n"
-           "postlog unix-dgram n - n - 1 postlogd\n",
-           port);
-  return write_file(dir, "etc/master.cf", text);
-}
-
-/* Runs `postfix -c DIR/etc VERB`, output to DIR/postfix.out. Returns its
- * exit status, -1 when it could not run. */
-static int postfix_cmd(const char *dir, const char *verb) {
-  char etc[512], out[512];
-  snprintf(etc, sizeof etc, "%s/etc", dir);
-  snprintf(out, sizeof out, "%s/postfix.out", dir);
-  pid_t pid = fork();
-  if (pid < 0)
-    return -1;
-  if (pid == 0) {
-    int fd = open(out, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
-    execl(POSTFIX, "postfix", "-c", etc, verb, (char *)NULL);
-    _exit(127);
-  }
-  int st;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-    ;
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* Bounded wait (5 s) until something accepts on 127.0.0.1:port. */
-static bool wait_port(int port) {
-  for (int i = 0; i < 100; i++) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    if (fd >= 0)
-      close(fd);
-    if (ok)
-      return true;
-    usleep(50000);
-  }
-  return false;
-}
-
-/* The master's pid, from DIR/spool/pid/master.pid; 0 when none. */
-static pid_t master_pid(const char *dir) {
-  char path[512];
-  snprintf(path, sizeof path, "%s/spool/pid/master.pid", dir);
-  FILE *f = fopen(path, "r");
-  long pid = 0;
-  if (f) {
-    if (fscanf(f, "%ld", &pid) != 1)
-      pid = 0;
-    fclose(f);
-  }
-  return (pid_t)pid;
-}
-
-/* `postfix stop`, then a bounded wait (5 s) for the master we started to
- * exit; past that it is killed by its pid. */
-static void postfix_stop(const char *dir) {
-  pid_t pid = master_pid(dir);
-  postfix_cmd(dir, "stop");
-  for (int i = 0; pid > 0 && i < 100 && kill(pid, 0) == 0; i++)
-    usleep(50000);
-  if (pid > 0 && kill(pid, 0) == 0)
-    kill(pid, SIGKILL);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag,
-                    struct FTW *ftw) {
-  return remove(path);
-}
-
-static void remove_tree(const char *dir) {
-  nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* Writes the config, starts the instance and waits for its smtpd. */
-static int postfix_start(const char *dir, int smtpd, bench_run *r, char *err,
-                         size_t errlen) {
-  char etc[512], spool[512];
-  snprintf(etc, sizeof etc, "%s/etc", dir);
-  snprintf(spool, sizeof spool, "%s/spool", dir);
-  if (mkdir(etc, 0755) != 0 || mkdir(spool, 0755) != 0 ||
-      postfix_main_cf(dir, detour_fake_server_port(r->srv[PRIMARY]),
-                      detour_fake_server_port(r->srv[BACKUP])) != 0 ||
-      postfix_master_cf(dir, smtpd) != 0)
-    return set_err(err, errlen, dir, strerror(errno)), DETOUR_EIO;
-  /* `check` makes the queue directories under spool/ with their owners.
-   * Postfix reports errors to syslog (or a TTY), so maillog is where to
-   * look when this fails. */
-  if (postfix_cmd(dir, "check") != 0 || postfix_cmd(dir, "start") != 0)
-    return set_err(err, errlen, "postfix start", "failed (see maillog)"),
-           DETOUR_EIO;
-  if (!wait_port(smtpd))
-    return set_err(err, errlen, "postfix", "its smtpd does not answer"),
-           DETOUR_EIO;
-  return 0;
-}
-
-/* The submission engine talks to Postfix's smtpd only. */
-static int postfix_workers(bench_run *r, int smtpd, char *err, size_t errlen) {
+/* The client's tuning is the engine's (bench_config), which the adapter
+ * rounds up to what the client understands (whole seconds for Postfix):
+ * for refuse and none it never waits on one of them anyway. */
+static int client_start(bench_run *r, const detour_adapter *a, char *err,
+                        size_t errlen) {
   detour_config cfg;
   bench_config(&cfg);
-  detour_config_add_server(&cfg, "127.0.0.1", (uint16_t)smtpd, 1);
-  return start_workers(r, &cfg, 1, err, errlen);
+  detour_adapter_server sv[2] = {
+      {.name = "primary",
+       .host = "127.0.0.2",
+       .port = detour_fake_server_port(r->srv[PRIMARY]),
+       .priority = 1},
+      {.name = "backup",
+       .host = "127.0.0.3",
+       .port = detour_fake_server_port(r->srv[BACKUP]),
+       .priority = 2}};
+  detour_adapter_config c = {.scenario = "detour bench",
+                             .servers = sv,
+                             .nservers = 2,
+                             .retry_interval = cfg.retry_interval,
+                             .max_attempts = cfg.max_attempts,
+                             .timeouts = cfg.timeouts};
+  r->inst = a->prepare(&c, err, errlen);
+  if (!r->inst)
+    return DETOUR_EIO;
+  r->client = a;
+  r->nw = 1; /* one message at a time, each after the previous arrived */
+  r->w[0] = (worker){.run = r, .msg = SIZE_MAX};
+  return 0;
 }
 
-static int postfix_measure(const char *dir, const char *fault, size_t messages,
-                           detour_ms timeout_ms, detour_bench_result *out,
-                           char *err, size_t errlen) {
-  const detour_bench_fault *f = detour_bench_fault_find(fault);
+static int client_measure(const detour_adapter *a, const detour_bench_fault *f,
+                          size_t messages, detour_ms timeout_ms,
+                          detour_bench_result *out, char *err, size_t errlen) {
   bench_run r;
   int rc = run_init(&r, messages, err, errlen);
-  int smtpd = free_port();
-  r.expect = f && f->fault ? BACKUP : PRIMARY;
+  r.expect = f->fault ? BACKUP : PRIMARY;
   r.wait_accept = true;
   if (rc == 0)
-    rc = f ? start_servers(&r, f, err, errlen) : DETOUR_EINVAL;
-  bool started = false;
-  if (rc == 0 && smtpd > 0) {
-    rc = postfix_start(dir, smtpd, &r, err, errlen);
-    started = true;
-  }
+    rc = start_servers(&r, f, err, errlen);
   if (rc == 0)
-    rc = postfix_workers(&r, smtpd, err, errlen);
+    rc = client_start(&r, a, err, errlen);
   uint64_t t0 = uv_hrtime();
   if (rc == 0)
     run_loop(&r, timeout_ms);
   figures(&r, out);
   out->wall_s = (double)(uv_hrtime() - t0) / 1e9;
-  if (started)
-    postfix_stop(dir);
+  if (r.client_err[0])
+    fprintf(stderr, "detour bench: %s did not take a message: %s\n", a->name,
+            r.client_err);
+  /* uv_run returned: no submit is in flight any more */
+  if (r.inst)
+    a->teardown(r.inst);
   run_free(&r);
   return rc;
 }
@@ -664,20 +521,16 @@ static int postfix_measure(const char *dir, const char *fault, size_t messages,
 int detour_bench_postfix(const char *fault, size_t messages,
                          detour_ms timeout_ms, detour_bench_result *out,
                          char *err, size_t errlen) {
-  memset(out, 0, sizeof *out);
-  int rc = postfix_usable(err, errlen);
-  if (rc != 0)
-    return rc;
-  if (messages == 0 || messages > DETOUR_BENCH_MESSAGES_MAX)
+  if (!out)
     return set_err(err, errlen, "postfix", "bad arguments"), DETOUR_EINVAL;
-  char dir[] = "/tmp/detour-bench-postfix.XXXXXX";
-  if (!mkdtemp(dir))
-    return set_err(err, errlen, "mkdtemp", strerror(errno)), DETOUR_EIO;
-  chmod(dir, 0755); /* the postfix user walks into spool/ */
-  rc = postfix_measure(dir, fault, messages, timeout_ms, out, err, errlen);
-  if (getenv("DETOUR_BENCH_KEEP")) /* to read its maillog */
-    fprintf(stderr, "detour bench: postfix directory kept: %s\n", dir);
-  else
-    remove_tree(dir);
-  return rc;
+  memset(out, 0, sizeof *out);
+  const detour_adapter *a = detour_adapter_find("postfix");
+  char why[256] = "";
+  if (!a || !a->available(why, sizeof why))
+    return set_err(err, errlen, "postfix", a ? why : "no adapter"), 1;
+  const detour_bench_fault *f = detour_bench_fault_find(fault);
+  if (!f || messages == 0 || messages > DETOUR_BENCH_MESSAGES_MAX ||
+      timeout_ms <= 0)
+    return set_err(err, errlen, "postfix", "bad arguments"), DETOUR_EINVAL;
+  return client_measure(a, f, messages, timeout_ms, out, err, errlen);
 }

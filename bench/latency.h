@@ -4,7 +4,8 @@
  * and a healthy backup (libdetour-fake servers on loopback), timed from
  * submission to acceptance by the server that took them (the final "." as
  * the fake server recorded it, uv_hrtime ns). Optionally the same for
- * Postfix with relayhost / smtp_fallback_relay.
+ * Postfix with relayhost / smtp_fallback_relay, driven through the
+ * scenario runner's adapter.
  */
 #ifndef DETOUR_BENCH_LATENCY_H
 #define DETOUR_BENCH_LATENCY_H
@@ -64,14 +65,16 @@ int detour_bench_run(const detour_bench_fault *f, size_t messages,
                      size_t concurrency, detour_ms timeout_ms,
                      detour_bench_result *out, char *err, size_t errlen);
 
-/* Postfix, side by side: a private instance (config and queue under
- * /tmp, smtpd on 127.0.0.1 on an ephemeral port, never port 25) with
- * relayhost = the primary and smtp_fallback_relay = the backup; messages
- * submitted over SMTP one at a time, timed from submission to acceptance
- * at the backup. `fault` is "refuse" or "none" (then the primary takes
- * them). Returns 0; 1 when Postfix cannot run here (not installed, not
- * root), with the reason in err; a negative detour_error on failure. The
- * instance is stopped and its directory removed in every case. */
+/* Postfix, side by side, through the scenario runner's Postfix adapter
+ * (detour/adapter.h): a private instance (its own temp dir, smtpd on
+ * 127.0.0.1 on an ephemeral port, never port 25) with relayhost = the
+ * primary and smtp_fallback_relay = the backup; messages submitted over
+ * SMTP one at a time, each after the previous one arrived, timed from
+ * submission to acceptance by the fake server. `fault` is "refuse" or
+ * "none" (then the primary takes them). Returns 0; 1 when Postfix cannot
+ * run here (not installed, not root), with the reason in err; a negative
+ * detour_error on failure. The instance is stopped and its directory
+ * removed in every case (DETOUR_KEEP_CLIENT=1 keeps the directory). */
 int detour_bench_postfix(const char *fault, size_t messages,
                          detour_ms timeout_ms, detour_bench_result *out,
                          char *err, size_t errlen);

@@ -1,12 +1,12 @@
 /*
- * adapter.c - the runner's side of external clients (adapter.h): which
- * adapters exist, which scenarios an external client can be judged by
- * (the rest are a SKIP with the reason), one thread per run that drives
- * the adapter (submit each message at its time, then wait for the client
- * to finish, bounded by the scenario's limit), and the recipients'
- * outcomes rebuilt from what the fake servers saw, so that `recipients:`
- * and `latency:` expectations judge an external client by evidence, never
- * by its word.
+ * adapter.c - the adapter registry (detour/adapter.h) and the runner's
+ * side of external clients (adapter.h): which adapters exist, which
+ * scenarios an external client can be judged by (the rest are a SKIP with
+ * the reason), one thread per run that drives the adapter (submit each
+ * message at its time, then wait for the client to finish, bounded by the
+ * scenario's limit), and the recipients' outcomes rebuilt from what the
+ * fake servers saw, so that `recipients:` and `latency:` expectations
+ * judge an external client by evidence, never by its word.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -27,14 +27,14 @@
 /* The part of the client's log a failure shows. */
 #define LOG_TAIL_BYTES 3000
 
-static const scn_adapter *const adapters[] = {&scn_adapter_postfix};
+static const detour_adapter *const adapters[] = {&scn_adapter_postfix};
 #define NADAPTERS (sizeof adapters / sizeof *adapters)
 
 bool scn_adapter_is_builtin(const char *name) {
   return !name || !*name || !strcmp(name, "builtin") || !strcmp(name, "detour");
 }
 
-const scn_adapter *scn_adapter_find(const char *name) {
+const detour_adapter *detour_adapter_find(const char *name) {
   for (size_t i = 0; name && i < NADAPTERS; i++)
     if (!strcmp(adapters[i]->name, name))
       return adapters[i];
@@ -42,7 +42,7 @@ const scn_adapter *scn_adapter_find(const char *name) {
 }
 
 bool detour_scenario_client_exists(const char *name) {
-  return scn_adapter_is_builtin(name) || scn_adapter_find(name) != NULL;
+  return scn_adapter_is_builtin(name) || detour_adapter_find(name) != NULL;
 }
 
 const char *scn_adapter_names(void) {
@@ -67,8 +67,8 @@ static bool has_word(const char *list, const char *word, size_t n) {
 
 /* Client keys the adapter cannot render would silently change what is
  * tested (a detour table Postfix has no notion of), so they skip. */
-static bool keys_ok(const detour_scenario *s, const scn_adapter *a, char *why,
-                    size_t len) {
+static bool keys_ok(const detour_scenario *s, const detour_adapter *a,
+                    char *why, size_t len) {
   for (const char *p = s->client_keys; *p;) {
     size_t k = strcspn(p, " ");
     if (!has_word(a->keys, p, k)) {
@@ -134,7 +134,7 @@ static bool setup_ok(const detour_scenario *s, char *why, size_t len) {
 }
 
 bool scn_ext_skip(const detour_scenario *s, char *why, size_t len) {
-  const scn_adapter *a = scn_adapter_find(s->adapter);
+  const detour_adapter *a = detour_adapter_find(s->adapter);
   char reason[256] = "";
   why[0] = '\0';
   if (!a) {
@@ -156,7 +156,7 @@ bool scn_ext_skip(const detour_scenario *s, char *why, size_t len) {
 
 struct scn_ext {
   const detour_scenario *s;
-  const scn_adapter *a;
+  const detour_adapter *a;
   void *inst;
   pthread_t thread;
   bool started;
@@ -178,14 +178,14 @@ scn_ext *scn_ext_new(const detour_scenario *s,
     return NULL;
   }
   x->s = s;
-  x->a = scn_adapter_find(s->adapter);
-  scn_adapter_config c = {.scenario = s->name,
-                          .servers = servers,
-                          .nservers = nservers,
-                          .retry_interval = s->settings.cfg.retry_interval,
-                          .max_attempts = s->settings.cfg.max_attempts,
-                          .timeouts = s->settings.cfg.timeouts,
-                          .helo_name = s->settings.cfg.helo_name};
+  x->a = detour_adapter_find(s->adapter);
+  detour_adapter_config c = {.scenario = s->name,
+                             .servers = servers,
+                             .nservers = nservers,
+                             .retry_interval = s->settings.cfg.retry_interval,
+                             .max_attempts = s->settings.cfg.max_attempts,
+                             .timeouts = s->settings.cfg.timeouts,
+                             .helo_name = s->settings.cfg.helo_name};
   x->inst = x->a ? x->a->prepare(&c, err, errlen) : NULL;
   if (!x->inst) {
     free(x);
@@ -218,8 +218,8 @@ static int submit_all(scn_ext *x) {
     const scn_message *m = &x->s->msgs[i];
     if (!sleep_until(x, m->at))
       return 0;
-    scn_adapter_message am = {m->from, (const char *const *)m->to, m->nto,
-                              m->body, m->body_len};
+    detour_adapter_message am = {m->from, (const char *const *)m->to, m->nto,
+                                 m->body, m->body_len};
     x->submit_t[i] = elapsed(x);
     if (x->a->submit(x->inst, &am, x->err, sizeof x->err) < 0)
       return -1;

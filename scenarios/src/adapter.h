@@ -1,17 +1,16 @@
 /*
- * adapter.h - external clients (certification, DESIGN "external
- * clients"): an adapter tells the scenario runner how to configure, start,
- * feed and stop an SMTP client that is not the built-in engine (Postfix,
- * ...). The runner renders the scenario's client section into a
- * scn_adapter_config, the adapter turns that into the client's own
- * configuration, and the verdict comes only from what the fake servers
+ * adapter.h - the scenario runner's side of external clients (certification,
+ * DESIGN "external clients"). The adapter interface itself is public
+ * (detour/adapter.h: `detour bench` uses it too); here is what only the
+ * runner needs: which names mean the built-in engine, and one
+ * external-client run. The runner renders the scenario's client section
+ * into a detour_adapter_config, the adapter turns that into the client's
+ * own configuration, and the verdict comes only from what the fake servers
  * saw: connections, messages, which server accepted each recipient. The
- * client's word (its log, its exit status) is never evidence; its log is
- * only shown to a reader when a scenario fails.
+ * client's log is only shown to a reader when a scenario fails.
  *
- * Every adapter call is blocking and bounded; the runner calls them from a
- * thread of their own while its loop serves the fake servers, so a client
- * that connects while a call is in progress is answered at once.
+ * The runner calls submit and wait_done from a thread of their own while
+ * its loop serves the fake servers.
  */
 #ifndef DETOUR_SCN_ADAPTER_H
 #define DETOUR_SCN_ADAPTER_H
@@ -20,74 +19,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "detour/adapter.h"
 #include "detour/detour.h"
 #include "detour/scenario.h"
 
-/* One server of the client's list, in priority order (index 0 = the
- * normal server, R1). host is always a loopback address of a fake server:
- * the runner never points an external client anywhere else. */
-typedef struct {
-  const char *name; /* the fake server's name, for messages */
-  char host[64];
-  uint16_t port;
-  int priority;
-} scn_adapter_server;
+/* The runner's names for the public ones (exec.c, load.c). */
+typedef detour_adapter_server scn_adapter_server;
+static inline const detour_adapter *scn_adapter_find(const char *name) {
+  return detour_adapter_find(name);
+}
 
-/* The scenario's client section, as far as a generic client can take it.
- * Keys the adapter does not list in `keys` make the scenario a SKIP. */
-typedef struct {
-  const char *scenario; /* its name, for messages and temp names */
-  const scn_adapter_server *servers;
-  size_t nservers;
-  detour_ms retry_interval; /* R6 */
-  unsigned max_attempts;    /* R6; most clients have no such limit */
-  detour_timeouts timeouts; /* R11 */
-  const char *helo_name;
-} scn_adapter_config;
-
-typedef struct {
-  const char *from;
-  const char *const *rcpts;
-  size_t nrcpts;
-  const char *body; /* LF or CRLF line ends, not dot-stuffed */
-  size_t body_len;
-} scn_adapter_message;
-
-typedef struct {
-  const char *name; /* what `--client` and `adapter:` say */
-  /* Top-level keys of the scenario's `client:` section the adapter
-   * renders, space-separated ("servers retry timeouts"). */
-  const char *keys;
-  /* Can the client run here? false with the reason (not installed, not
-   * root) in why: the scenario is then a SKIP. */
-  bool (*available)(char *why, size_t len);
-  /* Write the client's configuration and start it. Returns an instance,
-   * or NULL with err (and nothing left behind). */
-  void *(*prepare)(const scn_adapter_config *c, char *err, size_t errlen);
-  /* Hand the client one message; returns once the client has taken it
-   * (0) or failed to (-1 with err). Bounded. */
-  int (*submit)(void *inst, const scn_adapter_message *m, char *err,
-                size_t errlen);
-  /* Wait at most timeout ms for the client to hold no message any more
-   * (delivered, bounced, or given up). 1 done, 0 not yet, -1 error. */
-  int (*wait_done)(void *inst, detour_ms timeout, char *err, size_t errlen);
-  /* The client's own log file, or NULL. Valid until teardown. */
-  const char *(*logs)(void *inst);
-  /* Stop the client and remove everything prepare made; bounded, and
-   * safe after a failed submit or wait. */
-  void (*teardown)(void *inst);
-} scn_adapter;
-
-/* The adapter called name, or NULL. "builtin" and "detour" are the
- * built-in engine, which needs no adapter (NULL too). */
-const scn_adapter *scn_adapter_find(const char *name);
 /* "postfix" (every known name, space-separated), for messages. */
 const char *scn_adapter_names(void);
 /* true when name means the built-in engine (NULL, "", builtin, detour). */
 bool scn_adapter_is_builtin(const char *name);
 
 /* adapter_postfix.c */
-extern const scn_adapter scn_adapter_postfix;
+extern const detour_adapter scn_adapter_postfix;
 
 /* ------------------------------------------------------------------------ */
 /* The runner's side (adapter.c): one external-client run                   */
