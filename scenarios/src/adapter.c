@@ -170,7 +170,7 @@ struct scn_ext {
 };
 
 scn_ext *scn_ext_new(const detour_scenario *s,
-                     const scn_adapter_server *servers, size_t nservers,
+                     const detour_adapter_server *servers, size_t nservers,
                      char *err, size_t errlen) {
   scn_ext *x = calloc(1, sizeof *x);
   if (!x) {

@@ -23,12 +23,6 @@
 #include "detour/detour.h"
 #include "detour/scenario.h"
 
-/* The runner's names for the public ones (exec.c, load.c). */
-typedef detour_adapter_server scn_adapter_server;
-static inline const detour_adapter *scn_adapter_find(const char *name) {
-  return detour_adapter_find(name);
-}
-
 /* "postfix" (every known name, space-separated), for messages. */
 const char *scn_adapter_names(void);
 /* true when name means the built-in engine (NULL, "", builtin, detour). */
@@ -52,7 +46,7 @@ bool scn_ext_skip(const detour_scenario *s, char *why, size_t len);
 /* Prepare the client for s with servers (priority order, bound
  * addresses). NULL with err. Slow (starts the client): before t = 0. */
 scn_ext *scn_ext_new(const detour_scenario *s,
-                     const scn_adapter_server *servers, size_t nservers,
+                     const detour_adapter_server *servers, size_t nservers,
                      char *err, size_t errlen);
 /* Start the thread that submits the messages at their times (counted from
  * hr0, a uv_hrtime() reading taken at t = 0) and then waits for the

@@ -348,7 +348,7 @@ static detour_ms real_limit(const detour_scenario *s) {
 /* The external client instead of the engine: started (slow) before t = 0
  * on the servers' addresses in priority order; its thread submits. */
 static int setup_external(run *r) {
-  scn_adapter_server sv[DETOUR_MAX_SERVERS];
+  detour_adapter_server sv[DETOUR_MAX_SERVERS];
   for (size_t k = 0; k < r->nlabels; k++) {
     sv[k].name = r->label_names[k];
     snprintf(sv[k].host, sizeof sv[k].host, "%s", r->st.cfg.servers[k].host);

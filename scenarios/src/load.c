@@ -1243,7 +1243,7 @@ static int on_adapter(ld *l, yaml_node_t *v, const char *path) {
   const char *name = want_scalar(l, v, path, "a client's adapter name");
   if (!name)
     return DETOUR_EPARSE;
-  if (!scn_adapter_is_builtin(name) && !scn_adapter_find(name))
+  if (!scn_adapter_is_builtin(name) && !detour_adapter_find(name))
     return fail(l, v, path,
                 "unknown client '%s' (expected builtin or one of: %s)", name,
                 scn_adapter_names());
@@ -1430,7 +1430,8 @@ int scn_apply_mutations(detour_settings *st, const detour_scenario_options *o,
 static int choose_client(ld *l, const detour_scenario_options *opt) {
   detour_scenario *s = l->s;
   if (opt && opt->client) {
-    if (!scn_adapter_is_builtin(opt->client) && !scn_adapter_find(opt->client))
+    if (!scn_adapter_is_builtin(opt->client) &&
+        !detour_adapter_find(opt->client))
       return fail(l, NULL, "",
                   "unknown client '%s' (expected builtin or one of: %s)",
                   opt->client, scn_adapter_names());
