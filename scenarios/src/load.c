@@ -677,21 +677,30 @@ static int read_rcpt_expect(ld *l, const char *addr, yaml_node_t *v,
   return 0;
 }
 
-static int on_x_recipients(ld *l, yaml_node_t *v, const char *path) {
+/* A mapping whose keys are names (what: "an address"): fn reads each
+ * value with its name and its path ("expect.recipients.a@b"). */
+typedef int (*entry_reader)(ld *l, const char *key, yaml_node_t *value,
+                            const char *path);
+static int for_each_entry(ld *l, yaml_node_t *v, const char *path,
+                          const char *what, entry_reader fn) {
   if (want_map(l, v, path) < 0)
     return DETOUR_EPARSE;
   for (yaml_node_pair_t *p = v->data.mapping.pairs.start;
        p < v->data.mapping.pairs.top; p++) {
-    const char *addr = want_scalar(l, node(l, p->key), path, "an address");
-    if (!addr)
+    const char *key = want_scalar(l, node(l, p->key), path, what);
+    if (!key)
       return DETOUR_EPARSE;
     char sub[300];
-    snprintf(sub, sizeof sub, "%s.%s", path, addr);
-    int rc = read_rcpt_expect(l, addr, node(l, p->value), sub);
+    snprintf(sub, sizeof sub, "%s.%s", path, key);
+    int rc = fn(l, key, node(l, p->value), sub);
     if (rc < 0)
       return rc;
   }
   return 0;
+}
+
+static int on_x_recipients(ld *l, yaml_node_t *v, const char *path) {
+  return for_each_entry(l, v, path, "an address", read_rcpt_expect);
 }
 
 /* --- log rows --- */
@@ -1035,20 +1044,7 @@ static int read_link(ld *l, const char *name, yaml_node_t *v,
 }
 
 static int on_net_links(ld *l, yaml_node_t *v, const char *path) {
-  if (want_map(l, v, path) < 0)
-    return DETOUR_EPARSE;
-  for (yaml_node_pair_t *p = v->data.mapping.pairs.start;
-       p < v->data.mapping.pairs.top; p++) {
-    const char *name = want_scalar(l, node(l, p->key), path, "a link name");
-    if (!name)
-      return DETOUR_EPARSE;
-    char sub[300];
-    snprintf(sub, sizeof sub, "%s.%s", path, name);
-    int rc = read_link(l, name, node(l, p->value), sub);
-    if (rc < 0)
-      return rc;
-  }
-  return 0;
+  return for_each_entry(l, v, path, "a link name", read_link);
 }
 
 /* "a down", "link a up", "b delay 150ms", "client loss 5%" into the
