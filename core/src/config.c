@@ -65,13 +65,21 @@ static int fail(loader *l, const yaml_node_t *at, const char *path,
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  return detour_yaml_error(l->err, l->errlen, l->file, at, path, msg);
+}
+
+int detour_yaml_error(char *err, size_t errlen, const char *file,
+                      const yaml_node_t *at, const char *path,
+                      const char *message) {
+  if (!err || errlen == 0)
+    return DETOUR_EPARSE;
   unsigned long line = at ? (unsigned long)at->start_mark.line + 1 : 1;
   unsigned long col = at ? (unsigned long)at->start_mark.column + 1 : 1;
   if (path && *path)
-    snprintf(l->err, l->errlen, "%s:%lu:%lu: key '%s': %s", l->file, line, col,
-             path, msg);
+    snprintf(err, errlen, "%s:%lu:%lu: key '%s': %s", file, line, col, path,
+             message);
   else
-    snprintf(l->err, l->errlen, "%s:%lu:%lu: %s", l->file, line, col, msg);
+    snprintf(err, errlen, "%s:%lu:%lu: %s", file, line, col, message);
   return DETOUR_EPARSE;
 }
 

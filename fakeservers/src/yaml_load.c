@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "detour/detour_config.h"
 #include "fake_internal.h"
 
 typedef struct {
@@ -29,11 +30,8 @@ static int fail(ctx *c, const yaml_node_t *n, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  if (c->err)
-    snprintf(c->err, c->errlen, "%s:%zu:%zu: %s", c->file,
-             n ? n->start_mark.line + 1 : 1, n ? n->start_mark.column + 1 : 1,
-             msg);
-  return DETOUR_EPARSE;
+  return detour_yaml_error(c->err, c->err ? c->errlen : 0, c->file, n, NULL,
+                           msg);
 }
 
 static yaml_node_t *node_at(ctx *c, int i) {

@@ -44,14 +44,7 @@ static int fail(ld *l, const yaml_node_t *at, const char *path, const char *fmt,
   va_start(ap, fmt);
   vsnprintf(what, sizeof what, fmt, ap);
   va_end(ap);
-  unsigned long line = at ? (unsigned long)at->start_mark.line + 1 : 1;
-  unsigned long col = at ? (unsigned long)at->start_mark.column + 1 : 1;
-  if (path && *path)
-    snprintf(l->err, l->errlen, "%s:%lu:%lu: key '%s': %s", l->file, line, col,
-             path, what);
-  else
-    snprintf(l->err, l->errlen, "%s:%lu:%lu: %s", l->file, line, col, what);
-  return DETOUR_EPARSE;
+  return detour_yaml_error(l->err, l->errlen, l->file, at, path, what);
 }
 
 static yaml_node_t *node(ld *l, int id) {

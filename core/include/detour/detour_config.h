@@ -61,6 +61,14 @@ int detour_settings_load_file(detour_settings *s, const char *path, char *err,
  * every key in messages ("client" gives 'client.retry.interval'). node ==
  * NULL gives the defaults. The document is only read. Returns and err as
  * for detour_settings_load_file. */
+/* Every YAML error of the project has one shape: write
+ * "FILE:LINE:COL: key 'PATH': MESSAGE" (1-based, from at's start mark; 1:1
+ * when at is NULL; no key part when path is NULL or empty) into err.
+ * Returns DETOUR_EPARSE, so loaders can `return detour_yaml_error(...)`. */
+int detour_yaml_error(char *err, size_t errlen, const char *file,
+                      const struct yaml_node_s *at, const char *path,
+                      const char *message);
+
 int detour_settings_load_node(detour_settings *s, struct yaml_document_s *doc,
                               struct yaml_node_s *node, const char *file,
                               const char *key_prefix, char *err, size_t errlen);
