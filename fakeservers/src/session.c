@@ -41,6 +41,7 @@ struct fake__session {
   detour_timer *idle;
   sess_state state;
   bool busy, closing;
+  bool pumping; /* inside pump(): a finished step returns to its loop */
   unsigned nth[DETOUR_FAKE_STAGE_COUNT];
   buf in;
   /* the transaction */
@@ -577,7 +578,12 @@ static void step_done(fake__session *s) {
     break;
   }
   s->busy = false;
-  pump(s);
+  /* A step that finished inside pump() (a reply written at once) returns
+   * to pump's loop instead of calling it again: calling it would recurse
+   * once per pipelined command, and 100k commands in one write would
+   * overflow the stack. */
+  if (!s->pumping)
+    pump(s);
 }
 
 /* Endless multi-line replies: one more continuation line per tick. */
@@ -598,17 +604,19 @@ static void endless_tick(fake__session *s) {
 
 /* Write the next piece of s->out; when all is out, finish the step. */
 static void drip_next(fake__session *s) {
-  size_t left = s->out.len - s->out_off;
-  size_t n = s->drip_bytes && s->drip_bytes < left ? s->drip_bytes : left;
-  sess_write(s, s->out.p + s->out_off, n);
-  s->out_off += n;
-  if (s->closing)
-    return;
+  /* Separate writes: one piece per timer tick, or all pieces at once (in a
+   * loop, not by recursion, so a long reply dripped byte by byte cannot
+   * grow the stack). */
+  do {
+    size_t left = s->out.len - s->out_off;
+    size_t n = s->drip_bytes && s->drip_bytes < left ? s->drip_bytes : left;
+    sess_write(s, s->out.p + s->out_off, n);
+    s->out_off += n;
+    if (s->closing)
+      return;
+  } while (s->out_off < s->out.len && s->drip_every <= 0);
   if (s->out_off < s->out.len) {
-    if (s->drip_every > 0)
-      arm(s, s->drip_every, drip_next);
-    else
-      drip_next(s); /* separate writes at once; bounded by out.len */
+    arm(s, s->drip_every, drip_next);
     return;
   }
   if (s->rule && s->rule->endless) {
@@ -863,6 +871,9 @@ static bool take_body(fake__session *s) {
 /* Handle buffered input while nothing else is in progress. Each turn
  * consumes bytes, so the loop ends. */
 static void pump(fake__session *s) {
+  if (s->pumping)
+    return; /* the outer call's loop goes on */
+  s->pumping = true;
   while (!s->busy && !s->closing) {
     bool progress;
     if (s->state == COMMAND)
@@ -876,6 +887,7 @@ static void pump(fake__session *s) {
     if (!progress)
       break;
   }
+  s->pumping = false;
 }
 
 /* ------------------------------------------------------------------------ */
