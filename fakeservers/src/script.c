@@ -39,11 +39,11 @@ _Static_assert(sizeof closer_names / sizeof closer_names[0] ==
                    DETOUR_FAKE_BY_IDLE + 1,
                "one name per closer");
 
-static const char *const event_names[] = {"listen", "accept", "command",
-                                          "reply",  "action", "message",
-                                          "close",  "stop"};
+static const char *const event_names[] = {
+    "listen",  "accept", "command", "reply", "action",
+    "message", "close",  "stop",    "limit", "finding"};
 _Static_assert(sizeof event_names / sizeof event_names[0] ==
-                   DETOUR_FAKE_EV_STOP + 1,
+                   DETOUR_FAKE_EV_FINDING + 1,
                "one name per event type");
 
 #define NAME_OF(table, v)                                                      \

@@ -16,10 +16,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cmdread.h"
 #include "fake_internal.h"
 
 #define COMMAND_LINE_MAX 4096       /* longer command lines are cut */
 #define INPUT_MAX ((size_t)1 << 20) /* buffered input while busy */
+#define BODY_CHUNK 65536            /* body bytes unstuffed at a time */
 #define ENDLESS_EVERY_MS 1000
 
 typedef enum { WAIT_GREETING, COMMAND, BODY, STALLED } sess_state;
@@ -44,6 +46,8 @@ struct fake__session {
   bool pumping; /* inside pump(): a finished step returns to its loop */
   unsigned nth[DETOUR_FAKE_STAGE_COUNT];
   buf in;
+  fake__line_reader lines; /* command lines from `in` (cmdread.c) */
+  fake__body_reader bodyr; /* the message after DATA */
   /* the transaction */
   char *arg;    /* address of the MAIL/RCPT being answered */
   bool arg_bad; /* syntax error in it */
@@ -53,7 +57,8 @@ struct fake__session {
   size_t nrcpts, rcpts_cap;
   buf body;
   uint64_t body_raw; /* bytes received in BODY, before unstuffing */
-  bool body_bol, body_trunc;
+  bool body_trunc;
+  bool body_finding; /* a bare-LF dot was recorded for this message */
   const detour_fake_rule *body_rule;
   bool body_fired;
   /* the step in progress */
@@ -504,8 +509,9 @@ static void enter_body(fake__session *s) {
   s->state = BODY;
   s->body.len = 0;
   s->body_raw = 0;
-  s->body_bol = true;
+  fake__body_reader_init(&s->bodyr);
   s->body_trunc = false;
+  s->body_finding = false;
   s->body_fired = false;
   s->body_rule = fake__script_match(s->srv->script, &ctx);
 }
@@ -774,27 +780,44 @@ static void handle_command(fake__session *s, char *line, size_t len) {
   run_stage(s, st, params);
 }
 
-/* One command line from s->in, if a whole one is there. */
+/* An overlong command line: recorded (its first bytes), then answered
+ * 500 5.5.6 as one command; cmdread.c discards its tail. */
+static void line_too_long(fake__session *s, const char *p, size_t len) {
+  static const detour_fake_rule too_long = {.stage = DETOUR_FAKE_UNKNOWN,
+                                            .code = 500,
+                                            .enhanced = "5.5.6",
+                                            .text = "Line too long"};
+  char what[96];
+  int n = snprintf(what, sizeof what,
+                   "max_line: command line over %zu bytes, rest discarded",
+                   s->lines.max);
+  s->info.commands++;
+  s->srv->stats.commands++;
+  emit(s, DETOUR_FAKE_EV_COMMAND, DETOUR_FAKE_UNKNOWN, p, len);
+  emit(s, DETOUR_FAKE_EV_LIMIT, DETOUR_FAKE_UNKNOWN, what, (size_t)n);
+  s->nth[DETOUR_FAKE_UNKNOWN]++;
+  step_begin(s, DETOUR_FAKE_UNKNOWN, &too_long);
+}
+
+/* One command line from s->in, if a whole one is there; true when bytes
+ * were consumed. */
 static bool take_command(fake__session *s) {
-  char *lf = memchr(s->in.p, '\n', s->in.len);
-  size_t n = lf ? (size_t)(lf - s->in.p) + 1 : 0;
-  if (!lf) {
-    if (s->in.len <= COMMAND_LINE_MAX)
-      return false;
-    n = s->in.len; /* an overlong line: handle what we have */
+  fake__line l;
+  fake__line_next(&s->lines, s->in.p, s->in.len, &l);
+  if (l.kind == FAKE_LINE_NONE) {
+    buf_consume(&s->in, l.used);
+    return l.used > 0;
   }
-  size_t len = n;
-  while (len && (s->in.p[len - 1] == '\n' || s->in.p[len - 1] == '\r'))
-    len--;
-  if (len > COMMAND_LINE_MAX)
-    len = COMMAND_LINE_MAX;
-  char *line = fake__memdup(s->in.p, len);
-  buf_consume(&s->in, n);
+  char *line = fake__memdup(s->in.p, l.len);
+  buf_consume(&s->in, l.used);
   if (!line) {
     sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
     return false;
   }
-  handle_command(s, line, len);
+  if (l.kind == FAKE_LINE_TOO_LONG)
+    line_too_long(s, line, l.len);
+  else
+    handle_command(s, line, l.len);
   free(line);
   return true;
 }
@@ -819,10 +842,24 @@ static void body_fault(fake__session *s) {
   step_begin(s, DETOUR_FAKE_BODY, s->body_rule);
 }
 
-/* Consume body bytes; returns true when it made progress. Lines are
- * dot-unstuffed; ".\r\n" (or ".\n") alone ends the message. A pending
- * after_bytes fault limits how far we read. */
+/* A client that ends its message with a bare LF around the dot (the SMTP
+ * smuggling pattern): not an end of data here, and a finding once per
+ * message. */
+static void bare_lf_dot_finding(fake__session *s) {
+  static const char what[] =
+      "bare LF dot: a '.' line next to a bare LF in DATA (not taken as "
+      "the end of the message)";
+  if (s->body_finding)
+    return;
+  s->body_finding = true;
+  emit(s, DETOUR_FAKE_EV_FINDING, DETOUR_FAKE_BODY, what, sizeof what - 1);
+}
+
+/* Consume body bytes; returns true when it made progress. cmdread.c
+ * unstuffs them and finds the end (CRLF.CRLF only). A pending after_bytes
+ * fault limits how far we read. */
 static bool take_body(fake__session *s) {
+  static _Thread_local char out[BODY_CHUNK + 2];
   const detour_fake_rule *r = s->body_fired ? NULL : s->body_rule;
   size_t limit = s->in.len;
   bool cut = false;
@@ -832,39 +869,26 @@ static bool take_body(fake__session *s) {
   }
   size_t used = 0;
   while (used < limit) {
-    char *p = s->in.p + used;
-    char *lf = memchr(p, '\n', limit - used);
-    if (!lf)
-      break;
-    size_t n = (size_t)(lf - p) + 1;
-    used += n;
-    s->body_raw += n;
-    if (s->body_bol && p[0] == '.' && (n == 2 || (n == 3 && p[1] == '\r'))) {
+    size_t n = limit - used < BODY_CHUNK ? limit - used : BODY_CHUNK;
+    fake__body_chunk c;
+    fake__body_next(&s->bodyr, s->in.p + used, n, out, &c);
+    used += c.used;
+    s->body_raw += c.used;
+    body_add(s, out, c.out_len);
+    if (c.bare_lf_dot)
+      bare_lf_dot_finding(s);
+    if (c.end) {
       buf_consume(&s->in, used);
       run_stage(s, DETOUR_FAKE_EOD, false);
       return true;
     }
-    bool stuffed = s->body_bol && p[0] == '.';
-    body_add(s, p + stuffed, n - stuffed);
-    s->body_bol = true;
   }
+  buf_consume(&s->in, used);
   if (cut) {
-    body_add(s, s->in.p + used, limit - used);
-    s->body_raw += limit - used;
-    buf_consume(&s->in, limit);
+    body_add(s, out, fake__body_flush(&s->bodyr, out));
     body_fault(s);
     return true;
   }
-  /* A line longer than we buffer: keep its start, wait for its end. */
-  if (used == 0 && s->in.len > INPUT_MAX / 2) {
-    bool stuffed = s->body_bol && s->in.p[0] == '.';
-    body_add(s, s->in.p + stuffed, s->in.len - stuffed);
-    s->body_raw += s->in.len;
-    s->body_bol = false;
-    buf_consume(&s->in, s->in.len);
-    return true;
-  }
-  buf_consume(&s->in, used);
   return used > 0;
 }
 
@@ -958,6 +982,7 @@ void fake__session_accept(detour_fake_server *srv) {
   s->srv = srv;
   s->rec_index = -1;
   s->tcp.data = s;
+  fake__line_reader_init(&s->lines, COMMAND_LINE_MAX);
   uv_tcp_init(srv->loop, &s->tcp);
   if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&s->tcp) != 0) {
     srv->stats.accept_errors++;

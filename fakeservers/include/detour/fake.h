@@ -288,10 +288,14 @@ typedef enum {
   DETOUR_FAKE_EV_ACTION,     /* a scripted fault: data = "close", ... */
   DETOUR_FAKE_EV_MESSAGE,    /* message received: see msg */
   DETOUR_FAKE_EV_CLOSE,      /* see closed_by */
-  DETOUR_FAKE_EV_STOP        /* server stopped */
+  DETOUR_FAKE_EV_STOP,       /* server stopped */
+  DETOUR_FAKE_EV_LIMIT,      /* a limit was hit: data = "KEY: what happened"
+                                (fakeservers/README.md, "Limits") */
+  DETOUR_FAKE_EV_FINDING     /* the client did something a certification
+                                reports: data = "bare LF dot: ..." */
 } detour_fake_event_type;
 /* "listen", "accept", "command", "reply", "action", "message", "close",
- * "stop". Static. */
+ * "stop", "limit", "finding". Static. */
 const char *detour_fake_event_name(detour_fake_event_type t);
 
 typedef struct {
