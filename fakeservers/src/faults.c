@@ -229,14 +229,14 @@ static int add_raw(detour_fake_script *s, const detour_fake_fault_args *a,
 static int x_overlong(detour_fake_script *s, const detour_fake_fault_args *a,
                       detour_fake_stage st) {
   enum { N = 2000 }; /* four times the RFC 5321 limit of 512 */
-  char *buf = malloc(N + 8);
+  char *buf = fake__malloc(fake__mem_global(), N + 8);
   if (!buf)
     return DETOUR_ENOMEM;
   int n = snprintf(buf, 8, "%d ", fake__default_code(st));
   memset(buf + n, 'x', N);
   memcpy(buf + n + N, "\r\n", 2);
   int rc = add_raw(s, a, st, buf, (size_t)n + N + 2);
-  free(buf);
+  fake__free(fake__mem_global(), buf);
   return rc;
 }
 
