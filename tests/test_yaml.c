@@ -217,3 +217,18 @@ Test(yaml_get, key_table_walk) {
   cr_expect_str_eq(g_err, "y.yaml:3:1: key 'top.low': unknown key (expected "
                           "one of: lo, hi)");
 }
+
+/* Found by fuzz_config and fuzz_fake_script: a plain scalar over several
+ * lines (CR or LF) was quoted verbatim, so the message spanned lines.
+ * Control characters are now escaped: every message is one line. */
+Test(yaml_load, messages_are_one_line) {
+  const char *text = "fault: [ \"disk\\r\\n\\x1b[2Jfull\" ]\n";
+  size_t n = 0;
+  cr_assert_null(detour_fake_load_string(text, strlen(text), "s.yaml", &n,
+                                         g_err, sizeof g_err));
+  cr_expect_null(strchr(g_err, '\n'), "%s", g_err);
+  cr_expect_null(strchr(g_err, '\r'), "%s", g_err);
+  cr_expect_null(strchr(g_err, '\x1b'), "%s", g_err);
+  cr_expect(strstr(g_err, "unknown fault 'disk\\r\\n\\x1b[2Jfull'"), "%s",
+            g_err);
+}

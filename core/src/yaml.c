@@ -29,6 +29,30 @@
 /* ------------------------------------------------------------------------ */
 /* Messages                                                                  */
 
+/* Copy in to out with control characters written as \n, \r, \t or \xNN:
+ * a value quoted into a message ("got 'a<CR>b'") must not break the
+ * message over lines or drive a terminal. */
+static void put_escaped(char *out, size_t outlen, const char *in) {
+  size_t o = 0;
+  for (; *in; in++) {
+    unsigned char c = (unsigned char)*in;
+    char esc[5] = {(char)c, 0};
+    if (c == '\n' || c == '\r' || c == '\t')
+      snprintf(esc, sizeof esc, "\\%c",
+               c == '\n'   ? 'n'
+               : c == '\r' ? 'r'
+                           : 't');
+    else if (c < 0x20 || c == 0x7f)
+      snprintf(esc, sizeof esc, "\\x%02x", c);
+    size_t k = strlen(esc);
+    if (o + k + 1 > outlen)
+      break;
+    memcpy(out + o, esc, k);
+    o += k;
+  }
+  out[o] = '\0';
+}
+
 int detour_yaml_error(char *err, size_t errlen, const char *file,
                       const yaml_node_t *at, const char *path,
                       const char *message) {
@@ -36,11 +60,13 @@ int detour_yaml_error(char *err, size_t errlen, const char *file,
     return DETOUR_EPARSE;
   unsigned long line = at ? (unsigned long)at->start_mark.line + 1 : 1;
   unsigned long col = at ? (unsigned long)at->start_mark.column + 1 : 1;
+  char raw[1024];
   if (path && *path)
-    snprintf(err, errlen, "%s:%lu:%lu: key '%s': %s", file, line, col, path,
+    snprintf(raw, sizeof raw, "%s:%lu:%lu: key '%s': %s", file, line, col, path,
              message);
   else
-    snprintf(err, errlen, "%s:%lu:%lu: %s", file, line, col, message);
+    snprintf(raw, sizeof raw, "%s:%lu:%lu: %s", file, line, col, message);
+  put_escaped(err, errlen, raw);
   return DETOUR_EPARSE;
 }
 
@@ -307,7 +333,9 @@ static int say(const source *s, int rc, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    snprintf(s->err, s->errlen, "%s%s", s->name, msg);
+    char raw[1024];
+    snprintf(raw, sizeof raw, "%s%s", s->name, msg);
+    put_escaped(s->err, s->errlen, raw);
   }
   return rc;
 }
