@@ -1218,11 +1218,15 @@ static bool tls_input(fake__session *s, const char *p, size_t n) {
     }
     tls_flush(s);
     if (rc < 0) {
-      char why[256];
+      /* What failed, and what we had offered (the certificate the
+       * client rejected, the SNI it asked for). */
+      char why[768], desc[512];
       bool alert = s->srv->script->tls.handshake == DETOUR_FAKE_TLS_ALERT;
-      int k = snprintf(why, sizeof why, "handshake failed: %s",
+      fake__tls_describe(s->tls, s->srv->tls_cert, desc, sizeof desc);
+      int k = snprintf(why, sizeof why, "handshake failed: %s; %s",
                        alert ? "alert handshake_failure sent (tls_alert)"
-                             : fake__tls_error(s->tls));
+                             : fake__tls_error(s->tls),
+                       desc);
       emit(s, DETOUR_FAKE_EV_TLS, s->stage, why,
            k < 0                    ? 0
            : (size_t)k < sizeof why ? (size_t)k
