@@ -9,6 +9,9 @@
  */
 #include "test_fake_util.h"
 
+/* The catalogue's X-macro list (FAKE_FAULT_LIST). */
+#include "../fakeservers/src/fault_list.h"
+
 typedef struct {
   uv_loop_t loop;
   detour_clock *clock;
@@ -149,7 +152,27 @@ static size_t complete_messages(const detour_fake_server *s) {
 /* ------------------------------------------------------------------------ */
 /* Each catalogue entry at its default stage                                 */
 
+/* The TLS/AUTH entries need an engine configured with TLS (a ca_file
+ * trusting the run's test CA) and credentials, which run_fault does not
+ * give yet: until it does they are skipped here, loudly, and checked on
+ * the wire by tests/test_fake_tls.c and tests/test_serve_tls.py.
+ * auth_required needs neither: a client without credentials gets 530. */
+#define TLS_ENTRY_NAME(n, ...) #n,
+static const char *const needs_engine_tls[] = {
+    FAKE_FAULT_LIST_TLS(TLS_ENTRY_NAME)};
+#undef TLS_ENTRY_NAME
+
+static void skip_unless_engine_has_tls(const char *name) {
+  for (size_t i = 0; i < sizeof needs_engine_tls / sizeof needs_engine_tls[0];
+       i++)
+    if (strcmp(name, needs_engine_tls[i]) == 0 &&
+        strcmp(name, "auth_required") != 0)
+      cr_skip_test("%s: run_fault gives the engine no TLS/AUTH settings yet",
+                   name);
+}
+
 static void check_entry(const char *name) {
+  skip_unless_engine_has_tls(name);
   const detour_fake_fault_info *fi = detour_fake_fault_find(name);
   cr_assert_not_null(fi);
   run_env r;
@@ -185,33 +208,30 @@ static void check_entry(const char *name) {
   run_free(&r);
 }
 
-#define ENTRY(n)                                                               \
+/* One test per catalogue entry, generated from the catalogue's own list:
+ * an entry added to fakeservers/src/fault_list.h is tested at once. */
+#define ENTRY_TEST(n, ...)                                                     \
   Test(engine_vs_fault, n) { check_entry(#n); }
-ENTRY(refuse)
-ENTRY(blackhole)
-ENTRY(silent)
-ENTRY(stall_after)
-ENTRY(close)
-ENTRY(reset)
-ENTRY(drop_mid_data)
-ENTRY(greeting_421)
-ENTRY(greeting_554)
-ENTRY(disk_full)
-ENTRY(unsupported)
-ENTRY(busy)
-ENTRY(slow)
-ENTRY(partial_lines)
-ENTRY(bare_lf)
-ENTRY(overlong_line)
-ENTRY(endless_multiline)
-ENTRY(garbage_code)
-ENTRY(nul_bytes)
-ENTRY(early_reply)
-ENTRY(data_after_quit)
+FAKE_FAULT_LIST(ENTRY_TEST)
+#undef ENTRY_TEST
+
+#define ENTRY_NAME(n, ...) #n,
+static const char *const tested[] = {FAKE_FAULT_LIST(ENTRY_NAME)};
+#undef ENTRY_NAME
 
 Test(engine_vs_fault, every_entry_has_a_test) {
-  /* ENTRY() above names them; a new entry must be added there too. */
-  cr_assert_eq(detour_fake_fault_count(), 21);
+  /* The list the tests above came from is the catalogue, entry by entry,
+   * in order: nothing in the catalogue without a test, nothing tested
+   * that the catalogue lacks. */
+  size_t n = sizeof tested / sizeof tested[0];
+  cr_assert_eq(detour_fake_fault_count(), n, "catalogue %zu, tested %zu",
+               detour_fake_fault_count(), n);
+  for (size_t i = 0; i < n; i++) {
+    const detour_fake_fault_info *fi = detour_fake_fault_at(i);
+    cr_assert_not_null(fi);
+    cr_assert_str_eq(fi->name, tested[i], "entry %zu", i);
+    cr_assert_eq(detour_fake_fault_find(tested[i]), fi);
+  }
 }
 
 Test(engine_vs_fault, disk_full_at_eod) {
