@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   gcc make cmake pkg-config git        # the build
   libuv1-dev libyaml-dev libpcap-dev   # engine driver, scenario files, captures
+  libssl-dev openssl                   # TLS (driver, fake servers), test CAs
   libcriterion-dev                     # unit and integration tests
   clang-format                         # the format check
   python3 swaks                        # external SMTP clients in tests

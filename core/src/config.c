@@ -462,6 +462,7 @@ static const key_entry timeout_keys[] = {
     TIMEOUT_KEY(connect),    TIMEOUT_KEY(greeting),  TIMEOUT_KEY(ehlo),
     TIMEOUT_KEY(mail),       TIMEOUT_KEY(rcpt),      TIMEOUT_KEY(data_start),
     TIMEOUT_KEY(data_block), TIMEOUT_KEY(final_dot), TIMEOUT_KEY(quit),
+    TIMEOUT_KEY(tls),        TIMEOUT_KEY(auth),
 };
 #undef TIMEOUT_KEY
 _Static_assert(sizeof timeout_keys / sizeof *timeout_keys ==

@@ -80,6 +80,10 @@ static void collect_refs(detour_action *a, string_refs *r) {
     add_ref(r, &a->u.rcpt.recipient, cstr_len(a->u.rcpt.recipient));
     add_ref(r, &a->u.rcpt.detail, cstr_len(a->u.rcpt.detail));
     break;
+  case DETOUR_ACT_TLS_START:
+    add_ref(r, &a->u.tls.server_name, cstr_len(a->u.tls.server_name));
+    add_ref(r, &a->u.tls.ca_file, cstr_len(a->u.tls.ca_file));
+    break;
   case DETOUR_ACT_CLOSE:
   case DETOUR_ACT_DONE:
     break;

@@ -745,13 +745,13 @@ static int on_row_kind(ld *l, yaml_node_t *v, const char *path) {
   const char *s = want_scalar(l, v, path, "a row kind");
   if (!s)
     return DETOUR_EPARSE;
-  for (int k = 0; k <= DETOUR_LOG_RACE; k++)
+  for (int k = 0; k < DETOUR_LOG_KIND_COUNT; k++)
     if (!strcmp(s, detour_log_kind_name((detour_log_kind)k))) {
       cur_row(l)->kind = k;
       return 0;
     }
   return fail(l, v, path,
-              "expected connect, smtp, warning, breaker or race, "
+              "expected connect, smtp, warning, breaker, race, tls or auth, "
               "got '%s'",
               s);
 }
