@@ -29,6 +29,9 @@ struct server_entry {
   long port;
   long priority;
   bool has_host;
+  detour_server tls; /* the R13 fields (tls ... auth_password) */
+  bool has_tls_required, tls_required;
+  bool has_auth, has_secret;
 };
 
 /* The state of one load. `server` is the entry of servers[] being read. */
@@ -356,10 +359,171 @@ static int on_server_priority(loader *l, yaml_node_t *v, const char *path,
                   &l->server->priority);
 }
 
+/* ------------------------------------------------------------------------ */
+/* servers[].tls, tls_required, ca_file, auth (SPEC R13)                     */
+
+static int on_server_tls(loader *l, yaml_node_t *v, const char *path,
+                         size_t arg) {
+  const char *what = "none, starttls or implicit";
+  const char *t = want_scalar(l, v, path, what);
+  if (!t)
+    return DETOUR_EPARSE;
+  if (detour_tls_mode_from_name(t, &l->server->tls.tls) != 0)
+    return fail_expected(l, v, path, what);
+  return 0;
+}
+
+static int on_server_tls_required(loader *l, yaml_node_t *v, const char *path,
+                                  size_t arg) {
+  l->server->has_tls_required = true;
+  return want_bool(l, v, path, &l->server->tls_required);
+}
+
+/* A path into a fixed field: too long is an error, not a truncation. */
+static int want_path(loader *l, yaml_node_t *v, const char *path, char *out,
+                     size_t cap) {
+  const char *t = want_scalar(l, v, path, "a file path");
+  if (!t)
+    return DETOUR_EPARSE;
+  if (strlen(t) >= cap)
+    return fail(l, v, path, "longer than %zu characters", cap - 1);
+  memcpy(out, t, strlen(t) + 1);
+  return 0;
+}
+
+static int on_server_ca_file(loader *l, yaml_node_t *v, const char *path,
+                             size_t arg) {
+  return want_path(l, v, path, l->server->tls.ca_file,
+                   sizeof l->server->tls.ca_file);
+}
+
+static int on_auth_user(loader *l, yaml_node_t *v, const char *path,
+                        size_t arg) {
+  const char *t = want_scalar(l, v, path, "a user name");
+  if (!t)
+    return DETOUR_EPARSE;
+  char *out = l->server->tls.auth_user;
+  if (strlen(t) >= sizeof l->server->tls.auth_user)
+    return fail(l, v, path, "longer than %zu characters",
+                sizeof l->server->tls.auth_user - 1);
+  for (const char *p = t; *p; p++)
+    if ((unsigned char)*p < ' ' || *p == 0x7f)
+      return fail_expected(l, v, path, "a user name without control bytes");
+  memcpy(out, t, strlen(t) + 1);
+  return 0;
+}
+
+/* The secret itself never sits in the configuration file: it comes from
+ * a file (its first line) or an environment variable. Messages name the
+ * file or variable, never what was in it. */
+static int set_secret(loader *l, yaml_node_t *v, const char *path,
+                      const char *secret, const char *from) {
+  char *out = l->server->tls.auth_password;
+  size_t n = strcspn(secret, "\r\n");
+  if (l->server->has_secret)
+    return fail(l, v, path, "give password_file or password_env, not both");
+  if (n == 0)
+    return fail(l, v, path, "%s holds an empty password", from);
+  if (n >= sizeof l->server->tls.auth_password)
+    return fail(l, v, path, "the password in %s is longer than %zu bytes", from,
+                sizeof l->server->tls.auth_password - 1);
+  memcpy(out, secret, n);
+  out[n] = '\0';
+  l->server->has_secret = true;
+  return 0;
+}
+
+static int on_auth_password_file(loader *l, yaml_node_t *v, const char *path,
+                                 size_t arg) {
+  char file[4096];
+  int rc = want_path(l, v, path, file, sizeof file);
+  if (rc)
+    return rc;
+  char secret[sizeof l->server->tls.auth_password + 2] = "";
+  FILE *f = fopen(file, "r");
+  if (!f)
+    return fail(l, v, path, "cannot read %s: %s", file, strerror(errno));
+  size_t n = fread(secret, 1, sizeof secret - 1, f);
+  secret[n] = '\0';
+  fclose(f);
+  rc = set_secret(l, v, path, secret, file);
+  volatile char *wipe = secret;
+  for (size_t i = 0; i < sizeof secret; i++)
+    wipe[i] = 0;
+  return rc;
+}
+
+static int on_auth_password_env(loader *l, yaml_node_t *v, const char *path,
+                                size_t arg) {
+  const char *name = want_scalar(l, v, path, "an environment variable name");
+  if (!name)
+    return DETOUR_EPARSE;
+  const char *secret = getenv(name);
+  if (!secret)
+    return fail(l, v, path, "environment variable %s is not set", name);
+  char from[300];
+  snprintf(from, sizeof from, "environment variable %s", name);
+  return set_secret(l, v, path, secret, from);
+}
+
+static const key_entry auth_keys[] = {
+    {"user", on_auth_user, 0},
+    {"password_file", on_auth_password_file, 0},
+    {"password_env", on_auth_password_env, 0},
+};
+
+static int on_server_auth(loader *l, yaml_node_t *v, const char *path,
+                          size_t arg) {
+  int rc =
+      walk_map(l, v, path, auth_keys, sizeof auth_keys / sizeof *auth_keys);
+  if (rc)
+    return rc;
+  l->server->has_auth = true;
+  if (!l->server->tls.auth_user[0])
+    return fail(l, v, path, "missing user (auth needs user and a password)");
+  if (!l->server->has_secret)
+    return fail(l, v, path,
+                "missing password_file or password_env (the password is "
+                "never written in the configuration)");
+  return 0;
+}
+
+/* tls_required defaults to true whenever TLS is configured; "false" makes
+ * STARTTLS opportunistic. With tls: none it has nothing to say. */
+static int check_tls(loader *l, yaml_node_t *item, const char *path,
+                     struct server_entry *e) {
+  if (e->has_tls_required && e->tls.tls == DETOUR_TLS_MODE_NONE) {
+    char child[KEY_PATH_MAX];
+    key_path(child, sizeof child, path, "tls_required");
+    return fail(l, item, child, "needs tls: starttls or implicit");
+  }
+  if (e->has_tls_required && !e->tls_required &&
+      e->tls.tls == DETOUR_TLS_MODE_IMPLICIT) {
+    char child[KEY_PATH_MAX];
+    key_path(child, sizeof child, path, "tls_required");
+    return fail(l, item, child, "implicit TLS is always required");
+  }
+  e->tls.tls_optional = e->has_tls_required && !e->tls_required;
+  return 0;
+}
+
+/* Copy the R13 fields into the server just added. */
+static void apply_tls(detour_server *to, const struct server_entry *e) {
+  to->tls = e->tls.tls;
+  to->tls_optional = e->tls.tls_optional;
+  memcpy(to->ca_file, e->tls.ca_file, sizeof to->ca_file);
+  memcpy(to->auth_user, e->tls.auth_user, sizeof to->auth_user);
+  memcpy(to->auth_password, e->tls.auth_password, sizeof to->auth_password);
+}
+
 static const key_entry server_keys[] = {
     {"host", on_server_host, 0},
     {"port", on_server_port, 0},
     {"priority", on_server_priority, 0},
+    {"tls", on_server_tls, 0},
+    {"tls_required", on_server_tls_required, 0},
+    {"ca_file", on_server_ca_file, 0},
+    {"auth", on_server_auth, 0},
 };
 
 /* One item of servers: "host:port" or {host, port, priority}. Without a
@@ -392,7 +556,7 @@ static int read_server(loader *l, yaml_node_t *item, const char *path,
     key_path(child, sizeof child, path, "host");
     return fail(l, item, child, "missing (every server needs a host)");
   }
-  return 0;
+  return check_tls(l, item, path, e);
 }
 
 static int on_servers(loader *l, yaml_node_t *v, const char *path, size_t arg) {
@@ -412,6 +576,11 @@ static int on_servers(loader *l, yaml_node_t *v, const char *path, size_t arg) {
       return rc;
     rc = detour_config_add_server(&l->s->cfg, e.host, (uint16_t)e.port,
                                   (int)e.priority);
+    if (rc == 0)
+      apply_tls(&l->s->cfg.servers[l->s->cfg.nservers - 1], &e);
+    volatile char *wipe = e.tls.auth_password;
+    for (size_t k = 0; k < sizeof e.tls.auth_password; k++)
+      wipe[k] = 0;
     if (rc == DETOUR_ERANGE)
       return fail(l, item, child, "too many servers (at most %d)",
                   DETOUR_MAX_SERVERS);
@@ -671,6 +840,11 @@ int detour_settings_init(detour_settings *s) {
 void detour_settings_free(detour_settings *s) {
   if (!s)
     return;
+  for (size_t i = 0; i < DETOUR_MAX_SERVERS; i++) { /* R13: no secret left */
+    volatile char *p = s->cfg.servers[i].auth_password;
+    for (size_t k = 0; k < sizeof s->cfg.servers[i].auth_password; k++)
+      p[k] = 0;
+  }
   detour_classify_free(s->classify);
   detour_policy_free(s->policy);
   free(s->log_path);
