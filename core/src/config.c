@@ -413,44 +413,74 @@ static int on_auth_user(loader *l, yaml_node_t *v, const char *path,
   return 0;
 }
 
-/* The secret itself never sits in the configuration file: it comes from
- * a file (its first line) or an environment variable. Messages name the
- * file or variable, never what was in it. */
-static int set_secret(loader *l, yaml_node_t *v, const char *path,
-                      const char *secret, const char *from) {
-  char *out = l->server->tls.auth_password;
+static void wipe(void *p, size_t n) {
+  volatile unsigned char *v = p;
+  while (n--)
+    *v++ = 0;
+}
+
+/* Copy the first line of secret into out. */
+static int take_line(const char *secret, char *out, size_t cap) {
   size_t n = strcspn(secret, "\r\n");
-  if (l->server->has_secret)
-    return fail(l, v, path, "give password_file or password_env, not both");
   if (n == 0)
-    return fail(l, v, path, "%s holds an empty password", from);
-  if (n >= sizeof l->server->tls.auth_password)
-    return fail(l, v, path, "the password in %s is longer than %zu bytes", from,
-                sizeof l->server->tls.auth_password - 1);
+    return DETOUR_EPARSE;
+  if (n >= cap)
+    return DETOUR_ERANGE;
   memcpy(out, secret, n);
   out[n] = '\0';
-  l->server->has_secret = true;
   return 0;
 }
 
+static void secret_error(int rc, const char *from, size_t cap, char *err,
+                         size_t errlen) {
+  if (rc == DETOUR_EPARSE)
+    snprintf(err, errlen, "%s holds an empty password", from);
+  else if (rc == DETOUR_ERANGE)
+    snprintf(err, errlen, "the password in %s is longer than %zu bytes", from,
+             cap - 1);
+}
+
+int detour_read_secret_file(const char *path, char *out, size_t cap, char *err,
+                            size_t errlen) {
+  if (errlen > 0)
+    err[0] = '\0';
+  if (!path || !out || cap == 0)
+    return DETOUR_EINVAL;
+  char buf[1024];
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    if (errlen > 0)
+      snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+    return DETOUR_EIO;
+  }
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+  int rc = take_line(buf, out, cap);
+  wipe(buf, sizeof buf);
+  if (rc && errlen > 0)
+    secret_error(rc, path, cap, err, errlen);
+  return rc;
+}
+
+/* The secret itself never sits in the configuration file: it comes from
+ * a file (its first line) or an environment variable. Messages name the
+ * file or variable, never what was in it. */
 static int on_auth_password_file(loader *l, yaml_node_t *v, const char *path,
                                  size_t arg) {
-  char file[4096];
+  char file[4096], msg[512];
   int rc = want_path(l, v, path, file, sizeof file);
   if (rc)
     return rc;
-  char secret[sizeof l->server->tls.auth_password + 2] = "";
-  FILE *f = fopen(file, "r");
-  if (!f)
-    return fail(l, v, path, "cannot read %s: %s", file, strerror(errno));
-  size_t n = fread(secret, 1, sizeof secret - 1, f);
-  secret[n] = '\0';
-  fclose(f);
-  rc = set_secret(l, v, path, secret, file);
-  volatile char *wipe = secret;
-  for (size_t i = 0; i < sizeof secret; i++)
-    wipe[i] = 0;
-  return rc;
+  if (l->server->has_secret)
+    return fail(l, v, path, "give password_file or password_env, not both");
+  rc = detour_read_secret_file(file, l->server->tls.auth_password,
+                               sizeof l->server->tls.auth_password, msg,
+                               sizeof msg);
+  if (rc)
+    return fail(l, v, path, "%s", msg);
+  l->server->has_secret = true;
+  return 0;
 }
 
 static int on_auth_password_env(loader *l, yaml_node_t *v, const char *path,
@@ -461,9 +491,19 @@ static int on_auth_password_env(loader *l, yaml_node_t *v, const char *path,
   const char *secret = getenv(name);
   if (!secret)
     return fail(l, v, path, "environment variable %s is not set", name);
-  char from[300];
+  char from[300], msg[512];
   snprintf(from, sizeof from, "environment variable %s", name);
-  return set_secret(l, v, path, secret, from);
+  if (l->server->has_secret)
+    return fail(l, v, path, "give password_file or password_env, not both");
+  int rc = take_line(secret, l->server->tls.auth_password,
+                     sizeof l->server->tls.auth_password);
+  if (rc) {
+    secret_error(rc, from, sizeof l->server->tls.auth_password, msg,
+                 sizeof msg);
+    return fail(l, v, path, "%s", msg);
+  }
+  l->server->has_secret = true;
+  return 0;
 }
 
 static const key_entry auth_keys[] = {
