@@ -61,8 +61,6 @@ typedef struct {
   detour_done_status status;
   int signal;
   size_t nrcpts, delivered, aborted, deferred;
-  detour_server servers[DETOUR_MAX_SERVERS]; /* in priority order */
-  size_t nservers;
 } send_run;
 
 /* ------------------------------------------------------------------------ */
@@ -425,9 +423,11 @@ static void on_rcpt(void *arg, size_t message, size_t index,
   else
     r->deferred++;
   printf("%s: %s", recipient, detour_rcpt_outcome_name(outcome));
-  if (server >= 0 && (size_t)server < r->nservers)
-    printf(" via %s:%u", r->servers[server].host,
-           (unsigned)r->servers[server].port);
+  const char *via = server >= 0
+                        ? detour_engine_server_label(r->engine, (size_t)server)
+                        : NULL;
+  if (via)
+    printf(" via %s", via);
   if (detail && *detail)
     printf(" (%s)", detail);
   printf("\n");
@@ -456,19 +456,6 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 /* ------------------------------------------------------------------------ */
 /* The run                                                                   */
-
-/* The engine numbers servers in priority order (stable): do the same, to
- * name the server of a recipient's outcome. */
-static void sort_servers(send_run *r, const detour_config *cfg) {
-  r->nservers = cfg->nservers;
-  for (size_t i = 0; i < cfg->nservers; i++) {
-    detour_server s = cfg->servers[i];
-    size_t j = i;
-    for (; j > 0 && r->servers[j - 1].priority > s.priority; j--)
-      r->servers[j] = r->servers[j - 1];
-    r->servers[j] = s;
-  }
-}
 
 static void close_cb(uv_handle_t *h) {}
 
@@ -589,7 +576,6 @@ static int send_message(const detour_settings *s, const send_opts *o,
       m.override = strcmp(o->detour, "allow") == 0 ? DETOUR_OVERRIDE_ALLOW
                                                    : DETOUR_OVERRIDE_DENY;
     r->nrcpts = o->nrcpts;
-    sort_servers(r, &s->cfg);
     watch_signals(r);
     rc = run(r, s, &m);
   }

@@ -891,3 +891,33 @@ Test(engine, servers_are_sorted_by_priority) {
   submit1(T0);
   EXPECT(eng, "connect #1 127.0.0.1:2525");
 }
+
+/* Actions name a server by its configured index, not its rank in the
+ * priority order: the caller decodes it without sorting anything. */
+Test(engine, actions_name_servers_by_configured_index) {
+  detour_config_init(&cfg);
+  detour_config_add_server(&cfg, "::1", 2526, 3);       /* configured 0 */
+  detour_config_add_server(&cfg, "127.0.0.2", 2525, 2); /* configured 1 */
+  detour_config_add_server(&cfg, "127.0.0.1", 2525, 1); /* configured 2 */
+  start();
+  cr_assert_str_eq(detour_engine_server_label(eng, 0), "[::1]:2526");
+  cr_assert_str_eq(detour_engine_server_label(eng, 1), B);
+  cr_assert_str_eq(detour_engine_server_label(eng, 2), A);
+  cr_assert_null(detour_engine_server_label(eng, 3));
+  cr_assert_eq(detour_engine_server(eng, 0)->priority, 3);
+  cr_assert_str_eq(detour_engine_server(eng, 2)->host, "127.0.0.1");
+  cr_assert_null(detour_engine_server(eng, 3));
+  submit1(T0);
+  detour_action a;
+  cr_assert_eq(detour_engine_next_action(eng, &a), 1);
+  cr_assert_eq(a.type, DETOUR_ACT_CONNECT);
+  cr_assert_eq(a.u.connect.server, 2, "priority 1 is configured index 2");
+  up_to_rcpt(1, T0, A);
+  rcpt_to_body(1, T0);
+  reply(eng, 1, T0, "250 ok\r\n");
+  EXPECT(eng, "log +0 smtp r@y.test " A " SMTP OK NONE a1",
+         "rcpt r@y.test delivered s2", "send #1 QUIT\\r\\n", "done delivered");
+  size_t order[3];
+  detour_config_priority_order(&cfg, order);
+  cr_assert(order[0] == 2 && order[1] == 1 && order[2] == 0);
+}

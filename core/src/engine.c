@@ -97,7 +97,8 @@ void engine_rcpt_final(detour_engine *e, size_t index,
     a.u.rcpt.index = i;
     a.u.rcpt.recipient = r->addr;
     a.u.rcpt.outcome = outcome;
-    a.u.rcpt.server = m->rcpts[index].server;
+    int server = m->rcpts[index].server;
+    a.u.rcpt.server = server < 0 ? -1 : (int)e->configured[server];
     a.u.rcpt.detail = m->rcpts[index].detail;
     engine_push(e, &a);
   }
@@ -201,7 +202,7 @@ static void start_connect(detour_engine *e, size_t server, detour_ms now) {
   c->server = server;
   c->deadline = now + e->cfg.timeouts.connect;
   detour_action a = {.type = DETOUR_ACT_CONNECT, .conn = c->id};
-  a.u.connect.server = server;
+  a.u.connect.server = e->configured[server];
   a.u.connect.host = e->cfg.servers[server].host;
   a.u.connect.port = e->cfg.servers[server].port;
   engine_push(e, &a);
@@ -431,21 +432,16 @@ static int copy_message(engine_message *m, const detour_message *in,
 /* ------------------------------------------------------------------------ */
 /* Public API                                                                */
 
-static int cmp_priority(const detour_server *a, const detour_server *b) {
-  return a->priority - b->priority;
-}
-
-/* Stable insertion sort: equal priorities keep their configured order. */
-static void sort_servers(detour_config *c) {
-  for (size_t i = 1; i < c->nservers; i++) {
-    detour_server s = c->servers[i];
-    size_t j = i;
-    while (j > 0 && cmp_priority(&c->servers[j - 1], &s) > 0) {
-      c->servers[j] = c->servers[j - 1];
-      j--;
-    }
-    c->servers[j] = s;
+/* Try servers in priority order; remember where each was configured. */
+static void sort_servers(detour_engine *e) {
+  detour_config *c = &e->cfg;
+  detour_config_priority_order(c, e->configured);
+  detour_server sorted[DETOUR_MAX_SERVERS];
+  for (size_t k = 0; k < c->nservers; k++) {
+    sorted[k] = c->servers[e->configured[k]];
+    e->sorted[e->configured[k]] = k;
   }
+  memcpy(c->servers, sorted, c->nservers * sizeof *sorted);
 }
 
 static void make_labels(detour_engine *e) {
@@ -488,7 +484,7 @@ detour_engine *detour_engine_new(const detour_config *cfg, int *err) {
   e->own_classify = own;
   e->session.expect = ring;
   e->round.race_at = DETOUR_NO_DEADLINE;
-  sort_servers(&e->cfg);
+  sort_servers(e);
   make_labels(e);
   engine_queue_init(&e->queue);
   *err = 0;
@@ -505,6 +501,18 @@ void detour_engine_free(detour_engine *e) {
   detour_classify_free(e->own_classify);
   engine_queue_free(&e->queue);
   free(e);
+}
+
+const detour_server *detour_engine_server(const detour_engine *e, size_t i) {
+  if (!e || i >= e->cfg.nservers)
+    return NULL;
+  return &e->cfg.servers[e->sorted[i]];
+}
+
+const char *detour_engine_server_label(const detour_engine *e, size_t i) {
+  if (!e || i >= e->cfg.nservers)
+    return NULL;
+  return e->labels[e->sorted[i]];
 }
 
 int detour_engine_submit(detour_engine *e, const detour_message *m,

@@ -108,6 +108,10 @@ struct detour_engine {
   detour_config cfg;                    /* servers sorted by priority */
   detour_classify *own_classify;        /* built-in table when cfg had none */
   char labels[DETOUR_MAX_SERVERS][280]; /* "host:port" */
+  /* Servers are tried in priority order (cfg.servers is sorted); the
+   * public API names them by their configured index. */
+  size_t configured[DETOUR_MAX_SERVERS];    /* sorted index -> configured */
+  size_t sorted[DETOUR_MAX_SERVERS];        /* configured index -> sorted */
   detour_ms hold_until[DETOUR_MAX_SERVERS]; /* R12 breaker */
 
   engine_message *messages; /* FIFO of messages not yet finished */

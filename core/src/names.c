@@ -197,3 +197,15 @@ int detour_config_add_server(detour_config *c, const char *host, uint16_t port,
   c->nservers++;
   return 0;
 }
+
+/* Stable insertion sort of indices: equal priorities keep the order in
+ * which they were configured (R1). */
+void detour_config_priority_order(const detour_config *c, size_t *order) {
+  for (size_t i = 0; i < c->nservers; i++) {
+    size_t j = i;
+    for (; j > 0 && c->servers[order[j - 1]].priority > c->servers[i].priority;
+         j--)
+      order[j] = order[j - 1];
+    order[j] = i;
+  }
+}

@@ -333,6 +333,10 @@ void detour_config_init(detour_config *c);
  * DETOUR_ERANGE (list full) or DETOUR_EINVAL. */
 int detour_config_add_server(detour_config *c, const char *host, uint16_t port,
                              int priority);
+/* The order in which the engine tries the servers: order[k] is the
+ * configured index of the k-th (priority ascending; equal priorities keep
+ * their configured order). order holds c->nservers entries. */
+void detour_config_priority_order(const detour_config *c, size_t *order);
 
 typedef struct {
   const char *from;
@@ -375,7 +379,7 @@ typedef struct {
   unsigned conn; /* CONNECT, SEND, CLOSE: the connection id (>= 1) */
   union {
     struct {
-      size_t server; /* index in priority order */
+      size_t server; /* index in the configured list (cfg->servers) */
       const char *host;
       uint16_t port;
     } connect;
@@ -392,7 +396,7 @@ typedef struct {
       size_t index; /* recipient index in the message */
       const char *recipient;
       detour_rcpt_outcome outcome;
-      int server;         /* priority-order index; -1 when none */
+      int server;         /* configured index (cfg->servers); -1: none */
       const char *detail; /* the last result for this recipient */
     } rcpt;
     struct {
@@ -409,6 +413,17 @@ typedef struct detour_engine detour_engine;
  * for no servers or a zero max_attempts, DETOUR_ENOMEM. */
 detour_engine *detour_engine_new(const detour_config *cfg, int *err);
 void detour_engine_free(detour_engine *e);
+
+/* Servers are named by their index in the configured list, the order of
+ * cfg->servers given to detour_engine_new (not the priority order the
+ * engine tries them in): CONNECT and RCPT_RESULT actions carry it. */
+/* The server at configured index i, or NULL when i is out of range. Owned
+ * by the engine, valid for its life. */
+const detour_server *detour_engine_server(const detour_engine *e, size_t i);
+/* Its label, as log rows and warnings write it: "host:port", or
+ * "[v6addr]:port". NULL when i is out of range. Valid for the engine's
+ * life. */
+const char *detour_engine_server_label(const detour_engine *e, size_t i);
 
 /* Queue a message (copied). Messages are sent one after another in
  * submission order; the first starts at once. Returns the message index
