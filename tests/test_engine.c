@@ -387,10 +387,15 @@ Test(engine, auth_required_switches_with_configuration_warning) {
   reply(eng, 1, T0, "250 x\r\n");
   drain(eng, &(action_lines){0});
   reply(eng, 1, T0 + 9, "530 5.7.0 authentication required\r\n");
-  EXPECT(eng, "warn configuration warning: server " A " refused us*",
+  EXPECT(eng,
          "log +9 smtp r@y.test " A " SMTP 530 5.7.0 authentication "
          "required SWITCH a1",
-         "send #1 QUIT\\r\\n", "connect #2 127.0.0.2:2525");
+         "send #1 QUIT\\r\\n",
+         "warn configuration error: server " A
+         " refused us: authentication required (mail: 530 5.7.0 "
+         "authentication required); check its TLS and authentication "
+         "settings",
+         "connect #2 127.0.0.2:2525");
 }
 
 Test(engine, ehlo_refused_falls_back_to_helo) {

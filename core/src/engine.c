@@ -167,7 +167,7 @@ static bool held_down(const detour_engine *e, size_t i, detour_ms now) {
   return e->cfg.breaker_hold > 0 && e->hold_until[i] > now;
 }
 
-void engine_breaker_trip(detour_engine *e, size_t server, detour_ms now) {
+static void breaker_trip(detour_engine *e, size_t server, detour_ms now) {
   if (e->cfg.breaker_hold > 0)
     e->hold_until[server] = now + e->cfg.breaker_hold;
 }
@@ -294,7 +294,8 @@ static detour_class leftover_class(const engine_message *m) {
   return cls;
 }
 
-void engine_session_over(detour_engine *e, detour_ms now) {
+/* The session is over; pick what comes next (R5-R7). */
+static void session_over(detour_engine *e, detour_ms now) {
   engine_message *m = e->active;
   if (!any_pending(m)) {
     finish_message(e, now);
@@ -303,16 +304,33 @@ void engine_session_over(detour_engine *e, detour_ms now) {
   after_failure(e, e->session.server, leftover_class(m), now);
 }
 
-void engine_warn_auth(detour_engine *e, size_t server, const char *why) {
+/* R3/R13: a failure whose rule asks for it (authentication, TLS) warns
+ * once per server and message, naming the server and the reason. */
+static void warn_config(detour_engine *e, size_t server, const char *reason,
+                        const char *detail) {
   if (e->round.auth_warned[server])
     return;
   e->round.auth_warned[server] = true;
   char text[512];
   snprintf(text, sizeof text,
-           "configuration warning: server %s refused us (%s); check its "
-           "authentication or TLS settings",
-           e->labels[server], why);
+           "configuration error: server %s refused us: %s (%s); check its "
+           "TLS and authentication settings",
+           e->labels[server], reason, detail);
   push_warn(e, text);
+}
+
+/* Act on what a session event led to: the warning, the breaker (R12),
+ * then, when the session ended, the next step. */
+static void act_on(detour_engine *e, detour_ms now, const session_outcome *o) {
+  size_t server = e->session.server;
+  if (o->warn)
+    warn_config(e, server, o->warn_reason, o->warn_detail);
+  if (o->trip_breaker)
+    breaker_trip(e, server, now);
+  if (o->worked)
+    e->hold_until[server] = 0;
+  if (o->over)
+    session_over(e, now);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -591,7 +609,7 @@ static void connect_failed(detour_engine *e, engine_conn *c, detour_ms now,
            detail && *detail ? ": " : "", detail ? detail : "");
   log_pending(e, now, DETOUR_LOG_CONNECT, server, "TCP error", cls, why);
   if (cls == DETOUR_CLASS_CONNECT || cls == DETOUR_CLASS_SWITCH)
-    engine_breaker_trip(e, server, now);
+    breaker_trip(e, server, now);
   if (connecting_count(e) > 0) {
     /* R12: a racing connect is still under way; its result decides.
      * Count this server's attempt as done for the round. */
@@ -620,7 +638,8 @@ void detour_engine_on_connected(detour_engine *e, unsigned conn, detour_ms now,
   }
   e->round.race_at = DETOUR_NO_DEADLINE;
   e->round.current = c->server;
-  session_begin(e, c, now, address);
+  session_outcome o = session_begin(e, c, now, address);
+  act_on(e, now, &o);
 }
 
 void detour_engine_on_connect_failed(detour_engine *e, unsigned conn,
@@ -648,15 +667,19 @@ void detour_engine_on_data(detour_engine *e, unsigned conn, detour_ms now,
     engine_close_conn(e, c);
     return;
   }
-  if (is_session_conn(e, c))
-    session_on_data(e, now, buf, len);
+  if (is_session_conn(e, c)) {
+    session_outcome o = session_on_data(e, now, buf, len);
+    act_on(e, now, &o);
+  }
 }
 
 void detour_engine_on_sent(detour_engine *e, unsigned conn, detour_ms now) {
   engine_queue_release_popped(&e->queue);
   engine_conn *c = find_conn(e, conn);
-  if (is_session_conn(e, c))
-    session_on_sent(e, now);
+  if (is_session_conn(e, c)) {
+    session_outcome o = session_on_sent(e, now);
+    act_on(e, now, &o);
+  }
 }
 
 void detour_engine_on_closed(detour_engine *e, unsigned conn, detour_ms now,
@@ -670,7 +693,8 @@ void detour_engine_on_closed(detour_engine *e, unsigned conn, detour_ms now,
     return;
   }
   if (is_session_conn(e, c)) {
-    session_on_closed(e, now, detail);
+    session_outcome o = session_on_closed(e, now, detail);
+    act_on(e, now, &o);
     return;
   }
   engine_close_conn(e, c);
@@ -707,9 +731,10 @@ static void expire_conn(detour_engine *e, engine_conn *c, detour_ms now) {
     connect_failed(e, c, now, DETOUR_COND_CONNECT_TIMEOUT, "no answer");
     break;
   case CONN_SESSION:
-    if (e->session.conn == c)
-      session_on_timeout(e, now);
-    else
+    if (e->session.conn == c) {
+      session_outcome o = session_on_timeout(e, now);
+      act_on(e, now, &o);
+    } else
       engine_close_conn(e, c);
     break;
   case CONN_QUITTING:

@@ -43,16 +43,23 @@ typedef struct {
   detour_override override;
 } engine_message;
 
-/* The SMTP dialogue of the one session in progress. */
+/* The SMTP dialogue of the one session in progress: one state per reply
+ * (or write) the session waits for. engine_session.c holds the per-state
+ * name, timeout and stage in one table indexed by this enum, and moves
+ * between states only through its enter_state(). */
 typedef enum {
   SESSION_NONE = 0,
-  SESSION_GREETING,
+  SESSION_GREETING, /* connected, the 220 banner expected */
   SESSION_EHLO,
   SESSION_HELO,
-  SESSION_TXN,  /* MAIL / RCPT / DATA replies expected */
-  SESSION_BODY, /* body written, final "." reply expected */
+  SESSION_MAIL, /* the reply to MAIL expected (oldest unanswered) */
+  SESSION_RCPT,
+  SESSION_DATA, /* the reply to DATA (354) expected */
+  SESSION_BODY, /* the body being written (data-block timeout) */
+  SESSION_DOT,  /* body written, the reply to the final "." expected */
   SESSION_DONE
 } session_state;
+#define SESSION_STATE_COUNT (SESSION_DONE + 1)
 
 /* One reply the session waits for, in order (PIPELINING sends several
  * commands at once). */
@@ -75,20 +82,33 @@ typedef struct {
   detour_ms deadline;
 } engine_conn;
 
+/* What a session event led to. The session never decides what comes
+ * after it: engine.c reads this and applies R5-R7 and R12. */
+typedef struct {
+  bool over;         /* the session ended (QUIT sent or connection closed) */
+  bool trip_breaker; /* a CONNECT or SWITCH failure at this server (R12) */
+  bool worked;       /* a message was accepted here: clear the breaker */
+  bool warn;         /* a failure whose rule asks for the configuration
+                        warning; the first one's words follow */
+  char warn_reason[64];
+  char warn_detail[256];
+} session_outcome;
+
 typedef struct {
   session_state state;
+  session_state from; /* the state before the last enter_state() */
   engine_conn *conn;
   size_t server;
   char address[80]; /* ip:port actually used */
   detour_reply_reader reader;
   engine_expect *expect; /* ring of ENGINE_MAX_EXPECT */
   size_t expect_head, expect_count;
-  bool body_written;
   unsigned sends_outstanding; /* SEND actions not yet reported sent */
   bool cap_size, cap_8bitmime, cap_pipelining;
-  bool pipelined;     /* this transaction was sent as one group */
-  size_t rcpt_cursor; /* next recipient to send RCPT for (not pipelined) */
-  size_t accepted;    /* recipients in RCPT_IN_TXN */
+  bool pipelined;      /* this transaction was sent as one group */
+  size_t rcpt_cursor;  /* next recipient to send RCPT for (not pipelined) */
+  size_t accepted;     /* recipients in RCPT_IN_TXN */
+  session_outcome out; /* filled during one entry point, then returned */
 } engine_session;
 
 /* Per-message retry bookkeeping (R6, R7). */
@@ -126,7 +146,7 @@ struct detour_engine {
   engine_queue queue;
 };
 
-/* engine.c, used by engine_session.c */
+/* engine.c, used by engine_session.c: actions only, no decisions. */
 void engine_log(detour_engine *e, detour_ms now, detour_log_kind kind,
                 const engine_rcpt *r, size_t server, const char *address,
                 const char *result, detour_class cls, const char *detail);
@@ -135,19 +155,19 @@ void engine_send(detour_engine *e, unsigned conn, const char *data, size_t len);
 void engine_close_conn(detour_engine *e, engine_conn *c);
 void engine_rcpt_final(detour_engine *e, size_t index,
                        detour_rcpt_outcome outcome);
-/* The session is over; pick what comes next (R5-R7). */
-void engine_session_over(detour_engine *e, detour_ms now);
-void engine_warn_auth(detour_engine *e, size_t server, const char *why);
-void engine_breaker_trip(detour_engine *e, size_t server, detour_ms now);
 
-/* engine_session.c */
-void session_begin(detour_engine *e, engine_conn *c, detour_ms now,
-                   const char *address);
-void session_on_data(detour_engine *e, detour_ms now, const char *buf,
-                     size_t len);
-void session_on_sent(detour_engine *e, detour_ms now);
-void session_on_closed(detour_engine *e, detour_ms now, const char *detail);
-void session_on_timeout(detour_engine *e, detour_ms now);
+/* engine_session.c: each entry point returns what happened; engine.c acts
+ * on it. */
+session_outcome session_begin(detour_engine *e, engine_conn *c, detour_ms now,
+                              const char *address);
+session_outcome session_on_data(detour_engine *e, detour_ms now,
+                                const char *buf, size_t len);
+session_outcome session_on_sent(detour_engine *e, detour_ms now);
+session_outcome session_on_closed(detour_engine *e, detour_ms now,
+                                  const char *detail);
+session_outcome session_on_timeout(detour_engine *e, detour_ms now);
+/* "greeting", "rcpt", ...: the name of a state. Static. */
+const char *session_state_name(session_state st);
 /* Prepare the wire form of a body: CRLF line ends, dot-stuffing, final
  * "." line. Returns NULL on out of memory. */
 char *session_wire_body(const char *body, size_t len, size_t *out_len,

@@ -8,17 +8,98 @@
  * matched in order against a queue of expected replies; a reply nobody
  * asked for is a protocol violation.
  *
+ * The dialogue is a state machine with one state per thing it waits for.
+ * Each state is a row of one table: its name, the timeout that guards it
+ * (R11) and the stage a failure in it is classified at. The session moves
+ * only through enter_state(), which checks the move against the table of
+ * allowed moves, records where it came from and arms the state's deadline
+ * (OpenSMTPD's mta_enter_state, Postfix's xfer_timeouts). A new state is a
+ * new row, not a new special case.
+ *
  * Every failure becomes a detour_failure, the classification table gives
  * its class, and the class is recorded per recipient: a RCPT failure
  * concerns one recipient (R10), any other failure every recipient of the
- * session. When the dialogue ends, engine.c decides what comes next.
+ * session. The session decides nothing beyond its own dialogue: each entry
+ * point returns a session_outcome (ended, breaker trip, worked, warning)
+ * and engine.c decides what comes next.
  */
+#include <assert.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "engine_internal.h"
+
+/* ------------------------------------------------------------------------ */
+/* States                                                                    */
+
+#define NO_TIMEOUT SIZE_MAX
+#define TIMEOUT(field) offsetof(detour_timeouts, field)
+#define BIT(st) (1u << SESSION_##st)
+
+/* Per state: its name, the detour_timeouts field that guards it (R11), the
+ * stage a timeout or a dropped connection in it is classified at, and the
+ * states it may move to. */
+typedef struct {
+  const char *name;
+  size_t timeout;
+  detour_stage stage;
+  unsigned next;
+} state_row;
+
+static const state_row states[] = {
+    [SESSION_NONE] = {"none", NO_TIMEOUT, DETOUR_STAGE_CONNECT, BIT(GREETING)},
+    [SESSION_GREETING] = {"greeting", TIMEOUT(greeting), DETOUR_STAGE_GREETING,
+                          BIT(EHLO) | BIT(DONE)},
+    [SESSION_EHLO] = {"ehlo", TIMEOUT(ehlo), DETOUR_STAGE_EHLO,
+                      BIT(HELO) | BIT(MAIL) | BIT(DONE)},
+    [SESSION_HELO] = {"helo", TIMEOUT(ehlo), DETOUR_STAGE_HELO,
+                      BIT(MAIL) | BIT(DONE)},
+    [SESSION_MAIL] = {"mail", TIMEOUT(mail), DETOUR_STAGE_MAIL,
+                      BIT(RCPT) | BIT(DATA) | BIT(DONE)},
+    [SESSION_RCPT] = {"rcpt", TIMEOUT(rcpt), DETOUR_STAGE_RCPT,
+                      BIT(RCPT) | BIT(DATA) | BIT(DONE)},
+    [SESSION_DATA] = {"data", TIMEOUT(data_start), DETOUR_STAGE_DATA,
+                      BIT(BODY) | BIT(DONE)},
+    [SESSION_BODY] = {"body", TIMEOUT(data_block), DETOUR_STAGE_END_OF_DATA,
+                      BIT(DOT) | BIT(DONE)},
+    [SESSION_DOT] = {"dot", TIMEOUT(final_dot), DETOUR_STAGE_END_OF_DATA,
+                     BIT(DONE)},
+    [SESSION_DONE] = {"done", NO_TIMEOUT, DETOUR_STAGE_QUIT, 0},
+};
+_Static_assert(sizeof states / sizeof *states == SESSION_STATE_COUNT,
+               "one row per session_state");
+_Static_assert(SESSION_STATE_COUNT <= 32, "moves are bits of an unsigned");
+
+const char *session_state_name(session_state st) {
+  return (unsigned)st < SESSION_STATE_COUNT ? states[st].name : "unknown";
+}
+
+static detour_ms state_timeout(const detour_engine *e, session_state st) {
+  const detour_timeouts *t = &e->cfg.timeouts;
+  detour_ms ms;
+  memcpy(&ms, (const char *)t + states[st].timeout, sizeof ms);
+  return ms;
+}
+
+/* (Re)start the current state's clock: the deadline follows the oldest
+ * unanswered command, so every reply restarts it. */
+static void arm_deadline(detour_engine *e, detour_ms now) {
+  engine_session *s = &e->session;
+  if (s->conn && states[s->state].timeout != NO_TIMEOUT)
+    s->conn->deadline = now + state_timeout(e, s->state);
+}
+
+static void enter_state(detour_engine *e, session_state to, detour_ms now) {
+  engine_session *s = &e->session;
+  assert((states[s->state].next & (1u << to)) && "move not in the table");
+  s->from = s->state;
+  s->state = to;
+  arm_deadline(e, now);
+}
 
 /* ------------------------------------------------------------------------ */
 /* Expected replies                                                          */
@@ -40,54 +121,15 @@ static const engine_expect *expect_head(const engine_session *s) {
   return s->expect_count ? &s->expect[s->expect_head] : NULL;
 }
 
-/* RFC 5321 4.5.3.2 timeouts, per stage (R11). */
-static detour_ms stage_timeout(const detour_engine *e, detour_stage st) {
-  const detour_timeouts *t = &e->cfg.timeouts;
-  switch (st) {
-  case DETOUR_STAGE_CONNECT:
-    return t->connect;
-  case DETOUR_STAGE_GREETING:
-    return t->greeting;
-  case DETOUR_STAGE_EHLO:
-  case DETOUR_STAGE_HELO:
-    return t->ehlo;
-  case DETOUR_STAGE_MAIL:
-    return t->mail;
-  case DETOUR_STAGE_RCPT:
-    return t->rcpt;
-  case DETOUR_STAGE_DATA:
-    return t->data_start;
-  case DETOUR_STAGE_END_OF_DATA:
-    return t->final_dot;
-  case DETOUR_STAGE_QUIT:
-    return t->quit;
-  }
-  return t->greeting;
-}
-
-/* The deadline follows the oldest unanswered command; while the body is
- * still being written, each block has the data-block timeout. */
-static void arm_deadline(detour_engine *e, detour_ms now) {
-  engine_session *s = &e->session;
-  const engine_expect *x = expect_head(s);
-  if (!s->conn || !x)
-    return;
-  if (s->state == SESSION_BODY && !s->body_written)
-    s->conn->deadline = now + e->cfg.timeouts.data_block;
-  else
-    s->conn->deadline = now + stage_timeout(e, x->stage);
-}
-
 static void send_text(detour_engine *e, const char *text) {
   e->session.sends_outstanding++;
   engine_send(e, e->session.conn->id, text, strlen(text));
 }
 
-static void send_command(detour_engine *e, detour_ms now, detour_stage st,
-                         size_t rcpt, const char *line) {
+static void send_command(detour_engine *e, detour_stage st, size_t rcpt,
+                         const char *line) {
   send_text(e, line);
   expect_push(&e->session, st, rcpt);
-  arm_deadline(e, now);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -153,12 +195,39 @@ static void note_condition(failure_note *n, detour_stage st,
            why ? why : "");
 }
 
+/* The reason a configuration warning gives for a refusal, by reply code
+ * (RFC 4954 section 6); anything else is "refused". */
+static const struct {
+  int code;
+  const char *reason;
+} refusal_reasons[] = {
+    {530, "authentication required"},
+    {534, "authentication mechanism too weak"},
+    {535, "authentication failed"},
+    {538, "encryption required for the authentication mechanism"},
+};
+
+static const char *warn_reason(const detour_failure *f) {
+  if (f->cond != DETOUR_COND_REPLY)
+    return detour_condition_name(f->cond);
+  for (size_t i = 0; i < sizeof refusal_reasons / sizeof *refusal_reasons; i++)
+    if (refusal_reasons[i].code == f->code)
+      return refusal_reasons[i].reason;
+  return "refused";
+}
+
+/* The class of a failure; a rule that asks for the configuration warning
+ * puts it in the outcome (the first one of the session wins). */
 static detour_class classify(detour_engine *e, const failure_note *n) {
   bool warn = false;
   detour_class cls = detour_classify_failure(
       e->cfg.classify ? e->cfg.classify : e->own_classify, &n->f, &warn);
-  if (warn)
-    engine_warn_auth(e, e->session.server, n->detail);
+  session_outcome *o = &e->session.out;
+  if (warn && !o->warn) {
+    o->warn = true;
+    snprintf(o->warn_reason, sizeof o->warn_reason, "%s", warn_reason(&n->f));
+    snprintf(o->warn_detail, sizeof o->warn_detail, "%s", n->detail);
+  }
   if (cls == DETOUR_CLASS_NONE) /* a failure is never "no failure" */
     cls = DETOUR_CLASS_TRANSIENT;
   return cls;
@@ -187,15 +256,15 @@ static void rcpt_failed(detour_engine *e, detour_ms now, size_t i,
     engine_rcpt_final(e, i, DETOUR_RCPT_ABORTED);
   }
   if (cls == DETOUR_CLASS_CONNECT || cls == DETOUR_CLASS_SWITCH)
-    engine_breaker_trip(e, s->server, now);
+    s->out.trip_breaker = true;
 }
 
 /* Leave the session: QUIT politely when the server is still talking to
- * us, otherwise just close. Then let engine.c pick the next step. */
+ * us, otherwise just close. What comes next is engine.c's decision. */
 static void session_end(detour_engine *e, detour_ms now, bool polite) {
   engine_session *s = &e->session;
   engine_conn *c = s->conn;
-  s->state = SESSION_DONE;
+  enter_state(e, SESSION_DONE, now);
   s->conn = NULL;
   s->expect_count = 0;
   if (polite) {
@@ -205,7 +274,7 @@ static void session_end(detour_engine *e, detour_ms now, bool polite) {
   } else {
     engine_close_conn(e, c);
   }
-  engine_session_over(e, now);
+  s->out.over = true;
 }
 
 /* A failure that concerns the whole session (not one RCPT). */
@@ -226,12 +295,11 @@ static void session_fail(detour_engine *e, detour_ms now, const failure_note *n,
   session_end(e, now, polite);
 }
 
+/* A failure that is not a reply, at the stage of the current state. */
 static void fail_condition(detour_engine *e, detour_ms now,
                            detour_condition cond, const char *why) {
-  const engine_expect *x = expect_head(&e->session);
-  detour_stage st = x ? x->stage : DETOUR_STAGE_GREETING;
   failure_note n;
-  note_condition(&n, st, cond, why);
+  note_condition(&n, states[e->session.state].stage, cond, why);
   /* the connection is no longer trustworthy: close without QUIT */
   session_fail(e, now, &n, false);
 }
@@ -245,7 +313,7 @@ static void fail_reply(detour_engine *e, detour_ms now, detour_stage st,
 }
 
 /* ------------------------------------------------------------------------ */
-/* The dialogue                                                              */
+/* The dialogue: one short on_<state> per awaited reply                      */
 
 static bool is_2xx(const detour_reply *r) { return r->code / 100 == 2; }
 
@@ -265,10 +333,10 @@ static void parse_capabilities(engine_session *s, const detour_reply *r) {
   }
 }
 
-static void send_rcpt(detour_engine *e, detour_ms now, size_t i) {
+static void send_rcpt(detour_engine *e, size_t i) {
   char line[1100];
   snprintf(line, sizeof line, "RCPT TO:<%s>\r\n", e->active->rcpts[i].addr);
-  send_command(e, now, DETOUR_STAGE_RCPT, i, line);
+  send_command(e, DETOUR_STAGE_RCPT, i, line);
 }
 
 /* The next pending recipient at or after `from`, or nrcpts. */
@@ -289,22 +357,22 @@ static void start_transaction(detour_engine *e, detour_ms now) {
   if (s->cap_8bitmime && m->eight_bit)
     n += snprintf(line + n, sizeof line - (size_t)n, " BODY=8BITMIME");
   snprintf(line + n, sizeof line - (size_t)n, "\r\n");
-  s->state = SESSION_TXN;
   s->accepted = 0;
   s->pipelined = s->cap_pipelining && e->cfg.pipelining;
-  send_command(e, now, DETOUR_STAGE_MAIL, 0, line);
-  if (!s->pipelined)
-    return;
-  for (size_t i = next_pending(m, 0); i < m->nrcpts; i = next_pending(m, i + 1))
-    send_rcpt(e, now, i);
-  send_command(e, now, DETOUR_STAGE_DATA, 0, "DATA\r\n");
+  send_command(e, DETOUR_STAGE_MAIL, 0, line);
+  if (s->pipelined) {
+    for (size_t i = next_pending(m, 0); i < m->nrcpts;
+         i = next_pending(m, i + 1))
+      send_rcpt(e, i);
+    send_command(e, DETOUR_STAGE_DATA, 0, "DATA\r\n");
+  }
+  enter_state(e, SESSION_MAIL, now);
 }
 
-static void send_ehlo(detour_engine *e, detour_ms now, const char *verb,
-                      detour_stage st) {
+static void send_ehlo(detour_engine *e, const char *verb, detour_stage st) {
   char line[300];
   snprintf(line, sizeof line, "%s %s\r\n", verb, e->cfg.helo_name);
-  send_command(e, now, st, 0, line);
+  send_command(e, st, 0, line);
 }
 
 static void on_greeting(detour_engine *e, detour_ms now,
@@ -313,8 +381,8 @@ static void on_greeting(detour_engine *e, detour_ms now,
     fail_reply(e, now, DETOUR_STAGE_GREETING, r);
     return;
   }
-  e->session.state = SESSION_EHLO;
-  send_ehlo(e, now, "EHLO", DETOUR_STAGE_EHLO);
+  send_ehlo(e, "EHLO", DETOUR_STAGE_EHLO);
+  enter_state(e, SESSION_EHLO, now);
 }
 
 static void on_ehlo(detour_engine *e, detour_ms now, const detour_reply *r) {
@@ -323,8 +391,8 @@ static void on_ehlo(detour_engine *e, detour_ms now, const detour_reply *r) {
     start_transaction(e, now);
   } else if (r->code / 100 == 5) {
     /* an old server: RFC 5321 4.1.4 says fall back to HELO */
-    e->session.state = SESSION_HELO;
-    send_ehlo(e, now, "HELO", DETOUR_STAGE_HELO);
+    send_ehlo(e, "HELO", DETOUR_STAGE_HELO);
+    enter_state(e, SESSION_HELO, now);
   } else {
     fail_reply(e, now, DETOUR_STAGE_EHLO, r);
   }
@@ -340,28 +408,42 @@ static void on_helo(detour_engine *e, detour_ms now, const detour_reply *r) {
   start_transaction(e, now);
 }
 
+/* Pipelined: the state follows the oldest reply still awaited. */
+static void follow_pipeline(detour_engine *e, detour_ms now) {
+  const engine_expect *x = expect_head(&e->session);
+  if (x && x->stage == DETOUR_STAGE_RCPT)
+    enter_state(e, SESSION_RCPT, now);
+  else if (x && x->stage == DETOUR_STAGE_DATA)
+    enter_state(e, SESSION_DATA, now);
+}
+
 static void on_mail(detour_engine *e, detour_ms now, const detour_reply *r) {
   if (!is_2xx(r)) {
     fail_reply(e, now, DETOUR_STAGE_MAIL, r);
     return;
   }
   engine_session *s = &e->session;
-  if (s->pipelined)
+  if (s->pipelined) {
+    follow_pipeline(e, now);
     return;
+  }
   s->rcpt_cursor = next_pending(e->active, 0);
-  send_rcpt(e, now, s->rcpt_cursor);
+  send_rcpt(e, s->rcpt_cursor);
+  enter_state(e, SESSION_RCPT, now);
 }
 
 /* After the last RCPT reply: DATA when someone was accepted, else end the
  * session (the recipients keep the class of their RCPT failure). */
 static void after_rcpts(detour_engine *e, detour_ms now) {
   engine_session *s = &e->session;
-  if (s->pipelined)
-    return; /* DATA was sent with the group; its reply decides */
-  if (s->accepted > 0)
-    send_command(e, now, DETOUR_STAGE_DATA, 0, "DATA\r\n");
-  else
+  if (s->pipelined) {
+    follow_pipeline(e, now); /* DATA went with the group; its reply decides */
+  } else if (s->accepted > 0) {
+    send_command(e, DETOUR_STAGE_DATA, 0, "DATA\r\n");
+    enter_state(e, SESSION_DATA, now);
+  } else {
     session_end(e, now, true);
+  }
 }
 
 static void on_rcpt(detour_engine *e, detour_ms now, size_t i,
@@ -383,11 +465,13 @@ static void on_rcpt(detour_engine *e, detour_ms now, size_t i,
   if (!s->pipelined) {
     s->rcpt_cursor = next_pending(e->active, s->rcpt_cursor + 1);
     if (s->rcpt_cursor < e->active->nrcpts) {
-      send_rcpt(e, now, s->rcpt_cursor);
+      send_rcpt(e, s->rcpt_cursor);
+      enter_state(e, SESSION_RCPT, now);
       return;
     }
   } else if (expect_head(s) && expect_head(s)->stage == DETOUR_STAGE_RCPT) {
-    return; /* more RCPT replies of the group to come */
+    enter_state(e, SESSION_RCPT, now); /* more replies of the group */
+    return;
   }
   after_rcpts(e, now);
 }
@@ -405,12 +489,10 @@ static void on_data_command(detour_engine *e, detour_ms now,
     fail_reply(e, now, DETOUR_STAGE_DATA, r);
     return;
   }
-  s->state = SESSION_BODY;
-  s->body_written = false;
   s->sends_outstanding++;
   engine_send(e, s->conn->id, e->active->wire_body, e->active->wire_len);
   expect_push(s, DETOUR_STAGE_END_OF_DATA, 0);
-  arm_deadline(e, now);
+  enter_state(e, SESSION_BODY, now);
 }
 
 static void on_end_of_data(detour_engine *e, detour_ms now,
@@ -434,7 +516,7 @@ static void on_end_of_data(detour_engine *e, detour_ms now,
                DETOUR_CLASS_NONE, rc->detail);
     engine_rcpt_final(e, i, DETOUR_RCPT_DELIVERED);
   }
-  e->hold_until[s->server] = 0; /* R12: it works again */
+  s->out.worked = true; /* R12: it works again */
   session_end(e, now, true);
 }
 
@@ -467,6 +549,7 @@ static void handle_reply(detour_engine *e, detour_ms now,
   case DETOUR_STAGE_QUIT:
     break;
   }
+  /* a reply that left the state as it was still restarts its clock */
   if (e->session.conn)
     arm_deadline(e, now);
 }
@@ -474,8 +557,14 @@ static void handle_reply(detour_engine *e, detour_ms now,
 /* ------------------------------------------------------------------------ */
 /* Entry points from engine.c                                                */
 
-void session_begin(detour_engine *e, engine_conn *c, detour_ms now,
-                   const char *address) {
+static session_outcome outcome_of(engine_session *s) {
+  session_outcome o = s->out;
+  memset(&s->out, 0, sizeof s->out);
+  return o;
+}
+
+session_outcome session_begin(detour_engine *e, engine_conn *c, detour_ms now,
+                              const char *address) {
   engine_session *s = &e->session;
   engine_expect *ring = s->expect;
   memset(s, 0, sizeof *s);
@@ -487,13 +576,13 @@ void session_begin(detour_engine *e, engine_conn *c, detour_ms now,
   for (size_t i = 0; i < e->active->nrcpts; i++)
     e->active->rcpts[i].row_this_session = false;
   c->role = CONN_SESSION;
-  s->state = SESSION_GREETING;
   expect_push(s, DETOUR_STAGE_GREETING, 0);
-  arm_deadline(e, now);
+  enter_state(e, SESSION_GREETING, now);
+  return outcome_of(s);
 }
 
-void session_on_data(detour_engine *e, detour_ms now, const char *buf,
-                     size_t len) {
+session_outcome session_on_data(detour_engine *e, detour_ms now,
+                                const char *buf, size_t len) {
   engine_session *s = &e->session;
   while (len > 0 && s->conn) {
     size_t used = 0;
@@ -502,50 +591,51 @@ void session_on_data(detour_engine *e, detour_ms now, const char *buf,
     len -= used;
     if (rc < 0) {
       fail_condition(e, now, DETOUR_COND_MALFORMED, detour_strerror(rc));
-      return;
+      break;
     }
     if (rc == 0)
-      return;
+      break;
     if (!expect_head(s)) {
       fail_condition(e, now, DETOUR_COND_MALFORMED, "reply before command");
-      return;
+      break;
     }
     bool last_expected = s->expect_count == 1;
     handle_reply(e, now, &s->reader.reply);
     /* Bytes after the last awaited reply came before our next command. */
     if (last_expected && len > 0 && s->conn && !s->pipelined) {
       fail_condition(e, now, DETOUR_COND_MALFORMED, "reply before command");
-      return;
+      break;
     }
   }
+  return outcome_of(s);
 }
 
-void session_on_sent(detour_engine *e, detour_ms now) {
+session_outcome session_on_sent(detour_engine *e, detour_ms now) {
   engine_session *s = &e->session;
   if (s->sends_outstanding > 0)
     s->sends_outstanding--;
-  if (s->state == SESSION_BODY && !s->body_written &&
-      s->sends_outstanding == 0) {
-    s->body_written = true;
-    arm_deadline(e, now);
-  }
+  if (s->state == SESSION_BODY && s->sends_outstanding == 0)
+    enter_state(e, SESSION_DOT, now);
+  return outcome_of(s);
 }
 
-void session_on_closed(detour_engine *e, detour_ms now, const char *detail) {
+session_outcome session_on_closed(detour_engine *e, detour_ms now,
+                                  const char *detail) {
   fail_condition(e, now, DETOUR_COND_CLOSED, detail);
+  return outcome_of(&e->session);
 }
 
-void session_on_timeout(detour_engine *e, detour_ms now) {
+session_outcome session_on_timeout(detour_engine *e, detour_ms now) {
   engine_session *s = &e->session;
   char why[80];
-  const engine_expect *x = expect_head(s);
-  if (s->state == SESSION_BODY && !s->body_written)
+  if (s->state == SESSION_BODY)
     snprintf(why, sizeof why, "data block not written in %lld ms",
              (long long)e->cfg.timeouts.data_block);
   else
     snprintf(why, sizeof why, "no reply in %lld ms",
-             (long long)stage_timeout(e, x ? x->stage : DETOUR_STAGE_GREETING));
+             (long long)state_timeout(e, s->state));
   fail_condition(e, now, DETOUR_COND_TIMEOUT, why);
+  return outcome_of(s);
 }
 
 /* ------------------------------------------------------------------------ */
