@@ -74,8 +74,8 @@ _Static_assert(COUNT_OF(done_status_names) == DETOUR_DONE_DEFERRED + 1,
                "one name per detour_done_status");
 
 static const char *const action_type_names[] = {
-    "connect", "send", "close", "log", "warn", "rcpt_result", "done"};
-_Static_assert(COUNT_OF(action_type_names) == DETOUR_ACT_DONE + 1,
+    "connect", "send", "close", "log", "warn", "rcpt_result", "done", "error"};
+_Static_assert(COUNT_OF(action_type_names) == DETOUR_ACT_ERROR + 1,
                "one name per detour_action_type");
 
 const char *detour_class_name(detour_class cls) {
@@ -166,6 +166,7 @@ void detour_config_init(detour_config *c) {
   c->timeouts.data_block = MINUTES(3);
   c->timeouts.final_dot = MINUTES(10);
   c->timeouts.quit = MINUTES(5);
+  c->block_size = 64 * 1024;
   strcpy(c->helo_name, "localhost");
 }
 

@@ -390,7 +390,7 @@ static int setup(run *r) {
     snprintf(r->failure, sizeof r->failure, "engine: %s", detour_strerror(err));
     return -1;
   }
-  detour_uv_callbacks cb = {on_log, on_warn, on_rcpt, on_done, r};
+  detour_uv_callbacks cb = {on_log, on_warn, on_rcpt, on_done, r, NULL};
   r->driver = detour_uv_new(r->clock, r->engine, &cb);
   if (!r->driver)
     return -1;
