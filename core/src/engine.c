@@ -465,7 +465,7 @@ static int check_message(const detour_message *m) {
   if (!m || !m->from || !address_ok(m->from) || m->nrcpts == 0 ||
       m->nrcpts > DETOUR_MAX_RECIPIENTS || !m->rcpts ||
       (!m->source && !m->body && m->body_len) ||
-      (m->source && !m->source->read))
+      (m->source && !m->source->read_at))
     return DETOUR_EINVAL;
   for (size_t i = 0; i < m->nrcpts; i++)
     if (!address_ok(m->rcpts[i]) || !m->rcpts[i][0])

@@ -96,7 +96,7 @@ static int64_t body_read(const engine_message *m, uint64_t off, char *buf,
     memcpy(buf, m->body + off, n);
     return (int64_t)n;
   }
-  int64_t n = m->source.read(m->source.arg, off, buf, len);
+  int64_t n = m->source.read_at(m->source.arg, off, buf, len);
   if (n > (int64_t)len)
     return DETOUR_EIO; /* a source that claims more than it was asked */
   return n;

@@ -319,7 +319,7 @@ size_t detour_dot_encode_end(detour_dot_encoder *enc, char *out);
 
 /* A body kept by the caller (a file, a spool) that the engine reads in
  * blocks, from the start again on every attempt, instead of a copy in
- * memory. read copies up to len bytes of the body (as given: LF or CRLF
+ * memory. read_at copies up to len bytes of the body (as given: LF or CRLF
  * line ends, not dot-stuffed) starting at byte off into buf and returns
  * how many (0 only at the end of the body), or a negative detour_error.
  * It is called from inside detour_engine_* calls. A read error during an
@@ -327,7 +327,7 @@ size_t detour_dot_encode_end(detour_dot_encoder *enc, char *out);
  * "." (the server discards the partial body) and every recipient not yet
  * delivered is deferred. */
 typedef struct {
-  int64_t (*read)(void *arg, uint64_t off, char *buf, size_t len);
+  int64_t (*read_at)(void *arg, uint64_t off, char *buf, size_t len);
   void *arg;
 } detour_body_source;
 
