@@ -235,7 +235,8 @@ static void start_connect(detour_engine *e, size_t server, detour_ms now) {
   a.u.connect.server = e->configured[server];
   a.u.connect.host = e->cfg.servers[server].host;
   a.u.connect.port = e->cfg.servers[server].port;
-  engine_push(e, &a);
+  if (!engine_push(e, &a))
+    c->role = CONN_FREE; /* never announced: nothing to close */
 }
 
 /* The next server after `after` that a race could start, or nservers. */
@@ -696,8 +697,8 @@ static bool sweep_message(detour_engine *e, engine_message *m,
     if (r->reported)
       continue;
     r->reported = true;
-    const engine_rcpt *fate = r->state == RCPT_DUPLICATE ? &m->rcpts[r->dup_of]
-                                                         : r;
+    const engine_rcpt *fate =
+        r->state == RCPT_DUPLICATE ? &m->rcpts[r->dup_of] : r;
     out->type = DETOUR_ACT_RCPT_RESULT;
     out->u.rcpt.message = m->index;
     out->u.rcpt.index = i;
