@@ -9,6 +9,7 @@ packages=(
   libcriterion-dev                     # unit and integration tests
   clang-format                         # the format check
   python3 swaks                        # external SMTP clients in tests
+  time                                 # GNU time: peak RSS in bench/send_memory.sh
   iproute2 libns3-dev ns3 libgsl-dev   # netsim: namespaces, taps, ns-3
   tshark libxml2-utils chromium        # report checks: pcap, JUnit XML, HTML
   fonts-dejavu-core                    # text in the HTML screenshot
