@@ -25,10 +25,8 @@
 #include "detour/detour.h"
 #include "detour/detour_config.h"
 #include "detour/detour_uv.h"
+#include "spool.h"
 
-/* A message larger than this is refused before anything is sent: the
- * engine keeps the whole message in memory. */
-#define MESSAGE_MAX ((size_t)64 * 1024 * 1024)
 
 /* What the command line asked for; strings point into argv. */
 typedef struct {
@@ -65,8 +63,6 @@ typedef struct {
   detour_done_status status;
   int signal;
   size_t nrcpts, delivered, aborted, deferred;
-  detour_server servers[DETOUR_MAX_SERVERS]; /* in priority order */
-  size_t nservers;
 } send_run;
 
 /* ------------------------------------------------------------------------ */
@@ -113,10 +109,16 @@ void detour_cli_send_usage(void) {
       "\n"
       "DURATION is 500ms, 3s, 3m, 1h or a number of seconds.\n"
       "\n"
+      "The message is read whole before the first connection and kept\n"
+      "once (in memory up to 1 MiB, beyond that in an unlinked temporary\n"
+      "file under $TMPDIR): at most 64 MiB, at most 1000 recipients (--to)\n"
+      "per message.\n"
+      "\n"
       "Exit status: 0 delivered to every recipient; 67 a recipient was\n"
       "refused for good and none is pending; 75 not delivered after every\n"
       "allowed retry (or interrupted): keep the message and try later;\n"
-      "64 usage error; 78 configuration error.\n");
+      "64 usage error; 65 message over 64 MiB; 66 empty message; 74 stdin\n"
+      "unreadable; 78 configuration error.\n");
 }
 
 /* "detour send: MESSAGE" and the hint; returns EX_USAGE. */
@@ -421,43 +423,15 @@ static int load_settings(detour_settings *s, const send_opts *o) {
 /* ------------------------------------------------------------------------ */
 /* The message                                                               */
 
-static int too_large(void) {
-  fprintf(stderr, "detour send: the message is larger than 64 MiB: "
-                  "refused, nothing was sent\n");
-  return EX_DATAERR;
-}
-
-/* Read stdin whole. One byte more than MESSAGE_MAX is enough to know that
- * the message is too large. */
-static int read_message(char **out, size_t *outlen) {
-  size_t cap = 64 * 1024, len = 0;
-  char *buf = malloc(cap);
-  if (!buf)
-    return fprintf(stderr, "detour send: out of memory\n"), EX_OSERR;
-  for (;;) {
-    if (len == cap) {
-      if (cap > MESSAGE_MAX)
-        return free(buf), too_large();
-      size_t ncap = cap * 2 > MESSAGE_MAX + 1 ? MESSAGE_MAX + 1 : cap * 2;
-      char *nbuf = realloc(buf, ncap);
-      if (!nbuf)
-        return free(buf), fprintf(stderr, "detour send: out of memory\n"),
-               EX_OSERR;
-      buf = nbuf, cap = ncap;
-    }
-    size_t n = fread(buf + len, 1, cap - len, stdin);
-    if (n == 0)
-      break;
-    len += n;
-  }
-  if (ferror(stdin)) {
-    free(buf);
-    fprintf(stderr, "detour send: cannot read the message from stdin: %s\n",
-            strerror(errno));
-    return EX_IOERR;
-  }
-  *out = buf, *outlen = len;
-  return 0;
+/* Read the message from stdin into the spool (memory or an unlinked
+ * temporary file). An empty or unreadable stdin is an error; a message
+ * whose last line has no line end was perhaps cut short: say so. */
+static int read_message(cli_spool *sp) {
+  int rc = cli_spool_read(sp, 0, "detour send");
+  if (rc == 0 && !sp->ends_in_newline)
+    fprintf(stderr, "detour: warning: the message does not end with a line "
+                    "end (cut short?); sending it as it is\n");
+  return rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -504,9 +478,11 @@ static void on_rcpt(void *arg, size_t message, size_t index,
   else
     r->deferred++;
   printf("%s: %s", recipient, detour_rcpt_outcome_name(outcome));
-  if (server >= 0 && (size_t)server < r->nservers)
-    printf(" via %s:%u", r->servers[server].host,
-           (unsigned)r->servers[server].port);
+  const char *via = server >= 0
+                        ? detour_engine_server_label(r->engine, (size_t)server)
+                        : NULL;
+  if (via)
+    printf(" via %s", via);
   if (detail && *detail)
     printf(" (%s)", detail);
   printf("\n");
@@ -535,19 +511,6 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 /* ------------------------------------------------------------------------ */
 /* The run                                                                   */
-
-/* The engine numbers servers in priority order (stable): do the same, to
- * name the server of a recipient's outcome. */
-static void sort_servers(send_run *r, const detour_config *cfg) {
-  r->nservers = cfg->nservers;
-  for (size_t i = 0; i < cfg->nservers; i++) {
-    detour_server s = cfg->servers[i];
-    size_t j = i;
-    for (; j > 0 && r->servers[j - 1].priority > s.priority; j--)
-      r->servers[j] = r->servers[j - 1];
-    r->servers[j] = s;
-  }
-}
 
 static void close_cb(uv_handle_t *h) {}
 
@@ -654,7 +617,7 @@ static int open_log(send_run *r, const char *path) {
 }
 
 static int send_message(const detour_settings *s, const send_opts *o,
-                        const char *body, size_t len) {
+                        const detour_body_source *body) {
   send_run *r = calloc(1, sizeof *r);
   if (!r)
     return fprintf(stderr, "detour send: out of memory\n"), EX_OSERR;
@@ -662,13 +625,15 @@ static int send_message(const detour_settings *s, const send_opts *o,
   if (rc == 0 && uv_loop_init(&r->loop) != 0)
     rc = EX_OSERR;
   if (rc == 0) {
-    detour_message m = {o->from, o->rcpts, o->nrcpts,
-                        body,    len,      DETOUR_OVERRIDE_NONE};
+    detour_message m = {.from = o->from,
+                        .rcpts = o->rcpts,
+                        .nrcpts = o->nrcpts,
+                        .override = DETOUR_OVERRIDE_NONE,
+                        .source = body};
     if (o->detour)
       m.override = strcmp(o->detour, "allow") == 0 ? DETOUR_OVERRIDE_ALLOW
                                                    : DETOUR_OVERRIDE_DENY;
     r->nrcpts = o->nrcpts;
-    sort_servers(r, &s->cfg);
     watch_signals(r);
     rc = run(r, s, &m);
   }
@@ -685,8 +650,7 @@ int detour_cli_send(int argc, char **argv) {
   if (!o.rcpts)
     return fprintf(stderr, "detour send: out of memory\n"), EX_OSERR;
   detour_settings s;
-  char *body = NULL;
-  size_t len = 0;
+  cli_spool spool = {.fd = -1};
   int rc = parse_args(&o, argc, argv);
   if (rc < 0) {
     rc = 0; /* --help or --version */
@@ -697,12 +661,14 @@ int detour_cli_send(int argc, char **argv) {
   /* A peer that closes while we write must not kill us with SIGPIPE: the
    * driver sees the error and the engine decides. */
   signal(SIGPIPE, SIG_IGN);
-  rc = read_message(&body, &len);
-  if (rc == 0)
-    rc = send_message(&s, &o, body, len);
+  rc = read_message(&spool);
+  if (rc == 0) {
+    detour_body_source body = cli_spool_source(&spool);
+    rc = send_message(&s, &o, &body);
+  }
   detour_settings_free(&s);
 done:
-  free(body);
+  cli_spool_free(&spool);
   free(o.rcpts);
   return rc;
 }

@@ -11,6 +11,7 @@ packages=(
   clang-format                         # the format check
   python3 swaks                        # external SMTP clients in tests
   libnet-ssleay-perl libio-socket-ssl-perl  # swaks --tls
+  time                                 # GNU time: peak RSS in bench/send_memory.sh
   iproute2 libns3-dev ns3 libgsl-dev   # netsim: namespaces, taps, ns-3
   tshark libxml2-utils chromium        # report checks: pcap, JUnit XML, HTML
   fonts-dejavu-core                    # text in the HTML screenshot

@@ -76,6 +76,9 @@ static void format_action(const detour_action *a, char *buf, size_t len) {
   case DETOUR_ACT_DONE:
     snprintf(buf, len, "done %s", detour_done_status_name(a->u.done.status));
     break;
+  case DETOUR_ACT_ERROR:
+    snprintf(buf, len, "error %s", detour_err_name(a->u.error.code));
+    break;
   case DETOUR_ACT_TLS_START:
     snprintf(buf, len, "tls #%u %s ca=%s", a->conn, a->u.tls.server_name,
              a->u.tls.ca_file);

@@ -5,6 +5,7 @@
  * keys).
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "detour/detour.h"
@@ -339,10 +340,25 @@ Test(classify, newest_override_wins) {
   EXPECT(mail, 550, "", NULL, SWITCH, false);
 }
 
+/* Far more overrides than the table's first allocation, each one moving a
+ * code away from its default: a table that drops or overwrites overrides
+ * when it grows leaves some code at its default and fails here. */
 Test(classify, many_overrides_grow) {
-  for (int i = 0; i < 100; i++)
-    override_ok("421", i % 2 ? C(SWITCH) : C(TRANSIENT));
-  EXPECT(greeting, 421, "", NULL, SWITCH, false);
+  char key[16];
+  for (int code = 400; code < 500; code++) {
+    snprintf(key, sizeof key, "rcpt:%d", code);
+    override_ok(key, C(ABORT));
+  }
+  for (int code = 400; code < 500; code++) {
+    bool warn = true;
+    detour_class got = reply_class(S(RCPT), code, "", NULL, &warn);
+    cr_expect_eq(got, C(ABORT), "rcpt %d: got %s after 100 overrides", code,
+                 detour_class_name(got));
+  }
+  /* The newest override of one key wins, and it is not the default. */
+  for (int i = 0; i < 101; i++)
+    override_ok("greeting:421", i % 2 ? C(SWITCH) : C(TRANSIENT));
+  EXPECT(greeting, 421, "", NULL, TRANSIENT, false);
 }
 
 static void override_bad(const char *key, detour_class k, const char *want) {

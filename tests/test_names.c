@@ -121,11 +121,11 @@ Test(names, other_enums) {
   cr_expect_str_eq(detour_done_status_name(DETOUR_DONE_ABORTED), "aborted");
   cr_expect_str_eq(detour_done_status_name(DETOUR_DONE_DEFERRED), "deferred");
   cr_expect_str_eq(detour_done_status_name((detour_done_status)3), "unknown");
-  const char *acts[] = {"connect", "send",        "close", "log",
-                        "warn",    "rcpt_result", "done",  "tls_start"};
+  const char *acts[] = {"connect",     "send", "close", "log",      "warn",
+                        "rcpt_result", "done", "error", "tls_start"};
   for (int i = 0; i <= DETOUR_ACT_TLS_START; i++)
     cr_expect_str_eq(detour_action_type_name((detour_action_type)i), acts[i]);
-  cr_expect_str_eq(detour_action_type_name((detour_action_type)8), "unknown");
+  cr_expect_str_eq(detour_action_type_name((detour_action_type)9), "unknown");
 }
 
 Test(names, tls_modes_and_failures) {

@@ -486,8 +486,9 @@ static void start_transaction(detour_engine *e, detour_ms now) {
   char line[1200];
   int n = snprintf(line, sizeof line, "MAIL FROM:<%s>", m->from);
   if (s->cap_size)
-    n += snprintf(line + n, sizeof line - (size_t)n, " SIZE=%zu",
-                  m->wire_len - 3); /* RFC 1870: without the final "." */
+    n += snprintf(line + n, sizeof line - (size_t)n, " SIZE=%llu",
+                  /* RFC 1870: without the final "." */
+                  (unsigned long long)(m->wire_len - 3));
   if (s->cap_8bitmime && m->eight_bit)
     n += snprintf(line + n, sizeof line - (size_t)n, " BODY=8BITMIME");
   snprintf(line + n, sizeof line - (size_t)n, "\r\n");
@@ -793,6 +794,43 @@ static void on_rcpt(detour_engine *e, detour_ms now, size_t i,
   after_rcpts(e, now);
 }
 
+/* The body source failed: drop the connection without the final "." (the
+ * server discards what it got) and give the message up, since every
+ * attempt would read the same body. */
+static void body_unreadable(detour_engine *e, detour_ms now, int err) {
+  failure_note n;
+  memset(&n, 0, sizeof n);
+  snprintf(n.result, sizeof n.result, "local error");
+  snprintf(n.detail, sizeof n.detail, "data: cannot read the message body: %s",
+           detour_strerror(err));
+  engine_message *m = e->active;
+  for (size_t i = 0; i < m->nrcpts; i++)
+    if (takes_part(&m->rcpts[i]))
+      rcpt_failed(e, now, i, &n, DETOUR_CLASS_TRANSIENT);
+  e->session.out.give_up = true;
+  session_end(e, now, false);
+}
+
+/* Hand the next block of the body to the driver. Its on_sent brings the
+ * one after, so each block gets the data-block timeout of its own (R11,
+ * RFC 5321 4.5.3.2); once the last block (with the final ".") is written,
+ * the reply to the final "." is awaited. */
+static void send_body_block(detour_engine *e, detour_ms now) {
+  engine_session *s = &e->session;
+  int64_t n = body_next_block(e, e->active, &s->body);
+  if (n < 0) {
+    body_unreadable(e, now, (int)n);
+    return;
+  }
+  if (n == 0) {
+    enter_state(e, SESSION_DOT, now);
+    return;
+  }
+  s->sends_outstanding++;
+  engine_send(e, s->conn->id, e->block, (size_t)n);
+  arm_deadline(e, now);
+}
+
 static void on_data_command(detour_engine *e, detour_ms now,
                             const detour_reply *r) {
   engine_session *s = &e->session;
@@ -806,10 +844,10 @@ static void on_data_command(detour_engine *e, detour_ms now,
     fail_reply(e, now, DETOUR_STAGE_DATA, r);
     return;
   }
-  s->sends_outstanding++;
-  engine_send(e, s->conn->id, e->active->wire_body, e->active->wire_len);
+  body_cursor_init(&s->body);
   expect_push(s, DETOUR_STAGE_END_OF_DATA, 0);
   enter_state(e, SESSION_BODY, now);
+  send_body_block(e, now);
 }
 
 static void on_end_of_data(detour_engine *e, detour_ms now,
@@ -962,7 +1000,7 @@ session_outcome session_on_sent(detour_engine *e, detour_ms now) {
   if (s->sends_outstanding > 0)
     s->sends_outstanding--;
   if (s->state == SESSION_BODY && s->sends_outstanding == 0)
-    enter_state(e, SESSION_DOT, now);
+    send_body_block(e, now);
   return outcome_of(s);
 }
 
@@ -1021,46 +1059,4 @@ session_outcome session_on_timeout(detour_engine *e, detour_ms now) {
              (long long)state_timeout(e, s->state));
   fail_condition(e, now, DETOUR_COND_TIMEOUT, why);
   return outcome_of(s);
-}
-
-/* ------------------------------------------------------------------------ */
-/* The body on the wire                                                      */
-
-/* Worst case: every byte a line end that grows to CRLF, every line
- * dot-stuffed, plus the final CRLF and ".\r\n". */
-char *session_wire_body(const char *body, size_t len, size_t *out_len,
-                        bool *eight_bit) {
-  if (len > (SIZE_MAX - 8) / 3)
-    return NULL;
-  char *out = malloc(len * 3 + 8);
-  if (!out)
-    return NULL;
-  size_t o = 0;
-  bool line_start = true;
-  *eight_bit = false;
-  for (size_t i = 0; i < len; i++) {
-    unsigned char ch = (unsigned char)body[i];
-    if (ch >= 0x80)
-      *eight_bit = true;
-    if (line_start && ch == '.')
-      out[o++] = '.'; /* RFC 5321 4.5.2 transparency */
-    line_start = false;
-    if (ch == '\r' || ch == '\n') {
-      /* CRLF, bare LF and bare CR all become CRLF */
-      if (ch == '\r' && i + 1 < len && body[i + 1] == '\n')
-        i++;
-      out[o++] = '\r';
-      out[o++] = '\n';
-      line_start = true;
-      continue;
-    }
-    out[o++] = (char)ch;
-  }
-  if (!line_start) {
-    out[o++] = '\r';
-    out[o++] = '\n';
-  }
-  memcpy(out + o, ".\r\n", 3);
-  *out_len = o + 3;
-  return out;
 }

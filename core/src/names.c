@@ -89,8 +89,8 @@ _Static_assert(COUNT_OF(done_status_names) == DETOUR_DONE_DEFERRED + 1,
                "one name per detour_done_status");
 
 static const char *const action_type_names[] = {
-    "connect", "send",        "close", "log",
-    "warn",    "rcpt_result", "done",  "tls_start"};
+    "connect",     "send", "close", "log",      "warn",
+    "rcpt_result", "done", "error", "tls_start"};
 _Static_assert(COUNT_OF(action_type_names) == DETOUR_ACT_TLS_START + 1,
                "one name per detour_action_type");
 
@@ -204,6 +204,7 @@ void detour_config_init(detour_config *c) {
   c->timeouts.quit = MINUTES(5);
   c->timeouts.tls = MINUTES(5); /* Postfix smtp_starttls_timeout */
   c->timeouts.auth = MINUTES(5);
+  c->block_size = 64 * 1024;
   strcpy(c->helo_name, "localhost");
 }
 
@@ -235,4 +236,16 @@ int detour_config_add_server(detour_config *c, const char *host, uint16_t port,
   s->priority = priority > 0 ? priority : last + 1;
   c->nservers++;
   return 0;
+}
+
+/* Stable insertion sort of indices: equal priorities keep the order in
+ * which they were configured (R1). */
+void detour_config_priority_order(const detour_config *c, size_t *order) {
+  for (size_t i = 0; i < c->nservers; i++) {
+    size_t j = i;
+    for (; j > 0 && c->servers[order[j - 1]].priority > c->servers[i].priority;
+         j--)
+      order[j] = order[j - 1];
+    order[j] = i;
+  }
 }

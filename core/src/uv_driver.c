@@ -586,6 +586,12 @@ static void handle_action(detour_uv *d, const detour_action *a) {
     if (cb->on_done)
       cb->on_done(cb->arg, a->u.done.message, a->u.done.status);
     break;
+  case DETOUR_ACT_ERROR:
+    if (cb->on_error)
+      cb->on_error(cb->arg, a->u.error.code, a->u.error.text);
+    else if (cb->on_warn)
+      cb->on_warn(cb->arg, a->u.error.text);
+    break;
   }
 }
 
