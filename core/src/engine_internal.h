@@ -123,13 +123,13 @@ typedef struct {
   unsigned sends_outstanding; /* SEND actions not yet reported sent */
   bool cap_size, cap_8bitmime, cap_pipelining;
   bool cap_starttls, cap_auth_plain, cap_auth_login;
-  bool tls_up;         /* the handshake completed on this connection */
-  bool tls_started;    /* the TLS_START action was emitted */
-  bool auth_login;     /* AUTH LOGIN (else PLAIN) */
-  unsigned auth_step;  /* LOGIN: 0 command, 1 user, 2 password sent */
-  bool pipelined;      /* this transaction was sent as one group */
-  size_t rcpt_cursor;  /* next recipient to send RCPT for (not pipelined) */
-  size_t accepted;     /* recipients in RCPT_IN_TXN */
+  bool tls_up;        /* the handshake completed on this connection */
+  bool tls_started;   /* the TLS_START action was emitted */
+  bool auth_login;    /* AUTH LOGIN (else PLAIN) */
+  unsigned auth_step; /* LOGIN: 0 command, 1 user, 2 password sent */
+  bool pipelined;     /* this transaction was sent as one group */
+  size_t rcpt_cursor; /* next recipient to send RCPT for (not pipelined) */
+  size_t accepted;    /* recipients in RCPT_IN_TXN */
   engine_body_cursor body;
   session_outcome out; /* filled during one entry point, then returned */
 } engine_session;
@@ -178,9 +178,9 @@ struct detour_engine {
   /* Out of memory (DETOUR_ACT_ERROR): once failed, nothing more is
    * allocated; detour_engine_next_action hands out the error, a CLOSE per
    * open connection and every unfinished message's outcome. */
-  int failed;           /* 0, or the error */
-  bool error_reported;  /* the ERROR action was handed out */
-  size_t swept;         /* messages whose outcome was handed out */
+  int failed;          /* 0, or the error */
+  bool error_reported; /* the ERROR action was handed out */
+  size_t swept;        /* messages whose outcome was handed out */
 };
 
 /* engine.c, used by engine_session.c: actions only, no decisions. */
