@@ -24,6 +24,7 @@
 
 #include "detour/reports.h"
 #include "detour/scenario.h"
+#include "opts.h"
 #include "run.h"
 
 #define MAX_PATHS 256
@@ -77,112 +78,141 @@ static void usage(FILE *f) {
              "too\n"
              "  -q, --quiet         print only failures and the summary\n"
              "      --no-progress   no progress line on a terminal\n"
-             "\nExit status: 0 every scenario passed, 1 one failed, 77 every\n"
-             "scenario was skipped (e.g. a network: scenario without root or\n"
-             "ns-3), 64 usage, 128+N stopped by signal N (after teardown).\n");
+             "  -h, --help          this help\n"
+             "      --version       the version\n"
+             "\nOptions take their value as --opt VALUE or --opt=VALUE.\n");
+  static const int codes[] = {0, 64, 66, 74, -1};
+  cli_print_exit_codes(
+      f, codes,
+      "  1    a scenario failed, or could not run (ERROR)\n"
+      "  77   every scenario was skipped (e.g. a network: scenario\n"
+      "       without root or ns-3)\n"
+      "  128+N  stopped by signal N (after teardown)\n");
 }
+
+enum {
+  OPT_FILTER = 1,
+  OPT_JOBS,
+  OPT_REALTIME,
+  OPT_MUTATE,
+  OPT_CLIENT,
+  OPT_OUT,
+  OPT_JSON,
+  OPT_JUNIT,
+  OPT_HTML,
+  OPT_PCAP,
+  OPT_REPORT_DIR,
+  OPT_VERBOSE,
+  OPT_QUIET,
+  OPT_NO_PROGRESS,
+};
+
+static const cli_opt run_options[] = {
+    {OPT_FILTER, 'f', "filter", "GLOB"},
+    {OPT_JOBS, 'j', "jobs", "N"},
+    {OPT_REALTIME, 0, "realtime", NULL},
+    {OPT_MUTATE, 0, "mutate", "M"},
+    {OPT_CLIENT, 0, "client", "NAME"},
+    {OPT_OUT, 'o', "out", "DIR"},
+    {OPT_JSON, 0, "json", "FILE"},
+    {OPT_JUNIT, 0, "junit", "FILE"},
+    {OPT_HTML, 0, "html", "FILE"},
+    {OPT_PCAP, 0, "pcap", "DIR"},
+    {OPT_REPORT_DIR, 0, "report-dir", "DIR"},
+    {OPT_VERBOSE, 'v', "verbose", NULL},
+    {OPT_QUIET, 'q', "quiet", NULL},
+    {OPT_NO_PROGRESS, 0, "no-progress", NULL},
+};
 
 static int bad(const char *fmt, const char *arg) {
-  fprintf(stderr, "detour run: ");
-  fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\nTry 'detour run --help'.\n");
-  return EX_USAGE;
+  return cli_usage_error("run", fmt, arg);
 }
 
-/* The value of option argv[*i]: attached ("-j2", "--jobs=2", kept in
- * *attached by split()) or the next argument. */
-static const char *attached;
-static const char *value(int argc, char **argv, int *i) {
-  if (attached)
-    return attached;
-  if (*i + 1 >= argc)
-    return NULL;
-  return argv[++*i];
-}
-
-/* "--jobs=2" -> "--jobs" + "2"; "-j2" -> "-j" + "2". name gets the option
- * alone. */
-static const char *split(const char *a, char *name, size_t len) {
-  attached = NULL;
-  snprintf(name, len, "%s", a);
-  char *eq = strchr(name, '=');
-  if (a[0] == '-' && a[1] == '-' && eq) {
-    *eq = '\0';
-    attached = a + (eq - name) + 1;
-  } else if (a[0] == '-' && a[1] != '-' && a[1] && strchr("fjo", a[1]) &&
-             a[2]) {
-    name[2] = '\0';
-    attached = a + 2;
+/* One option with its value (NULL for a flag). 0 or CLI_EXIT_USAGE. */
+static int take_option(run_opts *o, int id, const char *name, const char *v) {
+  char err[512];
+  char *end;
+  long n;
+  switch (id) {
+  case OPT_FILTER:
+    o->filter = v;
+    return 0;
+  case OPT_JOBS:
+    n = strtol(v, &end, 10);
+    if (*end || end == v || n < 1 || n > 64)
+      return bad("%s needs a number 1..64", name);
+    o->jobs = (unsigned)n;
+    return 0;
+  case OPT_REALTIME:
+    o->realtime = true;
+    return 0;
+  case OPT_MUTATE:
+    if (detour_scenario_check_mutation(v, err, sizeof err) < 0)
+      return bad("%s", err);
+    if (o->nmutations >= MAX_MUTATIONS)
+      return bad("too many %s", name);
+    o->mutations[o->nmutations++] = v;
+    return 0;
+  case OPT_CLIENT:
+    if (!detour_scenario_client_exists(v))
+      return bad("unknown client '%s' (expected builtin or postfix)", v);
+    o->client = v;
+    return 0;
+  case OPT_OUT:
+    o->out_dir = v;
+    return 0;
+  case OPT_JSON:
+    o->json = v;
+    return 0;
+  case OPT_JUNIT:
+    o->junit = v;
+    return 0;
+  case OPT_HTML:
+    o->html = v;
+    return 0;
+  case OPT_PCAP:
+    o->pcap_dir = v;
+    return 0;
+  case OPT_REPORT_DIR:
+    o->report_dir = v;
+    return 0;
+  case OPT_VERBOSE:
+    o->verbose = true;
+    return 0;
+  case OPT_QUIET:
+    o->quiet = true;
+    return 0;
+  case OPT_NO_PROGRESS:
+    o->no_progress = true;
+    return 0;
+  default:
+    return CLI_EXIT_USAGE;
   }
-  return name;
 }
 
-static const char **report_option(run_opts *o, const char *name) {
-  if (!strcmp(name, "--json"))
-    return &o->json;
-  if (!strcmp(name, "--junit"))
-    return &o->junit;
-  if (!strcmp(name, "--html"))
-    return &o->html;
-  if (!strcmp(name, "--pcap"))
-    return &o->pcap_dir;
-  return &o->report_dir;
-}
-
+/* 0 to go on, -1 after --help/--version, or an exit code. */
 static int parse(int argc, char **argv, run_opts *o) {
-  for (int i = 1; i < argc; i++) {
-    char name[64], err[512];
-    const char *a = split(argv[i], name, sizeof name), *v;
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      usage(stdout);
-      return -1;
-    } else if (!strcmp(a, "-f") || !strcmp(a, "--filter")) {
-      if (!(o->filter = value(argc, argv, &i)))
-        return bad("%s needs a glob", a);
-    } else if (!strcmp(a, "-j") || !strcmp(a, "--jobs")) {
-      char *end;
-      long n = (v = value(argc, argv, &i)) ? strtol(v, &end, 10) : 0;
-      if (!v || *end || n < 1 || n > 64)
-        return bad("%s needs a number 1..64", a);
-      o->jobs = (unsigned)n;
-    } else if (!strcmp(a, "--realtime")) {
-      o->realtime = true;
-    } else if (!strcmp(a, "--mutate")) {
-      if (!(v = value(argc, argv, &i)))
-        return bad("%s needs a mutation", a);
-      if (detour_scenario_check_mutation(v, err, sizeof err) < 0)
-        return bad("%s", err);
-      if (o->nmutations >= MAX_MUTATIONS)
-        return bad("too many %s", a);
-      o->mutations[o->nmutations++] = v;
-    } else if (!strcmp(a, "--client")) {
-      if (!(o->client = value(argc, argv, &i)))
-        return bad("%s needs a client name (builtin, postfix)", a);
-      if (!detour_scenario_client_exists(o->client))
-        return bad("unknown client '%s' (expected builtin or postfix)",
-                   o->client);
-    } else if (!strcmp(a, "-o") || !strcmp(a, "--out")) {
-      if (!(o->out_dir = value(argc, argv, &i)))
-        return bad("%s needs a directory", a);
-    } else if (!strcmp(a, "--json") || !strcmp(a, "--junit") ||
-               !strcmp(a, "--html") || !strcmp(a, "--pcap") ||
-               !strcmp(a, "--report-dir")) {
-      if (!(v = value(argc, argv, &i)))
-        return bad("%s needs a path", a);
-      *report_option(o, a) = v;
-    } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
-      o->verbose = true;
-    } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-      o->quiet = true;
-    } else if (!strcmp(a, "--no-progress")) {
-      o->no_progress = true;
-    } else if (a[0] == '-' && a[1]) {
-      return bad("unknown option '%s'", argv[i]);
-    } else if (o->npaths >= MAX_PATHS) {
-      return bad("too many paths (at most 256), at '%s'", a);
-    } else {
-      o->paths[o->npaths++] = argv[i];
+  cli_parser p;
+  cli_parser_init(&p, "run", run_options,
+                  sizeof run_options / sizeof *run_options, argc, argv);
+  const char *v;
+  int id;
+  while ((id = cli_next(&p, &v)) != CLI_END) {
+    if (id == CLI_HELP)
+      return usage(stdout), -1;
+    if (id == CLI_VERSION)
+      return cli_print_version(), -1;
+    if (id == CLI_ERROR)
+      return CLI_EXIT_USAGE;
+    if (id == CLI_ARG) {
+      if (o->npaths >= MAX_PATHS)
+        return bad("too many paths (at most 256), at '%s'", v);
+      o->paths[o->npaths++] = v;
+      continue;
     }
+    int rc = take_option(o, id, cli_opt_name(&p), v);
+    if (rc)
+      return rc;
   }
   if (o->npaths == 0)
     o->paths[o->npaths++] = "scenarios/conformance";

@@ -156,7 +156,7 @@ def run_fail(script_text, *extra):
 
 def test_bad_script():
     r, path = run_fail("name: x\ngreeting: hello\n")
-    check(r.returncode == 65, "bad script: exit 65 (got %d)" % r.returncode)
+    check(r.returncode == 78, "bad script: exit 78 (got %d)" % r.returncode)
     check(path + ":2:11: expected a reply" in r.stderr,
           "bad script names file:line:col: " + r.stderr.strip())
 
