@@ -140,7 +140,8 @@ static int take_option(run_opts *o, int id, const char *name, const char *v) {
   case OPT_JOBS:
     n = strtol(v, &end, 10);
     if (*end || end == v || n < 1 || n > 64)
-      return bad("%s needs a number 1..64", name);
+      return cli_usage_error("run", "%s takes a number 1..64, not '%s'", name,
+                             v);
     o->jobs = (unsigned)n;
     return 0;
   case OPT_REALTIME:

@@ -430,7 +430,6 @@ static void write_json(send_run *r, const detour_log_row *row) {
 
 #define W_TIME 14   /* "11-28 15:51:39" */
 #define W_RESULT 12 /* "config error" */
-#define W_CLASS 9   /* "TRANSIENT" */
 #define W_RCPT_MAX 28
 #define W_SERVER_MAX 26
 #define W_DETAIL_MIN 16
@@ -456,6 +455,16 @@ static void table_widths(send_run *r, const send_opts *o) {
     r->w_rcpt = W_RCPT_MAX;
   if (r->w_server > W_SERVER_MAX)
     r->w_server = W_SERVER_MAX;
+  /* Leave the detail its minimum within 80 columns: long addresses give
+   * way first (cut with '~'), down to 12 columns each. */
+  int fixed = W_TIME + 2 + 2 + 2 + W_RESULT + 2 + W_DETAIL_MIN;
+  while (fixed + r->w_rcpt + r->w_server > TABLE_WIDTH &&
+         (r->w_rcpt > 12 || r->w_server > 12)) {
+    if (r->w_rcpt >= r->w_server && r->w_rcpt > 12)
+      r->w_rcpt--;
+    else
+      r->w_server--;
+  }
 }
 
 static int detail_width(const send_run *r) {
