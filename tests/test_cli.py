@@ -379,6 +379,61 @@ def test_sendmail():
     check(re.search(r"^Date: ", three, re.M) is not None, "a Date is added")
 
 
+SUITE = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "scenarios", "conformance")
+
+
+def rules_of(f):
+    with open(os.path.join(SUITE, f)) as fh:
+        m = re.search(r"^rules:\s*\[([^\]]*)\]", fh.read(), re.M)
+    return [r.strip() for r in m.group(1).split(",")] if m else []
+
+
+def test_run():
+    files = sorted(f for f in os.listdir(SUITE) if f.endswith(".yaml"))
+    want = {f for f in files if any(re.fullmatch(r"R12(\D.*)?", r, re.I)
+                                     for r in rules_of(f))}
+    want |= {f for f in files if "dns" in f}
+    r = detour("run", SUITE, "--filter", "R12", "-f", "dns", "--no-progress")
+    ran = re.findall(r"^PASS\s+(\S+)", r.out, re.M)
+    check(r.returncode == 0 and len(ran) == len(want) and len(want) > 3,
+          "run --filter R12 -f dns: the R12 scenarios and the dns one "
+          "(%d of %d)" % (len(ran), len(want)))
+    check(set(ran) == {f[:-len(".yaml")] for f in want},
+          "run --filter: exactly those: %s" % sorted(set(ran) ^ {
+              f[:-len(".yaml")] for f in want}))
+    tmp = path("suite")
+    os.makedirs(tmp)
+    shutil.copy(os.path.join(SUITE, "r1-single-server.yaml"), tmp)
+    with open(os.path.join(tmp, "broken.yaml"), "w") as f:
+        f.write("name: broken\nrules: [R1]\nservers: 3\n")
+    rd = path("reports")
+    os.makedirs(os.path.join(rd, "pcap"))
+    for stale in ("rows.txt", "report.html", "pcap/gone.pcap", "mine.txt"):
+        open(os.path.join(rd, stale), "w").write("stale")
+    r = detour("run", tmp, "--report-dir", rd, "--mutate",
+               "classify:connect_refused=ABORT", "--no-progress")
+    check(r.returncode == 1, "run: a broken file and a failure: exit 1")
+    tail = r.out.split("\nfailed:\n", 1)
+    check(len(tail) == 2 and "ERROR broken.yaml" in tail[1],
+          "run: failures listed again at the end:\n" + r.out[-600:])
+    check(r.out.rstrip().endswith("0 passed, 1 failed, 1 error") or
+          r.out.rstrip().endswith("1 passed, 0 failed, 1 error"),
+          "run: ERROR counted apart from FAIL: %r" % r.out.splitlines()[-1:])
+    check(not os.path.exists(os.path.join(rd, "pcap", "gone.pcap")) and
+          open(os.path.join(rd, "rows.txt")).read() != "stale" and
+          os.path.exists(os.path.join(rd, "mine.txt")),
+          "run --report-dir: an earlier run's reports are gone, other files "
+          "stay")
+    html = open(os.path.join(rd, "report.html")).read()
+    m = re.search(r'href="([^"#]*)#r1"', html)
+    target = os.path.normpath(os.path.join(rd, m.group(1))) if m else ""
+    check(m is not None and not m.group(1).startswith("/") and
+          os.path.exists(target) and target.endswith("docs/rules.md"),
+          "run: the HTML links rules to docs/rules.md, relatively: %s"
+          % (m.group(1) if m else None))
+
+
 def main():
     if not os.path.exists(DETOUR):
         print("no detour binary at", DETOUR)
@@ -387,6 +442,7 @@ def main():
     test_opt_equals_value(helps)
     test_commands_and_top_level()
     test_same_cause_same_code(helps)
+    test_run()
     test_send()
     test_one_ctrl_d()
     test_sendmail()
