@@ -256,9 +256,12 @@ static int parse(int argc, char **argv, run_opts *o) {
     if (rc)
       return rc;
   }
-  if (o->npaths == 0)
+  if (o->npaths == 0) {
     o->paths[o->npaths++] = find_data("scenarios/conformance", o->default_path,
                                       sizeof o->default_path);
+    if (!o->quiet)
+      printf("suite: %s\n", o->paths[0]);
+  }
   return 0;
 }
 

@@ -434,6 +434,22 @@ def test_run():
           % (m.group(1) if m else None))
 
 
+def test_completions(helps):
+    """Every long option of every command's --help is in both completion
+    files, so a new option cannot be forgotten there."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    files = [os.path.join(root, "cli", "completions", f)
+             for f in ("detour.bash", "_detour")]
+    texts = [open(f).read() for f in files]
+    for cmd, text in helps.items():
+        for opt in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", text))):
+            if opt in ("--opt",):
+                continue
+            for f, t in zip(files, texts):
+                check(opt in t, "%s %s is in %s" % (cmd, opt,
+                                                     os.path.basename(f)))
+
+
 def main():
     if not os.path.exists(DETOUR):
         print("no detour binary at", DETOUR)
@@ -441,6 +457,7 @@ def main():
     helps = test_help_version_and_typos()
     test_opt_equals_value(helps)
     test_commands_and_top_level()
+    test_completions(helps)
     test_same_cause_same_code(helps)
     test_run()
     test_send()
