@@ -567,6 +567,11 @@ static void short_detail(const detour_log_row *row, char *buf, size_t len) {
     const char *text = rest + 3; /* the code is in the result column */
     while (*text == ' ')
       text++;
+    /* the enhanced code too (-v shows it): the words say more here */
+    if (text[0] >= '2' && text[0] <= '5' && text[1] == '.') {
+      const char *sp = strchr(text, ' ');
+      text = sp ? sp + 1 : text + strlen(text);
+    }
     snprintf(buf, len, "%s %s", stage, text);
     return;
   }

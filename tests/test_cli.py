@@ -274,6 +274,21 @@ def test_send():
                "--from", "me@x.test", "d@x.test", stdin=MESSAGE)
     check(r.returncode == 75 and "refused" in r.err and "deferred" in r.out,
           "send -q: a failure is shown (rc %d)" % r.returncode)
+    # A refused recipient: the detail names the stage and the server's
+    # words; exit 67.
+    script = write("rcpt550.yaml", "name: p\nlisten: 127.0.0.1:0\nrcpt:\n"
+                   "  'bad@*': 550 5.1.1 no such user\n")
+    refusing = subprocess.Popen([DETOUR, "serve", "-q", "-s", script],
+                                stdout=subprocess.PIPE)
+    line = refusing.stdout.readline().decode()
+    port = line.rsplit(":", 1)[-1].strip()
+    r = detour("send", "-s", "127.0.0.1:" + port, "--from", "a@x.test",
+               "bad@y.test", stdin=MESSAGE)
+    refusing.terminate()
+    refusing.wait(timeout=10)
+    check(r.returncode == 67 and re.search(
+        r"SMTP 550\s+RCPT no such user", r.err) is not None,
+        "send: a 550 at RCPT: exit 67, detail 'RCPT no such user':\n" + r.err)
     sink.stop()
     files = sorted(os.listdir(eml)) if os.path.isdir(eml) else []
     first = open(os.path.join(eml, files[0])).read() if files else ""
