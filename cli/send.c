@@ -280,7 +280,8 @@ static int duration_opt(const char *name, const char *text, bool zero_ok,
                         detour_ms *out) {
   detour_ms ms;
   if (detour_parse_duration(text, &ms) != 0 || ms < 0 || (!zero_ok && ms == 0))
-    return usage_error("%s takes a duration like 500ms, 3s or 3m, not '%s'",
+    return usage_error("%s takes a duration like 500ms, 3s or 3m, at most "
+                       "720h (30 days), not '%s'",
                        name, text);
   *out = ms;
   return 0;

@@ -52,7 +52,7 @@ typedef struct {
   detour_fake_server **srv;
   size_t nsrv;
   uv_signal_t sigint, sigterm;
-  FILE *record;
+  detour_fake_sink *record; /* one write per event: never a cut line */
   bool quiet;
   const char *maildir;
   const char *eml_dir;
@@ -80,7 +80,8 @@ void detour_cli_serve_usage(void) {
       "                       listen on a non-loopback address. ADDR is\n"
       "                       IP:PORT, HOST:PORT, [IPv6]:PORT, :PORT or PORT\n"
       "                       (the last two on 127.0.0.1)\n"
-      "  -r, --record FILE    write every event as JSON Lines\n"
+      "  -r, --record FILE    write every event as JSON Lines as it happens\n"
+      "                       (bodies over 64 KiB: FILE.bodies/)\n"
       "      --maildir DIR    write each received message into the Maildir\n"
       "                       DIR (DIR/tmp, DIR/new, DIR/cur; created)\n"
       "      --eml-dir DIR    write each received message as DIR/N.eml\n"
@@ -261,6 +262,30 @@ static int prepare_dirs(const serve_opts *o) {
   return rc;
 }
 
+/* The body into f: from memory, or from the spool file of a streaming
+ * server (left at 0 for whoever reads it next). Returns its last byte. */
+static char copy_body(FILE *f, const detour_fake_message *m) {
+  if (m->body) {
+    fwrite(m->body, 1, m->body_len, f);
+    return m->body_len ? m->body[m->body_len - 1] : '\0';
+  }
+  char buf[65536], last = '\0';
+  size_t left = m->body_len;
+  if (!m->body_file || fseek(m->body_file, 0, SEEK_SET) != 0)
+    return last;
+  while (left > 0) {
+    size_t n =
+        fread(buf, 1, left < sizeof buf ? left : sizeof buf, m->body_file);
+    if (n == 0)
+      break;
+    fwrite(buf, 1, n, f);
+    last = buf[n - 1];
+    left -= n;
+  }
+  fseek(m->body_file, 0, SEEK_SET);
+  return last;
+}
+
 /* The envelope as a delivery agent writes it, then the body as received. */
 static int write_message(FILE *f, const detour_fake_message *m) {
   fprintf(f, "Return-Path: <%s>\r\n", m->from);
@@ -268,8 +293,8 @@ static int write_message(FILE *f, const detour_fake_message *m) {
     fprintf(f, "Delivered-To: %s\r\n", m->rcpts[i]);
   if (m->truncated)
     fprintf(f, "X-Detour-Truncated: yes\r\n");
-  fwrite(m->body, 1, m->body_len, f);
-  if (m->body_len && m->body[m->body_len - 1] != '\n')
+  char last = copy_body(f, m);
+  if (m->body_len && last != '\n')
     fputs("\r\n", f); /* the line end before the final "." */
   return fclose(f);
 }
@@ -384,7 +409,7 @@ static void observe(void *arg, detour_fake_server *srv,
   if (!r->quiet)
     print_event(srv, ev);
   if (r->record)
-    detour_fake_event_write_json(ev, detour_fake_server_name(srv), r->record);
+    detour_fake_sink_write(r->record, ev, detour_fake_server_name(srv));
   if (ev->type == DETOUR_FAKE_EV_MESSAGE && ev->msg)
     save_message(r, ev->msg);
 }
@@ -426,6 +451,9 @@ static int make_servers(serve_run *r, detour_fake_script **v, size_t n,
     }
     r->nsrv = i + 1;
     detour_fake_server_set_observer(r->srv[i], observe, r);
+    /* A long run keeps nothing in memory: events go to the observer
+     * (stdout, --record), bodies are spooled to disk while they arrive. */
+    detour_fake_server_set_streaming(r->srv[i], NULL);
   }
   return 0;
 }
@@ -508,7 +536,7 @@ int detour_cli_serve(int argc, char **argv) {
     detour_fake_scripts_free(v, n);
     return rc;
   }
-  if (o.record && !(r.record = fopen(o.record, "w"))) {
+  if (o.record && !(r.record = detour_fake_sink_open(o.record))) {
     fprintf(stderr, "detour serve: cannot create %s: %s\n", o.record,
             strerror(errno));
     detour_fake_scripts_free(v, n);
@@ -524,7 +552,7 @@ int detour_cli_serve(int argc, char **argv) {
     rc = run(&r);
   detour_fake_scripts_free(v, n);
   teardown(&r);
-  if (r.record && fclose(r.record) != 0)
+  if (r.record && detour_fake_sink_close(r.record) != 0)
     rc = rc ? rc : CLI_EXIT_IOERR;
   fflush(stdout);
   return rc;

@@ -231,6 +231,32 @@ def test_sink():
     shutil.rmtree(tmp)
 
 
+def test_truncated_eml():
+    """A body cut at max_body is written with X-Detour-Truncated: yes."""
+    tmp = tempfile.mkdtemp(prefix="detour-serve-")
+    eml = os.path.join(tmp, "eml")
+    p, out, record, ports = start(tmp, "name: t\nlisten: 127.0.0.1:0\n"
+                                  "max_body: 10\n", "--eml-dir", eml)
+    check("t" in ports, "max_body server listening")
+    if "t" not in ports:
+        p.kill()
+        return
+    with smtplib.SMTP(*ports["t"], timeout=10) as s:
+        s.sendmail("a@x.test", ["b@x.test"],
+                   "Subject: long\r\n\r\n" + "x" * 200 + "\r\n")
+    rc = stop(p)
+    files = os.listdir(eml) if os.path.isdir(eml) else []
+    text = open(os.path.join(eml, files[0]), encoding="latin-1",
+                newline="").read() \
+        if files else ""
+    head, _, body = text.partition("X-Detour-Truncated: yes\r\n")
+    check(rc == 0 and len(files) == 1 and _ != "" and
+          len(body.rstrip("\r\n")) <= 10,
+          "a body over max_body: one .eml marked truncated, cut to 10 bytes: "
+          "%r" % text[:200])
+    shutil.rmtree(tmp)
+
+
 def main():
     if not os.path.exists(DETOUR):
         print("no detour binary at", DETOUR)
@@ -240,6 +266,7 @@ def main():
     test_no_public_listen_from_script()
     test_listen_override()
     test_sink()
+    test_truncated_eml()
     print("%d failure(s)" % len(FAILURES))
     return 1 if FAILURES else 0
 
