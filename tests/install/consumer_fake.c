@@ -26,9 +26,8 @@ int main(void) {
   detour_clock *clock = detour_clock_new_real(&loop);
   size_t n = 0;
   char err[256];
-  detour_fake_script **v =
-      detour_fake_load_string(script, strlen(script), "inline", &n, err,
-                              sizeof err);
+  detour_fake_script **v = detour_fake_load_string(
+      script, strlen(script), "inline", &n, err, sizeof err);
   if (!clock || !v || n != 1)
     return fprintf(stderr, "load: %s\n", err), 1;
   int e = 0;
@@ -45,8 +44,8 @@ int main(void) {
   char buf[256] = "";
   for (int i = 0; i < 200 && !strchr(buf, '\n'); i++) {
     uv_run(&loop, UV_RUN_NOWAIT); /* the server accepts and greets */
-    ssize_t r = recv(fd, buf + strlen(buf), sizeof buf - strlen(buf) - 1,
-                     MSG_DONTWAIT);
+    ssize_t r =
+        recv(fd, buf + strlen(buf), sizeof buf - strlen(buf) - 1, MSG_DONTWAIT);
     (void)r;
     usleep(10000);
   }
