@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "detour/adapter.h"
 #include "detour/reports.h"
 #include "detour/scenario.h"
 #include "run.h"
@@ -157,10 +158,12 @@ static int parse(int argc, char **argv, run_opts *o) {
       o->mutations[o->nmutations++] = v;
     } else if (!strcmp(a, "--client")) {
       if (!(o->client = value(argc, argv, &i)))
-        return bad("%s needs a client name (builtin, postfix)", a);
-      if (!detour_scenario_client_exists(o->client))
-        return bad("unknown client '%s' (expected builtin or postfix)",
-                   o->client);
+        return bad("%s needs a client: builtin, a name of clients/ or a "
+                   "manifest's path",
+                   a);
+      if (!detour_scenario_client_exists(o->client) &&
+          !detour_adapter_load(o->client, err, sizeof err))
+        return bad("%s", err);
     } else if (!strcmp(a, "-o") || !strcmp(a, "--out")) {
       if (!(o->out_dir = value(argc, argv, &i)))
         return bad("%s needs a directory", a);

@@ -525,6 +525,27 @@ static int read_client_servers(ld *l, yaml_node_t *v) {
 
 /* Runs last: it adds a node to the document, which may move every
  * yaml_node_t, so nobody may hold a node pointer across it. */
+/* Record key for the adapter check; retry and timeouts by sub-key, as a
+ * client may render the interval and not the attempt limit. */
+static void add_client_key(ld *l, const char *k, yaml_node_t *v) {
+  char *keys = l->s->client_keys;
+  size_t cap = sizeof l->s->client_keys;
+  bool split = (!strcmp(k, "retry") || !strcmp(k, "timeouts")) &&
+               v->type == YAML_MAPPING_NODE;
+  if (!split) {
+    snprintf(keys + strlen(keys), cap - strlen(keys), "%s%s", *keys ? " " : "",
+             k);
+    return;
+  }
+  for (yaml_node_pair_t *p = v->data.mapping.pairs.start;
+       p < v->data.mapping.pairs.top; p++) {
+    const char *sub = scalar(node(l, p->key));
+    if (sub)
+      snprintf(keys + strlen(keys), cap - strlen(keys), "%s%s.%s",
+               *keys ? " " : "", k, sub);
+  }
+}
+
 static int read_client(ld *l, int client_id) {
   yaml_node_t *c = node(l, client_id);
   if (want_map(l, c, "client") < 0)
@@ -536,14 +557,12 @@ static int read_client(ld *l, int client_id) {
     return DETOUR_ENOMEM;
   memcpy(pairs, c->data.mapping.pairs.start, npairs * sizeof *pairs);
   int rc = 0, servers_id = 0;
-  char *keys = l->s->client_keys;
   for (size_t i = 0; i < npairs; i++) {
     const char *k = scalar(node(l, pairs[i].key));
     if (k && !strcmp(k, "servers"))
       servers_id = pairs[i].value;
     if (k) /* an external client's adapter checks what it can render */
-      snprintf(keys + strlen(keys), sizeof l->s->client_keys - strlen(keys),
-               "%s%s", *keys ? " " : "", k);
+      add_client_key(l, k, node(l, pairs[i].value));
   }
   if (servers_id)
     rc = read_client_servers(l, node(l, servers_id));
@@ -1232,10 +1251,10 @@ static int on_adapter(ld *l, yaml_node_t *v, const char *path) {
   const char *name = want_scalar(l, v, path, "a client's adapter name");
   if (!name)
     return DETOUR_EPARSE;
-  if (!scn_adapter_is_builtin(name) && !detour_adapter_find(name))
-    return fail(l, v, path,
-                "unknown client '%s' (expected builtin or one of: %s)", name,
-                scn_adapter_names());
+  char why[512];
+  if (!scn_adapter_is_builtin(name) &&
+      !detour_adapter_load(name, why, sizeof why))
+    return fail(l, v, path, "%s", why);
   free(l->s->adapter);
   l->s->adapter = NULL;
   if (!scn_adapter_is_builtin(name) && !(l->s->adapter = strdup(name)))
@@ -1419,11 +1438,10 @@ int scn_apply_mutations(detour_settings *st, const detour_scenario_options *o,
 static int choose_client(ld *l, const detour_scenario_options *opt) {
   detour_scenario *s = l->s;
   if (opt && opt->client) {
+    char why[512];
     if (!scn_adapter_is_builtin(opt->client) &&
-        !detour_adapter_find(opt->client))
-      return fail(l, NULL, "",
-                  "unknown client '%s' (expected builtin or one of: %s)",
-                  opt->client, scn_adapter_names());
+        !detour_adapter_load(opt->client, why, sizeof why))
+      return fail(l, NULL, "", "%s", why);
     free(s->adapter);
     s->adapter =
         scn_adapter_is_builtin(opt->client) ? NULL : strdup(opt->client);
