@@ -526,10 +526,11 @@ static void defaults(mf_manifest *m) {
 }
 
 static int fill_strings(mf_manifest *m, const char *path) {
-  char *copy = strdup(path);
+  /* absolute: commands run in {dir}, not where detour was started */
+  char *abs = realpath(path, NULL);
   m->file = strdup(path);
-  m->manifest_dir = copy ? strdup(dirname(copy)) : NULL;
-  free(copy);
+  m->manifest_dir = abs ? strdup(dirname(abs)) : NULL;
+  free(abs);
   if (!m->srv_format)
     m->srv_format = strdup("{host}:{port}");
   if (!m->srv_separator)
