@@ -664,6 +664,13 @@ static int fill_header(const detour_scenario *s, detour_scenario_result *res) {
       return DETOUR_ENOMEM;
   res->nmsgs = s->nmsgs;
   res->realtime = s->realtime;
+  res->mutated = s->mutated;
+  res->exit_code = -1; /* until the built-in engine ran */
+  if (s->adapter) {
+    const detour_adapter *a = detour_adapter_find(s->adapter);
+    if (!(res->client = strdup(a ? a->name : s->adapter)))
+      return DETOUR_ENOMEM;
+  }
   res->network = s->net.enabled;
   return 0;
 }
@@ -714,7 +721,9 @@ int detour_scenario_run(const detour_scenario *s, detour_scenario_result *out) {
   char *client_log = r->ext && out->verdict != DETOUR_VERDICT_ERROR
                          ? collect_external(r)
                          : NULL;
-  out->exit_code = exit_code_of(out);
+  /* an external client's exit status is no evidence (and there is none
+   * for a client that runs as a daemon): only the engine's means much */
+  out->exit_code = r->ext || s->adapter ? -1 : exit_code_of(out);
   if (r->loop_inited)
     teardown(r);
   free(r);
@@ -732,6 +741,7 @@ int detour_scenario_run(const detour_scenario *s, detour_scenario_result *out) {
 int detour_scenario_result_error(detour_scenario_result *out, const char *file,
                                  const char *text) {
   memset(out, 0, sizeof *out);
+  out->exit_code = -1;
   out->file = scn_strdup(file);
   const char *slash = file ? strrchr(file, '/') : NULL;
   out->name = scn_strdup(slash ? slash + 1 : file ? file : "?");
@@ -767,6 +777,7 @@ void detour_scenario_result_free(detour_scenario_result *r) {
   free(r->name);
   free(r->file);
   free(r->description);
+  free(r->client);
   free_strs(r->rules, r->nrules);
   free_strs(r->failures, r->nfailures);
   for (size_t i = 0; i < r->nrows; i++) {

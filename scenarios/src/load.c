@@ -1461,6 +1461,7 @@ static int load_parsed(ld *l, const detour_scenario_options *opt) {
     rc = detour_settings_init(&l->s->settings);
   if (rc == 0)
     rc = scn_apply_mutations(&l->s->settings, opt, l->err, l->errlen);
+  l->s->mutated = opt && opt->nmutations > 0;
   if (rc == 0)
     rc = choose_client(l, opt);
   if (rc == DETOUR_ENOMEM)
