@@ -10,6 +10,15 @@ import time
 VERSION = "pyclient 1.0"
 
 
+def classify(code):
+    """SPEC R3 in short: 450/451 wait and retry, 421/452/552 and other
+    4xx or 5xx the next server, 550/551/553/554 a wrong address or
+    content: dropped."""
+    if code in (450, 451):
+        return "retry"
+    return "done" if code in (550, 551, 553, 554) else "next"
+
+
 def session(server, timeout, sender, rcpts, body):
     """One attempt. Returns (action, recipients still pending): action is
     'done', 'next' (try the next server now) or 'retry' (wait, same one)."""
@@ -22,21 +31,25 @@ def session(server, timeout, sender, rcpts, body):
         smtp.ehlo_or_helo_if_needed()
         code, _ = smtp.mail(sender)
         if code >= 400:
-            return ("retry" if code in (450, 451) else "next"), rcpts
-        accepted, later, action = [], [], "retry"
+            action = classify(code)
+            return action, [] if action == "done" else rcpts
+        accepted, later, action = [], [], "done"
         for rcpt in rcpts:
             code, _ = smtp.rcpt(rcpt)
             if code < 300:
                 accepted.append(rcpt)
-            elif code not in (550, 551, 553):  # those: a wrong address, dropped
+            elif classify(code) != "done":  # else a wrong address: dropped
                 later.append(rcpt)
-                action = "retry" if code in (450, 451) else "next"
+                action = classify(code)
         if accepted:
-            smtp.data(body)  # a 4xx/5xx here raises SMTPDataError
+            code, _ = smtp.data(body)  # the reply to the final dot
+            if code >= 400:
+                action, later = classify(code), accepted + later
         smtp.quit()
-        return (action if later else "done"), later
-    except smtplib.SMTPDataError as e:
-        return ("retry" if e.smtp_code in (450, 451) else "done"), rcpts if e.smtp_code < 500 else []
+        return action, [] if action == "done" else later
+    except smtplib.SMTPResponseException as e:  # e.g. DATA refused
+        action = classify(e.smtp_code)
+        return action, [] if action == "done" else rcpts
     except (OSError, smtplib.SMTPException):
         return "retry", rcpts  # dropped or silent mid-session: try again later
 
