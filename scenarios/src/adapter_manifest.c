@@ -326,9 +326,18 @@ static unsigned free_port(void) {
   return port;
 }
 
+/* {peers}: where scripts/setup.sh unpacked the peers' packages. */
+static int peers_var(mi *x) {
+  const char *env = getenv("DETOUR_PEERS");
+  if (env && *env)
+    return set_var(x, "peers", "%s", env);
+  return set_var(x, "peers", "%s/../build/peers", x->m->manifest_dir);
+}
+
 static int make_vars(mi *x, const detour_adapter_config *c) {
   int rc = set_var(x, "dir", "%s", x->dir);
   rc |= set_var(x, "manifest_dir", "%s", x->m->manifest_dir);
+  rc |= peers_var(x);
   rc |= set_var(x, "port", "%u", free_port());
   rc |= set_var(x, "helo", "%s",
                 c->helo_name && *c->helo_name ? c->helo_name : "localhost");
@@ -482,6 +491,23 @@ static char *iso_script(const mi *x, const char *hosts) {
   const mf_manifest *m = x->m;
   scn_buf b = {0};
   scn_buf_add(&b, "set -e\nmkdir -p %s/.iso\n", x->dir);
+  /* overlays first: a bind or a private /etc/hosts goes on top of them */
+  /* PATH, or PATH:UPPER (a folder under {dir} whose files show on top) */
+  for (size_t i = 0; i < m->overlays.n; i++) {
+    char *p = expand0(x, m->overlays.v[i]);
+    char *upper = p ? strchr(p, ':') : NULL, dflt[400];
+    if (upper)
+      *upper++ = '\0';
+    snprintf(dflt, sizeof dflt, "%s/.iso/ov%zu/u", x->dir, i);
+    scn_buf_add(&b, "mkdir -p %s/.iso/ov%zu/w %s\n", x->dir, i,
+                upper ? upper : dflt);
+    scn_buf_add(&b,
+                "mount -t overlay overlay -o lowerdir=%s,upperdir=%s,workdir="
+                "%s/.iso/ov%zu/w %s\n",
+                p ? p : "/nonexistent", upper ? upper : dflt, x->dir, i,
+                p ? p : "/nonexistent");
+    free(p);
+  }
   add_lines(&b, x, "passwd", &m->users, NULL);
   add_lines(&b, x, "group", &m->groups, NULL);
   mf_list none = {0};
@@ -499,17 +525,6 @@ static char *iso_script(const mi *x, const char *hosts) {
       *colon = '\0';
       scn_buf_add(&b, "mount --bind %s %s\n", p, colon + 1);
     }
-    free(p);
-  }
-  for (size_t i = 0; i < m->overlays.n; i++) {
-    char *p = expand0(x, m->overlays.v[i]);
-    scn_buf_add(
-        &b,
-        "mkdir -p %s/.iso/ov%zu && mount -t tmpfs tmpfs %s/.iso/ov%zu\n"
-        "mkdir %s/.iso/ov%zu/u %s/.iso/ov%zu/w\n"
-        "mount -t overlay overlay -o lowerdir=%s,upperdir=%s/.iso/ov%zu/"
-        "u,workdir=%s/.iso/ov%zu/w %s\n",
-        x->dir, i, x->dir, i, x->dir, i, x->dir, i, p, x->dir, i, x->dir, i, p);
     free(p);
   }
   scn_buf_add(&b, "touch %s/.iso/ready\nexec sleep 2147483647\n", x->dir);
@@ -583,6 +598,7 @@ static bool mf_available(const detour_adapter *self, char *why, size_t len) {
   const char *hint = m->req_hint ? m->req_hint : "";
   mi x = {.m = m};
   set_var(&x, "manifest_dir", "%s", m->manifest_dir);
+  peers_var(&x);
   bool ok = true;
   for (size_t i = 0; ok && i < m->req_files.n; i++) {
     char *f = expand0(&x, m->req_files.v[i]);
@@ -630,6 +646,7 @@ static bool mf_version(const detour_adapter *self, char *buf, size_t len) {
     return false;
   close(fd);
   set_var(&x, "manifest_dir", "%s", m->manifest_dir);
+  peers_var(&x);
   char *cmd = expand0(&x, m->version_cmd);
   int rc = cmd ? run_cmd(&x, cmd, NULL, tmpl, VERSION_LIMIT_MS) : -1;
   free(cmd);

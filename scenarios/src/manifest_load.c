@@ -50,7 +50,7 @@ const char *const scn_manifest_vars[] = {"dir",
                                          "quit_s",
                                          "quit_ms",
                                          "helo",
-                                         "scenario",
+                                         "scenario", "peers",
                                          NULL};
 const char *const scn_manifest_submit_vars[] = {"from", "to", "to_list", NULL};
 const char *const scn_manifest_server_vars[] = {"host",  "port", "priority",
