@@ -483,7 +483,7 @@ static int client_start(bench_run *r, const detour_adapter *a, char *err,
                              .retry_interval = cfg.retry_interval,
                              .max_attempts = cfg.max_attempts,
                              .timeouts = cfg.timeouts};
-  r->inst = a->prepare(&c, err, errlen);
+  r->inst = a->prepare(a, &c, err, errlen);
   if (!r->inst)
     return DETOUR_EIO;
   r->client = a;
@@ -526,7 +526,7 @@ int detour_bench_postfix(const char *fault, size_t messages,
   memset(out, 0, sizeof *out);
   const detour_adapter *a = detour_adapter_find("postfix");
   char why[256] = "";
-  if (!a || !a->available(why, sizeof why))
+  if (!a || !a->available(a, why, sizeof why))
     return set_err(err, errlen, "postfix", a ? why : "no adapter"), 1;
   const detour_bench_fault *f = detour_bench_fault_find(fault);
   if (!f || messages == 0 || messages > DETOUR_BENCH_MESSAGES_MAX ||

@@ -20,7 +20,6 @@
  * its own submits the messages, and the outcomes come from what the fake
  * servers saw.
  */
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
@@ -181,14 +180,28 @@ static void on_done(void *arg, size_t message, detour_done_status status) {
 
 /* Over a simulated network each server listens on its namespace's address
  * (a non-loopback address, but one only the run's namespaces can reach). */
+/* A client whose list is one name's addresses (DETOUR_PLACE_SAME_PORT)
+ * gets every server on the first one's port, each on its own loopback
+ * address. NULL: the server's own listen address. */
+static const char *listen_of(run *r, size_t i, char *buf, size_t len) {
+  if (r->net)
+    return scn_net_listen(r->net, i, buf, len);
+  const detour_adapter *a =
+      r->s->adapter ? detour_adapter_find(r->s->adapter) : NULL;
+  if (!a || a->placement != DETOUR_PLACE_SAME_PORT || i == 0)
+    return NULL;
+  snprintf(buf, len, "127.0.0.%zu:%u", i + 2,
+           (unsigned)detour_fake_server_port(r->srv[0]));
+  return buf;
+}
+
 static int start_servers(run *r) {
   const detour_scenario *s = r->s;
   for (size_t i = 0; i < s->nservers; i++) {
     int err = 0;
     char listen[64];
     r->srv[i] = detour_fake_server_new(
-        r->clock, s->servers[i].script,
-        r->net ? scn_net_listen(r->net, i, listen, sizeof listen) : NULL,
+        r->clock, s->servers[i].script, listen_of(r, i, listen, sizeof listen),
         r->net ? DETOUR_FAKE_ALLOW_PUBLIC : 0, &err);
     if (!r->srv[i]) {
       snprintf(r->failure, sizeof r->failure, "fake server %s: %s",
@@ -646,6 +659,13 @@ static int fill_header(const detour_scenario *s, detour_scenario_result *res) {
       return DETOUR_ENOMEM;
   res->nmsgs = s->nmsgs;
   res->realtime = s->realtime;
+  res->mutated = s->mutated;
+  res->exit_code = -1; /* until the built-in engine ran */
+  if (s->adapter) {
+    const detour_adapter *a = detour_adapter_find(s->adapter);
+    if (!(res->client = strdup(a ? a->name : s->adapter)))
+      return DETOUR_ENOMEM;
+  }
   res->network = s->net.enabled;
   return 0;
 }
@@ -668,12 +688,6 @@ static bool skipped(const detour_scenario *s, detour_scenario_result *out) {
   out->verdict = DETOUR_VERDICT_SKIP;
   return true;
 }
-
-static atomic_int interrupted;
-
-void detour_scenario_interrupt(void) { atomic_store(&interrupted, 1); }
-bool detour_scenario_interrupted(void) { return atomic_load(&interrupted); }
-bool scn_interrupted(void) { return atomic_load(&interrupted) != 0; }
 
 int detour_scenario_run(const detour_scenario *s, detour_scenario_result *out) {
   memset(out, 0, sizeof *out);
@@ -702,7 +716,9 @@ int detour_scenario_run(const detour_scenario *s, detour_scenario_result *out) {
   char *client_log = r->ext && out->verdict != DETOUR_VERDICT_ERROR
                          ? collect_external(r)
                          : NULL;
-  out->exit_code = exit_code_of(out);
+  /* an external client's exit status is no evidence (and there is none
+   * for a client that runs as a daemon): only the engine's means much */
+  out->exit_code = r->ext || s->adapter ? -1 : exit_code_of(out);
   if (r->loop_inited)
     teardown(r);
   free(r);
@@ -720,6 +736,7 @@ int detour_scenario_run(const detour_scenario *s, detour_scenario_result *out) {
 int detour_scenario_result_error(detour_scenario_result *out, const char *file,
                                  const char *text) {
   memset(out, 0, sizeof *out);
+  out->exit_code = -1;
   out->file = scn_strdup(file);
   const char *slash = file ? strrchr(file, '/') : NULL;
   out->name = scn_strdup(slash ? slash + 1 : file ? file : "?");
@@ -755,6 +772,7 @@ void detour_scenario_result_free(detour_scenario_result *r) {
   free(r->name);
   free(r->file);
   free(r->description);
+  free(r->client);
   free_strs(r->rules, r->nrules);
   free_strs(r->failures, r->nfailures);
   for (size_t i = 0; i < r->nrows; i++) {

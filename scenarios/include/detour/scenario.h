@@ -202,7 +202,14 @@ typedef struct {
   size_t nmsgs;
   detour_scenario_server *servers;
   size_t nservers;
-  int exit_code; /* the `detour send` convention: 0, 67, 75 */
+  /* the `detour send` convention (0, 67, 75) for the built-in engine;
+   * -1 where no exit code means anything (an external client, which is
+   * judged by the servers alone, or a scenario that did not run) */
+  int exit_code;
+  /* the client under test: NULL the built-in engine, else the external
+   * client's name (its manifest's `name`) */
+  char *client;
+  bool mutated; /* run with --mutate: a deliberately broken client */
   bool realtime;
   detour_ms start; /* absolute time of t = 0 */
   detour_ms end_t; /* offset when the run ended */

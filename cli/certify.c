@@ -1,0 +1,421 @@
+/*
+ * certify.c - `detour certify`: the whole certification job in one
+ * command. Runs the certification profile (scenarios/cert) against one
+ * client and writes its certificate, or against a list of clients and
+ * writes one scorecard (a client x scenario matrix grouped by SPEC rule).
+ *
+ *   detour certify --client NAME|PATH [--report-dir DIR] [--profile DIR]
+ *   detour certify --clients builtin,postfix,... [--report-dir DIR]
+ *
+ * For each client, DIR (default certificate-NAME, or scorecard/ with
+ * --clients, each client in DIR/NAME/) gets certificate.html and
+ * certificate.json (the client, its version from the manifest's `version`
+ * command, the profile's version and a SHA-256 of its scenario files, the
+ * verdict per SPEC rule with what each server saw, pcap links, one overall
+ * line), plus the run's own reports (report.html, report.json, junit.xml,
+ * results.jsonl, rows.txt, pcap/ when capture is possible here).
+ *
+ * Exit status: 0 every judged scenario passed, 1 one failed, 77 nothing
+ * could be judged here (every scenario skipped), 64 usage, 74 I/O.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "certify.h"
+#include "detour/adapter.h"
+#include "detour/reports.h"
+#include "detour/scenario.h"
+
+#define MAX_CLIENTS 16
+#define EXIT_ALL_SKIPPED 77
+
+typedef struct {
+  const char *clients[MAX_CLIENTS];
+  size_t nclients;
+  char clients_buf[1024];
+  const char *report_dir, *profile, *filter;
+  bool realtime, scorecard;
+} certify_opts;
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "Usage: detour certify --client NAME|PATH [OPTIONS]\n"
+          "       detour certify --clients NAME,NAME,... [OPTIONS]\n"
+          "\nRun the certification profile against a client and write its\n"
+          "certificate (HTML and JSON): the verdict per SPEC rule, judged\n"
+          "only by what the fake servers saw. With --clients, every client\n"
+          "in turn and one scorecard (client x scenario).\n"
+          "\nOptions:\n"
+          "      --client C      builtin, a manifest's name (clients/NAME"
+          ".yaml)\n"
+          "                      or a manifest's path\n"
+          "      --clients LIST  comma-separated clients: a scorecard\n"
+          "      --report-dir D  where to write (default certificate-NAME,\n"
+          "                      or scorecard with --clients)\n"
+          "      --profile DIR   the profile (default scenarios/cert)\n"
+          "  -f, --filter GLOB   only the profile's scenarios matching GLOB\n"
+          "      --realtime      the built-in engine in real time too\n"
+          "                      (external clients always are)\n"
+          "\nExit status: 0 every judged scenario passed, 1 one failed, 77\n"
+          "nothing could be judged here, 64 usage, 74 I/O error.\n");
+}
+
+static int bad(const char *fmt, const char *arg) {
+  fprintf(stderr, "detour certify: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\nTry 'detour certify --help'.\n");
+  return EX_USAGE;
+}
+
+/* "--name=value" or "--name value". */
+static const char *value(int argc, char **argv, int *i, const char *name) {
+  size_t n = strlen(name);
+  if (!strncmp(argv[*i], name, n) && argv[*i][n] == '=')
+    return argv[*i] + n + 1;
+  return *i + 1 < argc ? argv[++*i] : NULL;
+}
+
+static bool is(const char *arg, const char *name) {
+  size_t n = strlen(name);
+  return !strncmp(arg, name, n) && (arg[n] == '\0' || arg[n] == '=');
+}
+
+static int add_clients(certify_opts *o, const char *list) {
+  snprintf(o->clients_buf, sizeof o->clients_buf, "%s", list);
+  for (char *save = NULL, *t = strtok_r(o->clients_buf, ",", &save); t;
+       t = strtok_r(NULL, ",", &save)) {
+    if (o->nclients >= MAX_CLIENTS)
+      return bad("at most 16 clients, at '%s'", t);
+    o->clients[o->nclients++] = t;
+  }
+  return o->nclients ? 0 : bad("%s: no client named", list);
+}
+
+static int check_clients(const certify_opts *o) {
+  for (size_t i = 0; i < o->nclients; i++) {
+    char err[1024];
+    if (!detour_scenario_client_exists(o->clients[i]) &&
+        !detour_adapter_load(o->clients[i], err, sizeof err))
+      return bad("%s", err);
+  }
+  return 0;
+}
+
+static int parse(int argc, char **argv, certify_opts *o) {
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = NULL;
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      usage(stdout);
+      return -1;
+    } else if (is(a, "--client") || is(a, "--clients")) {
+      bool list = is(a, "--clients");
+      if (!(v = value(argc, argv, &i, list ? "--clients" : "--client")))
+        return bad("%s needs a client", a);
+      if (o->nclients)
+        return bad("%s: give --client once, or --clients", a);
+      if (add_clients(o, v) != 0)
+        return EX_USAGE;
+      o->scorecard = list;
+    } else if (is(a, "--report-dir")) {
+      if (!(o->report_dir = value(argc, argv, &i, "--report-dir")))
+        return bad("%s needs a directory", a);
+    } else if (is(a, "--profile")) {
+      if (!(o->profile = value(argc, argv, &i, "--profile")))
+        return bad("%s needs a directory", a);
+    } else if (!strcmp(a, "-f") || is(a, "--filter")) {
+      if (!(o->filter = value(argc, argv, &i, "--filter")))
+        return bad("%s needs a glob", a);
+    } else if (!strcmp(a, "--realtime")) {
+      o->realtime = true;
+    } else {
+      return bad("unknown option or argument '%s'", a);
+    }
+  }
+  if (!o->nclients)
+    return bad("%s", "which client? --client NAME|PATH or --clients LIST");
+  if (!o->profile) {
+    struct stat st;
+    o->profile = stat("scenarios/cert", &st) == 0 ? "scenarios/cert"
+                                                  : DETOUR_PROFILE_DIR;
+  }
+  return check_clients(o);
+}
+
+/* ------------------------------------------------------------------------ */
+/* One client                                                                */
+
+static void on_signal(int sig) {
+  (void)sig;
+  detour_scenario_interrupt();
+}
+
+static void catch_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+static void now_iso(char *buf, size_t len) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  detour_format_time((detour_ms)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, buf,
+                     len);
+}
+
+/* The profile's version (first line of PROFILE/VERSION) and the SHA-256
+ * of its scenario files. */
+static int profile_id(const certify_opts *o, char *version, size_t vlen,
+                      char hash[65], char *err, size_t errlen) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/VERSION", o->profile);
+  FILE *f = fopen(path, "r");
+  snprintf(version, vlen, "unversioned");
+  if (f) {
+    if (fgets(version, (int)vlen, f))
+      version[strcspn(version, "\r\n")] = '\0';
+    fclose(f);
+  }
+  const char *paths[] = {o->profile};
+  size_t n = 0;
+  char **files = detour_suite_find(paths, 1, &n, err, errlen);
+  if (!files)
+    return -1;
+  int rc = detour_report_hash_files((const char *const *)files, n, hash);
+  detour_suite_files_free(files, n);
+  if (rc < 0)
+    snprintf(err, errlen, "%s: cannot read a scenario file", o->profile);
+  return rc;
+}
+
+typedef struct {
+  const char *client; /* as asked */
+  char name[128];     /* the client's own name */
+  char version[256];
+  const char *manifest;
+  detour_suite suite;
+  bool ran;
+  int status;
+  char overall[1024];
+} client_run;
+
+static void identify(client_run *c) {
+  const detour_adapter *a = detour_adapter_find(c->client);
+  if (!a) {
+    snprintf(c->name, sizeof c->name, "builtin");
+    snprintf(c->version, sizeof c->version, "detour %s (built-in engine)",
+             DETOUR_VERSION);
+    return;
+  }
+  snprintf(c->name, sizeof c->name, "%s", a->name);
+  if (!a->version || !a->version(a, c->version, sizeof c->version))
+    snprintf(c->version, sizeof c->version, "unknown");
+  c->manifest = c->client;
+}
+
+static detour_pcap_hooks *captures(const char *dir, detour_suite_options *so) {
+  char why[256], pcap_dir[4096];
+  if (!detour_pcap_available(why, sizeof why))
+    return NULL; /* the verdicts do not depend on it */
+  snprintf(pcap_dir, sizeof pcap_dir, "%s/%s", dir, DETOUR_REPORT_PCAP_DIR);
+  detour_pcap_hooks *caps = detour_pcap_hooks_new(pcap_dir, stderr);
+  if (caps) {
+    so->scenario.hooks.on_started = detour_pcap_hook_start;
+    so->scenario.hooks.on_finished = detour_pcap_hook_stop;
+    so->scenario.hooks.arg = caps;
+  }
+  return caps;
+}
+
+static int write_one(FILE *(*open)(const char *, const char *), const char *dir,
+                     const char *name,
+                     int (*w)(const detour_suite *,
+                              const detour_certificate_meta *, FILE *),
+                     const detour_suite *s, const detour_certificate_meta *m) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = open(path, "w");
+  int rc = f ? w(s, m, f) : DETOUR_EIO;
+  if (f && fclose(f) != 0)
+    rc = DETOUR_EIO;
+  if (rc < 0)
+    fprintf(stderr, "detour certify: cannot write %s\n", path);
+  return rc;
+}
+
+static int write_all(const certify_opts *o, client_run *c, const char *dir,
+                     const char *started, const char *command,
+                     const char *pversion, const char *hash) {
+  char err[1024] = "", paths[3][4096];
+  detour_report_meta meta = {.title = "detour certify",
+                             .version = DETOUR_VERSION,
+                             .started = started,
+                             .mode = o->realtime || c->manifest ? "realtime"
+                                                                : "virtual",
+                             .command = command,
+                             .subject = c->version};
+  snprintf(paths[0], sizeof paths[0], "%s/%s", dir, DETOUR_REPORT_JSON_NAME);
+  snprintf(paths[1], sizeof paths[1], "%s/%s", dir, DETOUR_REPORT_JUNIT_NAME);
+  snprintf(paths[2], sizeof paths[2], "%s/%s", dir, DETOUR_REPORT_HTML_NAME);
+  detour_report_paths p = {paths[0], paths[1], paths[2]};
+  int rc = detour_report_write_files(&c->suite, &meta, &p, err, sizeof err);
+  if (rc == 0)
+    rc = detour_suite_write(&c->suite, dir, err, sizeof err);
+  if (rc < 0) {
+    fprintf(stderr, "detour certify: %s\n", err);
+    return rc;
+  }
+  detour_certificate_meta cm = {.client = c->name,
+                                .client_version = c->version,
+                                .manifest = c->manifest,
+                                .profile = o->profile,
+                                .profile_version = pversion,
+                                .profile_hash = hash,
+                                .started = started,
+                                .command = command,
+                                .report_dir = dir};
+  detour_certificate_overall(&c->suite, &cm, c->overall, sizeof c->overall);
+  rc = write_one(fopen, dir, "certificate.json", detour_report_certificate_json,
+                 &c->suite, &cm);
+  if (rc == 0)
+    rc = write_one(fopen, dir, "certificate.html",
+                   detour_report_certificate_html, &c->suite, &cm);
+  return rc;
+}
+
+static int certify_one(const certify_opts *o, client_run *c, const char *dir,
+                       const char *command, const char *pversion,
+                       const char *hash) {
+  char started[40], err[1024] = "";
+  now_iso(started, sizeof started);
+  identify(c);
+  if (detour_report_mkdirs(dir, err, sizeof err) < 0) {
+    fprintf(stderr, "detour certify: %s\n", err);
+    return EX_IOERR;
+  }
+  printf("certifying %s (%s) on %s\n", c->name, c->version, o->profile);
+  fflush(stdout);
+  const char *paths[] = {o->profile};
+  detour_suite_options so = {
+      .paths = paths,
+      .npaths = 1,
+      .filter = o->filter,
+      .jobs = 1,
+      .scenario = {.realtime = o->realtime, .client = c->client},
+      .out = stdout,
+      .color = detour_report_use_color(stdout),
+      .progress = NULL};
+  detour_pcap_hooks *caps = captures(dir, &so);
+  int rc = detour_suite_run(&so, &c->suite, err, sizeof err);
+  detour_pcap_hooks_free(caps);
+  if (rc < 0) {
+    fprintf(stderr, "detour certify: %s\n", err);
+    return EX_NOINPUT;
+  }
+  c->ran = true;
+  if (write_all(o, c, dir, started, command, pversion, hash) < 0)
+    return EX_IOERR;
+  printf("%s\ncertificate: %s/certificate.html\n", c->overall, dir);
+  if (c->suite.failed)
+    return 1;
+  return c->suite.n && c->suite.skipped == c->suite.n ? EXIT_ALL_SKIPPED : 0;
+}
+
+/* --clients: DIR/scorecard.html and DIR/scorecard.json. */
+static int write_scorecard(const client_run *runs, size_t n, const char *dir,
+                           const char *pversion, const char *hash) {
+  detour_scorecard_column cols[MAX_CLIENTS];
+  char links[MAX_CLIENTS][256];
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!runs[i].ran)
+      continue;
+    snprintf(links[k], sizeof links[k], "%s/certificate.html", runs[i].client);
+    cols[k] = (detour_scorecard_column){runs[i].name, runs[i].version, links[k],
+                                        &runs[i].suite};
+    k++;
+  }
+  char path[4096];
+  int rc = 0;
+  for (int html = 0; html < 2; html++) {
+    snprintf(path, sizeof path, "%s/scorecard.%s", dir, html ? "html" : "json");
+    FILE *f = fopen(path, "w");
+    int w = !f     ? DETOUR_EIO
+            : html ? detour_report_scorecard_html(cols, k, pversion, hash, f)
+                   : detour_report_scorecard_json(cols, k, pversion, hash, f);
+    if (f && fclose(f) != 0)
+      w = DETOUR_EIO;
+    if (w < 0) {
+      fprintf(stderr, "detour certify: cannot write %s\n", path);
+      rc = w;
+    }
+  }
+  printf("scorecard: %s/scorecard.html\n", dir);
+  return rc;
+}
+
+static void join_args(int argc, char **argv, char *buf, size_t len) {
+  size_t o = (size_t)snprintf(buf, len, "detour");
+  for (int i = 0; i < argc && o < len; i++)
+    o += (size_t)snprintf(buf + o, len - o, " %s", argv[i]);
+}
+
+int detour_cli_certify(int argc, char **argv) {
+  certify_opts o = {0};
+  int rc = parse(argc, argv, &o);
+  if (rc != 0)
+    return rc < 0 ? 0 : rc;
+  char command[4096], pversion[128], hash[65], err[1024] = "";
+  join_args(argc, argv, command, sizeof command);
+  if (profile_id(&o, pversion, sizeof pversion, hash, err, sizeof err) < 0) {
+    fprintf(stderr, "detour certify: %s\n", err);
+    return EX_NOINPUT;
+  }
+  catch_signals();
+  client_run *runs = calloc(o.nclients, sizeof *runs);
+  if (!runs)
+    return EX_OSERR;
+  int status = 0;
+  for (size_t i = 0; i < o.nclients && !detour_scenario_interrupted(); i++) {
+    char dir[4096];
+    runs[i].client = o.clients[i];
+    if (o.scorecard)
+      snprintf(dir, sizeof dir, "%s/%s",
+               o.report_dir ? o.report_dir : "scorecard", o.clients[i]);
+    else if (o.report_dir)
+      snprintf(dir, sizeof dir, "%s", o.report_dir);
+    else
+      snprintf(dir, sizeof dir, "certificate-%s", o.clients[i]);
+    rc = certify_one(&o, &runs[i], dir, command, pversion, hash);
+    if (rc != 0 && rc != EXIT_ALL_SKIPPED && (status == 0 || rc > 1))
+      status = rc;
+    else if (rc == EXIT_ALL_SKIPPED && (status == 0) && o.nclients == 1)
+      status = rc;
+  }
+  if (o.scorecard && status < EX_USAGE)
+    status = write_scorecard(runs, o.nclients,
+                             o.report_dir ? o.report_dir : "scorecard",
+                             pversion, hash) < 0
+                 ? EX_IOERR
+                 : status;
+  for (size_t i = 0; i < o.nclients; i++)
+    if (runs[i].ran)
+      detour_suite_free(&runs[i].suite);
+  free(runs);
+  if (detour_scenario_interrupted()) {
+    fprintf(stderr, "detour certify: interrupted; everything torn down\n");
+    return 130;
+  }
+  return status;
+}
