@@ -699,36 +699,60 @@ static double median_of(const double *s, size_t n, double q) {
   return v;
 }
 
-size_t detour_bench_compare(const detour_bench_report *r,
-                            const detour_bench_baseline *b, double threshold,
-                            double alpha, detour_bench_regression *out,
-                            size_t max, size_t *compared) {
-  size_t found = 0, pairs = 0;
+int detour_bench_baseline_of(const detour_bench_report *r,
+                             detour_bench_baseline *b) {
+  b->ncells = 0;
+  b->cells = calloc(r->ncells ? r->ncells : 1, sizeof *b->cells);
+  if (!b->cells)
+    return DETOUR_ENOMEM;
   for (size_t i = 0; i < r->ncells; i++) {
     const detour_bench_cell *c = &r->cells[i];
     if (!c->measured || !c->res.nsamples)
       continue;
+    detour_bench_baseline_cell *d = &b->cells[b->ncells++];
+    snprintf(d->client, sizeof d->client, "%s", c->client);
+    snprintf(d->fault, sizeof d->fault, "%s", c->fault->name);
+    d->samples = c->res.samples;
+    d->n = c->res.nsamples;
+  }
+  return 0;
+}
+
+size_t detour_bench_compare(const detour_bench_baseline *cur,
+                            const detour_bench_baseline *b, double threshold,
+                            double floor_ms, double alpha,
+                            detour_bench_regression *out, size_t max,
+                            size_t *compared) {
+  size_t found = 0, pairs = 0;
+  for (size_t i = 0; i < cur->ncells; i++) {
+    const detour_bench_baseline_cell *c = &cur->cells[i];
+    if (!c->n)
+      continue;
     for (size_t j = 0; j < b->ncells; j++) {
       const detour_bench_baseline_cell *bc = &b->cells[j];
-      if (strcmp(bc->client, c->client) || strcmp(bc->fault, c->fault->name) ||
+      if (strcmp(bc->client, c->client) || strcmp(bc->fault, c->fault) ||
           !bc->n)
         continue;
       pairs++;
       double bp50 = median_of(bc->samples, bc->n, 0.5);
       double bp99 = median_of(bc->samples, bc->n, 0.99);
-      double p = detour_bench_mann_whitney_p(bc->samples, bc->n, c->res.samples,
-                                             c->res.nsamples);
-      bool p50w = c->res.p50 > bp50 * (1 + threshold);
-      bool p99w = c->res.p99 > bp99 * (1 + threshold);
+      double cp50 = median_of(c->samples, c->n, 0.5);
+      double cp99 = median_of(c->samples, c->n, 0.99);
+      double p =
+          detour_bench_mann_whitney_p(bc->samples, bc->n, c->samples, c->n);
+      bool p50w = cp50 > bp50 * (1 + threshold) && cp50 - bp50 > floor_ms;
+      /* below 100 samples the p99 is the maximum: one sample, noise */
+      bool p99w = c->n >= 100 && bc->n >= 100 &&
+                  cp99 > bp99 * (1 + threshold) && cp99 - bp99 > floor_ms;
       if (p < alpha && (p50w || p99w)) {
         if (found < max) {
           detour_bench_regression *g = &out[found];
           snprintf(g->client, sizeof g->client, "%s", c->client);
-          snprintf(g->fault, sizeof g->fault, "%s", c->fault->name);
+          snprintf(g->fault, sizeof g->fault, "%s", c->fault);
           g->base_p50 = bp50;
-          g->cur_p50 = c->res.p50;
+          g->cur_p50 = cp50;
           g->base_p99 = bp99;
-          g->cur_p99 = c->res.p99;
+          g->cur_p99 = cp99;
           g->p = p;
           g->p50_worse = p50w;
           g->p99_worse = p99w;

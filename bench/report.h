@@ -83,14 +83,24 @@ typedef struct {
   bool p50_worse, p99_worse;
 } detour_bench_regression;
 
-/* Compare every measured cell of r with the baseline's cell of the same
- * client and fault: a regression when the U test says r's samples are
- * larger (p < alpha) and its p50 or p99 is more than threshold (0.2 =
- * 20%) above the baseline's. Writes at most max into out; returns how
- * many were found. *compared gets the number of pairs compared. */
-size_t detour_bench_compare(const detour_bench_report *r,
+/* Compare every cell of cur with the baseline's cell of the same client
+ * and fault: a regression when the U test says cur's samples are larger
+ * (p < alpha) and its p50 or p99 is more than threshold (0.2 = 20%) and
+ * more than floor_ms above the baseline's (the floor keeps a shared
+ * machine's jitter on sub-millisecond figures from failing CI). The p99
+ * is judged only with 100 samples or more on both sides: below that it
+ * is the maximum, a single sample. Writes at
+ * most max into out; returns how many were found. *compared gets the
+ * number of pairs compared. */
+size_t detour_bench_compare(const detour_bench_baseline *cur,
                             const detour_bench_baseline *b, double threshold,
-                            double alpha, detour_bench_regression *out,
-                            size_t max, size_t *compared);
+                            double floor_ms, double alpha,
+                            detour_bench_regression *out, size_t max,
+                            size_t *compared);
+
+/* A run's measured cells as a baseline (samples borrowed from r: free
+ * with free(b->cells) only). 0 or DETOUR_ENOMEM. */
+int detour_bench_baseline_of(const detour_bench_report *r,
+                             detour_bench_baseline *b);
 
 #endif /* DETOUR_BENCH_REPORT_H */

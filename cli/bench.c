@@ -48,8 +48,8 @@ typedef struct {
   bench_client clients[MAX_CLIENTS];
   size_t nclients;
   char client_why[MAX_CLIENTS][256]; /* a client that cannot be loaded */
-  const char *json, *html, *compare, *network;
-  double threshold;
+  const char *json, *html, *compare, *network, *results;
+  double threshold, floor_ms;
   detour_ms timeout; /* per run; 0: from the run's size (run_timeout) */
 } bench_opts;
 
@@ -87,6 +87,11 @@ void detour_cli_bench_usage(void) {
       "                   more than the threshold, with a Mann-Whitney U test\n"
       "                   on the samples (p < 0.01)\n"
       "  --threshold PCT  for --compare (default 20%%)\n"
+      "  --noise-floor MS for --compare: a p50 or p99 must also be worse by\n"
+      "                   more than this (default 1 ms; 0 for sub-ms runs on\n"
+      "                   a quiet machine)\n"
+      "  --results FILE   with --compare: compare FILE (an earlier --json)\n"
+      "                   instead of running the bench\n"
       "  -c, --concurrency N  engines in parallel in the built-in runs\n"
       "                   (default 1, at most 64)\n"
       "  --throughput-concurrency N  engines for the throughput runs of the\n"
@@ -211,6 +216,8 @@ enum {
   OPT_HTML,
   OPT_COMPARE,
   OPT_THRESHOLD,
+  OPT_RESULTS,
+  OPT_NOISE_FLOOR,
 };
 
 static const cli_opt bench_options[] = {
@@ -225,6 +232,8 @@ static const cli_opt bench_options[] = {
     {OPT_HTML, 0, "html", "FILE"},
     {OPT_COMPARE, 0, "compare", "FILE"},
     {OPT_THRESHOLD, 0, "threshold", "PCT"},
+    {OPT_RESULTS, 0, "results", "FILE"},
+    {OPT_NOISE_FLOOR, 0, "noise-floor", "MS"},
 };
 
 /* One option with its value; 0, or EX_USAGE after saying why. */
@@ -267,6 +276,15 @@ static int parse_one(int id, const char *name, const char *v, bench_opts *o,
   case OPT_THRESHOLD:
     ok = parse_percent(v, &o->threshold);
     break;
+  case OPT_RESULTS:
+    o->results = v;
+    break;
+  case OPT_NOISE_FLOOR: {
+    char *end;
+    o->floor_ms = strtod(v, &end);
+    ok = end != v && !*end && o->floor_ms >= 0 && o->floor_ms < 1e7;
+    break;
+  }
   }
   if (!ok)
     return cli_usage_error("bench", "bad value '%s' for %s", v, name);
@@ -280,6 +298,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
   o->concurrency = 1;
   o->tp_concurrency = DEFAULT_TP_CONCURRENCY;
   o->threshold = 0.20;
+  o->floor_ms = 1.0;
   const char *faults = NULL, *clients = NULL, *v;
   cli_parser p;
   cli_parser_init(&p, "bench", bench_options,
@@ -300,6 +319,8 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
   static char client_list[1024];
   snprintf(client_list, sizeof client_list, "%s", clients ? clients : "");
   parse_clients(clients ? client_list : NULL, o);
+  if (o->results && !o->compare)
+    return cli_usage_error("bench", "--results goes with --compare");
   return parse_faults(faults, o);
 }
 
@@ -384,7 +405,8 @@ static bool run_cell(const bench_opts *o, const bench_client *c,
                      const detour_bench_fault *f,
                      const detour_bench_network *net, size_t idx, size_t total,
                      detour_bench_cell *cell, const detour_bench_settings *s) {
-  snprintf(cell->client, sizeof cell->client, "%s", c->name);
+  snprintf(cell->client, sizeof cell->client, "%s",
+           c->a ? c->a->name : c->name);
   cell->fault = f;
   cell->budget = detour_bench_budget(f, s, keys_of(c), cell->budget_note,
                                      sizeof cell->budget_note);
@@ -605,7 +627,8 @@ static int write_file(const char *path, const detour_bench_report *rep,
 
 #define MAX_REGRESSIONS 256
 
-static int compare(const bench_opts *o, const detour_bench_report *rep) {
+/* --compare: cur (this run's cells, or --results) against the file. */
+static int compare(const bench_opts *o, const detour_bench_baseline *cur) {
   detour_bench_baseline b;
   char err[512];
   if (detour_bench_baseline_load(o->compare, &b, err, sizeof err) != 0) {
@@ -614,12 +637,15 @@ static int compare(const bench_opts *o, const detour_bench_report *rep) {
   }
   static detour_bench_regression g[MAX_REGRESSIONS];
   size_t pairs = 0;
-  size_t n = detour_bench_compare(rep, &b, o->threshold, 0.01, g,
+  size_t n = detour_bench_compare(cur, &b, o->threshold, o->floor_ms, 0.01, g,
                                   MAX_REGRESSIONS, &pairs);
   detour_bench_baseline_free(&b);
-  printf("\nCompared with %s: %zu (client, fault) pair%s, threshold %.0f%% "
-         "on p50 and p99, Mann-Whitney U p < 0.01\n",
-         o->compare, pairs, pairs == 1 ? "" : "s", o->threshold * 100);
+  printf("\nCompared with %s: %zu (client, fault) pair%s; a regression: "
+         "p50 or p99 worse by more than %.0f%% and %.3g ms, and Mann-Whitney "
+         "U p < 0.01 on the samples (p99 only with 100 samples or more a "
+         "side: below that it is the maximum, one sample)\n",
+         o->compare, pairs, pairs == 1 ? "" : "s", o->threshold * 100,
+         o->floor_ms);
   for (size_t i = 0; i < n && i < MAX_REGRESSIONS; i++)
     printf("  REGRESSION %s %s: p50 %.3f -> %.3f ms%s, p99 %.3f -> %.3f "
            "ms%s (U test p = %.2g)\n",
@@ -629,13 +655,35 @@ static int compare(const bench_opts *o, const detour_bench_report *rep) {
   if (n == 0)
     printf("  no regression\n");
   if (pairs == 0) {
-    fprintf(stderr,
-            "detour bench: nothing in %s matches this run's "
-            "(client, fault) pairs\n",
+    fprintf(stderr, "detour bench: nothing in %s matches the (client, fault) "
+                    "pairs compared\n",
             o->compare);
     return 1;
   }
   return n ? 1 : 0;
+}
+
+/* --compare --results FILE: two files, no run. */
+static int compare_files(const bench_opts *o) {
+  detour_bench_baseline cur;
+  char err[512];
+  if (detour_bench_baseline_load(o->results, &cur, err, sizeof err) != 0) {
+    fprintf(stderr, "detour bench: %s\n", err);
+    return EX_NOINPUT;
+  }
+  int rc = compare(o, &cur);
+  detour_bench_baseline_free(&cur);
+  return rc;
+}
+
+/* --compare after a run: its own cells. */
+static int compare_run(const bench_opts *o, const detour_bench_report *rep) {
+  detour_bench_baseline cur;
+  if (detour_bench_baseline_of(rep, &cur) != 0)
+    return EX_OSERR;
+  int rc = compare(o, &cur);
+  free(cur.cells);
+  return rc;
 }
 
 static void now_iso(char *buf, size_t len) {
@@ -715,7 +763,7 @@ static int run_and_report(const bench_opts *o, detour_bench_report *rep,
     return rc;
   if (o->html && (rc = write_file(o->html, rep, detour_bench_write_html)))
     return rc;
-  if (o->compare && (rc = compare(o, rep)) != 0)
+  if (o->compare && (rc = compare_run(o, rep)) != 0)
     return rc;
   return ok ? 0 : EX_SOFTWARE;
 }
@@ -725,6 +773,8 @@ int detour_cli_bench(int argc, char **argv) {
   int rc = parse_args(argc, argv, &o);
   if (rc != 0)
     return rc == 1 ? 0 : rc;
+  if (o.results)
+    return compare_files(&o);
   /* Sessions write to peers that may have gone (fake.h). */
   signal(SIGPIPE, SIG_IGN);
   detour_bench_report rep;
