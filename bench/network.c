@@ -118,8 +118,10 @@ static int read_profile(detour_yaml_file *f, detour_bench_network *n, char *err,
       if (!(t = detour_yaml_scalar(&c, it.value, it.path, "a name")))
         return DETOUR_EPARSE;
       snprintf(n->name, sizeof n->name, "%s", t);
+      rc = 0;
       break;
     case T_DESCRIPTION:
+      rc = 0;
       break;
     case T_CLIENT:
       rc = read_link(&c, it.value, it.path, false, n);
