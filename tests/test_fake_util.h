@@ -268,4 +268,62 @@ FT_FN size_t ft_count(const detour_fake_server *srv, detour_fake_event_type t,
   return k;
 }
 
+/* Events of type t whose data starts with `prefix`. */
+FT_FN size_t ft_count_data(const detour_fake_server *srv,
+                           detour_fake_event_type t, const char *prefix) {
+  size_t k = 0, pl = strlen(prefix);
+  for (size_t i = 0; i < detour_fake_server_event_count(srv); i++) {
+    detour_fake_event ev;
+    detour_fake_server_event(srv, i, &ev);
+    if (ev.type == t && ev.len >= pl && memcmp(ev.data, prefix, pl) == 0)
+      k++;
+  }
+  return k;
+}
+
+/* A field of /proc/self/status in kB (VmRSS, VmHWM), -1 if absent. */
+FT_FN long ft_status_kb(const char *field) {
+  char line[256];
+  long v = -1;
+  size_t fl = strlen(field);
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f)
+    return -1;
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, field, fl) == 0 && line[fl] == ':')
+      v = strtol(line + fl + 1, NULL, 10);
+  fclose(f);
+  return v;
+}
+
+/* Open descriptors of this process. */
+FT_FN int ft_fd_count(void) {
+  char path[64];
+  int n = 0;
+  for (int fd = 0; fd < 65536; fd++) {
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    if (access(path, F_OK) == 0)
+      n++;
+  }
+  return n;
+}
+
+/* A whole normal session (greeting .. QUIT with one message); returns
+ * its duration in ms, asserting every reply. */
+FT_FN double ft_normal_session_ms(const detour_fake_server *srv) {
+  double t0 = ft_now();
+  int fd = ft_connect(srv);
+  cr_assert_geq(fd, 0, "normal client connects: %d", fd);
+  FT_EXPECT(fd, NULL, "220");
+  FT_EXPECT(fd, "EHLO normal.test", "250");
+  FT_EXPECT(fd, "MAIL FROM:<n@normal.test>", "250");
+  FT_EXPECT(fd, "RCPT TO:<r@normal.test>", "250");
+  FT_EXPECT(fd, "DATA", "354");
+  ft_send(fd, "Subject: normal\r\n\r\nhello\r\n.\r\n");
+  FT_EXPECT(fd, NULL, "250");
+  FT_EXPECT(fd, "QUIT", "221");
+  close(fd);
+  return (ft_now() - t0) * 1000.0;
+}
+
 #endif /* DETOUR_TEST_FAKE_UTIL_H */

@@ -65,6 +65,7 @@ struct fake__session {
   uint64_t body_raw; /* bytes received in BODY, before unstuffing */
   bool body_trunc;
   bool body_finding; /* a bare-LF dot was recorded for this message */
+  bool body_ended;   /* its final CRLF.CRLF arrived */
   const detour_fake_rule *body_rule;
   bool body_fired;
   /* the step in progress */
@@ -278,9 +279,19 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 
 /* Close for the reason `by`: FIN after pending writes (SERVER), RST
  * (SERVER_RESET), or at once. Idempotent. */
+static void record_message(fake__session *s, bool complete, int code);
+
 static void sess_close(fake__session *s, detour_fake_closer by) {
   if (s->closing)
     return;
+  if (s->state == BODY && by != DETOUR_FAKE_BY_NOMEM) {
+    /* A message cut by the close (DATA without end, idle, reset): keep
+     * what arrived, marked incomplete. */
+    s->state = COMMAND;
+    record_message(s, s->body_ended, 0);
+    if (s->closing)
+      return; /* that ran out of memory and closed the session */
+  }
   s->closing = true;
   s->busy = true;
   s->info.closed_by = by;
@@ -611,6 +622,7 @@ static void enter_body(fake__session *s) {
   fake__body_reader_init(&s->bodyr);
   s->body_trunc = false;
   s->body_finding = false;
+  s->body_ended = false;
   s->body_fired = false;
   s->body_rule = fake__script_match(s->srv->script, &ctx);
   if (s->srv->streaming)
@@ -688,6 +700,7 @@ static void step_done(fake__session *s) {
     break;
   }
   s->busy = false;
+  touch_idle(s); /* idle counts from the end of our reply */
   /* A step that finished inside pump() (a reply written at once) returns
    * to pump's loop instead of calling it again: calling it would recurse
    * once per pipelined command, and 100k commands in one write would
@@ -765,11 +778,14 @@ static void send_reply(fake__session *s) {
 static void do_action(fake__session *s, detour_fake_action a) {
   const char *name = detour_fake_action_name(a);
   emit(s, DETOUR_FAKE_EV_ACTION, s->stage, name, strlen(name));
-  /* A cut at the final dot or mid-body: keep what arrived. */
-  if (s->stage == DETOUR_FAKE_EOD)
-    record_message(s, true, 0);
-  else if (s->stage == DETOUR_FAKE_BODY)
-    record_message(s, false, 0);
+  /* A cut at the final dot or mid-body: keep what arrived (once: the
+   * close below must not record it again). */
+  if (s->stage == DETOUR_FAKE_EOD || s->stage == DETOUR_FAKE_BODY) {
+    s->state = COMMAND;
+    record_message(s, s->stage == DETOUR_FAKE_EOD, 0);
+    if (s->closing)
+      return;
+  }
   if (a == DETOUR_FAKE_ACT_CLOSE)
     sess_close(s, DETOUR_FAKE_BY_SERVER);
   else if (a == DETOUR_FAKE_ACT_RESET)
@@ -950,6 +966,7 @@ static bool take_command(fake__session *s) {
     sess_nomem(s);
     return false;
   }
+  touch_idle(s);
   if (l.kind == FAKE_LINE_TOO_LONG)
     line_too_long(s, line, l.len);
   else
@@ -1029,12 +1046,15 @@ static bool take_body(fake__session *s) {
     fake__body_next(&s->bodyr, s->in.p + used, n, out, &c);
     used += c.used;
     s->body_raw += c.used;
+    if (c.end || memchr(out, '\n', c.out_len))
+      touch_idle(s); /* a whole line of the message */
     body_add(s, out, c.out_len);
     if (c.bare_lf_dot)
       bare_lf_dot_finding(s);
     if (s->closing)
       return false;
     if (c.end) {
+      s->body_ended = true;
       buf_consume(&s->in, used);
       run_stage(s, DETOUR_FAKE_EOD, false);
       return true;
@@ -1129,7 +1149,8 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
   }
   s->info.bytes_in += (uint64_t)n;
   s->srv->stats.bytes_in += (uint64_t)n;
-  touch_idle(s);
+  /* No touch_idle here: bytes trickling in (slowloris) are not progress;
+   * a whole command line or message line is (take_command, take_body). */
   if (s->state == STALLED)
     return; /* read and drop: we stopped answering, not listening */
   /* Bounded by flow(): past max_input reading pauses, so at most one
