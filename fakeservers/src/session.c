@@ -248,7 +248,8 @@ static void on_closed(uv_handle_t *h) {
   ev.type = DETOUR_FAKE_EV_CLOSE;
   ev.conn = s->id;
   ev.closed_by = s->info.closed_by;
-  fake__emit(srv, &ev); /* best effort: the session is gone anyway */
+  if (!fake__emit(srv, &ev))
+    srv->stats.nomem++; /* the session is gone anyway: only counted */
   if (s->prev)
     s->prev->next = s->next;
   else
@@ -308,6 +309,8 @@ static void sess_close(fake__session *s, detour_fake_closer by) {
     /* Without memory for the request, close at once (pending writes are
      * dropped, but the session still ends). */
     uv_shutdown_t *req = fake__malloc(mem_of(s), sizeof *req);
+    if (!req)
+      s->srv->stats.nomem++;
     if (req) {
       req->data = s;
       if (uv_shutdown(req, (uv_stream_t *)&s->tcp, on_shutdown) == 0)
@@ -589,7 +592,8 @@ static void record_message(fake__session *s, bool complete, int code) {
   ev.type = DETOUR_FAKE_EV_MESSAGE;
   ev.conn = s->id;
   ev.msg = &m;
-  fake__emit(srv, &ev);
+  if (!fake__emit(srv, &ev))
+    sess_nomem(s);
 }
 
 /* Streaming: the body goes to an unlinked file in the spool directory. */
