@@ -252,8 +252,8 @@ static int duration_opt(const char *name, const char *text, bool zero_ok,
   if (detour_parse_duration(text, &ms) != 0 || ms < 0 ||
       (!zero_ok && ms == 0)) {
     fprintf(stderr,
-            "detour send: %s takes a duration like 500ms, 3s or 3m, not "
-            "'%s'\nTry 'detour send --help'.\n",
+            "detour send: %s takes a duration like 500ms, 3s or 3m, at "
+            "most 720h (30 days), not '%s'\nTry 'detour send --help'.\n",
             name, text);
     return EX_USAGE;
   }

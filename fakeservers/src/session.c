@@ -26,9 +26,13 @@
 
 typedef enum { WAIT_GREETING, COMMAND, BODY, STALLED } sess_state;
 
+/* A byte buffer. `p`/`len` are the live bytes; `off` bytes before `p` were
+ * consumed and not moved yet, so taking one pipelined command off a large
+ * input costs O(1), not a memmove of everything behind it (100k commands
+ * queued during a delay would otherwise cost quadratic time). */
 typedef struct {
   char *p;
-  size_t len, cap;
+  size_t len, cap, off;
   const detour_fake_mem *mem;
   bool failed; /* an append ran out of memory */
 } buf;
@@ -89,16 +93,23 @@ static void sess_nomem(fake__session *s);
 static bool buf_add(buf *b, const void *p, size_t n) {
   if (b->failed)
     return false;
-  if (b->len + n + 1 > b->cap) {
+  if (b->off > 0 && b->off >= b->len && b->off + b->len + n + 1 > b->cap) {
+    /* the dead prefix is at least as large as the live bytes: moving them
+     * down costs no more than the bytes consumed since the last move */
+    memmove(b->p - b->off, b->p, b->len);
+    b->p -= b->off;
+    b->off = 0;
+  }
+  if (b->off + b->len + n + 1 > b->cap) {
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1)
+    while (cap < b->off + b->len + n + 1)
       cap *= 2;
-    char *q = fake__realloc(b->mem, b->p, cap);
+    char *q = fake__realloc(b->mem, b->p ? b->p - b->off : NULL, cap);
     if (!q) {
       b->failed = true;
       return false;
     }
-    b->p = q;
+    b->p = q + b->off;
     b->cap = cap;
   }
   if (n)
@@ -109,15 +120,21 @@ static bool buf_add(buf *b, const void *p, size_t n) {
 }
 
 static void buf_consume(buf *b, size_t n) {
-  memmove(b->p, b->p + n, b->len - n);
+  if (n == 0)
+    return;
+  b->p += n;
+  b->off += n;
   b->len -= n;
-  if (b->p)
-    b->p[b->len] = '\0';
+  if (b->len == 0) {
+    b->p -= b->off;
+    b->off = 0;
+  }
+  b->p[b->len] = '\0';
 }
 
 static void buf_free(buf *b) {
   const detour_fake_mem *mem = b->mem;
-  fake__free(mem, b->p);
+  fake__free(mem, b->p ? b->p - b->off : NULL);
   memset(b, 0, sizeof *b);
   b->mem = mem;
 }
