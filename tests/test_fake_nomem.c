@@ -69,10 +69,7 @@ static void start_with(ft_env *e, counter *c, const char *yaml) {
   e->nsrv = 1;
   cr_assert_eq(detour_fake_server_start(e->srv[0], err, sizeof err), 0, "%s",
                err);
-  uv_async_init(&e->loop, &e->stop, ft__on_stop);
-  e->stop.data = e;
-  cr_assert_eq(pthread_create(&e->thread, NULL, ft__thread, e), 0);
-  e->running = true;
+  ft_launch(e);
 }
 
 /* Send a line (if any) and wait for the reply: true when one came, false
