@@ -40,6 +40,20 @@
 #define RSS_SLACK_KB 4096
 #define PROBE_MAX_MS 1000.0
 
+/* Under ASan freed blocks sit in a quarantine instead of being reused, so
+ * RSS grows with every allocation and says nothing about leaks (LSan does
+ * that there): the RSS criterion of --check applies to plain builds. */
+#if defined(__SANITIZE_ADDRESS__)
+#define RSS_CHECKED 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RSS_CHECKED 0
+#endif
+#endif
+#ifndef RSS_CHECKED
+#define RSS_CHECKED 1
+#endif
+
 typedef struct {
   long hold, soak, concurrency, samples, timeout_s;
   bool check;
@@ -558,7 +572,8 @@ int main(int argc, char **argv) {
             b.soak_failed == 0 && b.soak_done == b.o.soak &&
             b.probe_failed == 0 && b.probes > 0 &&
             b.probe_ms_max < PROBE_MAX_MS && fds_end <= b.fds0 &&
-            growth < RSS_SLACK_KB;
-  printf("check      %s\n", ok ? "ok" : "FAILED");
+            (growth < RSS_SLACK_KB || !RSS_CHECKED);
+  printf("check      %s%s\n", ok ? "ok" : "FAILED",
+         RSS_CHECKED ? "" : " (RSS not checked under ASan)");
   return ok ? 0 : 1;
 }
