@@ -69,7 +69,6 @@ struct fake__session {
   uint64_t body_raw; /* bytes received in BODY, before unstuffing */
   bool body_trunc;
   bool body_finding; /* a bare-LF dot was recorded for this message */
-  bool body_ended;   /* its final CRLF.CRLF arrived */
   const detour_fake_rule *body_rule;
   bool body_fired;
   /* the step in progress */
@@ -297,19 +296,9 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 
 /* Close for the reason `by`: FIN after pending writes (SERVER), RST
  * (SERVER_RESET), or at once. Idempotent. */
-static void record_message(fake__session *s, bool complete, int code);
-
 static void sess_close(fake__session *s, detour_fake_closer by) {
   if (s->closing)
     return;
-  if (s->state == BODY && by != DETOUR_FAKE_BY_NOMEM) {
-    /* A message cut by the close (DATA without end, idle, reset): keep
-     * what arrived, marked incomplete. */
-    s->state = COMMAND;
-    record_message(s, s->body_ended, 0);
-    if (s->closing)
-      return; /* that ran out of memory and closed the session */
-  }
   s->closing = true;
   s->busy = true;
   s->info.closed_by = by;
@@ -643,7 +632,6 @@ static void enter_body(fake__session *s) {
   fake__body_reader_init(&s->bodyr);
   s->body_trunc = false;
   s->body_finding = false;
-  s->body_ended = false;
   s->body_fired = false;
   s->body_rule = fake__script_match(s->srv->script, &ctx);
   if (s->srv->streaming)
@@ -1075,7 +1063,6 @@ static bool take_body(fake__session *s) {
     if (s->closing)
       return false;
     if (c.end) {
-      s->body_ended = true;
       buf_consume(&s->in, used);
       run_stage(s, DETOUR_FAKE_EOD, false);
       return true;
