@@ -8,6 +8,7 @@ packages=(
   libuv1-dev libyaml-dev libpcap-dev   # engine driver, scenario files, captures
   libcriterion-dev                     # unit and integration tests
   clang-format                         # the format check
+  clang libclang-rt-14-dev             # fuzz targets: clang, libFuzzer
   python3 swaks                        # external SMTP clients in tests
   iproute2 libns3-dev ns3 libgsl-dev   # netsim: namespaces, taps, ns-3
   tshark libxml2-utils chromium        # report checks: pcap, JUnit XML, HTML
