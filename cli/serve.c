@@ -40,7 +40,7 @@ typedef struct {
   detour_fake_server **srv;
   size_t nsrv;
   uv_signal_t sigint, sigterm;
-  FILE *record;
+  detour_fake_sink *record; /* one write per event: never a cut line */
   bool quiet;
 } serve_run;
 
@@ -54,7 +54,8 @@ void detour_cli_serve_usage(void) {
       "  --listen ADDR:PORT  replace the scripts' addresses: one per server,\n"
       "                      or copies of a single server; the only way to\n"
       "                      listen on a non-loopback address\n"
-      "  --record FILE       write every event as JSON Lines\n"
+      "  --record FILE       write every event as JSON Lines as it happens\n"
+      "                      (bodies over 64 KiB: FILE.bodies/)\n"
       "  --quiet             print only the 'listening' lines\n");
 }
 
@@ -165,7 +166,7 @@ static void observe(void *arg, detour_fake_server *srv,
   if (!r->quiet)
     print_event(srv, ev);
   if (r->record)
-    detour_fake_event_write_json(ev, detour_fake_server_name(srv), r->record);
+    detour_fake_sink_write(r->record, ev, detour_fake_server_name(srv));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -203,6 +204,9 @@ static size_t make_servers(serve_run *r, detour_fake_script **v, size_t n,
     }
     r->nsrv = i + 1;
     detour_fake_server_set_observer(r->srv[i], observe, r);
+    /* A long run keeps nothing in memory: events go to the observer
+     * (stdout, --record), bodies are spooled to disk while they arrive. */
+    detour_fake_server_set_streaming(r->srv[i], NULL);
   }
   return r->srv ? count : 0;
 }
@@ -275,7 +279,7 @@ int detour_cli_serve(int argc, char **argv) {
   }
   memset(&r, 0, sizeof r);
   r.quiet = o.quiet;
-  if (o.record && !(r.record = fopen(o.record, "w"))) {
+  if (o.record && !(r.record = detour_fake_sink_open(o.record))) {
     perror(o.record);
     detour_fake_scripts_free(v, n);
     return EX_CANTCREAT;
@@ -288,7 +292,7 @@ int detour_cli_serve(int argc, char **argv) {
   rc = r.clock && make_servers(&r, v, n, &o) ? run(&r) : EX_SOFTWARE;
   detour_fake_scripts_free(v, n);
   teardown(&r);
-  if (r.record && fclose(r.record) != 0)
+  if (r.record && detour_fake_sink_close(r.record) != 0)
     rc = rc ? rc : EX_IOERR;
   fflush(stdout);
   return rc;

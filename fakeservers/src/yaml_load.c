@@ -600,9 +600,51 @@ static int get_keywords(ctx *c, detour_fake_script *s, yaml_node_t *n) {
   return detour_fake_script_set_ehlo_keywords(s, kw, k) ? fail(c, n, "oom") : 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* limits: { max_line: 4096, max_rcpts: 100, ... } (fake.h, README) */
+
+static const char *const limit_keys[] = {
+    "max_line",          "max_body",         "max_rcpts",
+    "max_sessions",      "max_input",        "max_output",
+    "max_record_events", "max_record_bytes", NULL};
+
+static int limits_block(ctx *c, detour_fake_script *s, yaml_node_t *n) {
+  detour_fake_limits l;
+  size_t *field[] = {&l.max_line,          &l.max_body,        &l.max_rcpts,
+                     &l.max_sessions,      &l.max_input,       &l.max_output,
+                     &l.max_record_events, &l.max_record_bytes};
+  unsigned long long x;
+  int rc;
+  if (n->type != YAML_MAPPING_NODE)
+    return fail(c, n, "expected a mapping of limits (max_line: 4096, ...)");
+  detour_fake_script_limits(s, &l);
+  for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+       p < n->data.mapping.pairs.top; p++) {
+    yaml_node_t *k = node_at(c, p->key), *v = node_at(c, p->value);
+    const char *key = scalar(c, k, "a limit");
+    if (!key)
+      return DETOUR_EPARSE;
+    int i = one_of(key, limit_keys);
+    if (i < 0)
+      return fail(c, k,
+                  "unknown limit '%s' (expected one of max_line, max_body, "
+                  "max_rcpts, max_sessions, max_input, max_output, "
+                  "max_record_events, max_record_bytes)",
+                  key);
+    if ((rc = get_uint(c, v, "a positive number", SIZE_MAX, &x)))
+      return rc;
+    if (x == 0)
+      return fail(c, v, "expected a positive number, got 0");
+    *field[i] = (size_t)x;
+  }
+  detour_fake_script_set_limits(s, &l);
+  return 0;
+}
+
 static const char *const server_keys[] = {
     "name",   "listen",       "mode",     "hostname",    "ehlo_keywords",
-    "record", "idle_timeout", "max_body", "connections", NULL};
+    "record", "idle_timeout", "max_body", "connections", "limits",
+    NULL};
 
 static int server_key(ctx *c, detour_fake_script *s, yaml_node_t *k,
                       yaml_node_t *v) {
@@ -658,12 +700,15 @@ static int server_key(ctx *c, detour_fake_script *s, yaml_node_t *k,
       if ((rc = conn_block(c, s, node_at(c, *it))))
         return rc;
     return 0;
+  case 9:
+    return limits_block(c, s, v);
   }
   rc = common_key(c, s, key, v, 0, 0);
   if (rc == 1)
     return fail(c, k,
                 "unknown key '%s' (expected name, listen, mode, hostname, "
                 "ehlo_keywords, record, idle_timeout, max_body, connections, "
+                "limits, "
                 "fault(s), or a stage: connect, greeting, ehlo, helo, mail, "
                 "rcpt, data, body, eod, rset, noop, quit, unknown)",
                 key);
