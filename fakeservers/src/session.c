@@ -1449,6 +1449,8 @@ static bool tls_input(fake__session *s, const char *p, size_t n) {
   if (s->state == TLS_HANDSHAKE) {
     int rc = fake__tls_handshake(s->tls);
     if (s->srv->script->tls.handshake == DETOUR_FAKE_TLS_DROP) {
+      if (rc == 0 && fake__tls_pending(s->tls) == 0)
+        return true; /* the ClientHello is not complete yet */
       tls_drop(s);
       return false;
     }
