@@ -25,10 +25,7 @@
 #include "detour/detour.h"
 #include "detour/detour_config.h"
 #include "detour/detour_uv.h"
-
-/* A message larger than this is refused before anything is sent: the
- * engine keeps the whole message in memory. */
-#define MESSAGE_MAX ((size_t)64 * 1024 * 1024)
+#include "spool.h"
 
 /* What the command line asked for; strings point into argv. */
 typedef struct {
@@ -44,6 +41,10 @@ typedef struct {
   const char *reply_timeout;
   const char *detour;
   const char *log;
+  const char *tls; /* R13: apply to every server */
+  const char *ca_file;
+  const char *auth_user;
+  const char *auth_password_file;
 } send_opts;
 
 /* One run of the engine on a private loop. */
@@ -61,8 +62,6 @@ typedef struct {
   detour_done_status status;
   int signal;
   size_t nrcpts, delivered, aborted, deferred;
-  detour_server servers[DETOUR_MAX_SERVERS]; /* in priority order */
-  size_t nservers;
 } send_run;
 
 /* ------------------------------------------------------------------------ */
@@ -75,7 +74,10 @@ void detour_cli_send_usage(void) {
       "                   [--retry-interval DURATION] [--max-attempts N]\n"
       "                   [--connect-timeout DURATION]\n"
       "                   [--reply-timeout DURATION]\n"
-      "                   [--detour allow|deny] [--log FILE] < message\n"
+      "                   [--detour allow|deny] [--log FILE]\n"
+      "                   [--tls starttls|implicit|none] [--ca-file FILE]\n"
+      "                   [--auth-user USER --auth-password-file FILE]\n"
+      "                   < message\n"
       "\n"
       "Send the RFC 5322 message on stdin to every recipient through the\n"
       "first SMTP server that works, detouring to backup servers when the\n"
@@ -94,15 +96,28 @@ void detour_cli_send_usage(void) {
       "      --detour allow|deny     allow or forbid backup servers for this\n"
       "                              message (default: the detour table)\n"
       "      --log FILE              append the send log as JSON lines\n"
+      "      --tls MODE              starttls, implicit or none, for every\n"
+      "                              server; TLS is then required\n"
+      "      --ca-file FILE          trust these CAs (PEM) instead of the\n"
+      "                              system store\n"
+      "      --auth-user USER        AUTH (PLAIN or LOGIN) as USER\n"
+      "      --auth-password-file F  the password: the first line of F (never\n"
+      "                              on the command line)\n"
       "  -h, --help                  this help\n"
       "  -V, --version               the version\n"
       "\n"
       "DURATION is 500ms, 3s, 3m, 1h or a number of seconds.\n"
       "\n"
+      "The message is read whole before the first connection and kept\n"
+      "once (in memory up to 1 MiB, beyond that in an unlinked temporary\n"
+      "file under $TMPDIR): at most 64 MiB, at most 1000 recipients (--to)\n"
+      "per message.\n"
+      "\n"
       "Exit status: 0 delivered to every recipient; 67 a recipient was\n"
       "refused for good and none is pending; 75 not delivered after every\n"
       "allowed retry (or interrupted): keep the message and try later;\n"
-      "64 usage error; 78 configuration error.\n");
+      "64 usage error; 65 message over 64 MiB; 66 empty message; 74 stdin\n"
+      "unreadable; 78 configuration error.\n");
 }
 
 /* "detour send: MESSAGE" and the hint; returns EX_USAGE. */
@@ -123,7 +138,11 @@ enum {
   OPT_CONNECT_TIMEOUT,
   OPT_REPLY_TIMEOUT,
   OPT_DETOUR,
-  OPT_LOG
+  OPT_LOG,
+  OPT_TLS,
+  OPT_CA_FILE,
+  OPT_AUTH_USER,
+  OPT_AUTH_PASSWORD_FILE
 };
 
 static const struct option long_options[] = {
@@ -137,6 +156,10 @@ static const struct option long_options[] = {
     {"reply-timeout", required_argument, NULL, OPT_REPLY_TIMEOUT},
     {"detour", required_argument, NULL, OPT_DETOUR},
     {"log", required_argument, NULL, OPT_LOG},
+    {"tls", required_argument, NULL, OPT_TLS},
+    {"ca-file", required_argument, NULL, OPT_CA_FILE},
+    {"auth-user", required_argument, NULL, OPT_AUTH_USER},
+    {"auth-password-file", required_argument, NULL, OPT_AUTH_PASSWORD_FILE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -168,6 +191,18 @@ static int take_option(send_opts *o, int c, char *arg) {
     return 0;
   case OPT_LOG:
     o->log = arg;
+    return 0;
+  case OPT_TLS:
+    o->tls = arg;
+    return 0;
+  case OPT_CA_FILE:
+    o->ca_file = arg;
+    return 0;
+  case OPT_AUTH_USER:
+    o->auth_user = arg;
+    return 0;
+  case OPT_AUTH_PASSWORD_FILE:
+    o->auth_password_file = arg;
     return 0;
   case 's':
     if (o->nservers == DETOUR_MAX_SERVERS)
@@ -252,8 +287,8 @@ static int duration_opt(const char *name, const char *text, bool zero_ok,
   if (detour_parse_duration(text, &ms) != 0 || ms < 0 ||
       (!zero_ok && ms == 0)) {
     fprintf(stderr,
-            "detour send: %s takes a duration like 500ms, 3s or 3m, not "
-            "'%s'\nTry 'detour send --help'.\n",
+            "detour send: %s takes a duration like 500ms, 3s or 3m, at "
+            "most 720h (30 days), not '%s'\nTry 'detour send --help'.\n",
             name, text);
     return EX_USAGE;
   }
@@ -264,6 +299,7 @@ static int duration_opt(const char *name, const char *text, bool zero_ok,
 static void set_reply_timeouts(detour_timeouts *t, detour_ms ms) {
   t->greeting = t->ehlo = t->mail = t->rcpt = ms;
   t->data_start = t->data_block = t->final_dot = t->quit = ms;
+  t->tls = t->auth = ms;
 }
 
 /* --server replaces the configured list; the order given is the priority
@@ -286,8 +322,52 @@ static int apply_servers(detour_settings *s, const send_opts *o) {
   return 0;
 }
 
+/* R13: --tls, --ca-file and --auth-* apply to every server. The password
+ * is read from its file once, here; it is never an argument. */
+static int apply_tls(detour_settings *s, const send_opts *o) {
+  detour_tls_mode mode = DETOUR_TLS_MODE_NONE;
+  if (o->tls && detour_tls_mode_from_name(o->tls, &mode) != 0)
+    return usage_error("--tls takes starttls, implicit or none, not '%s'",
+                       o->tls);
+  if (!o->auth_user != !o->auth_password_file)
+    return usage_error("%s", "--auth-user and --auth-password-file go "
+                             "together");
+  detour_server *first = &s->cfg.servers[0];
+  if (o->ca_file && strlen(o->ca_file) >= sizeof first->ca_file)
+    return usage_error("%s", "--ca-file: path too long");
+  if (o->auth_user && (strlen(o->auth_user) >= sizeof first->auth_user ||
+                       strpbrk(o->auth_user, "\r\n")))
+    return usage_error("bad --auth-user '%s'", o->auth_user);
+  char secret[sizeof first->auth_password] = "", err[600];
+  if (o->auth_password_file &&
+      detour_read_secret_file(o->auth_password_file, secret, sizeof secret, err,
+                              sizeof err) != 0) {
+    fprintf(stderr, "detour send: --auth-password-file: %s\n", err);
+    return EX_CONFIG;
+  }
+  for (size_t i = 0; i < s->cfg.nservers; i++) {
+    detour_server *sv = &s->cfg.servers[i];
+    if (o->tls) {
+      sv->tls = mode;
+      sv->tls_optional = false;
+    }
+    if (o->ca_file)
+      snprintf(sv->ca_file, sizeof sv->ca_file, "%s", o->ca_file);
+    if (o->auth_user) {
+      snprintf(sv->auth_user, sizeof sv->auth_user, "%s", o->auth_user);
+      memcpy(sv->auth_password, secret, sizeof secret);
+    }
+  }
+  volatile char *wipe = secret;
+  for (size_t k = 0; k < sizeof secret; k++)
+    wipe[k] = 0;
+  return 0;
+}
+
 static int apply_opts(detour_settings *s, const send_opts *o) {
   int rc = apply_servers(s, o);
+  if (!rc)
+    rc = apply_tls(s, o);
   if (!rc && o->retry_interval)
     rc = duration_opt("--retry-interval", o->retry_interval, true,
                       &s->cfg.retry_interval);
@@ -342,43 +422,15 @@ static int load_settings(detour_settings *s, const send_opts *o) {
 /* ------------------------------------------------------------------------ */
 /* The message                                                               */
 
-static int too_large(void) {
-  fprintf(stderr, "detour send: the message is larger than 64 MiB: "
-                  "refused, nothing was sent\n");
-  return EX_DATAERR;
-}
-
-/* Read stdin whole. One byte more than MESSAGE_MAX is enough to know that
- * the message is too large. */
-static int read_message(char **out, size_t *outlen) {
-  size_t cap = 64 * 1024, len = 0;
-  char *buf = malloc(cap);
-  if (!buf)
-    return fprintf(stderr, "detour send: out of memory\n"), EX_OSERR;
-  for (;;) {
-    if (len == cap) {
-      if (cap > MESSAGE_MAX)
-        return free(buf), too_large();
-      size_t ncap = cap * 2 > MESSAGE_MAX + 1 ? MESSAGE_MAX + 1 : cap * 2;
-      char *nbuf = realloc(buf, ncap);
-      if (!nbuf)
-        return free(buf), fprintf(stderr, "detour send: out of memory\n"),
-               EX_OSERR;
-      buf = nbuf, cap = ncap;
-    }
-    size_t n = fread(buf + len, 1, cap - len, stdin);
-    if (n == 0)
-      break;
-    len += n;
-  }
-  if (ferror(stdin)) {
-    free(buf);
-    fprintf(stderr, "detour send: cannot read the message from stdin: %s\n",
-            strerror(errno));
-    return EX_IOERR;
-  }
-  *out = buf, *outlen = len;
-  return 0;
+/* Read the message from stdin into the spool (memory or an unlinked
+ * temporary file). An empty or unreadable stdin is an error; a message
+ * whose last line has no line end was perhaps cut short: say so. */
+static int read_message(cli_spool *sp) {
+  int rc = cli_spool_read(sp, 0, "detour send");
+  if (rc == 0 && !sp->ends_in_newline)
+    fprintf(stderr, "detour: warning: the message does not end with a line "
+                    "end (cut short?); sending it as it is\n");
+  return rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -425,9 +477,11 @@ static void on_rcpt(void *arg, size_t message, size_t index,
   else
     r->deferred++;
   printf("%s: %s", recipient, detour_rcpt_outcome_name(outcome));
-  if (server >= 0 && (size_t)server < r->nservers)
-    printf(" via %s:%u", r->servers[server].host,
-           (unsigned)r->servers[server].port);
+  const char *via = server >= 0
+                        ? detour_engine_server_label(r->engine, (size_t)server)
+                        : NULL;
+  if (via)
+    printf(" via %s", via);
   if (detail && *detail)
     printf(" (%s)", detail);
   printf("\n");
@@ -456,19 +510,6 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 /* ------------------------------------------------------------------------ */
 /* The run                                                                   */
-
-/* The engine numbers servers in priority order (stable): do the same, to
- * name the server of a recipient's outcome. */
-static void sort_servers(send_run *r, const detour_config *cfg) {
-  r->nservers = cfg->nservers;
-  for (size_t i = 0; i < cfg->nservers; i++) {
-    detour_server s = cfg->servers[i];
-    size_t j = i;
-    for (; j > 0 && r->servers[j - 1].priority > s.priority; j--)
-      r->servers[j] = r->servers[j - 1];
-    r->servers[j] = s;
-  }
-}
 
 static void close_cb(uv_handle_t *h) {}
 
@@ -575,7 +616,7 @@ static int open_log(send_run *r, const char *path) {
 }
 
 static int send_message(const detour_settings *s, const send_opts *o,
-                        const char *body, size_t len) {
+                        const detour_body_source *body) {
   send_run *r = calloc(1, sizeof *r);
   if (!r)
     return fprintf(stderr, "detour send: out of memory\n"), EX_OSERR;
@@ -583,13 +624,15 @@ static int send_message(const detour_settings *s, const send_opts *o,
   if (rc == 0 && uv_loop_init(&r->loop) != 0)
     rc = EX_OSERR;
   if (rc == 0) {
-    detour_message m = {o->from, o->rcpts, o->nrcpts,
-                        body,    len,      DETOUR_OVERRIDE_NONE};
+    detour_message m = {.from = o->from,
+                        .rcpts = o->rcpts,
+                        .nrcpts = o->nrcpts,
+                        .override = DETOUR_OVERRIDE_NONE,
+                        .source = body};
     if (o->detour)
       m.override = strcmp(o->detour, "allow") == 0 ? DETOUR_OVERRIDE_ALLOW
                                                    : DETOUR_OVERRIDE_DENY;
     r->nrcpts = o->nrcpts;
-    sort_servers(r, &s->cfg);
     watch_signals(r);
     rc = run(r, s, &m);
   }
@@ -606,8 +649,7 @@ int detour_cli_send(int argc, char **argv) {
   if (!o.rcpts)
     return fprintf(stderr, "detour send: out of memory\n"), EX_OSERR;
   detour_settings s;
-  char *body = NULL;
-  size_t len = 0;
+  cli_spool spool = {.fd = -1};
   int rc = parse_args(&o, argc, argv);
   if (rc < 0) {
     rc = 0; /* --help or --version */
@@ -618,12 +660,14 @@ int detour_cli_send(int argc, char **argv) {
   /* A peer that closes while we write must not kill us with SIGPIPE: the
    * driver sees the error and the engine decides. */
   signal(SIGPIPE, SIG_IGN);
-  rc = read_message(&body, &len);
-  if (rc == 0)
-    rc = send_message(&s, &o, body, len);
+  rc = read_message(&spool);
+  if (rc == 0) {
+    detour_body_source body = cli_spool_source(&spool);
+    rc = send_message(&s, &o, &body);
+  }
   detour_settings_free(&s);
 done:
-  free(body);
+  cli_spool_free(&spool);
   free(o.rcpts);
   return rc;
 }
