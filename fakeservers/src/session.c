@@ -353,9 +353,12 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 static void sess_close(fake__session *s, detour_fake_closer by) {
   if (s->closing)
     return;
-  /* An orderly end of a TLS session says close_notify first. */
+  /* An orderly end of a TLS session says close_notify first (not after a
+   * reset, nor without memory: flushing allocates, and its failure comes
+   * back here as NOMEM). */
   if (s->tls && by != DETOUR_FAKE_BY_SERVER_RESET &&
-      by != DETOUR_FAKE_BY_CLIENT_RESET && fake__tls_established(s->tls)) {
+      by != DETOUR_FAKE_BY_CLIENT_RESET && by != DETOUR_FAKE_BY_NOMEM &&
+      fake__tls_established(s->tls)) {
     fake__tls_close_notify(s->tls);
     tls_flush(s);
     if (s->closing)
