@@ -1142,9 +1142,9 @@ static void start_tls(fake__session *s) {
   reset_tx(s);
   s->authed = false;
   s->need_ehlo = true;
-  s->tls = fake__tls_new(s->srv->tls_ctx);
+  s->tls = fake__tls_new(s->srv->tls_ctx, mem_of(s));
   if (!s->tls) {
-    sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
+    sess_nomem(s);
     return;
   }
   s->state = TLS_HANDSHAKE;
@@ -1569,7 +1569,7 @@ static void begin(fake__session *s) {
     too_many_sessions(s);
   } else if (s->srv->script->tls.mode == DETOUR_FAKE_TLS_IMPLICIT) {
     /* RFC 8314: TLS from the first byte; the greeting comes after it. */
-    s->tls = fake__tls_new(s->srv->tls_ctx);
+    s->tls = fake__tls_new(s->srv->tls_ctx, mem_of(s));
     if (!s->tls) {
       sess_nomem(s);
       return;
