@@ -354,9 +354,12 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 static void sess_close(fake__session *s, detour_fake_closer by) {
   if (s->closing)
     return;
-  /* An orderly end of a TLS session says close_notify first. */
+  /* An orderly end of a TLS session says close_notify first (not after a
+   * reset, nor without memory: flushing allocates, and its failure comes
+   * back here as NOMEM). */
   if (s->tls && by != DETOUR_FAKE_BY_SERVER_RESET &&
-      by != DETOUR_FAKE_BY_CLIENT_RESET && fake__tls_established(s->tls)) {
+      by != DETOUR_FAKE_BY_CLIENT_RESET && by != DETOUR_FAKE_BY_NOMEM &&
+      fake__tls_established(s->tls)) {
     fake__tls_close_notify(s->tls);
     tls_flush(s);
     if (s->closing)
@@ -1147,9 +1150,9 @@ static void start_tls(fake__session *s) {
   reset_tx(s);
   s->authed = false;
   s->need_ehlo = true;
-  s->tls = fake__tls_new(s->srv->tls_ctx);
+  s->tls = fake__tls_new(s->srv->tls_ctx, mem_of(s));
   if (!s->tls) {
-    sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
+    sess_nomem(s);
     return;
   }
   s->state = TLS_HANDSHAKE;
@@ -1460,6 +1463,8 @@ static bool tls_input(fake__session *s, const char *p, size_t n) {
   if (s->state == TLS_HANDSHAKE) {
     int rc = fake__tls_handshake(s->tls);
     if (s->srv->script->tls.handshake == DETOUR_FAKE_TLS_DROP) {
+      if (rc == 0 && fake__tls_pending(s->tls) == 0)
+        return true; /* the ClientHello is not complete yet */
       tls_drop(s);
       return false;
     }
@@ -1576,7 +1581,7 @@ static void begin(fake__session *s) {
     too_many_sessions(s);
   } else if (s->srv->script->tls.mode == DETOUR_FAKE_TLS_IMPLICIT) {
     /* RFC 8314: TLS from the first byte; the greeting comes after it. */
-    s->tls = fake__tls_new(s->srv->tls_ctx);
+    s->tls = fake__tls_new(s->srv->tls_ctx, mem_of(s));
     if (!s->tls) {
       sess_nomem(s);
       return;

@@ -10,6 +10,11 @@
  * per-occurrence sequencing. Scripts come from YAML (fakeservers/README.md
  * documents the format) or from the C API below.
  *
+ * A script may also offer STARTTLS (RFC 3207) or implicit TLS (RFC 8314)
+ * with certificates from a run-local test CA (detour_fake_ca_make), and
+ * AUTH PLAIN/LOGIN (RFC 4954) against a user table; passwords never enter
+ * the record.
+ *
  * Every timer goes through a detour_clock (detour_uv.h), so the servers run
  * in virtual time next to the engine's driver: "delay 3m before greeting"
  * then takes no real time. The library knows nothing of the engine.
