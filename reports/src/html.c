@@ -511,7 +511,7 @@ int detour_report_html(const detour_suite *s, const detour_report_meta *m,
   }
   fputs("</section>\n<footer class=\"dim\"><p>detour ", f);
   rep_xml(f, rep_meta_version(m), false);
-  fputs(" &middot; rules from SPEC.md (R1..R12)</p></footer>\n<script>", f);
+  fputs(" &middot; rules from SPEC.md (R1..R13)</p></footer>\n<script>", f);
   fputs(script, f);
   fputs("</script>\n</body>\n</html>\n", f);
   detour_cert_free(&cert);

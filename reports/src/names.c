@@ -22,7 +22,7 @@ const char *rep_verdict_css(detour_verdict v) {
   return "error";
 }
 
-/* The headings of SPEC.md, R1..R12. */
+/* The headings of SPEC.md, R1..R13. */
 static const char *const rule_titles[REP_SPEC_RULES] = {
     "Server list",
     "One attempt",
@@ -36,6 +36,7 @@ static const char *const rule_titles[REP_SPEC_RULES] = {
     "Several recipients",
     "Per-session timeouts",
     "Circuit breaker and connection racing",
+    "Transport security and authentication",
 };
 
 const char *rep_rule_title(int i) {

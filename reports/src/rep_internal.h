@@ -42,7 +42,7 @@ void rep_xmln(FILE *f, const char *s, size_t n, bool attr);
 const char *rep_verdict_css(detour_verdict v); /* "pass" ... */
 /* The SPEC title of rule R<i> (1..12), "" otherwise. */
 const char *rep_rule_title(int i);
-#define REP_SPEC_RULES 12
+#define REP_SPEC_RULES 13
 
 /* "2002-07-01T10:15:30.000Z" for an absolute time; "?" when impossible. */
 void rep_iso(detour_ms t, char *buf, size_t len);

@@ -4,7 +4,7 @@
  * (JUnit XML), a browser (one self-contained HTML file with a timeline per
  * scenario), a program (one JSON document), Wireshark (a pcap per
  * scenario) and a person at a terminal (one line per scenario). The
- * certification summary groups the verdicts by SPEC rule R1..R12.
+ * certification summary groups the verdicts by SPEC rule R1..R13.
  *
  * The writers read the suite and never change it. Every string that came
  * from a fake server or a scenario file is treated as hostile: escaped for
@@ -71,7 +71,7 @@ typedef struct {
 } detour_cert_rule;
 
 typedef struct {
-  detour_cert_rule *rules; /* R1..R12 always, in order, then the others */
+  detour_cert_rule *rules; /* R1..R13 always, in order, then the others */
   size_t n;
 } detour_cert;
 
