@@ -4,7 +4,8 @@
 # every report (`--report-dir`: JSON, JUnit, HTML, pcap, results, rows)
 # and the verbose terminal output, then greps all of it for the password
 # the scenarios give alice and for the base64 forms AUTH puts on the wire
-# (LOGIN's password line, PLAIN's "\0alice\0password").
+# (LOGIN's password line, PLAIN's "\0alice\0password"). Also checks that
+# the HTML timeline marks the TLS and AUTH steps.
 #
 #   test_tls_secret.sh DETOUR SOURCE_DIR OUTDIR
 # Exit 0 pass, 1 fail.
@@ -29,4 +30,12 @@ for form in "$password" "$(printf '%s' "$password" | base64)" \
   hits=$(grep -rlaF -- "$form" "$out")
   [ -z "$hits" ] || fail "'$form' found in: $hits"
 done
-echo "PASS: ${#files[@]} scenarios, $n artefacts, no form of the password"
+# The HTML timeline marks the R13 steps: a padlock per TLS up, a key per
+# AUTH accepted (the send log has those rows; the report draws them).
+html=$out/reports/report.html
+tls_marks=$(grep -o 'class="tls-body"' "$html" | wc -l)
+auth_marks=$(grep -o '<circle class="auth"' "$html" | wc -l)
+[ "$tls_marks" -ge 5 ] || fail "report.html: $tls_marks TLS marks"
+[ "$auth_marks" -ge 3 ] || fail "report.html: $auth_marks AUTH marks"
+echo "PASS: ${#files[@]} scenarios, $n artefacts, no form of the password;" \
+  "timeline: $tls_marks TLS and $auth_marks AUTH marks"
