@@ -205,8 +205,58 @@ Test(cert, one_scenario_counts_once_per_rule) {
   cr_assert_eq(c.rules[0].nscenarios, 1); /* "R1x" counts for R1 */
   cr_assert_eq(c.rules[11].status, DETOUR_CERT_PASS);
   cr_assert_eq(c.n, 14);
-  cr_assert_str_eq(c.rules[13].rule, "R30"); /* not a SPEC rule */
+  cr_assert_str_eq(c.rules[13].rule, "R30"); /* not a rule of rules.md */
   detour_cert_free(&c);
+}
+
+/* ---- links to docs/rules.md --------------------------------------------- */
+
+Test(html, every_rule_links_to_its_section_with_a_sentence) {
+  detour_suite *s = fixture_suite(0);
+  detour_report_meta m = fixture_meta();
+  m.rules_url = "../docs/rules.md";
+  char *h = render(detour_report_html, s, &m, NULL);
+  for (int i = 1; i <= 13; i++) {
+    char href[64];
+    snprintf(href, sizeof href, "href=\"../docs/rules.md#r%d\"", i);
+    cr_assert_not_null(strstr(h, href), "no link for R%d", i);
+  }
+  /* the rule table's sentence for R3, and the ids in a scenario's line */
+  cr_assert_not_null(strstr(h, "Every failure falls into exactly one class"));
+  cr_assert_not_null(strstr(h, "href=\"../docs/rules.md#r11\" title="),
+                     "R11.greeting links to R11");
+  /* one fixture scenario failed and one could not run: the run fails */
+  cr_assert_not_null(strstr(h, "Overall: <span class=\"badge fail\">FAIL"),
+                     "%s", h);
+  cr_assert_null(strstr(h, "SPEC"), "the report points at docs/rules.md");
+  free(h);
+  fixture_suite_free(s);
+}
+
+Test(html, overall_pass_when_every_scenario_passed) {
+  char *rules[] = {"R3"};
+  detour_scenario_result r = {
+      .name = "n", .rules = rules, .nrules = 1, .verdict = DETOUR_VERDICT_PASS};
+  detour_suite s = {.results = &r, .n = 1, .passed = 1};
+  detour_report_meta m = {.deterministic = true};
+  char *h = render(detour_report_html, &s, &m, NULL);
+  cr_assert_not_null(strstr(h, "Overall: <span class=\"badge pass\">PASS"),
+                     "%s", h);
+  cr_assert_not_null(strstr(h, "1 of 13 rules covered"), "%s", h);
+  cr_assert_not_null(strstr(h, "href=\"docs/rules.md#r3\""), "default url");
+  free(h);
+}
+
+Test(junit, rule_ids_link_to_their_sections) {
+  detour_suite *s = fixture_suite(0);
+  detour_report_meta m = fixture_meta();
+  char *x = render(detour_report_junit, s, &m, NULL);
+  cr_assert_not_null(
+      strstr(x, "<property name=\"rules\" value=\"docs/rules.md\"/>"));
+  cr_assert_not_null(strstr(x, "  R5 docs/rules.md#r5 When detour is allowed"),
+                     "%s", x);
+  free(x);
+  fixture_suite_free(s);
 }
 
 /* ---- deterministic switch -------------------------------------------------

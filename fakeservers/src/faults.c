@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "fake_internal.h"
+#include "fault_list.h"
 
 typedef int (*expand_fn)(detour_fake_script *s, const detour_fake_fault_args *a,
                          detour_fake_stage stage);
@@ -25,12 +26,6 @@ typedef struct {
 } fault_entry;
 
 #define BIT(s) (1u << (s))
-#define REPLYING                                                               \
-  (BIT(DETOUR_FAKE_GREETING) | BIT(DETOUR_FAKE_EHLO) | BIT(DETOUR_FAKE_HELO) | \
-   BIT(DETOUR_FAKE_MAIL) | BIT(DETOUR_FAKE_RCPT) | BIT(DETOUR_FAKE_DATA) |     \
-   BIT(DETOUR_FAKE_EOD) | BIT(DETOUR_FAKE_RSET) | BIT(DETOUR_FAKE_NOOP) |      \
-   BIT(DETOUR_FAKE_QUIT) | BIT(DETOUR_FAKE_UNKNOWN))
-#define ANY_STAGE (REPLYING | BIT(DETOUR_FAKE_CONNECT) | BIT(DETOUR_FAKE_BODY))
 
 int fake__default_code(detour_fake_stage stage) {
   static const int codes[DETOUR_FAKE_STAGE_COUNT] = {
@@ -235,14 +230,14 @@ static int add_raw(detour_fake_script *s, const detour_fake_fault_args *a,
 static int x_overlong(detour_fake_script *s, const detour_fake_fault_args *a,
                       detour_fake_stage st) {
   enum { N = 2000 }; /* four times the RFC 5321 limit of 512 */
-  char *buf = malloc(N + 8);
+  char *buf = fake__malloc(fake__mem_global(), N + 8);
   if (!buf)
     return DETOUR_ENOMEM;
   int n = snprintf(buf, 8, "%d ", fake__default_code(st));
   memset(buf + n, 'x', N);
   memcpy(buf + n + N, "\r\n", 2);
   int rc = add_raw(s, a, st, buf, (size_t)n + N + 2);
-  free(buf);
+  fake__free(fake__mem_global(), buf);
   return rc;
 }
 
@@ -419,177 +414,20 @@ static int x_auth_required(detour_fake_script *s,
 /* ------------------------------------------------------------------------ */
 /* The table                                                                 */
 
-#define C(x) DETOUR_CLASS_##x
-#define S(x) DETOUR_FAKE_##x
-static const fault_entry catalogue[] = {
-    {{"refuse", "nothing listens: connect() fails with ECONNREFUSED (RST)",
-      C(CONNECT), -1, "the port stays bound so port 0 gets a number",
-      S(CONNECT)},
-     0,
-     x_refuse},
-    {{"blackhole", "SYNs unanswered: the client's connect times out",
-      C(CONNECT), -1,
-      "backlog 0 listener whose accept queue holds our own connection",
-      S(CONNECT)},
-     0,
-     x_blackhole},
-    {{"silent", "accepts, never greets", C(TRANSIENT), -1,
-      "= stall_after at greeting", S(GREETING)},
-     0,
-     x_stall},
-    {{"stall_after", "stops answering at the stage (no reply, stays open)",
-      C(TRANSIENT), -1, "at quit the mail is already accepted: NONE", S(MAIL)},
-     ANY_STAGE,
-     x_stall},
-    {{"close", "closes (FIN) instead of replying at the stage", C(TRANSIENT),
-      -1,
-      "connect: right after accept; body: after after_bytes bytes; quit: "
-      "NONE",
-      S(CONNECT)},
-     ANY_STAGE,
-     x_close},
-    {{"reset", "resets (RST) instead of replying at the stage", C(TRANSIENT),
-      C(CONNECT),
-      "as close, with SO_LINGER 0; at connect the RST may reach the client "
-      "before its connect() completes, which then fails with ECONNRESET",
-      S(CONNECT)},
-     ANY_STAGE,
-     x_reset},
-    {{"drop_mid_data", "RST after after_bytes (64) bytes of the message",
-      C(TRANSIENT), -1, "= reset at body", S(BODY)},
-     0,
-     x_drop_mid_data},
-    {{"greeting_421", "421 4.3.2 greeting, then close", C(SWITCH), -1, "",
-      S(GREETING)},
-     0,
-     x_greeting_421},
-    {{"greeting_554", "554 5.3.2 greeting, 503 to all but QUIT", C(SWITCH), -1,
-      "RFC 5321 3.1", S(GREETING)},
-     0,
-     x_greeting_554},
-    {{"disk_full", "452 4.3.1 at RCPT (or MAIL); 552 5.3.1 at eod", C(SWITCH),
-      -1, "", S(RCPT)},
-     BIT(DETOUR_FAKE_MAIL) | BIT(DETOUR_FAKE_RCPT) | BIT(DETOUR_FAKE_EOD),
-     x_disk_full},
-    {{"unsupported", "555 5.5.4 (or code 504) to MAIL with parameters",
-      C(SWITCH), -1, "only commands that carry ESMTP parameters", S(MAIL)},
-     BIT(DETOUR_FAKE_MAIL) | BIT(DETOUR_FAKE_RCPT),
-     x_unsupported},
-    {{"busy", "450 4.2.1 at RCPT; 451 4.3.0 at MAIL, DATA or eod", C(TRANSIENT),
-      -1, "", S(RCPT)},
-     BIT(DETOUR_FAKE_MAIL) | BIT(DETOUR_FAKE_RCPT) | BIT(DETOUR_FAKE_DATA) |
-         BIT(DETOUR_FAKE_EOD),
-     x_busy},
-    {{"slow", "every reply dripped at bytes_per_sec (10 B/s)", C(NONE),
-      C(TRANSIENT), "TRANSIENT only when the drip outlasts a timeout",
-      S(GREETING)},
-     ANY_STAGE,
-     x_slow},
-    {{"partial_lines",
-      "every reply split into chunk-byte (5) writes 1 ms "
-      "apart",
-      C(NONE), -1, "", S(GREETING)},
-     ANY_STAGE,
-     x_partial_lines},
-    {{"bare_lf", "reply lines end in LF, not CRLF", C(NONE), C(TRANSIENT),
-      "a strict client may call it malformed", S(GREETING)},
-     ANY_STAGE,
-     x_bare_lf},
-    {{"overlong_line", "a 2000-octet reply line (RFC 5321 limit: 512)",
-      C(TRANSIENT), -1, "malformed reply", S(GREETING)},
-     REPLYING,
-     x_overlong},
-    {{"endless_multiline",
-      "a multi-line reply that never ends: '220-' lines every 100 ms",
-      C(TRANSIENT), -1, "too many lines or timeout; stops after 1000 lines",
-      S(GREETING)},
-     REPLYING,
-     x_endless},
-    {{"garbage_code", "a reply line without a numeric code", C(TRANSIENT), -1,
-      "malformed reply", S(GREETING)},
-     REPLYING,
-     x_garbage},
-    {{"nul_bytes", "NUL bytes inside the reply line", C(TRANSIENT), -1,
-      "malformed reply", S(GREETING)},
-     REPLYING,
-     x_nul},
-    {{"early_reply", "an extra 250 reply sent before the next command",
-      C(TRANSIENT), C(NONE),
-      "a client that reads replies in step may desync and still succeed",
-      S(GREETING)},
-     REPLYING,
-     x_early_reply},
-    {{"data_after_quit", "bytes after the 221 reply to QUIT, then close",
-      C(NONE), -1, "the message was already accepted", S(QUIT)},
-     0,
-     x_after_quit},
-    {{"starttls_stripped",
-      "STARTTLS missing from the EHLO reply (stripping); STARTTLS gets 502",
-      C(SWITCH), -1,
-      "a client that requires TLS sends neither AUTH nor MAIL in clear",
-      S(EHLO)},
-     0,
-     x_starttls_stripped},
-    {{"starttls_454", "454 4.7.0 to STARTTLS", C(SWITCH), -1,
-      "TLS required: configuration warning", S(STARTTLS)},
-     0,
-     x_starttls_454},
-    {{"tls_alert", "fatal handshake_failure alert to the ClientHello, close",
-      C(SWITCH), -1, "handshake failure", S(STARTTLS)},
-     0,
-     x_tls_alert},
-    {{"tls_drop", "half of the server's first flight, then FIN", C(SWITCH), -1,
-      "handshake failure", S(STARTTLS)},
-     0,
-     x_tls_drop},
-    {{"cert_expired", "a certificate whose notAfter is in the past", C(SWITCH),
-      -1, "certificate failure", S(STARTTLS)},
-     0,
-     x_cert_expired},
-    {{"cert_self_signed", "a self-signed certificate", C(SWITCH), -1,
-      "certificate failure", S(STARTTLS)},
-     0,
-     x_cert_self_signed},
-    {{"cert_wrong_host", "a certificate for wrong.host.invalid only", C(SWITCH),
-      -1, "certificate failure", S(STARTTLS)},
-     0,
-     x_cert_wrong_host},
-    {{"cert_unknown_ca", "a certificate signed by a CA the client lacks",
-      C(SWITCH), -1, "certificate failure", S(STARTTLS)},
-     0,
-     x_cert_unknown_ca},
-    {{"tls_old_only", "TLS 1.0 and 1.1 only (protocol_version alert to 1.2+)",
-      C(SWITCH), -1, "handshake failure", S(STARTTLS)},
-     0,
-     x_tls_old_only},
-    {{"starttls_injection",
-      "220 to STARTTLS and a plaintext '250' in the same segment "
-      "(CVE-2011-0411)",
-      C(SWITCH), C(NONE),
-      "a client that discards pre-handshake bytes and goes on is also "
-      "correct (NONE); one that reads the 250 as a reply is not",
-      S(STARTTLS)},
-     0,
-     x_starttls_injection},
-    {{"auth_535", "535 5.7.8 to AUTH (bad credentials)", C(SWITCH), -1,
-      "authentication failed: configuration warning", S(AUTH)},
-     0,
-     x_auth_535},
-    {{"auth_454", "454 4.7.0 to AUTH (temporary)", C(TRANSIENT), -1, "",
-      S(AUTH)},
-     0,
-     x_auth_454},
-    {{"auth_534", "534 5.7.9 to AUTH (mechanism too weak)", C(SWITCH), -1,
-      "authentication failed: configuration warning", S(AUTH)},
-     0,
-     x_auth_534},
-    {{"auth_required", "530 5.7.0 to MAIL before a successful AUTH", C(SWITCH),
-      -1, "a client without credentials", S(MAIL)},
-     0,
-     x_auth_required},
-};
-#undef C
-#undef S
+/* One row per entry of FAKE_FAULT_LIST (fault_list.h). */
+#define CLASS_NO_CLASS (-1)
+#define CLASS_OF(x) CLASS_##x
+#define CLASS_CONNECT DETOUR_CLASS_CONNECT
+#define CLASS_TRANSIENT DETOUR_CLASS_TRANSIENT
+#define CLASS_SWITCH DETOUR_CLASS_SWITCH
+#define CLASS_NONE DETOUR_CLASS_NONE
+#define ROW(name, wire, expected, tolerated, note, stage, stages, expand)      \
+  {{#name, wire, CLASS_OF(expected), CLASS_OF(tolerated), note,                \
+    DETOUR_FAKE_##stage},                                                      \
+   stages,                                                                     \
+   expand},
+static const fault_entry catalogue[] = {FAKE_FAULT_LIST(ROW)};
+#undef ROW
 
 size_t detour_fake_fault_count(void) {
   return sizeof catalogue / sizeof catalogue[0];

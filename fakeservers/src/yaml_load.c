@@ -7,80 +7,69 @@
  * The loader only calls the public script API: YAML can say nothing the C
  * API cannot.
  */
-#include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <yaml.h>
 
-#include "detour/detour_config.h"
+#include "detour/detour_yaml.h"
 #include "fake_internal.h"
 
+/* The reader's context (document, file name, error buffer). The helpers
+ * below keep this loader's short names over the reader's getters. */
 typedef struct {
-  yaml_document_t *doc;
-  const char *file;
-  char *err;
-  size_t errlen;
+  detour_yaml_ctx y;
 } ctx;
 
+static int fail(ctx *c, const yaml_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int fail(ctx *c, const yaml_node_t *n, const char *fmt, ...) {
   char msg[384];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  return detour_yaml_error(c->err, c->err ? c->errlen : 0, c->file, n, NULL,
-                           msg);
+  return detour_yaml_fail(&c->y, n, NULL, "%s", msg);
 }
 
 static yaml_node_t *node_at(ctx *c, int i) {
-  return yaml_document_get_node(c->doc, i);
+  return detour_yaml_node(&c->y, i);
 }
 
-/* The scalar's text, or NULL (and an error) when n is not a scalar. */
+/* The scalar's text ("" for an empty one: `text:` says no text), or NULL
+ * (and an error) when n is not a scalar. */
 static const char *scalar(ctx *c, yaml_node_t *n, const char *what) {
   if (n && n->type == YAML_SCALAR_NODE)
     return (const char *)n->data.scalar.value;
-  fail(c, n, "expected %s", what);
+  detour_yaml_expected(&c->y, n, NULL, what);
   return NULL;
 }
 
 static int get_uint(ctx *c, yaml_node_t *n, const char *what,
                     unsigned long long max, unsigned long long *out) {
-  const char *s = scalar(c, n, what);
-  char *end;
-  if (!s)
-    return DETOUR_EPARSE;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (!*s || *end || errno || v > max || s[0] == '-')
-    return fail(c, n, "expected %s, got '%s'", what, s);
-  *out = v;
-  return 0;
+  long long v;
+  int rc =
+      detour_yaml_int(&c->y, n, NULL, 0,
+                      max > LLONG_MAX ? LLONG_MAX : (long long)max, what, &v);
+  if (rc == 0)
+    *out = (unsigned long long)v;
+  return rc;
 }
 
 static int get_bool(ctx *c, yaml_node_t *n, bool *out) {
-  static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {
-                                                              "false", "no",
-                                                              "off"};
-  const char *s = scalar(c, n, "true or false");
-  for (int i = 0; s && i < 3; i++) {
-    if (strcasecmp(s, yes[i]) == 0)
-      return *out = true, 0;
-    if (strcasecmp(s, no[i]) == 0)
-      return *out = false, 0;
-  }
-  return s ? fail(c, n, "expected true or false, got '%s'", s) : DETOUR_EPARSE;
+  return detour_yaml_bool(&c->y, n, NULL, out);
 }
 
+/* The one duration grammar, at most DETOUR_DURATION_MAX: a huge
+ * idle_timeout or delay is refused, not wrapped into one that fires at
+ * once. */
 static int get_duration(ctx *c, yaml_node_t *n, detour_ms *out) {
-  const char *s = scalar(c, n, "a duration like 500ms, 3s, 3m");
-  if (!s)
-    return DETOUR_EPARSE;
-  if (detour_parse_duration(s, out) != 0)
-    return fail(c, n, "expected a duration like 500ms, 3s, 3m, got '%s'", s);
-  return 0;
+  return detour_yaml_duration(&c->y, n, NULL, 0,
+                              "a duration like 500ms, 3s, 3m", out);
 }
 
 /* "1-2", "3", "3-" (open) or a bare number. */
@@ -119,12 +108,7 @@ static int one_of(const char *name, const char *const *list) {
 
 static int get_choice(ctx *c, yaml_node_t *n, const char *const *list,
                       const char *expected, int *out) {
-  const char *s = scalar(c, n, expected);
-  if (!s)
-    return DETOUR_EPARSE;
-  if ((*out = one_of(s, list)) < 0)
-    return fail(c, n, "expected %s, got '%s'", expected, s);
-  return 0;
+  return detour_yaml_choice(&c->y, n, NULL, list, expected, out);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -804,10 +788,51 @@ static int get_keywords(ctx *c, detour_fake_script *s, yaml_node_t *n) {
   return detour_fake_script_set_ehlo_keywords(s, kw, k) ? fail(c, n, "oom") : 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* limits: { max_line: 4096, max_rcpts: 100, ... } (fake.h, README) */
+
+static const char *const limit_keys[] = {
+    "max_line",          "max_body",         "max_rcpts",
+    "max_sessions",      "max_input",        "max_output",
+    "max_record_events", "max_record_bytes", NULL};
+
+static int limits_block(ctx *c, detour_fake_script *s, yaml_node_t *n) {
+  detour_fake_limits l;
+  size_t *field[] = {&l.max_line,          &l.max_body,        &l.max_rcpts,
+                     &l.max_sessions,      &l.max_input,       &l.max_output,
+                     &l.max_record_events, &l.max_record_bytes};
+  unsigned long long x;
+  int rc;
+  if (n->type != YAML_MAPPING_NODE)
+    return fail(c, n, "expected a mapping of limits (max_line: 4096, ...)");
+  detour_fake_script_limits(s, &l);
+  for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+       p < n->data.mapping.pairs.top; p++) {
+    yaml_node_t *k = node_at(c, p->key), *v = node_at(c, p->value);
+    const char *key = scalar(c, k, "a limit");
+    if (!key)
+      return DETOUR_EPARSE;
+    int i = one_of(key, limit_keys);
+    if (i < 0)
+      return fail(c, k,
+                  "unknown limit '%s' (expected one of max_line, max_body, "
+                  "max_rcpts, max_sessions, max_input, max_output, "
+                  "max_record_events, max_record_bytes)",
+                  key);
+    if ((rc = get_uint(c, v, "a positive number", SIZE_MAX, &x)))
+      return rc;
+    if (x == 0)
+      return fail(c, v, "expected a positive number, got 0");
+    *field[i] = (size_t)x;
+  }
+  detour_fake_script_set_limits(s, &l);
+  return 0;
+}
+
 static const char *const server_keys[] = {
-    "name",          "listen", "mode",         "hostname",
-    "ehlo_keywords", "record", "idle_timeout", "max_body",
-    "connections",   "tls",    "auth",         NULL};
+    "name",   "listen",       "mode",     "hostname",    "ehlo_keywords",
+    "record", "idle_timeout", "max_body", "connections", "limits",
+    "tls",    "auth",         NULL};
 
 static int server_key(ctx *c, detour_fake_script *s, yaml_node_t *k,
                       yaml_node_t *v) {
@@ -864,8 +889,10 @@ static int server_key(ctx *c, detour_fake_script *s, yaml_node_t *k,
         return rc;
     return 0;
   case 9:
-    return get_tls(c, s, v);
+    return limits_block(c, s, v);
   case 10:
+    return get_tls(c, s, v);
+  case 11:
     /* At server level auth: is the configuration; rules for the AUTH
      * verdict go in connection blocks (auth: there is the stage). */
     return get_auth(c, s, v);
@@ -875,8 +902,8 @@ static int server_key(ctx *c, detour_fake_script *s, yaml_node_t *k,
     return fail(c, k,
                 "unknown key '%s' (expected name, listen, mode, hostname, "
                 "ehlo_keywords, record, idle_timeout, max_body, connections, "
-                "tls, auth, fault(s), or a stage: connect, greeting, ehlo, "
-                "helo, mail, rcpt, data, body, eod, rset, noop, quit, "
+                "limits, tls, auth, fault(s), or a stage: connect, greeting, "
+                "ehlo, helo, mail, rcpt, data, body, eod, rset, noop, quit, "
                 "unknown, starttls)",
                 key);
   return rc;
@@ -884,21 +911,14 @@ static int server_key(ctx *c, detour_fake_script *s, yaml_node_t *k,
 
 /* The value of key `name` in mapping n, or NULL. */
 static yaml_node_t *lookup(ctx *c, yaml_node_t *n, const char *name) {
-  for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
-       p < n->data.mapping.pairs.top; p++) {
-    yaml_node_t *k = node_at(c, p->key);
-    if (k && k->type == YAML_SCALAR_NODE &&
-        strcmp((const char *)k->data.scalar.value, name) == 0)
-      return node_at(c, p->value);
-  }
-  return NULL;
+  return detour_yaml_map_get(&c->y, n, name);
 }
 
 detour_fake_script *detour_fake_script_from_yaml(struct yaml_document_s *doc,
                                                  struct yaml_node_s *node,
                                                  const char *file, char *err,
                                                  size_t errlen) {
-  ctx c = {doc, file ? file : "<yaml>", err, errlen};
+  ctx c = {{doc, file ? file : "<yaml>", err, err ? errlen : 0, NULL}};
   if (!node || node->type != YAML_MAPPING_NODE) {
     fail(&c, node, "expected a server script (a mapping)");
     return NULL;
@@ -930,7 +950,7 @@ void detour_fake_scripts_free(detour_fake_script **scripts, size_t n) {
 
 /* Scripts of a parsed document: a server mapping or { servers: [...] }. */
 static detour_fake_script **from_document(ctx *c, size_t *n) {
-  yaml_node_t *root = yaml_document_get_root_node(c->doc);
+  yaml_node_t *root = yaml_document_get_root_node(c->y.doc);
   yaml_node_t *list;
   detour_fake_script **v = NULL;
   size_t count = 0;
@@ -942,8 +962,8 @@ static detour_fake_script **from_document(ctx *c, size_t *n) {
   if (!(list = lookup(c, root, "servers"))) {
     count = 1;
     v = calloc(1, sizeof *v);
-    if (v && !(v[0] = detour_fake_script_from_yaml(c->doc, root, c->file,
-                                                   c->err, c->errlen)))
+    if (v && !(v[0] = detour_fake_script_from_yaml(c->y.doc, root, c->y.file,
+                                                   c->y.err, c->y.errlen)))
       goto fail;
   } else {
     if (list->type != YAML_SEQUENCE_NODE ||
@@ -956,8 +976,8 @@ static detour_fake_script **from_document(ctx *c, size_t *n) {
     v = calloc(count, sizeof *v);
     for (size_t i = 0; v && i < count; i++)
       if (!(v[i] = detour_fake_script_from_yaml(
-                c->doc, node_at(c, list->data.sequence.items.start[i]), c->file,
-                c->err, c->errlen)))
+                c->y.doc, node_at(c, list->data.sequence.items.start[i]),
+                c->y.file, c->y.err, c->y.errlen)))
         goto fail;
   }
   if (!v)
@@ -970,54 +990,32 @@ fail:
   return NULL;
 }
 
-static detour_fake_script **load(yaml_parser_t *p, const char *name, size_t *n,
+/* Every file goes through the one reader: read whole or refused, no
+ * aliases (an alias repeated in a list once made a 2.3 KB script cost
+ * 953 MB), no repeated keys, bounded. */
+static detour_fake_script **load(detour_yaml_file *f, int rc, size_t *n,
                                  char *err, size_t errlen) {
-  yaml_document_t doc;
-  detour_fake_script **v = NULL;
-  if (!yaml_parser_load(p, &doc)) {
-    if (err)
-      snprintf(err, errlen, "%s:%zu:%zu: %s%s%s", name,
-               p->problem_mark.line + 1, p->problem_mark.column + 1,
-               p->problem ? p->problem : "YAML syntax error",
-               p->context ? " " : "", p->context ? p->context : "");
-    *n = 0;
+  *n = 0;
+  if (rc)
     return NULL;
-  }
-  ctx c = {&doc, name, err, errlen};
-  v = from_document(&c, n);
-  yaml_document_delete(&doc);
+  ctx c = {detour_yaml_ctx_of(f, err, err ? errlen : 0)};
+  detour_fake_script **v = from_document(&c, n);
+  detour_yaml_file_free(f);
   return v;
 }
 
 detour_fake_script **detour_fake_load_string(const char *yaml, size_t len,
                                              const char *name, size_t *n,
                                              char *err, size_t errlen) {
-  yaml_parser_t p;
-  if (!yaml_parser_initialize(&p))
-    return NULL;
-  yaml_parser_set_input_string(&p, (const unsigned char *)yaml, len);
-  detour_fake_script **v = load(&p, name ? name : "<string>", n, err, errlen);
-  yaml_parser_delete(&p);
-  return v;
+  detour_yaml_file f;
+  int rc = detour_yaml_load_string(&f, yaml, len, name ? name : "<string>", err,
+                                   err ? errlen : 0);
+  return load(&f, rc, n, err, errlen);
 }
 
 detour_fake_script **detour_fake_load_file(const char *path, size_t *n,
                                            char *err, size_t errlen) {
-  FILE *f = fopen(path, "rb");
-  yaml_parser_t p;
-  *n = 0;
-  if (!f) {
-    if (err)
-      snprintf(err, errlen, "%s:1:1: cannot open: %s", path, strerror(errno));
-    return NULL;
-  }
-  if (!yaml_parser_initialize(&p)) {
-    fclose(f);
-    return NULL;
-  }
-  yaml_parser_set_input_file(&p, f);
-  detour_fake_script **v = load(&p, path, n, err, errlen);
-  yaml_parser_delete(&p);
-  fclose(f);
-  return v;
+  detour_yaml_file f;
+  int rc = detour_yaml_load_file(&f, path, err, err ? errlen : 0);
+  return load(&f, rc, n, err, errlen);
 }

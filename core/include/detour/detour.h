@@ -1,7 +1,7 @@
 /*
  * detour.h - the public API of libdetour (target detour::core).
  *
- * libdetour is the SMTP failover engine of ../shared/SPEC.md as a pure
+ * libdetour is the SMTP failover engine of docs/rules.md as a pure
  * ("sans-I/O") state machine plus the pure pieces it is made of: the SMTP
  * reply parser, the failure classification table (R3), the detour
  * permission table (R4) and the send-log formatter (R8).
@@ -64,8 +64,18 @@ bool detour_glob(const char *pattern, const char *text, unsigned flags);
 typedef int64_t detour_ms;
 #define DETOUR_NO_DEADLINE ((detour_ms)-1)
 
-/* Parse a duration: "500ms", "3s", "3m", "1h", or a bare number of seconds
- * ("30"). Returns 0, or DETOUR_EPARSE / DETOUR_ERANGE. */
+/* The longest duration any file or option may give: 30 days. Longer than
+ * any sensible retry interval, timeout or scenario (a mail queue gives up
+ * after about 5 days), and small enough that a deadline computed from it
+ * (now + interval * attempts, attempts <= 10^6) stays far below INT64_MAX
+ * and fits a libuv timer: a huge value is refused, never wrapped into a
+ * timer that fires at once. */
+#define DETOUR_DURATION_MAX ((detour_ms)30 * 24 * 3600 * 1000)
+
+/* Parse a duration (core/src/duration.c, docs/config.md): "500ms", "3s",
+ * "1.5s", "3m20s", "1h", or a bare number of seconds ("30"). Returns 0,
+ * DETOUR_EPARSE (not a duration) or DETOUR_ERANGE (more than
+ * DETOUR_DURATION_MAX); *out is untouched on error. */
 int detour_parse_duration(const char *text, detour_ms *out);
 
 /* ------------------------------------------------------------------------ */

@@ -167,7 +167,8 @@ int detour_fake_script_set_ehlo_keywords(detour_fake_script *s,
                                          const char *const *kw, size_t n);
 /* Close sessions idle this long (0 = never, the default). */
 void detour_fake_script_set_idle_timeout(detour_fake_script *s, detour_ms t);
-/* Keep at most this many bytes of each message body (default 16 MiB). */
+/* Keep at most this many bytes of each message body (default 16 MiB).
+ * The same as limits.max_body. */
 void detour_fake_script_set_max_body(detour_fake_script *s, size_t bytes);
 
 /* ------------------------------------------------------------------------ */
@@ -304,6 +305,38 @@ detour_fake_sasl_status detour_fake_sasl_step(detour_fake_sasl *x,
 long detour_fake_base64_decode(const char *in, size_t len, unsigned char *out,
                                size_t cap);
 
+/* What one server lets a client make it hold, and what happens at each
+ * limit (fakeservers/README.md, "Limits and hostile clients"). Every limit
+ * hit is recorded as a DETOUR_FAKE_EV_LIMIT event whose data starts with
+ * the limit's key ("max_line: ..."). 0 means the default. */
+typedef struct {
+  size_t max_line;          /* command line without CRLF (4096): 500 5.5.6, the
+                               rest of the line up to its LF discarded */
+  size_t max_body;          /* bytes kept of each body (16 MiB): the rest is
+                               read and dropped, the message marked truncated */
+  size_t max_rcpts;         /* recipients per message (1000): 452 4.5.3 */
+  size_t max_sessions;      /* open sessions (20000): a session over it gets
+                               421 4.7.0 and is closed */
+  size_t max_input;         /* bytes buffered while a reply is in progress
+                               (1 MiB): reading pauses until they are used */
+  size_t max_output;        /* reply bytes queued for a client that does not
+                               read (1 MiB): reading pauses until they drain */
+  size_t max_record_events; /* connections, events and messages each kept
+                               in memory (1,000,000): later ones are not
+                               kept (counters go on) */
+  size_t max_record_bytes;  /* bytes of event data and bodies kept in
+                               memory (256 MiB): likewise */
+} detour_fake_limits;
+
+/* The defaults above. */
+void detour_fake_limits_init(detour_fake_limits *l);
+/* Set all limits (0 fields: the default). */
+void detour_fake_script_set_limits(detour_fake_script *s,
+                                   const detour_fake_limits *l);
+/* The limits in effect. */
+void detour_fake_script_limits(const detour_fake_script *s,
+                               detour_fake_limits *out);
+
 /* Add a rule (copied). Which rule applies: among the rules of the stage
  * whose conditions match, the one with the highest precedence, then the
  * first added. Precedence: a connection range counts 2, from_fault 1.
@@ -384,10 +417,11 @@ typedef enum {
   DETOUR_FAKE_BY_SERVER,       /* the script closed (FIN) */
   DETOUR_FAKE_BY_SERVER_RESET, /* the script reset (RST) */
   DETOUR_FAKE_BY_STOP,         /* the server was stopped */
-  DETOUR_FAKE_BY_IDLE          /* idle timeout */
+  DETOUR_FAKE_BY_IDLE,         /* idle timeout */
+  DETOUR_FAKE_BY_NOMEM         /* out of memory: the session was reset */
 } detour_fake_closer;
 /* "open", "client", "client_reset", "server", "server_reset", "stop",
- * "idle". Static. */
+ * "idle", "nomem". Static. */
 const char *detour_fake_closer_name(detour_fake_closer c);
 
 typedef struct {
@@ -411,11 +445,15 @@ typedef struct {
   const char *const *rcpts; /* accepted recipients (2xx at RCPT) */
   size_t nrcpts;
   const char *body; /* exact bytes after dot-unstuffing, line ends as
-                       sent, without the final ".\r\n"; NUL added */
+                       sent, without the final ".\r\n"; NUL added.
+                       NULL on a streaming server: see body_file */
   size_t body_len;
-  bool complete;  /* false: cut mid-DATA by an after_bytes fault */
-  bool truncated; /* body longer than max_body: the rest dropped */
-  int code;       /* reply to the final "." (0: none was sent) */
+  FILE *body_file; /* streaming server (detour_fake_server_set_streaming),
+                      during the MESSAGE event only: the body_len bytes
+                      of the body, positioned at 0; else NULL */
+  bool complete;   /* false: cut mid-DATA by an after_bytes fault */
+  bool truncated;  /* body longer than max_body: the rest dropped */
+  int code;        /* reply to the final "." (0: none was sent) */
 } detour_fake_message;
 
 typedef enum {
@@ -427,6 +465,10 @@ typedef enum {
   DETOUR_FAKE_EV_MESSAGE,    /* message received: see msg */
   DETOUR_FAKE_EV_CLOSE,      /* see closed_by */
   DETOUR_FAKE_EV_STOP,       /* server stopped */
+  DETOUR_FAKE_EV_LIMIT,      /* a limit was hit: data = "KEY: what happened"
+                                (fakeservers/README.md, "Limits") */
+  DETOUR_FAKE_EV_FINDING,    /* the client did something a certification
+                                reports: data = "bare LF dot: ..." */
   DETOUR_FAKE_EV_TLS,        /* handshake done: data = "version=TLSv1.3
                                 cipher=... sni=... cert=NAME subject=...";
                                 or "failed: reason" / "alert sent" /
@@ -439,7 +481,7 @@ typedef enum {
                                 "<redacted>" instead of the base64. */
 } detour_fake_event_type;
 /* "listen", "accept", "command", "reply", "action", "message", "close",
- * "stop", "tls", "auth". Static. */
+ * "stop", "limit", "finding", "tls", "auth". Static. */
 const char *detour_fake_event_name(detour_fake_event_type t);
 
 typedef struct {
@@ -470,6 +512,24 @@ typedef void (*detour_fake_observer)(void *arg, detour_fake_server *srv,
  * DETOUR_EINVAL. */
 int detour_fake_server_set_tls_dir(detour_fake_server *srv, const char *dir);
 
+/* The allocator of libdetour-fake, as nghttp2_mem: every allocation of a
+ * script, a server, its sessions and its record goes through one. A
+ * failure is never fatal: a script call returns DETOUR_ENOMEM, a session
+ * is reset (closed_by NOMEM, stats.nomem) and the server goes on. (The
+ * YAML loader and libuv allocate with libc.) */
+typedef struct {
+  void *user; /* passed to each function */
+  void *(*malloc)(size_t size, void *user);
+  void *(*calloc)(size_t n, size_t size, void *user);
+  void *(*realloc)(void *p, size_t size, void *user);
+  void (*free)(void *p, void *user);
+} detour_fake_mem;
+
+/* The process-wide allocator (copied; NULL: libc's), used by scripts and
+ * by servers created without one. Set it before creating any object and
+ * keep it until the last is freed. */
+void detour_fake_set_mem(const detour_fake_mem *mem);
+
 /* Let a server listen on a non-loopback address (detour serve --listen). */
 #define DETOUR_FAKE_ALLOW_PUBLIC 1u
 
@@ -481,6 +541,20 @@ detour_fake_server *detour_fake_server_new(detour_clock *c,
                                            const detour_fake_script *s,
                                            const char *listen, unsigned flags,
                                            int *err);
+/* The same, with an allocator of its own (copied; NULL: the process-wide
+ * one) for everything the server allocates. */
+detour_fake_server *
+detour_fake_server_new_mem(detour_clock *c, const detour_fake_script *s,
+                           const char *listen, unsigned flags,
+                           const detour_fake_mem *mem, int *err);
+/* Streaming (for long runs such as detour serve; call before start):
+ * keep no record in memory (the getters below see nothing; the observer
+ * sees every event), and spool each body to an unlinked temporary file in
+ * spool_dir (NULL: $TMPDIR or /tmp) while it arrives, so that memory does
+ * not grow with messages or time. The MESSAGE event then carries
+ * msg->body_file instead of msg->body. 0 or DETOUR_EINVAL (started). */
+int detour_fake_server_set_streaming(detour_fake_server *srv,
+                                     const char *spool_dir);
 /* Bind (and listen, per mode). Returns 0 or DETOUR_EIO with the reason in
  * err (errlen bytes), e.g. "127.0.0.2:25: address already in use". */
 int detour_fake_server_start(detour_fake_server *srv, char *err, size_t errlen);
@@ -513,6 +587,12 @@ typedef struct {
   uint64_t commands;
   uint64_t bytes_in, bytes_out;
   uint64_t accept_errors; /* accept() failed (EMFILE, ...) */
+  uint64_t limits_hit;    /* DETOUR_FAKE_EV_LIMIT events */
+  uint64_t findings;      /* DETOUR_FAKE_EV_FINDING events */
+  uint64_t nomem;         /* sessions closed for lack of memory */
+  uint64_t not_kept;      /* record items over max_record_* (not kept) */
+  uint64_t paused;        /* times reading was paused (max_input,
+                             max_output) */
   int64_t refused;        /* connections refused, when observable; -1 when
                              not (refuse and blackhole modes: the kernel
                              answers or drops, we never see them) */
@@ -543,6 +623,22 @@ int detour_fake_event_write_json(const detour_fake_event *ev,
 /* The whole record: every event (FULL), else connections and messages as
  * synthetic events, in time order per kind. 0 or DETOUR_EIO. */
 int detour_fake_server_write_jsonl(const detour_fake_server *srv, FILE *f);
+
+/* A record file written as events happen (detour serve --record): each
+ * event is formatted whole, then written with one write(2), so a crash or
+ * SIGKILL loses at most the event being written and never leaves a cut
+ * line. Bodies up to DETOUR_FAKE_SINK_INLINE bytes are inline ("body");
+ * longer ones are copied to their own file, named in "body_file":
+ * PATH.bodies/SERVER-CONN-INDEX.eml, with "body" absent. */
+#define DETOUR_FAKE_SINK_INLINE ((size_t)64 << 10)
+typedef struct detour_fake_sink detour_fake_sink;
+/* Create (truncate) path. NULL with errno set on failure. */
+detour_fake_sink *detour_fake_sink_open(const char *path);
+/* 0 or DETOUR_EIO (errno set). */
+int detour_fake_sink_write(detour_fake_sink *k, const detour_fake_event *ev,
+                           const char *server);
+/* Close and free; 0 or DETOUR_EIO when a write or the close failed. */
+int detour_fake_sink_close(detour_fake_sink *k);
 
 #ifdef __cplusplus
 }
