@@ -778,6 +778,13 @@ detour_ms detour_engine_next_deadline(const detour_engine *e) {
   return d;
 }
 
+const char *detour_engine_session_state(const detour_engine *e,
+                                        const char **from) {
+  if (from)
+    *from = session_state_name(e->session.from);
+  return session_state_name(e->session.state);
+}
+
 bool detour_engine_idle(const detour_engine *e) {
   if (e->failed && e->error_reported && e->swept == e->nmessages &&
       engine_queue_empty(&e->queue)) {
