@@ -27,7 +27,6 @@
 #include "detour/detour_uv.h"
 #include "spool.h"
 
-
 /* What the command line asked for; strings point into argv. */
 typedef struct {
   const char *config;

@@ -118,8 +118,8 @@ Test(names, other_enums) {
   cr_expect_str_eq(detour_done_status_name(DETOUR_DONE_ABORTED), "aborted");
   cr_expect_str_eq(detour_done_status_name(DETOUR_DONE_DEFERRED), "deferred");
   cr_expect_str_eq(detour_done_status_name((detour_done_status)3), "unknown");
-  const char *acts[] = {"connect", "send", "close", "log",
-                        "warn",    "rcpt_result", "done", "error"};
+  const char *acts[] = {"connect", "send",        "close", "log",
+                        "warn",    "rcpt_result", "done",  "error"};
   for (int i = 0; i <= DETOUR_ACT_ERROR; i++)
     cr_expect_str_eq(detour_action_type_name((detour_action_type)i), acts[i]);
   cr_expect_str_eq(detour_action_type_name((detour_action_type)8), "unknown");

@@ -26,9 +26,8 @@ void detour_dot_encoder_init(detour_dot_encoder *enc) {
   enc->line_start = true;
 }
 
-size_t detour_dot_encode(detour_dot_encoder *enc, const char *in,
-                         size_t in_len, char *out, size_t out_cap,
-                         size_t *out_len) {
+size_t detour_dot_encode(detour_dot_encoder *enc, const char *in, size_t in_len,
+                         char *out, size_t out_cap, size_t *out_len) {
   size_t i = 0, o = 0;
   for (; i < in_len; i++) {
     unsigned char ch = (unsigned char)in[i];
@@ -91,8 +90,8 @@ static int64_t body_read(const engine_message *m, uint64_t off, char *buf,
   if (!m->has_source) {
     if (off >= m->body_len)
       return 0;
-    size_t n = m->body_len - (size_t)off < len ? m->body_len - (size_t)off
-                                                 : len;
+    size_t n =
+        m->body_len - (size_t)off < len ? m->body_len - (size_t)off : len;
     memcpy(buf, m->body + off, n);
     return (int64_t)n;
   }

@@ -118,9 +118,9 @@ typedef struct {
   size_t expect_head, expect_count;
   unsigned sends_outstanding; /* SEND actions not yet reported sent */
   bool cap_size, cap_8bitmime, cap_pipelining;
-  bool pipelined;      /* this transaction was sent as one group */
-  size_t rcpt_cursor;  /* next recipient to send RCPT for (not pipelined) */
-  size_t accepted;     /* recipients in RCPT_IN_TXN */
+  bool pipelined;     /* this transaction was sent as one group */
+  size_t rcpt_cursor; /* next recipient to send RCPT for (not pipelined) */
+  size_t accepted;    /* recipients in RCPT_IN_TXN */
   engine_body_cursor body;
   session_outcome out; /* filled during one entry point, then returned */
 } engine_session;
@@ -169,9 +169,9 @@ struct detour_engine {
   /* Out of memory (DETOUR_ACT_ERROR): once failed, nothing more is
    * allocated; detour_engine_next_action hands out the error, a CLOSE per
    * open connection and every unfinished message's outcome. */
-  int failed;           /* 0, or the error */
-  bool error_reported;  /* the ERROR action was handed out */
-  size_t swept;         /* messages whose outcome was handed out */
+  int failed;          /* 0, or the error */
+  bool error_reported; /* the ERROR action was handed out */
+  size_t swept;        /* messages whose outcome was handed out */
 };
 
 /* engine.c, used by engine_session.c: actions only, no decisions. */

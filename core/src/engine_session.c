@@ -484,8 +484,8 @@ static void body_unreadable(detour_engine *e, detour_ms now, int err) {
   failure_note n;
   memset(&n, 0, sizeof n);
   snprintf(n.result, sizeof n.result, "local error");
-  snprintf(n.detail, sizeof n.detail,
-           "data: cannot read the message body: %s", detour_strerror(err));
+  snprintf(n.detail, sizeof n.detail, "data: cannot read the message body: %s",
+           detour_strerror(err));
   engine_message *m = e->active;
   for (size_t i = 0; i < m->nrcpts; i++)
     if (takes_part(&m->rcpts[i]))

@@ -308,9 +308,8 @@ void detour_dot_encoder_init(detour_dot_encoder *enc);
  * not fit. Returns the input bytes consumed; *out_len gets the bytes
  * written. With out NULL nothing is written and everything is consumed
  * (to measure: enc->wire_len and enc->eight_bit). */
-size_t detour_dot_encode(detour_dot_encoder *enc, const char *in,
-                         size_t in_len, char *out, size_t out_cap,
-                         size_t *out_len);
+size_t detour_dot_encode(detour_dot_encoder *enc, const char *in, size_t in_len,
+                         char *out, size_t out_cap, size_t *out_len);
 /* The end of the body: CRLF when the last line is open, then ".\r\n".
  * Writes at most DETOUR_DOT_END_MAX bytes to out (NULL: count only);
  * returns how many. */
@@ -381,8 +380,8 @@ typedef struct {
   bool pipelining;                 /* use PIPELINING when offered */
   detour_ms breaker_hold;          /* R12 circuit breaker, 0 = off */
   detour_ms race_delay;            /* R12 connection racing, 0 = off */
-  size_t block_size;    /* wire bytes per SEND of a body: 64 KiB; each
-                           block has the data_block timeout (R11) */
+  size_t block_size;     /* wire bytes per SEND of a body: 64 KiB; each
+                            block has the data_block timeout (R11) */
   const detour_mem *mem; /* copied at detour_engine_new; NULL = libc */
 } detour_config;
 
