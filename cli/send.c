@@ -41,6 +41,10 @@ typedef struct {
   const char *reply_timeout;
   const char *detour;
   const char *log;
+  const char *tls; /* R13: apply to every server */
+  const char *ca_file;
+  const char *auth_user;
+  const char *auth_password_file;
 } send_opts;
 
 /* One run of the engine on a private loop. */
@@ -70,7 +74,10 @@ void detour_cli_send_usage(void) {
       "                   [--retry-interval DURATION] [--max-attempts N]\n"
       "                   [--connect-timeout DURATION]\n"
       "                   [--reply-timeout DURATION]\n"
-      "                   [--detour allow|deny] [--log FILE] < message\n"
+      "                   [--detour allow|deny] [--log FILE]\n"
+      "                   [--tls starttls|implicit|none] [--ca-file FILE]\n"
+      "                   [--auth-user USER --auth-password-file FILE]\n"
+      "                   < message\n"
       "\n"
       "Send the RFC 5322 message on stdin to every recipient through the\n"
       "first SMTP server that works, detouring to backup servers when the\n"
@@ -89,6 +96,13 @@ void detour_cli_send_usage(void) {
       "      --detour allow|deny     allow or forbid backup servers for this\n"
       "                              message (default: the detour table)\n"
       "      --log FILE              append the send log as JSON lines\n"
+      "      --tls MODE              starttls, implicit or none, for every\n"
+      "                              server; TLS is then required\n"
+      "      --ca-file FILE          trust these CAs (PEM) instead of the\n"
+      "                              system store\n"
+      "      --auth-user USER        AUTH (PLAIN or LOGIN) as USER\n"
+      "      --auth-password-file F  the password: the first line of F (never\n"
+      "                              on the command line)\n"
       "  -h, --help                  this help\n"
       "  -V, --version               the version\n"
       "\n"
@@ -124,7 +138,11 @@ enum {
   OPT_CONNECT_TIMEOUT,
   OPT_REPLY_TIMEOUT,
   OPT_DETOUR,
-  OPT_LOG
+  OPT_LOG,
+  OPT_TLS,
+  OPT_CA_FILE,
+  OPT_AUTH_USER,
+  OPT_AUTH_PASSWORD_FILE
 };
 
 static const struct option long_options[] = {
@@ -138,6 +156,10 @@ static const struct option long_options[] = {
     {"reply-timeout", required_argument, NULL, OPT_REPLY_TIMEOUT},
     {"detour", required_argument, NULL, OPT_DETOUR},
     {"log", required_argument, NULL, OPT_LOG},
+    {"tls", required_argument, NULL, OPT_TLS},
+    {"ca-file", required_argument, NULL, OPT_CA_FILE},
+    {"auth-user", required_argument, NULL, OPT_AUTH_USER},
+    {"auth-password-file", required_argument, NULL, OPT_AUTH_PASSWORD_FILE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -169,6 +191,18 @@ static int take_option(send_opts *o, int c, char *arg) {
     return 0;
   case OPT_LOG:
     o->log = arg;
+    return 0;
+  case OPT_TLS:
+    o->tls = arg;
+    return 0;
+  case OPT_CA_FILE:
+    o->ca_file = arg;
+    return 0;
+  case OPT_AUTH_USER:
+    o->auth_user = arg;
+    return 0;
+  case OPT_AUTH_PASSWORD_FILE:
+    o->auth_password_file = arg;
     return 0;
   case 's':
     if (o->nservers == DETOUR_MAX_SERVERS)
@@ -253,8 +287,8 @@ static int duration_opt(const char *name, const char *text, bool zero_ok,
   if (detour_parse_duration(text, &ms) != 0 || ms < 0 ||
       (!zero_ok && ms == 0)) {
     fprintf(stderr,
-            "detour send: %s takes a duration like 500ms, 3s or 3m, not "
-            "'%s'\nTry 'detour send --help'.\n",
+            "detour send: %s takes a duration like 500ms, 3s or 3m, at "
+            "most 720h (30 days), not '%s'\nTry 'detour send --help'.\n",
             name, text);
     return EX_USAGE;
   }
@@ -265,6 +299,7 @@ static int duration_opt(const char *name, const char *text, bool zero_ok,
 static void set_reply_timeouts(detour_timeouts *t, detour_ms ms) {
   t->greeting = t->ehlo = t->mail = t->rcpt = ms;
   t->data_start = t->data_block = t->final_dot = t->quit = ms;
+  t->tls = t->auth = ms;
 }
 
 /* --server replaces the configured list; the order given is the priority
@@ -287,8 +322,52 @@ static int apply_servers(detour_settings *s, const send_opts *o) {
   return 0;
 }
 
+/* R13: --tls, --ca-file and --auth-* apply to every server. The password
+ * is read from its file once, here; it is never an argument. */
+static int apply_tls(detour_settings *s, const send_opts *o) {
+  detour_tls_mode mode = DETOUR_TLS_MODE_NONE;
+  if (o->tls && detour_tls_mode_from_name(o->tls, &mode) != 0)
+    return usage_error("--tls takes starttls, implicit or none, not '%s'",
+                       o->tls);
+  if (!o->auth_user != !o->auth_password_file)
+    return usage_error("%s", "--auth-user and --auth-password-file go "
+                             "together");
+  detour_server *first = &s->cfg.servers[0];
+  if (o->ca_file && strlen(o->ca_file) >= sizeof first->ca_file)
+    return usage_error("%s", "--ca-file: path too long");
+  if (o->auth_user && (strlen(o->auth_user) >= sizeof first->auth_user ||
+                       strpbrk(o->auth_user, "\r\n")))
+    return usage_error("bad --auth-user '%s'", o->auth_user);
+  char secret[sizeof first->auth_password] = "", err[600];
+  if (o->auth_password_file &&
+      detour_read_secret_file(o->auth_password_file, secret, sizeof secret, err,
+                              sizeof err) != 0) {
+    fprintf(stderr, "detour send: --auth-password-file: %s\n", err);
+    return EX_CONFIG;
+  }
+  for (size_t i = 0; i < s->cfg.nservers; i++) {
+    detour_server *sv = &s->cfg.servers[i];
+    if (o->tls) {
+      sv->tls = mode;
+      sv->tls_optional = false;
+    }
+    if (o->ca_file)
+      snprintf(sv->ca_file, sizeof sv->ca_file, "%s", o->ca_file);
+    if (o->auth_user) {
+      snprintf(sv->auth_user, sizeof sv->auth_user, "%s", o->auth_user);
+      memcpy(sv->auth_password, secret, sizeof secret);
+    }
+  }
+  volatile char *wipe = secret;
+  for (size_t k = 0; k < sizeof secret; k++)
+    wipe[k] = 0;
+  return 0;
+}
+
 static int apply_opts(detour_settings *s, const send_opts *o) {
   int rc = apply_servers(s, o);
+  if (!rc)
+    rc = apply_tls(s, o);
   if (!rc && o->retry_interval)
     rc = duration_opt("--retry-interval", o->retry_interval, true,
                       &s->cfg.retry_interval);

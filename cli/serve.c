@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sysexits.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -32,6 +33,9 @@ typedef struct {
   size_t nlisten;
   const char *record;
   bool quiet;
+  const char *tls_dir; /* the run-local test CA's directory */
+  const char *tls_host[MAX_LISTEN];
+  size_t ntls_host;
 } serve_opts;
 
 typedef struct {
@@ -40,7 +44,7 @@ typedef struct {
   detour_fake_server **srv;
   size_t nsrv;
   uv_signal_t sigint, sigterm;
-  FILE *record;
+  detour_fake_sink *record; /* one write per event: never a cut line */
   bool quiet;
 } serve_run;
 
@@ -48,14 +52,21 @@ void detour_cli_serve_usage(void) {
   printf(
       "Usage: detour serve --script FILE [--listen ADDR:PORT ...]\n"
       "                    [--record FILE] [--quiet]\n"
+      "                    [--tls-dir DIR [--tls-host NAME ...]]\n"
       "\nRun the fake SMTP servers of FILE (fakeservers/README.md) until\n"
       "SIGINT or SIGTERM.\n"
       "\n  --script FILE       server scripts (YAML)\n"
       "  --listen ADDR:PORT  replace the scripts' addresses: one per server,\n"
       "                      or copies of a single server; the only way to\n"
       "                      listen on a non-loopback address\n"
-      "  --record FILE       write every event as JSON Lines\n"
-      "  --quiet             print only the 'listening' lines\n");
+      "  --record FILE       write every event as JSON Lines as it happens\n"
+      "                      (bodies over 64 KiB: FILE.bodies/)\n"
+      "  --quiet             print only the 'listening' lines\n"
+      "  --tls-dir DIR       certificates for the scripts' tls: a test CA\n"
+      "                      made in DIR (0700, keys 0600) unless DIR/ca.pem\n"
+      "                      exists; clients trust DIR/ca.pem\n"
+      "  --tls-host NAME     a name (or IP) the certificates are for; the\n"
+      "                      default is localhost and 127.0.0.1-16\n");
 }
 
 static int parse_args(int argc, char **argv, serve_opts *o) {
@@ -70,6 +81,11 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
       o->quiet = true;
     } else if (strcmp(a, "--script") == 0 && has_value) {
       o->script = argv[++i];
+    } else if (strcmp(a, "--tls-dir") == 0 && has_value) {
+      o->tls_dir = argv[++i];
+    } else if (strcmp(a, "--tls-host") == 0 && has_value &&
+               o->ntls_host < MAX_LISTEN) {
+      o->tls_host[o->ntls_host++] = argv[++i];
     } else if (strcmp(a, "--record") == 0 && has_value) {
       o->record = argv[++i];
     } else if (strcmp(a, "--listen") == 0 && has_value) {
@@ -165,7 +181,7 @@ static void observe(void *arg, detour_fake_server *srv,
   if (!r->quiet)
     print_event(srv, ev);
   if (r->record)
-    detour_fake_event_write_json(ev, detour_fake_server_name(srv), r->record);
+    detour_fake_sink_write(r->record, ev, detour_fake_server_name(srv));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -203,6 +219,11 @@ static size_t make_servers(serve_run *r, detour_fake_script **v, size_t n,
     }
     r->nsrv = i + 1;
     detour_fake_server_set_observer(r->srv[i], observe, r);
+    /* A long run keeps nothing in memory: events go to the observer
+     * (stdout, --record), bodies are spooled to disk while they arrive. */
+    detour_fake_server_set_streaming(r->srv[i], NULL);
+    if (o->tls_dir)
+      detour_fake_server_set_tls_dir(r->srv[i], o->tls_dir);
   }
   return r->srv ? count : 0;
 }
@@ -260,6 +281,25 @@ static int run(serve_run *r) {
   return 0;
 }
 
+/* --tls-dir: make the test CA there unless one is there already (so a
+ * client configured with DIR/ca.pem keeps working across restarts). */
+static int prepare_tls(const serve_opts *o) {
+  char dir[4096], err[512], ca[4200];
+  if (!o->tls_dir)
+    return 0;
+  snprintf(ca, sizeof ca, "%s/ca.pem", o->tls_dir);
+  if (access(ca, R_OK) != 0) {
+    snprintf(dir, sizeof dir, "%s", o->tls_dir);
+    if (detour_fake_ca_make(dir, sizeof dir, o->tls_host, o->ntls_host, err,
+                            sizeof err) != 0) {
+      fprintf(stderr, "detour serve: %s\n", err);
+      return EX_CANTCREAT;
+    }
+  }
+  printf("tls-ca %s\n", ca);
+  return 0;
+}
+
 int detour_cli_serve(int argc, char **argv) {
   serve_opts o;
   serve_run r;
@@ -268,6 +308,9 @@ int detour_cli_serve(int argc, char **argv) {
   int rc = parse_args(argc, argv, &o);
   if (rc)
     return rc == 1 ? 0 : rc;
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  if ((rc = prepare_tls(&o)) != 0)
+    return rc;
   detour_fake_script **v = detour_fake_load_file(o.script, &n, err, sizeof err);
   if (!v) {
     fprintf(stderr, "detour serve: %s\n", err);
@@ -275,20 +318,19 @@ int detour_cli_serve(int argc, char **argv) {
   }
   memset(&r, 0, sizeof r);
   r.quiet = o.quiet;
-  if (o.record && !(r.record = fopen(o.record, "w"))) {
+  if (o.record && !(r.record = detour_fake_sink_open(o.record))) {
     perror(o.record);
     detour_fake_scripts_free(v, n);
     return EX_CANTCREAT;
   }
   signal(SIGPIPE, SIG_IGN); /* a client that vanishes is an event, not death */
-  setvbuf(stdout, NULL, _IOLBF, 0);
   raise_fd_limit();
   uv_loop_init(&r.loop);
   r.clock = detour_clock_new_real(&r.loop);
   rc = r.clock && make_servers(&r, v, n, &o) ? run(&r) : EX_SOFTWARE;
   detour_fake_scripts_free(v, n);
   teardown(&r);
-  if (r.record && fclose(r.record) != 0)
+  if (r.record && detour_fake_sink_close(r.record) != 0)
     rc = rc ? rc : EX_IOERR;
   fflush(stdout);
   return rc;

@@ -132,6 +132,7 @@ int main(void) {
     case DETOUR_ACT_CLOSE:
     case DETOUR_ACT_WARN:
     case DETOUR_ACT_ERROR:
+    case DETOUR_ACT_TLS_START: /* only for servers with TLS configured */
       break;
     }
   }

@@ -188,6 +188,9 @@ static void act(world *w, const detour_action *a) {
   case DETOUR_ACT_LOG:
   case DETOUR_ACT_WARN:
     break;
+  case DETOUR_ACT_TLS_START:
+    cr_assert_fail("TLS_START without TLS configured");
+    break;
   }
 }
 

@@ -616,6 +616,11 @@ detour_engine *detour_engine_new(const detour_config *cfg, int *err) {
 void detour_engine_free(detour_engine *e) {
   if (!e)
     return;
+  for (size_t i = 0; i < e->cfg.nservers; i++) { /* R13: no secret left */
+    volatile char *p = e->cfg.servers[i].auth_password;
+    for (size_t k = 0; k < sizeof e->cfg.servers[i].auth_password; k++)
+      p[k] = 0;
+  }
   const detour_mem mem = e->mem;
   for (size_t i = 0; i < e->nmessages; i++)
     free_message(e, &e->messages[i]);
@@ -899,6 +904,26 @@ void detour_engine_on_closed(detour_engine *e, unsigned conn, detour_ms now,
     return;
   }
   engine_close_conn(e, c);
+}
+
+void detour_engine_on_tls_up(detour_engine *e, unsigned conn, detour_ms now,
+                             const char *version, const char *cipher) {
+  engine_queue_release_popped(&e->queue);
+  engine_conn *c = find_conn(e, conn);
+  if (is_session_conn(e, c)) {
+    session_outcome o = session_on_tls_up(e, now, version, cipher);
+    act_on(e, now, &o);
+  }
+}
+
+void detour_engine_on_tls_failed(detour_engine *e, unsigned conn, detour_ms now,
+                                 detour_tls_failure why, const char *detail) {
+  engine_queue_release_popped(&e->queue);
+  engine_conn *c = find_conn(e, conn);
+  if (is_session_conn(e, c)) {
+    session_outcome o = session_on_tls_failed(e, now, why, detail);
+    act_on(e, now, &o);
+  }
 }
 
 /* R12 racing: the current connect is slow; start the next server's. */

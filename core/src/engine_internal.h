@@ -57,7 +57,11 @@ typedef enum {
   SESSION_GREETING, /* connected, the 220 banner expected */
   SESSION_EHLO,
   SESSION_HELO,
-  SESSION_MAIL, /* the reply to MAIL expected (oldest unanswered) */
+  SESSION_STARTTLS, /* STARTTLS sent, its 220 expected */
+  SESSION_TLS,      /* the driver runs the TLS handshake */
+  SESSION_EHLO_TLS, /* EHLO again inside TLS (RFC 3207 4.2) */
+  SESSION_AUTH,     /* the AUTH exchange (RFC 4954) */
+  SESSION_MAIL,     /* the reply to MAIL expected (oldest unanswered) */
   SESSION_RCPT,
   SESSION_DATA, /* the reply to DATA (354) expected */
   SESSION_BODY, /* the body being written (data-block timeout) */
@@ -118,6 +122,11 @@ typedef struct {
   size_t expect_head, expect_count;
   unsigned sends_outstanding; /* SEND actions not yet reported sent */
   bool cap_size, cap_8bitmime, cap_pipelining;
+  bool cap_starttls, cap_auth_plain, cap_auth_login;
+  bool tls_up;        /* the handshake completed on this connection */
+  bool tls_started;   /* the TLS_START action was emitted */
+  bool auth_login;    /* AUTH LOGIN (else PLAIN) */
+  unsigned auth_step; /* LOGIN: 0 command, 1 user, 2 password sent */
   bool pipelined;     /* this transaction was sent as one group */
   size_t rcpt_cursor; /* next recipient to send RCPT for (not pipelined) */
   size_t accepted;    /* recipients in RCPT_IN_TXN */
@@ -194,6 +203,11 @@ session_outcome session_on_sent(detour_engine *e, detour_ms now);
 session_outcome session_on_closed(detour_engine *e, detour_ms now,
                                   const char *detail);
 session_outcome session_on_timeout(detour_engine *e, detour_ms now);
+session_outcome session_on_tls_up(detour_engine *e, detour_ms now,
+                                  const char *version, const char *cipher);
+session_outcome session_on_tls_failed(detour_engine *e, detour_ms now,
+                                      detour_tls_failure why,
+                                      const char *detail);
 /* "greeting", "rcpt", ...: the name of a state. Static. */
 const char *session_state_name(session_state st);
 

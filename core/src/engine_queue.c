@@ -118,6 +118,10 @@ static void collect_refs(detour_action *a, string_refs *r) {
   case DETOUR_ACT_ERROR:
     add_ref(r, &a->u.error.text, cstr_len(a->u.error.text));
     break;
+  case DETOUR_ACT_TLS_START:
+    add_ref(r, &a->u.tls.server_name, cstr_len(a->u.tls.server_name));
+    add_ref(r, &a->u.tls.ca_file, cstr_len(a->u.tls.ca_file));
+    break;
   case DETOUR_ACT_CLOSE:
   case DETOUR_ACT_DONE:
     break;

@@ -2,7 +2,9 @@
  * engine_session.c - one SMTP dialogue of the engine (SPEC R2, R3, R11).
  *
  * From the greeting to the reply to the final ".": EHLO (HELO when EHLO is
- * refused with 5xx), MAIL with SIZE / BODY=8BITMIME when offered, one RCPT
+ * refused with 5xx), STARTTLS and EHLO again or implicit TLS from the first
+ * byte, AUTH PLAIN or LOGIN (SPEC R13), MAIL with SIZE / BODY=8BITMIME
+ * when offered, one RCPT
  * per pending recipient, DATA and the dot-stuffed body. Optional PIPELINING
  * sends MAIL, every RCPT and DATA as one group (RFC 2920). Replies are
  * matched in order against a queue of expected replies; a reply nobody
@@ -15,6 +17,18 @@
  * allowed moves, records where it came from and arms the state's deadline
  * (OpenSMTPD's mta_enter_state, Postfix's xfer_timeouts). A new state is a
  * new row, not a new special case.
+ *
+ * Transport security (R13). The engine never touches TLS itself: it asks
+ * the driver for it with a TLS_START action (server name, CA file) and
+ * waits in SESSION_TLS for "TLS up" or "TLS failed". When TLS is
+ * configured it is required unless the server entry says tls_optional:
+ * no STARTTLS in the EHLO reply then ends the session before AUTH or
+ * MAIL, and AUTH is never sent in clear to a server with TLS configured.
+ * Whatever the server sent after its 220 to STARTTLS and before the
+ * handshake is never read as a reply (CVE-2011-0411): such bytes mean a
+ * broken server or someone in the path, so the session ends as a TLS
+ * failure; after the handshake the reply reader starts empty, earlier
+ * capabilities are forgotten and EHLO is sent again (RFC 3207 4.2).
  *
  * Every failure becomes a detour_failure, the classification table gives
  * its class, and the class is recorded per recipient: a RCPT failure
@@ -51,13 +65,23 @@ typedef struct {
 } state_row;
 
 static const state_row states[] = {
-    [SESSION_NONE] = {"none", NO_TIMEOUT, DETOUR_STAGE_CONNECT, BIT(GREETING)},
+    [SESSION_NONE] = {"none", NO_TIMEOUT, DETOUR_STAGE_CONNECT,
+                      BIT(GREETING) | BIT(TLS)},
     [SESSION_GREETING] = {"greeting", TIMEOUT(greeting), DETOUR_STAGE_GREETING,
                           BIT(EHLO) | BIT(DONE)},
     [SESSION_EHLO] = {"ehlo", TIMEOUT(ehlo), DETOUR_STAGE_EHLO,
-                      BIT(HELO) | BIT(MAIL) | BIT(DONE)},
+                      BIT(HELO) | BIT(STARTTLS) | BIT(AUTH) | BIT(MAIL) |
+                          BIT(DONE)},
     [SESSION_HELO] = {"helo", TIMEOUT(ehlo), DETOUR_STAGE_HELO,
-                      BIT(MAIL) | BIT(DONE)},
+                      BIT(AUTH) | BIT(MAIL) | BIT(DONE)},
+    [SESSION_STARTTLS] = {"starttls", TIMEOUT(ehlo), DETOUR_STAGE_STARTTLS,
+                          BIT(TLS) | BIT(DONE)},
+    [SESSION_TLS] = {"tls", TIMEOUT(tls), DETOUR_STAGE_TLS,
+                     BIT(GREETING) | BIT(EHLO_TLS) | BIT(DONE)},
+    [SESSION_EHLO_TLS] = {"ehlo_tls", TIMEOUT(ehlo), DETOUR_STAGE_EHLO,
+                          BIT(AUTH) | BIT(MAIL) | BIT(DONE)},
+    [SESSION_AUTH] = {"auth", TIMEOUT(auth), DETOUR_STAGE_AUTH,
+                      BIT(AUTH) | BIT(MAIL) | BIT(DONE)},
     [SESSION_MAIL] = {"mail", TIMEOUT(mail), DETOUR_STAGE_MAIL,
                       BIT(RCPT) | BIT(DATA) | BIT(DONE)},
     [SESSION_RCPT] = {"rcpt", TIMEOUT(rcpt), DETOUR_STAGE_RCPT,
@@ -159,6 +183,10 @@ static const char *condition_result(detour_condition cond) {
     return "SMTP malformed reply";
   case DETOUR_COND_TLS:
     return "SMTP TLS error";
+  case DETOUR_COND_NO_STARTTLS:
+    return "SMTP STARTTLS not offered";
+  case DETOUR_COND_NO_AUTH:
+    return "SMTP AUTH not offered";
   default:
     return "SMTP error";
   }
@@ -169,9 +197,53 @@ typedef struct {
   detour_failure f;
   char result[256];
   char detail[256];
+  const char *reason; /* for the configuration warning; NULL: by code */
 } failure_note;
 
-static void note_reply(failure_note *n, detour_stage st,
+static void base64(const unsigned char *in, size_t n, char *out);
+
+/* Replace every copy of needle in buf with "[secret]" (in place). */
+static void redact_one(char *buf, size_t cap, const char *needle) {
+  size_t nl = strlen(needle);
+  const char *mask = "[secret]";
+  char *at;
+  while (nl > 0 && (at = strstr(buf, needle)) != NULL) {
+    size_t tail = strlen(at + nl);
+    size_t ml = strlen(mask);
+    if ((size_t)(at - buf) + ml + tail + 1 > cap)
+      tail = cap - (size_t)(at - buf) - ml - 1;
+    memmove(at + ml, at + nl, tail);
+    memcpy(at, mask, ml);
+    at[ml + tail] = '\0';
+  }
+}
+
+/* R13: the secret appears in no log. A server may echo our AUTH line in
+ * its reply text (some do, in "500 unrecognised command: ..."), and that
+ * text goes into log rows: take out the password and the base64 forms
+ * we sent. */
+static void redact(const detour_engine *e, char *buf, size_t cap) {
+  const detour_server *srv = &e->cfg.servers[e->session.server];
+  if (!srv->auth_password[0])
+    return;
+  size_t u = strlen(srv->auth_user), p = strlen(srv->auth_password);
+  unsigned char blob[sizeof srv->auth_user + sizeof srv->auth_password + 2];
+  char b64[sizeof blob * 4 / 3 + 8];
+  redact_one(buf, cap, srv->auth_password);
+  base64((const unsigned char *)srv->auth_password, p, b64);
+  redact_one(buf, cap, b64);
+  blob[0] = 0;
+  memcpy(blob + 1, srv->auth_user, u);
+  blob[1 + u] = 0;
+  memcpy(blob + 2 + u, srv->auth_password, p);
+  base64(blob, 2 + u + p, b64);
+  redact_one(buf, cap, b64);
+  volatile unsigned char *v = blob; /* no copy of the secret left */
+  for (size_t i = 0; i < sizeof blob; i++)
+    v[i] = 0;
+}
+
+static void note_reply(const detour_engine *e, failure_note *n, detour_stage st,
                        const detour_reply *r) {
   memset(n, 0, sizeof *n);
   n->f.stage = st;
@@ -180,6 +252,7 @@ static void note_reply(failure_note *n, detour_stage st,
   memcpy(n->f.enhanced, r->enhanced, sizeof n->f.enhanced);
   n->f.text = r->text;
   reply_result(r, n->result, sizeof n->result);
+  redact(e, n->result, sizeof n->result);
   snprintf(n->detail, sizeof n->detail, "%s: %s", detour_stage_name(st),
            n->result + 5);
 }
@@ -207,9 +280,22 @@ static const struct {
     {538, "encryption required for the authentication mechanism"},
 };
 
-static const char *warn_reason(const detour_failure *f) {
+static const char *warn_reason(const failure_note *n) {
+  const detour_failure *f = &n->f;
+  if (n->reason)
+    return n->reason;
+  if (f->stage == DETOUR_STAGE_TLS && f->cond == DETOUR_COND_TIMEOUT)
+    return "TLS handshake timed out";
+  if (f->stage == DETOUR_STAGE_TLS && f->cond == DETOUR_COND_CLOSED)
+    return "connection closed during the TLS handshake";
+  if (f->cond == DETOUR_COND_NO_STARTTLS)
+    return "STARTTLS not offered";
+  if (f->cond == DETOUR_COND_NO_AUTH)
+    return "no AUTH mechanism we speak (PLAIN, LOGIN) offered";
   if (f->cond != DETOUR_COND_REPLY)
     return detour_condition_name(f->cond);
+  if (f->stage == DETOUR_STAGE_STARTTLS)
+    return "STARTTLS refused";
   for (size_t i = 0; i < sizeof refusal_reasons / sizeof *refusal_reasons; i++)
     if (refusal_reasons[i].code == f->code)
       return refusal_reasons[i].reason;
@@ -225,7 +311,7 @@ static detour_class classify(detour_engine *e, const failure_note *n) {
   session_outcome *o = &e->session.out;
   if (warn && !o->warn) {
     o->warn = true;
-    snprintf(o->warn_reason, sizeof o->warn_reason, "%s", warn_reason(&n->f));
+    snprintf(o->warn_reason, sizeof o->warn_reason, "%s", warn_reason(n));
     snprintf(o->warn_detail, sizeof o->warn_detail, "%s", n->detail);
   }
   if (cls == DETOUR_CLASS_NONE) /* a failure is never "no failure" */
@@ -304,11 +390,32 @@ static void fail_condition(detour_engine *e, detour_ms now,
   session_fail(e, now, &n, false);
 }
 
+/* We end a session the server runs fine (no STARTTLS, no AUTH we can
+ * use): say QUIT. */
+static void fail_policy(detour_engine *e, detour_ms now, detour_condition cond,
+                        const char *why) {
+  failure_note n;
+  note_condition(&n, states[e->session.state].stage, cond, why);
+  session_fail(e, now, &n, true);
+}
+
+static void fail_tls(detour_engine *e, detour_ms now, detour_tls_failure why,
+                     const char *detail) {
+  failure_note n;
+  char text[200];
+  snprintf(text, sizeof text, "%s%s%s", detour_tls_failure_message(why),
+           detail && *detail ? ": " : "", detail ? detail : "");
+  note_condition(&n, DETOUR_STAGE_TLS, DETOUR_COND_TLS, text);
+  n.f.text = detour_tls_failure_name(why);
+  n.reason = detour_tls_failure_message(why);
+  session_fail(e, now, &n, false);
+}
+
 /* A failure reply. 421 means the server is closing the channel: no QUIT. */
 static void fail_reply(detour_engine *e, detour_ms now, detour_stage st,
                        const detour_reply *r) {
   failure_note n;
-  note_reply(&n, st, r);
+  note_reply(e, &n, st, r);
   session_fail(e, now, &n, r->code != 421);
 }
 
@@ -317,18 +424,45 @@ static void fail_reply(detour_engine *e, detour_ms now, detour_stage st,
 
 static bool is_2xx(const detour_reply *r) { return r->code / 100 == 2; }
 
+static void forget_capabilities(engine_session *s) {
+  s->cap_size = s->cap_8bitmime = s->cap_pipelining = false;
+  s->cap_starttls = s->cap_auth_plain = s->cap_auth_login = false;
+}
+
+static bool word_is(const char *p, size_t n, const char *word) {
+  return n == strlen(word) && strncasecmp(p, word, n) == 0;
+}
+
+/* "AUTH PLAIN LOGIN" (and the old "AUTH=PLAIN LOGIN"): the mechanisms
+ * after the keyword, up to the end of the line. */
+static void parse_auth_mechanisms(engine_session *s, const char *p) {
+  while (*p && *p != '\n') {
+    p += strspn(p, " =");
+    size_t n = strcspn(p, " \n");
+    if (word_is(p, n, "PLAIN"))
+      s->cap_auth_plain = true;
+    else if (word_is(p, n, "LOGIN"))
+      s->cap_auth_login = true;
+    p += n;
+  }
+}
+
 static void parse_capabilities(engine_session *s, const detour_reply *r) {
   const char *p = strchr(r->text, '\n'); /* first line: the domain */
-  s->cap_size = s->cap_8bitmime = s->cap_pipelining = false;
+  forget_capabilities(s);
   while (p) {
     p++;
-    size_t n = strcspn(p, " \n");
-    if (n == 4 && strncasecmp(p, "SIZE", 4) == 0)
+    size_t n = strcspn(p, " =\n");
+    if (word_is(p, n, "SIZE"))
       s->cap_size = true;
-    else if (n == 8 && strncasecmp(p, "8BITMIME", 8) == 0)
+    else if (word_is(p, n, "8BITMIME"))
       s->cap_8bitmime = true;
-    else if (n == 10 && strncasecmp(p, "PIPELINING", 10) == 0)
+    else if (word_is(p, n, "PIPELINING"))
       s->cap_pipelining = true;
+    else if (word_is(p, n, "STARTTLS"))
+      s->cap_starttls = true;
+    else if (word_is(p, n, "AUTH"))
+      parse_auth_mechanisms(s, p + n);
     p = strchr(p, '\n');
   }
 }
@@ -376,6 +510,178 @@ static void send_ehlo(detour_engine *e, const char *verb, detour_stage st) {
   send_command(e, st, 0, line);
 }
 
+/* ------------------------------------------------------------------------ */
+/* TLS and AUTH (R13)                                                        */
+
+static const detour_server *server_of(const detour_engine *e) {
+  return &e->cfg.servers[e->session.server];
+}
+
+static bool tls_wanted(const detour_engine *e) {
+  return server_of(e)->tls != DETOUR_TLS_MODE_NONE;
+}
+
+/* Overwrite a secret; the volatile keeps the compiler from dropping it. */
+static void wipe(void *p, size_t n) {
+  volatile unsigned char *v = p;
+  while (n--)
+    *v++ = 0;
+}
+
+/* RFC 4648 base64 of n bytes into out (4 * ceil(n / 3) + 1 bytes). */
+static void base64(const unsigned char *in, size_t n, char *out) {
+  static const char abc[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t o = 0;
+  for (size_t i = 0; i < n; i += 3) {
+    unsigned v = (unsigned)in[i] << 16;
+    if (i + 1 < n)
+      v |= (unsigned)in[i + 1] << 8;
+    if (i + 2 < n)
+      v |= in[i + 2];
+    out[o++] = abc[(v >> 18) & 63];
+    out[o++] = abc[(v >> 12) & 63];
+    out[o++] = i + 1 < n ? abc[(v >> 6) & 63] : '=';
+    out[o++] = i + 2 < n ? abc[v & 63] : '=';
+  }
+  out[o] = '\0';
+}
+
+/* "PREFIX<base64 of in>\r\n" as one command; the copies are wiped. */
+static void send_secret(detour_engine *e, const char *prefix,
+                        const unsigned char *in, size_t n) {
+  char line[1100];
+  size_t p = strlen(prefix);
+  memcpy(line, prefix, p);
+  base64(in, n, line + p);
+  strcat(line, "\r\n");
+  send_command(e, DETOUR_STAGE_AUTH, 0, line);
+  wipe(line, sizeof line);
+}
+
+/* A log row per recipient of the session (TLS up, AUTH accepted). */
+static void log_step(detour_engine *e, detour_ms now, detour_log_kind kind,
+                     const char *result, const char *detail) {
+  engine_session *s = &e->session;
+  engine_message *m = e->active;
+  for (size_t i = 0; i < m->nrcpts; i++)
+    if (takes_part(&m->rcpts[i]))
+      engine_log(e, now, kind, &m->rcpts[i], s->server, s->address, result,
+                 DETOUR_CLASS_NONE, detail);
+}
+
+static void start_auth(detour_engine *e, detour_ms now) {
+  engine_session *s = &e->session;
+  const detour_server *srv = server_of(e);
+  s->auth_login = !s->cap_auth_plain;
+  s->auth_step = 0;
+  if (s->auth_login) {
+    send_command(e, DETOUR_STAGE_AUTH, 0, "AUTH LOGIN\r\n");
+  } else { /* RFC 4616: authzid (empty) NUL authcid NUL passwd */
+    unsigned char blob[sizeof srv->auth_user + sizeof srv->auth_password + 2];
+    size_t u = strnlen(srv->auth_user, sizeof srv->auth_user - 1);
+    size_t p = strnlen(srv->auth_password, sizeof srv->auth_password - 1);
+    blob[0] = 0;
+    memcpy(blob + 1, srv->auth_user, u);
+    blob[1 + u] = 0;
+    memcpy(blob + 2 + u, srv->auth_password, p);
+    send_secret(e, "AUTH PLAIN ", blob, 2 + u + p);
+    wipe(blob, sizeof blob);
+  }
+  enter_state(e, SESSION_AUTH, now);
+}
+
+/* After the EHLO that counts (inside TLS when TLS is used): AUTH when
+ * configured, else the transaction. AUTH never goes out in clear to a
+ * server that has TLS configured. */
+static void authenticate_or_mail(detour_engine *e, detour_ms now) {
+  engine_session *s = &e->session;
+  const detour_server *srv = server_of(e);
+  if (!srv->auth_user[0]) {
+    start_transaction(e, now);
+  } else if (tls_wanted(e) && !s->tls_up) {
+    fail_policy(e, now, DETOUR_COND_NO_STARTTLS,
+                "no AUTH in clear to a server with TLS configured");
+  } else if (!s->cap_auth_plain && !s->cap_auth_login) {
+    fail_policy(e, now, DETOUR_COND_NO_AUTH,
+                "the server offers no AUTH PLAIN or LOGIN");
+  } else {
+    start_auth(e, now);
+  }
+}
+
+/* After the first EHLO: STARTTLS when configured and offered. Without
+ * it, a required TLS ends the session before anything else is sent. */
+static void after_ehlo(detour_engine *e, detour_ms now) {
+  engine_session *s = &e->session;
+  const detour_server *srv = server_of(e);
+  if (srv->tls == DETOUR_TLS_MODE_STARTTLS && !s->tls_up) {
+    if (s->cap_starttls) {
+      send_command(e, DETOUR_STAGE_STARTTLS, 0, "STARTTLS\r\n");
+      enter_state(e, SESSION_STARTTLS, now);
+      return;
+    }
+    if (!srv->tls_optional) {
+      fail_policy(e, now, DETOUR_COND_NO_STARTTLS,
+                  "TLS is required and the EHLO reply has no STARTTLS");
+      return;
+    }
+  }
+  authenticate_or_mail(e, now);
+}
+
+/* Ask the driver for TLS on this connection. */
+static void start_tls(detour_engine *e) {
+  engine_session *s = &e->session;
+  const detour_server *srv = server_of(e);
+  detour_action a = {.type = DETOUR_ACT_TLS_START, .conn = s->conn->id};
+  a.u.tls.server_name = srv->host;
+  a.u.tls.ca_file = srv->ca_file;
+  engine_push(e, &a);
+  s->tls_started = true;
+}
+
+static void on_starttls(detour_engine *e, detour_ms now,
+                        const detour_reply *r) {
+  if (!is_2xx(r)) {
+    fail_reply(e, now, DETOUR_STAGE_STARTTLS, r);
+    return;
+  }
+  /* TLS_START goes out once this read is done and shown clean
+   * (session_on_data) */
+  enter_state(e, SESSION_TLS, now);
+}
+
+static void on_auth(detour_engine *e, detour_ms now, const detour_reply *r) {
+  engine_session *s = &e->session;
+  const detour_server *srv = server_of(e);
+  if (r->code == 334 && s->auth_login && s->auth_step < 2) {
+    s->auth_step++;
+    const char *secret =
+        s->auth_step == 1 ? srv->auth_user : srv->auth_password;
+    send_secret(e, "", (const unsigned char *)secret,
+                strnlen(secret, sizeof srv->auth_user - 1));
+    enter_state(e, SESSION_AUTH, now);
+    return;
+  }
+  if (r->code == 334) {
+    fail_condition(e, now, DETOUR_COND_MALFORMED,
+                   "334 where AUTH expected 235 or a refusal");
+    return;
+  }
+  if (!is_2xx(r)) {
+    fail_reply(e, now, DETOUR_STAGE_AUTH, r);
+    return;
+  }
+  char result[64];
+  snprintf(result, sizeof result, "AUTH %s OK",
+           s->auth_login ? "LOGIN" : "PLAIN");
+  char detail[300];
+  snprintf(detail, sizeof detail, "user %.200s", srv->auth_user);
+  log_step(e, now, DETOUR_LOG_AUTH, result, detail);
+  start_transaction(e, now);
+}
+
 static void on_greeting(detour_engine *e, detour_ms now,
                         const detour_reply *r) {
   if (!is_2xx(r)) {
@@ -387,9 +693,21 @@ static void on_greeting(detour_engine *e, detour_ms now,
 }
 
 static void on_ehlo(detour_engine *e, detour_ms now, const detour_reply *r) {
+  engine_session *s = &e->session;
+  const detour_server *srv = server_of(e);
   if (is_2xx(r)) {
-    parse_capabilities(&e->session, r);
-    start_transaction(e, now);
+    parse_capabilities(s, r);
+    if (s->tls_up)
+      authenticate_or_mail(e, now); /* the EHLO again inside TLS */
+    else
+      after_ehlo(e, now);
+  } else if (s->tls_up) {
+    fail_reply(e, now, DETOUR_STAGE_EHLO, r);
+  } else if (r->code / 100 == 5 && srv->tls == DETOUR_TLS_MODE_STARTTLS &&
+             !srv->tls_optional) {
+    /* a server without EHLO has no STARTTLS either */
+    fail_policy(e, now, DETOUR_COND_NO_STARTTLS,
+                "TLS is required and the server refused EHLO");
   } else if (r->code / 100 == 5) {
     /* an old server: RFC 5321 4.1.4 says fall back to HELO */
     send_ehlo(e, "HELO", DETOUR_STAGE_HELO);
@@ -404,9 +722,8 @@ static void on_helo(detour_engine *e, detour_ms now, const detour_reply *r) {
     fail_reply(e, now, DETOUR_STAGE_HELO, r);
     return;
   }
-  engine_session *s = &e->session;
-  s->cap_size = s->cap_8bitmime = s->cap_pipelining = false;
-  start_transaction(e, now);
+  forget_capabilities(&e->session);
+  authenticate_or_mail(e, now);
 }
 
 /* Pipelined: the state follows the oldest reply still awaited. */
@@ -460,7 +777,7 @@ static void on_rcpt(detour_engine *e, detour_ms now, size_t i,
     s->accepted++;
   } else {
     failure_note n;
-    note_reply(&n, DETOUR_STAGE_RCPT, r);
+    note_reply(e, &n, DETOUR_STAGE_RCPT, r);
     rcpt_failed(e, now, i, &n, classify(e, &n));
   }
   if (!s->pipelined) {
@@ -550,6 +867,7 @@ static void on_end_of_data(detour_engine *e, detour_ms now,
     rc->server = (int)s->server;
     rc->last_class = DETOUR_CLASS_NONE;
     snprintf(rc->detail, sizeof rc->detail, "eod: %.200s", r->text);
+    redact(e, rc->detail, sizeof rc->detail);
     engine_log(e, now, DETOUR_LOG_SMTP, rc, s->server, s->address, "SMTP OK",
                DETOUR_CLASS_NONE, rc->detail);
     engine_rcpt_final(e, i, DETOUR_RCPT_DELIVERED);
@@ -583,8 +901,15 @@ static void handle_reply(detour_engine *e, detour_ms now,
   case DETOUR_STAGE_END_OF_DATA:
     on_end_of_data(e, now, r);
     break;
+  case DETOUR_STAGE_STARTTLS:
+    on_starttls(e, now, r);
+    break;
+  case DETOUR_STAGE_AUTH:
+    on_auth(e, now, r);
+    break;
   case DETOUR_STAGE_CONNECT:
   case DETOUR_STAGE_QUIT:
+  case DETOUR_STAGE_TLS:
     break;
   }
   /* a reply that left the state as it was still restarts its clock */
@@ -614,15 +939,33 @@ session_outcome session_begin(detour_engine *e, engine_conn *c, detour_ms now,
   for (size_t i = 0; i < e->active->nrcpts; i++)
     e->active->rcpts[i].row_this_session = false;
   c->role = CONN_SESSION;
-  expect_push(s, DETOUR_STAGE_GREETING, 0);
-  enter_state(e, SESSION_GREETING, now);
+  if (server_of(e)->tls == DETOUR_TLS_MODE_IMPLICIT) {
+    enter_state(e, SESSION_TLS, now); /* RFC 8314: TLS before the banner */
+    start_tls(e);
+  } else {
+    expect_push(s, DETOUR_STAGE_GREETING, 0);
+    enter_state(e, SESSION_GREETING, now);
+  }
   return outcome_of(s);
+}
+
+/* While TLS is being set up, anything in clear is injected (see the top
+ * of this file): fail, and never read it. */
+static bool injected(detour_engine *e, detour_ms now, size_t len) {
+  engine_session *s = &e->session;
+  if (len == 0 && s->reader.line_len == 0 && !s->reader.in_reply)
+    return false;
+  char why[80];
+  snprintf(why, sizeof why, "%zu bytes in clear before the handshake",
+           len + s->reader.line_len);
+  fail_tls(e, now, DETOUR_TLS_INJECTION, why);
+  return true;
 }
 
 session_outcome session_on_data(detour_engine *e, detour_ms now,
                                 const char *buf, size_t len) {
   engine_session *s = &e->session;
-  while (len > 0 && s->conn) {
+  while (len > 0 && s->conn && s->state != SESSION_TLS) {
     size_t used = 0;
     int rc = detour_reply_reader_feed(&s->reader, buf, len, &used);
     buf += used;
@@ -640,11 +983,15 @@ session_outcome session_on_data(detour_engine *e, detour_ms now,
     bool last_expected = s->expect_count == 1;
     handle_reply(e, now, &s->reader.reply);
     /* Bytes after the last awaited reply came before our next command. */
-    if (last_expected && len > 0 && s->conn && !s->pipelined) {
+    if (last_expected && len > 0 && s->conn && !s->pipelined &&
+        s->state != SESSION_TLS) {
       fail_condition(e, now, DETOUR_COND_MALFORMED, "reply before command");
       break;
     }
   }
+  if (s->state == SESSION_TLS && s->conn && !injected(e, now, len) &&
+      !s->tls_started)
+    start_tls(e);
   return outcome_of(s);
 }
 
@@ -654,6 +1001,41 @@ session_outcome session_on_sent(detour_engine *e, detour_ms now) {
     s->sends_outstanding--;
   if (s->state == SESSION_BODY && s->sends_outstanding == 0)
     send_body_block(e, now);
+  return outcome_of(s);
+}
+
+session_outcome session_on_tls_up(detour_engine *e, detour_ms now,
+                                  const char *version, const char *cipher) {
+  engine_session *s = &e->session;
+  if (s->state != SESSION_TLS || !s->tls_started)
+    return outcome_of(s);
+  s->tls_up = true;
+  detour_reply_reader_init(&s->reader); /* nothing from before counts */
+  s->expect_count = 0;
+  forget_capabilities(s);
+  char result[200];
+  snprintf(result, sizeof result, "TLS %.40s %.100s", version ? version : "?",
+           cipher ? cipher : "?");
+  char detail[300];
+  snprintf(detail, sizeof detail, "certificate verified for %.250s",
+           server_of(e)->host);
+  log_step(e, now, DETOUR_LOG_TLS, result, detail);
+  if (server_of(e)->tls == DETOUR_TLS_MODE_IMPLICIT) {
+    expect_push(s, DETOUR_STAGE_GREETING, 0);
+    enter_state(e, SESSION_GREETING, now);
+  } else {
+    send_ehlo(e, "EHLO", DETOUR_STAGE_EHLO);
+    enter_state(e, SESSION_EHLO_TLS, now);
+  }
+  return outcome_of(s);
+}
+
+session_outcome session_on_tls_failed(detour_engine *e, detour_ms now,
+                                      detour_tls_failure why,
+                                      const char *detail) {
+  engine_session *s = &e->session;
+  if (s->state == SESSION_TLS && s->tls_started)
+    fail_tls(e, now, why, detail);
   return outcome_of(s);
 }
 
@@ -669,6 +1051,9 @@ session_outcome session_on_timeout(detour_engine *e, detour_ms now) {
   if (s->state == SESSION_BODY)
     snprintf(why, sizeof why, "data block not written in %lld ms",
              (long long)e->cfg.timeouts.data_block);
+  else if (s->state == SESSION_TLS)
+    snprintf(why, sizeof why, "handshake not done in %lld ms",
+             (long long)e->cfg.timeouts.tls);
   else
     snprintf(why, sizeof why, "no reply in %lld ms",
              (long long)state_timeout(e, s->state));

@@ -64,8 +64,18 @@ bool detour_glob(const char *pattern, const char *text, unsigned flags);
 typedef int64_t detour_ms;
 #define DETOUR_NO_DEADLINE ((detour_ms)-1)
 
-/* Parse a duration: "500ms", "3s", "3m", "1h", or a bare number of seconds
- * ("30"). Returns 0, or DETOUR_EPARSE / DETOUR_ERANGE. */
+/* The longest duration any file or option may give: 30 days. Longer than
+ * any sensible retry interval, timeout or scenario (a mail queue gives up
+ * after about 5 days), and small enough that a deadline computed from it
+ * (now + interval * attempts, attempts <= 10^6) stays far below INT64_MAX
+ * and fits a libuv timer: a huge value is refused, never wrapped into a
+ * timer that fires at once. */
+#define DETOUR_DURATION_MAX ((detour_ms)30 * 24 * 3600 * 1000)
+
+/* Parse a duration (core/src/duration.c, docs/config.md): "500ms", "3s",
+ * "1.5s", "3m20s", "1h", or a bare number of seconds ("30"). Returns 0,
+ * DETOUR_EPARSE (not a duration) or DETOUR_ERANGE (more than
+ * DETOUR_DURATION_MAX); *out is untouched on error. */
 int detour_parse_duration(const char *text, detour_ms *out);
 
 /* ------------------------------------------------------------------------ */
@@ -94,12 +104,15 @@ typedef enum {
   DETOUR_STAGE_RCPT,
   DETOUR_STAGE_DATA,        /* the DATA command (354 expected) */
   DETOUR_STAGE_END_OF_DATA, /* the reply to the final "." */
-  DETOUR_STAGE_QUIT
+  DETOUR_STAGE_QUIT,
+  DETOUR_STAGE_STARTTLS, /* the reply to STARTTLS (220 expected) */
+  DETOUR_STAGE_TLS,      /* the TLS handshake and certificate check */
+  DETOUR_STAGE_AUTH      /* the AUTH exchange (235 expected) */
 } detour_stage;
-#define DETOUR_STAGE_COUNT 9
+#define DETOUR_STAGE_COUNT 12
 
 /* "connect", "greeting", "ehlo", "helo", "mail", "rcpt", "data", "eod",
- * "quit". Static. */
+ * "quit", "starttls", "tls", "auth". Static. */
 const char *detour_stage_name(detour_stage stage);
 /* Inverse of detour_stage_name (also accepts "end_of_data"). */
 int detour_stage_from_name(const char *name, detour_stage *out);
@@ -114,14 +127,47 @@ typedef enum {
   DETOUR_COND_TIMEOUT,         /* no (complete) reply within the timeout */
   DETOUR_COND_CLOSED,          /* connection closed or reset mid-session */
   DETOUR_COND_MALFORMED,       /* the reply broke the protocol */
-  DETOUR_COND_TLS              /* TLS failure (reserved) */
+  DETOUR_COND_TLS,             /* TLS handshake or certificate failed, or
+                                  plaintext injected after STARTTLS */
+  DETOUR_COND_NO_STARTTLS,     /* TLS required, STARTTLS not offered */
+  DETOUR_COND_NO_AUTH          /* AUTH configured, no mechanism we speak
+                                  (PLAIN, LOGIN) offered */
 } detour_condition;
-#define DETOUR_COND_COUNT 9
+#define DETOUR_COND_COUNT 11
 
 /* "reply", "connect_refused", "unreachable", "connect_timeout", "dns",
- * "timeout", "closed", "malformed", "tls". Static. */
+ * "timeout", "closed", "malformed", "tls", "no_starttls", "no_auth".
+ * Static. */
 const char *detour_condition_name(detour_condition cond);
 int detour_condition_from_name(const char *name, detour_condition *out);
+
+/* Why TLS failed (SPEC R13): the driver maps its TLS library's verdict to
+ * one of these; the engine names it in the log and the warning. */
+#define DETOUR_TLS_FAILURE_MAP(XX)                                             \
+  XX(HANDSHAKE, "handshake", "TLS handshake failed")                           \
+  XX(PROTOCOL_VERSION, "protocol_version",                                     \
+     "no TLS version in common (1.2 or later required)")                       \
+  XX(CERT_EXPIRED, "cert_expired", "certificate expired")                      \
+  XX(CERT_NOT_YET_VALID, "cert_not_yet_valid", "certificate not yet valid")    \
+  XX(NAME_MISMATCH, "name_mismatch", "certificate name mismatch")              \
+  XX(SELF_SIGNED, "self_signed", "self-signed certificate")                    \
+  XX(UNKNOWN_CA, "unknown_ca", "certificate from an unknown CA")               \
+  XX(CERT_INVALID, "cert_invalid", "certificate invalid")                      \
+  XX(INJECTION, "injection",                                                   \
+     "plaintext after the 220 to STARTTLS (response injection)")               \
+  XX(LOCAL, "local", "local TLS setup failed")
+
+typedef enum {
+#define DETOUR_XX_(name, str, msg) DETOUR_TLS_##name,
+  DETOUR_TLS_FAILURE_MAP(DETOUR_XX_)
+#undef DETOUR_XX_
+} detour_tls_failure;
+#define DETOUR_TLS_FAILURE_COUNT 10
+
+/* "handshake", "cert_expired", ... Static. "unknown" outside the enum. */
+const char *detour_tls_failure_name(detour_tls_failure f);
+/* "certificate expired", ... Static. */
+const char *detour_tls_failure_message(detour_tls_failure f);
 
 /* One failure, as the classification table sees it. */
 typedef struct {
@@ -254,8 +300,11 @@ typedef enum {
   DETOUR_LOG_SMTP,        /* an SMTP transaction (its result) */
   DETOUR_LOG_WARNING,     /* "configuration error": limit reached */
   DETOUR_LOG_BREAKER,     /* R12: server skipped / held down */
-  DETOUR_LOG_RACE         /* R12: a racing connect started / lost */
+  DETOUR_LOG_RACE,        /* R12: a racing connect started / lost */
+  DETOUR_LOG_TLS,         /* R13: TLS is up (version, cipher) */
+  DETOUR_LOG_AUTH         /* R13: AUTH accepted (mechanism, user) */
 } detour_log_kind;
+#define DETOUR_LOG_KIND_COUNT 7
 
 typedef struct {
   detour_ms time;
@@ -345,10 +394,28 @@ typedef struct {
 /* ------------------------------------------------------------------------ */
 /* The engine (SPEC R2, R5-R7, R10-R12).                                     */
 
+/* Transport security per server (SPEC R13). */
+typedef enum {
+  DETOUR_TLS_MODE_NONE = 0, /* plain SMTP */
+  DETOUR_TLS_MODE_STARTTLS, /* RFC 3207: upgrade after EHLO */
+  DETOUR_TLS_MODE_IMPLICIT  /* RFC 8314: TLS from the first byte (465) */
+} detour_tls_mode;
+/* "none", "starttls", "implicit". Static. */
+const char *detour_tls_mode_name(detour_tls_mode m);
+int detour_tls_mode_from_name(const char *name, detour_tls_mode *out);
+
 typedef struct {
-  char host[256]; /* IP address or host name, as configured */
+  char host[256]; /* IP address or host name, as configured; also the
+                     name TLS sends (SNI) and checks the certificate for */
   uint16_t port;
   int priority; /* 1 = normal server, 2 = first backup, ... */
+  /* R13. Zero means: no TLS, no AUTH. */
+  detour_tls_mode tls;
+  bool tls_optional;       /* STARTTLS only when offered (default: TLS is
+                              required whenever configured) */
+  char ca_file[256];       /* PEM trust anchors; "" = the system store */
+  char auth_user[256];     /* "" = no AUTH */
+  char auth_password[256]; /* the secret; never logged */
 } detour_server;
 
 /* Per-state timeouts (R11; RFC 5321 4.5.3.2 defaults). */
@@ -362,6 +429,8 @@ typedef struct {
   detour_ms data_block; /* 3 min: each block of the body written */
   detour_ms final_dot;  /* 10 min: the reply to the final "." */
   detour_ms quit;       /* 5 min: the reply to QUIT (mail already sent) */
+  detour_ms tls;        /* 5 min: the TLS handshake */
+  detour_ms auth;       /* 5 min: each reply of the AUTH exchange */
 } detour_timeouts;
 
 #define DETOUR_MAX_SERVERS 64
@@ -388,7 +457,9 @@ typedef struct {
 /* Fill c with the SPEC defaults and no servers. */
 void detour_config_init(detour_config *c);
 /* Add a server; priority <= 0 means "after the last one". Returns 0,
- * DETOUR_ERANGE (list full) or DETOUR_EINVAL. */
+ * DETOUR_ERANGE (list full) or DETOUR_EINVAL. The new server is
+ * c->servers[c->nservers - 1], without TLS or AUTH: set those fields
+ * there. */
 int detour_config_add_server(detour_config *c, const char *host, uint16_t port,
                              int priority);
 /* The order in which the engine tries the servers: order[k] is the
@@ -431,9 +502,11 @@ typedef enum {
   DETOUR_ACT_WARN,        /* a warning line for the operator */
   DETOUR_ACT_RCPT_RESULT, /* a recipient's final outcome */
   DETOUR_ACT_DONE,        /* a message is finished */
-  DETOUR_ACT_ERROR        /* the engine failed (out of memory): the
+  DETOUR_ACT_ERROR,       /* the engine failed (out of memory): the
                              actions after it close every connection and
                              finish every message (DEFERRED); then free */
+  DETOUR_ACT_TLS_START    /* start TLS (client) on conn: answer with
+                             detour_engine_on_tls_up / _on_tls_failed */
 } detour_action_type;
 const char *detour_action_type_name(detour_action_type t);
 
@@ -472,6 +545,12 @@ typedef struct {
       int code; /* DETOUR_ENOMEM */
       const char *text;
     } error;
+    struct {
+      const char *server_name; /* SNI and the name the certificate must
+                                  carry (an IP address: no SNI, the
+                                  certificate must carry the address) */
+      const char *ca_file;     /* "" = the system trust store */
+    } tls;
   } u;
 } detour_action;
 
@@ -531,6 +610,14 @@ void detour_engine_on_data(detour_engine *e, unsigned conn, detour_ms now,
  * call per SEND. A body goes out in blocks; each on_sent restarts the
  * data-block timeout for the next block (R11, RFC 5321 4.5.3.2). */
 void detour_engine_on_sent(detour_engine *e, unsigned conn, detour_ms now);
+/* TLS_START finished: the handshake completed and the certificate was
+ * verified. version ("TLSv1.3") and cipher are for the log. From now on
+ * on_data carries decrypted bytes and SEND bytes are encrypted. */
+void detour_engine_on_tls_up(detour_engine *e, unsigned conn, detour_ms now,
+                             const char *version, const char *cipher);
+/* TLS_START failed; detail says more (the library's words). */
+void detour_engine_on_tls_failed(detour_engine *e, unsigned conn, detour_ms now,
+                                 detour_tls_failure why, const char *detail);
 /* The peer closed, reset, or a read/write failed. */
 void detour_engine_on_closed(detour_engine *e, unsigned conn, detour_ms now,
                              const char *detail);

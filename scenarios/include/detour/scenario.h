@@ -235,7 +235,8 @@ void detour_scenario_result_free(detour_scenario_result *r);
 /* "0s", "20s", "3m", "3m20s", "1.250s", "1h2m". Writes at most len bytes. */
 void detour_scenario_format_offset(detour_ms t, char *buf, size_t len);
 /* Parse "500ms", "3s", "1.5s", "3m20s", "1h", "0" (a bare number is
- * seconds). 0 or DETOUR_EPARSE. */
+ * seconds): detour_parse_duration. 0, DETOUR_EPARSE or DETOUR_ERANGE (more
+ * than DETOUR_DURATION_MAX). */
 int detour_scenario_parse_offset(const char *text, detour_ms *out);
 /* One row as a fixed-format line, no newline ("+3m  r@y.test  a  TCP error
  * CONNECT #2"). */
