@@ -187,12 +187,18 @@ def test_same_cause_same_code(helps):
     r = detour("serve", "--script", script)
     check(r.returncode == 78 and script + ":2:11:" in r.err,
           "serve: bad script 78 (rc %d): %r" % (r.returncode, r.err))
+    broken = write("broken-scenario.yaml", "name: b\nrules: [R1]\nservers: 3\n")
+    r = detour("run", broken, "--no-progress")
+    check(r.returncode == 78 and broken + ":3:10:" in r.out,
+          "run: a broken scenario file alone: 78 (rc %d): %r"
+          % (r.returncode, r.out[-300:]))
     r = detour("serve", "--listen", "127.0.0.1:99999")
     check(r.returncode == 64 and "--listen" in r.err,
           "serve: bad --listen 64 (rc %d): %r" % (r.returncode, r.err))
     for cmd, code in (("send", 78), ("serve", 78), ("sendmail", 78),
                       ("send", 67), ("send", 75), ("sendmail", 75),
-                      ("sendmail", 67), ("run", 1), ("run", 77)):
+                      ("sendmail", 67), ("run", 1), ("run", 77),
+                      ("run", 78)):
         check(code in exit_codes_in_help(helps[cmd]),
               "%s --help documents exit %d" % (cmd, code))
 
