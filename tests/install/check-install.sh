@@ -48,7 +48,7 @@ export PKG_CONFIG_PATH=$P/lib/pkgconfig
 for h in "$P"/include/detour/*.h; do
   base=$(basename "$h" .h)
   case $base in
-    detour|detour_config|detour_uv) mod=detour ;;
+    detour|detour_config|detour_uv|detour_yaml) mod=detour ;;
     fake) mod=detour-fake ;;
     netsim) mod=detour-netsim ;;
     scenario|adapter) mod=detour-scenario ;;
