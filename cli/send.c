@@ -26,10 +26,7 @@
 #include "detour/detour_config.h"
 #include "detour/detour_uv.h"
 #include "opts.h"
-
-/* A message larger than this is refused before anything is sent: the
- * engine keeps the whole message in memory. */
-#define MESSAGE_MAX ((size_t)64 * 1024 * 1024)
+#include "spool.h"
 
 /* What the command line asked for; strings point into argv. */
 typedef struct {
@@ -45,6 +42,10 @@ typedef struct {
   const char *reply_timeout;
   const char *detour;
   const char *log;
+  const char *tls; /* R13: apply to every server */
+  const char *ca_file;
+  const char *auth_user;
+  const char *auth_password_file;
   bool quiet, verbose;
   const char *command; /* in messages: "send" (NULL), "sendmail" */
 } send_opts;
@@ -64,8 +65,6 @@ typedef struct {
   detour_done_status status;
   int signal;
   size_t nrcpts, delivered, aborted, deferred;
-  detour_server servers[DETOUR_MAX_SERVERS]; /* in priority order */
-  size_t nservers;
   bool verbose;
   /* --quiet: the table and the outcome lines are held here and printed
    * only when the message was not delivered to everyone. */
@@ -104,6 +103,13 @@ void detour_cli_send_usage(void) {
       "      --detour allow|deny     allow or forbid backup servers for this\n"
       "                              message (default: the detour table)\n"
       "      --log FILE              append the send log as JSON lines\n"
+      "      --tls MODE              starttls, implicit or none, for every\n"
+      "                              server; TLS is then required\n"
+      "      --ca-file FILE          trust these CAs (PEM) instead of the\n"
+      "                              system store\n"
+      "      --auth-user USER        AUTH (PLAIN or LOGIN) as USER\n"
+      "      --auth-password-file F  the password: the first line of F (never\n"
+      "                              on the command line)\n"
       "  -q, --quiet                 print nothing when every recipient got\n"
       "                              the message (the log and the outcome\n"
       "                              lines only on failure)\n"
@@ -116,7 +122,12 @@ void detour_cli_send_usage(void) {
       "500ms, 3s, 3m, 1h or a number of seconds. The send log goes to\n"
       "stderr as a table (the patent's Fig. 6 plus a detail; -v adds the\n"
       "class and the attempt), one "
-      "line per recipient's outcome to stdout.\n");
+      "line per recipient's outcome to stdout.\n"
+      "\n"
+      "The message is read whole before the first connection and kept\n"
+      "once (in memory up to 1 MiB, beyond that in an unlinked temporary\n"
+      "file under $TMPDIR): at most 64 MiB, at most 1000 recipients\n"
+      "per message.\n");
   static const int codes[] = {0, 67, 75, 64, 65, 66, 71, 73, 74, 78, -1};
   cli_print_exit_codes(stdout, codes, NULL);
 }
@@ -132,6 +143,10 @@ enum {
   OPT_REPLY_TIMEOUT,
   OPT_DETOUR,
   OPT_LOG,
+  OPT_TLS,
+  OPT_CA_FILE,
+  OPT_AUTH_USER,
+  OPT_AUTH_PASSWORD_FILE,
   OPT_QUIET,
   OPT_VERBOSE,
 };
@@ -147,6 +162,10 @@ static const cli_opt send_options[] = {
     {OPT_REPLY_TIMEOUT, 0, "reply-timeout", "DURATION"},
     {OPT_DETOUR, 0, "detour", "allow|deny"},
     {OPT_LOG, 0, "log", "FILE"},
+    {OPT_TLS, 0, "tls", "MODE"},
+    {OPT_CA_FILE, 0, "ca-file", "FILE"},
+    {OPT_AUTH_USER, 0, "auth-user", "USER"},
+    {OPT_AUTH_PASSWORD_FILE, 0, "auth-password-file", "FILE"},
     {OPT_QUIET, 'q', "quiet", NULL},
     {OPT_VERBOSE, 'v', "verbose", NULL},
 };
@@ -197,6 +216,18 @@ static int take_option(send_opts *o, int id, const char *arg) {
     return 0;
   case OPT_LOG:
     o->log = arg;
+    return 0;
+  case OPT_TLS:
+    o->tls = arg;
+    return 0;
+  case OPT_CA_FILE:
+    o->ca_file = arg;
+    return 0;
+  case OPT_AUTH_USER:
+    o->auth_user = arg;
+    return 0;
+  case OPT_AUTH_PASSWORD_FILE:
+    o->auth_password_file = arg;
     return 0;
   case OPT_QUIET:
     o->quiet = true;
@@ -291,6 +322,7 @@ static int duration_opt(const char *name, const char *text, bool zero_ok,
 static void set_reply_timeouts(detour_timeouts *t, detour_ms ms) {
   t->greeting = t->ehlo = t->mail = t->rcpt = ms;
   t->data_start = t->data_block = t->final_dot = t->quit = ms;
+  t->tls = t->auth = ms;
 }
 
 /* --server replaces the configured list; the order given is the priority
@@ -313,8 +345,52 @@ static int apply_servers(detour_settings *s, const send_opts *o) {
   return 0;
 }
 
+/* R13: --tls, --ca-file and --auth-* apply to every server. The password
+ * is read from its file once, here; it is never an argument. */
+static int apply_tls(detour_settings *s, const send_opts *o) {
+  detour_tls_mode mode = DETOUR_TLS_MODE_NONE;
+  if (o->tls && detour_tls_mode_from_name(o->tls, &mode) != 0)
+    return usage_error("--tls takes starttls, implicit or none, not '%s'",
+                       o->tls);
+  if (!o->auth_user != !o->auth_password_file)
+    return usage_error("%s", "--auth-user and --auth-password-file go "
+                             "together");
+  detour_server *first = &s->cfg.servers[0];
+  if (o->ca_file && strlen(o->ca_file) >= sizeof first->ca_file)
+    return usage_error("%s", "--ca-file: path too long");
+  if (o->auth_user && (strlen(o->auth_user) >= sizeof first->auth_user ||
+                       strpbrk(o->auth_user, "\r\n")))
+    return usage_error("bad --auth-user '%s'", o->auth_user);
+  char secret[sizeof first->auth_password] = "", err[600];
+  if (o->auth_password_file &&
+      detour_read_secret_file(o->auth_password_file, secret, sizeof secret, err,
+                              sizeof err) != 0) {
+    fprintf(stderr, "detour send: --auth-password-file: %s\n", err);
+    return EX_CONFIG;
+  }
+  for (size_t i = 0; i < s->cfg.nservers; i++) {
+    detour_server *sv = &s->cfg.servers[i];
+    if (o->tls) {
+      sv->tls = mode;
+      sv->tls_optional = false;
+    }
+    if (o->ca_file)
+      snprintf(sv->ca_file, sizeof sv->ca_file, "%s", o->ca_file);
+    if (o->auth_user) {
+      snprintf(sv->auth_user, sizeof sv->auth_user, "%s", o->auth_user);
+      memcpy(sv->auth_password, secret, sizeof secret);
+    }
+  }
+  volatile char *wipe = secret;
+  for (size_t k = 0; k < sizeof secret; k++)
+    wipe[k] = 0;
+  return 0;
+}
+
 static int apply_opts(detour_settings *s, const send_opts *o) {
   int rc = apply_servers(s, o);
+  if (!rc)
+    rc = apply_tls(s, o);
   if (!rc && o->retry_interval)
     rc = duration_opt("--retry-interval", o->retry_interval, true,
                       &s->cfg.retry_interval);
@@ -369,48 +445,15 @@ static int load_settings(detour_settings *s, const send_opts *o) {
 /* ------------------------------------------------------------------------ */
 /* The message                                                               */
 
-static int too_large(void) {
-  fprintf(stderr, "detour send: the message is larger than 64 MiB: "
-                  "refused, nothing was sent\n");
-  return EX_DATAERR;
-}
-
-/* Read stdin whole, with read(2): the first end of file ends the message,
- * so on a terminal one Ctrl-D at the start of a line is enough (stdio
- * would keep asking once its buffer saw the first one). One byte more than
- * MESSAGE_MAX is enough to know that the message is too large. */
-static int read_message(char **out, size_t *outlen) {
-  size_t cap = 64 * 1024, len = 0;
-  char *buf = malloc(cap);
-  if (!buf)
-    return fprintf(stderr, "detour send: out of memory\n"), EX_OSERR;
-  for (;;) {
-    if (len == cap) {
-      if (cap > MESSAGE_MAX)
-        return free(buf), too_large();
-      size_t ncap = cap * 2 > MESSAGE_MAX + 1 ? MESSAGE_MAX + 1 : cap * 2;
-      char *nbuf = realloc(buf, ncap);
-      if (!nbuf)
-        return free(buf), fprintf(stderr, "detour send: out of memory\n"),
-               EX_OSERR;
-      buf = nbuf, cap = ncap;
-    }
-    ssize_t n = read(STDIN_FILENO, buf + len, cap - len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      int e = errno;
-      free(buf);
-      fprintf(stderr, "detour send: cannot read the message from stdin: %s\n",
-              strerror(e));
-      return EX_IOERR;
-    }
-    if (n == 0)
-      break;
-    len += (size_t)n;
-  }
-  *out = buf, *outlen = len;
-  return 0;
+/* Read the message from stdin into the spool (memory or an unlinked
+ * temporary file). An empty or unreadable stdin is an error; a message
+ * whose last line has no line end was perhaps cut short: say so. */
+static int read_message(cli_spool *sp) {
+  int rc = cli_spool_read(sp, 0, "detour send");
+  if (rc == 0 && !sp->ends_in_newline)
+    fprintf(stderr, "detour: warning: the message does not end with a line "
+                    "end (cut short?); sending it as it is\n");
+  return rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -439,17 +482,18 @@ static void write_json(send_run *r, const detour_log_row *row) {
 
 /* The columns' widths from what the table will show: the recipients and
  * the servers are known before the first row. */
-static void table_widths(send_run *r, const send_opts *o) {
+static void table_widths(send_run *r, const send_opts *o,
+                         const detour_config *cfg) {
   r->w_rcpt = (int)strlen("recipient");
   for (size_t i = 0; i < o->nrcpts; i++)
     if ((int)strlen(o->rcpts[i]) > r->w_rcpt)
       r->w_rcpt = (int)strlen(o->rcpts[i]);
   r->w_server = (int)strlen("server");
-  for (size_t i = 0; i < r->nservers; i++) {
+  for (size_t i = 0; i < cfg->nservers; i++) {
     char label[300];
     int n = snprintf(label, sizeof label,
-                     strchr(r->servers[i].host, ':') ? "[%s]:%u" : "%s:%u",
-                     r->servers[i].host, (unsigned)r->servers[i].port);
+                     strchr(cfg->servers[i].host, ':') ? "[%s]:%u" : "%s:%u",
+                     cfg->servers[i].host, (unsigned)cfg->servers[i].port);
     if (n > r->w_server)
       r->w_server = n;
   }
@@ -660,9 +704,11 @@ static void on_rcpt(void *arg, size_t message, size_t index,
     r->deferred++;
   fprintf(r->out, "%s: %s", *recipient ? recipient : "<>",
           detour_rcpt_outcome_name(outcome));
-  if (server >= 0 && (size_t)server < r->nservers)
-    fprintf(r->out, " via %s:%u", r->servers[server].host,
-            (unsigned)r->servers[server].port);
+  const char *via = server >= 0
+                        ? detour_engine_server_label(r->engine, (size_t)server)
+                        : NULL;
+  if (via)
+    fprintf(r->out, " via %s", via);
   if (detail && *detail)
     fprintf(r->out, " (%s)", detail);
   fprintf(r->out, "\n");
@@ -691,19 +737,6 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 /* ------------------------------------------------------------------------ */
 /* The run                                                                   */
-
-/* The engine numbers servers in priority order (stable): do the same, to
- * name the server of a recipient's outcome. */
-static void sort_servers(send_run *r, const detour_config *cfg) {
-  r->nservers = cfg->nservers;
-  for (size_t i = 0; i < cfg->nservers; i++) {
-    detour_server s = cfg->servers[i];
-    size_t j = i;
-    for (; j > 0 && r->servers[j - 1].priority > s.priority; j--)
-      r->servers[j] = r->servers[j - 1];
-    r->servers[j] = s;
-  }
-}
 
 static void close_cb(uv_handle_t *h) {}
 
@@ -842,8 +875,11 @@ static void close_outputs(send_run *r, bool failed) {
   free(r->held_out);
 }
 
+/* The body comes from a source (the spool) or, when source is NULL, from
+ * memory (copied by the engine). */
 static int send_message(const detour_settings *s, const send_opts *o,
-                        const char *body, size_t len) {
+                        const detour_body_source *source, const char *body,
+                        size_t len) {
   send_run *r = calloc(1, sizeof *r);
   if (!r)
     return fprintf(stderr, "detour send: out of memory\n"), EX_OSERR;
@@ -851,14 +887,18 @@ static int send_message(const detour_settings *s, const send_opts *o,
   if (rc == 0 && uv_loop_init(&r->loop) != 0)
     rc = EX_OSERR;
   if (rc == 0) {
-    detour_message m = {o->from, o->rcpts, o->nrcpts,
-                        body,    len,      DETOUR_OVERRIDE_NONE};
+    detour_message m = {.from = o->from,
+                        .rcpts = o->rcpts,
+                        .nrcpts = o->nrcpts,
+                        .override = DETOUR_OVERRIDE_NONE,
+                        .body = body,
+                        .body_len = len,
+                        .source = source};
     if (o->detour)
       m.override = strcmp(o->detour, "allow") == 0 ? DETOUR_OVERRIDE_ALLOW
                                                    : DETOUR_OVERRIDE_DENY;
     r->nrcpts = o->nrcpts;
-    sort_servers(r, &s->cfg);
-    table_widths(r, o);
+    table_widths(r, o, &s->cfg);
     rc = open_outputs(r, o);
     if (rc == 0) {
       watch_signals(r);
@@ -879,8 +919,7 @@ int detour_cli_send(int argc, char **argv) {
   if (!o.rcpts)
     return fprintf(stderr, "detour send: out of memory\n"), EX_OSERR;
   detour_settings s;
-  char *body = NULL;
-  size_t len = 0;
+  cli_spool spool = {.fd = -1};
   int rc = parse_args(&o, argc, argv);
   if (rc < 0) {
     rc = 0; /* --help or --version */
@@ -891,18 +930,59 @@ int detour_cli_send(int argc, char **argv) {
   /* A peer that closes while we write must not kill us with SIGPIPE: the
    * driver sees the error and the engine decides. */
   signal(SIGPIPE, SIG_IGN);
-  rc = read_message(&body, &len);
-  if (rc == 0)
-    rc = send_message(&s, &o, body, len);
+  rc = read_message(&spool);
+  if (rc == 0) {
+    detour_body_source body = cli_spool_source(&spool);
+    rc = send_message(&s, &o, &body, NULL, 0);
+  }
   detour_settings_free(&s);
 done:
-  free(body);
+  cli_spool_free(&spool);
   free(o.rcpts);
   return rc;
 }
 
-int detour_cli_read_stdin(char **body, size_t *len) {
-  return read_message(body, len);
+/* sendmail mode rewrites headers (-t, Bcc), so it reads the message into
+ * memory: read(2), so one Ctrl-D on a terminal ends it. At most
+ * SPOOL_MESSAGE_MAX bytes. */
+int detour_cli_read_stdin(char **out, size_t *outlen) {
+  size_t cap = 64 * 1024, len = 0;
+  char *buf = malloc(cap);
+  if (!buf)
+    return fprintf(stderr, "detour: out of memory\n"), EX_OSERR;
+  for (;;) {
+    if (len == cap) {
+      if (cap > SPOOL_MESSAGE_MAX) {
+        free(buf);
+        fprintf(stderr, "detour: the message is larger than 64 MiB: "
+                        "refused, nothing was sent\n");
+        return EX_DATAERR;
+      }
+      size_t ncap =
+          cap * 2 > SPOOL_MESSAGE_MAX + 1 ? SPOOL_MESSAGE_MAX + 1 : cap * 2;
+      char *nbuf = realloc(buf, ncap);
+      if (!nbuf) {
+        free(buf);
+        return fprintf(stderr, "detour: out of memory\n"), EX_OSERR;
+      }
+      buf = nbuf, cap = ncap;
+    }
+    ssize_t n = read(STDIN_FILENO, buf + len, cap - len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      int e = errno;
+      free(buf);
+      fprintf(stderr, "detour: cannot read the message from stdin: %s\n",
+              strerror(e));
+      return EX_IOERR;
+    }
+    if (n == 0)
+      break;
+    len += (size_t)n;
+  }
+  *out = buf, *outlen = len;
+  return 0;
 }
 
 int detour_cli_deliver(const char *config, const char *from, const char **rcpts,
@@ -921,7 +1001,7 @@ int detour_cli_deliver(const char *config, const char *from, const char **rcpts,
   if (rc)
     return rc;
   signal(SIGPIPE, SIG_IGN);
-  rc = send_message(&s, &o, body, len);
+  rc = send_message(&s, &o, NULL, body, len);
   detour_settings_free(&s);
   return rc;
 }

@@ -44,6 +44,9 @@ typedef struct {
   const char *maildir;
   const char *eml_dir;
   bool quiet;
+  const char *tls_dir; /* the run-local test CA's directory */
+  const char *tls_host[MAX_LISTEN];
+  size_t ntls_host;
 } serve_opts;
 
 typedef struct {
@@ -69,7 +72,7 @@ void detour_cli_serve_usage(void) {
   printf(
       "Usage: detour serve [--script FILE] [--listen ADDR ...]\n"
       "                    [--record FILE] [--maildir DIR] [--eml-dir DIR]\n"
-      "                    [--quiet]\n"
+      "                    [--quiet] [--tls-dir DIR [--tls-host NAME ...]]\n"
       "\nRun the fake SMTP servers of FILE (fakeservers/README.md) until\n"
       "SIGINT or SIGTERM. Without --script, one server that accepts every\n"
       "message (a sink, like Postfix's smtp-sink) on 127.0.0.1:2525.\n"
@@ -86,6 +89,11 @@ void detour_cli_serve_usage(void) {
       "                       DIR (DIR/tmp, DIR/new, DIR/cur; created)\n"
       "      --eml-dir DIR    write each received message as DIR/N.eml\n"
       "  -q, --quiet          print only the 'listening' lines\n"
+      "      --tls-dir DIR    certificates for the scripts' tls: a test CA\n"
+      "                       made in DIR (0700, keys 0600) unless DIR/ca.pem\n"
+      "                       exists; clients trust DIR/ca.pem\n"
+      "      --tls-host NAME  a name (or IP) the certificates are for; the\n"
+      "                       default is localhost and 127.0.0.1-16\n"
       "  -h, --help           this help\n"
       "      --version        the version\n"
       "\nOptions take their value as --opt VALUE or --opt=VALUE. A message\n"
@@ -102,13 +110,16 @@ enum {
   OPT_RECORD,
   OPT_MAILDIR,
   OPT_EML,
-  OPT_QUIET
+  OPT_QUIET,
+  OPT_TLS_DIR,
+  OPT_TLS_HOST
 };
 
 static const cli_opt serve_options[] = {
     {OPT_SCRIPT, 's', "script", "FILE"}, {OPT_LISTEN, 'l', "listen", "ADDR"},
     {OPT_RECORD, 'r', "record", "FILE"}, {OPT_MAILDIR, 0, "maildir", "DIR"},
     {OPT_EML, 0, "eml-dir", "DIR"},      {OPT_QUIET, 'q', "quiet", NULL},
+    {OPT_TLS_DIR, 0, "tls-dir", "DIR"},  {OPT_TLS_HOST, 0, "tls-host", "NAME"},
 };
 
 static bool all_digits(const char *s) {
@@ -194,6 +205,14 @@ static int take_option(serve_opts *o, int id, const char *v) {
     return 0;
   case OPT_QUIET:
     o->quiet = true;
+    return 0;
+  case OPT_TLS_DIR:
+    o->tls_dir = v;
+    return 0;
+  case OPT_TLS_HOST:
+    if (o->ntls_host == MAX_LISTEN)
+      return cli_usage_error("serve", "at most %d --tls-host", MAX_LISTEN);
+    o->tls_host[o->ntls_host++] = v;
     return 0;
   case OPT_LISTEN:
     if (o->nlisten == MAX_LISTEN)
@@ -454,6 +473,8 @@ static int make_servers(serve_run *r, detour_fake_script **v, size_t n,
     /* A long run keeps nothing in memory: events go to the observer
      * (stdout, --record), bodies are spooled to disk while they arrive. */
     detour_fake_server_set_streaming(r->srv[i], NULL);
+    if (o->tls_dir)
+      detour_fake_server_set_tls_dir(r->srv[i], o->tls_dir);
   }
   return 0;
 }
@@ -511,6 +532,25 @@ static int run(serve_run *r) {
   return 0;
 }
 
+/* --tls-dir: make the test CA there unless one is there already (so a
+ * client configured with DIR/ca.pem keeps working across restarts). */
+static int prepare_tls(const serve_opts *o) {
+  char dir[4096], err[512], ca[4200];
+  if (!o->tls_dir)
+    return 0;
+  snprintf(ca, sizeof ca, "%s/ca.pem", o->tls_dir);
+  if (access(ca, R_OK) != 0) {
+    snprintf(dir, sizeof dir, "%s", o->tls_dir);
+    if (detour_fake_ca_make(dir, sizeof dir, o->tls_host, o->ntls_host, err,
+                            sizeof err) != 0) {
+      fprintf(stderr, "detour serve: %s\n", err);
+      return EX_CANTCREAT;
+    }
+  }
+  printf("tls-ca %s\n", ca);
+  return 0;
+}
+
 int detour_cli_serve(int argc, char **argv) {
   serve_opts o;
   serve_run r;
@@ -519,6 +559,9 @@ int detour_cli_serve(int argc, char **argv) {
   int rc = parse_args(argc, argv, &o);
   if (rc)
     return rc == 1 ? 0 : rc;
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  if ((rc = prepare_tls(&o)) != 0)
+    return rc;
   detour_fake_script **v =
       o.script ? detour_fake_load_file(o.script, &n, err, sizeof err)
                : detour_fake_load_string(sink_script, strlen(sink_script),
@@ -543,7 +586,6 @@ int detour_cli_serve(int argc, char **argv) {
     return CLI_EXIT_CANTCREAT;
   }
   signal(SIGPIPE, SIG_IGN); /* a client that vanishes is an event, not death */
-  setvbuf(stdout, NULL, _IOLBF, 0);
   raise_fd_limit();
   uv_loop_init(&r.loop);
   r.clock = detour_clock_new_real(&r.loop);

@@ -27,10 +27,11 @@ _detour() {
   local opts
   case $cmd in
     send) opts="--config --server --from --to --retry-interval --max-attempts
-                --connect-timeout --reply-timeout --detour --log --quiet
+                --connect-timeout --reply-timeout --detour --log --tls
+                --ca-file --auth-user --auth-password-file --quiet
                 --verbose --help --version" ;;
     serve) opts="--script --listen --record --maildir --eml-dir --quiet
-                 --help --version" ;;
+                 --tls-dir --tls-host --help --version" ;;
     run) opts="--filter --jobs --realtime --mutate --client --out --json
                --junit --html --pcap --report-dir --verbose --quiet
                --no-progress --help --version" ;;

@@ -218,6 +218,34 @@ static int fill_queue(detour_fake_server *srv, char *err, size_t errlen) {
   return 0;
 }
 
+int detour_fake_server_set_tls_dir(detour_fake_server *srv, const char *dir) {
+  if (!srv)
+    return DETOUR_EINVAL;
+  char *d = dir ? fake__strdup(&srv->mem, dir) : NULL;
+  if (srv->started || (dir && !d)) {
+    fake__free(&srv->mem, d);
+    return DETOUR_EINVAL;
+  }
+  fake__free(&srv->mem, srv->tls_dir);
+  srv->tls_dir = d;
+  return 0;
+}
+
+/* The TLS context, made once per server so that a bad certificate path
+ * fails the start, not every connection. */
+static int start_tls(detour_fake_server *srv, char *err, size_t errlen) {
+  char why[512] = "";
+  if (srv->script->tls.mode == DETOUR_FAKE_TLS_NONE)
+    return 0;
+  srv->tls_ctx = fake__tls_ctx_new(srv->script, srv->tls_dir, srv->tls_cert,
+                                   sizeof srv->tls_cert, why, sizeof why);
+  if (srv->tls_ctx)
+    return 0;
+  if (err)
+    snprintf(err, errlen, "%s: %s", srv->script->listen, why);
+  return DETOUR_EIO;
+}
+
 int detour_fake_server_start(detour_fake_server *srv, char *err,
                              size_t errlen) {
   int rc;
@@ -236,7 +264,9 @@ int detour_fake_server_start(detour_fake_server *srv, char *err,
       rc = fill_queue(srv, err, errlen);
     break;
   default:
-    rc = start_normal(srv, err, errlen);
+    rc = start_tls(srv, err, errlen);
+    if (rc == 0)
+      rc = start_normal(srv, err, errlen);
   }
   if (rc == 0)
     emit_server_event(srv, DETOUR_FAKE_EV_LISTEN, srv->address);
@@ -280,6 +310,8 @@ void fake__server_maybe_free(detour_fake_server *srv) {
     return;
   fake__record_clear(&srv->rec);
   detour_fake_script_free(srv->script);
+  fake__tls_ctx_free(srv->tls_ctx);
+  fake__free(&srv->mem, srv->tls_dir);
   fake__free(&srv->mem, srv->spool_dir);
   detour_fake_mem mem = srv->mem;
   fake__free(&mem, srv);

@@ -110,8 +110,7 @@ static size_t body(session *s, const char *p, size_t n, outcome *o) {
   return done;
 }
 
-static void run(const char *p, size_t n, size_t chunk, size_t max,
-                outcome *o) {
+static void run(const char *p, size_t n, size_t chunk, size_t max, outcome *o) {
   static session s;
   memset(o, 0, sizeof *o);
   o->hash = 1469598103934665603ull;
