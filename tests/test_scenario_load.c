@@ -68,7 +68,7 @@ Test(scenario_load, errors_name_file_line_col_and_key) {
   expect_error("class: CONNECT", "class: MAYBE", "expected CONNECT, TRANSIENT");
   expect_error("servers: [a, b]", "servers: [a, c]",
                "no fake server is named 'c'");
-  expect_error("rules: [R1, R5]", "rules: [R1, R13]", "R1 .. R12");
+  expect_error("rules: [R1, R5]", "rules: [R1, R14]", "R1 .. R13");
   expect_error("retry: { interval: 3m }", "retry: { interval: xyz }",
                "t.yaml:8:22: key 'client.retry.interval'");
   expect_error("name: ok\n", "", "missing 'name'");
