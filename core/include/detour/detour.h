@@ -591,6 +591,13 @@ int detour_engine_next_action(detour_engine *e, detour_action *out);
  * DETOUR_NO_DEADLINE. */
 detour_ms detour_engine_next_deadline(const detour_engine *e);
 
+/* The SMTP session's state ("greeting", "starttls", "tls", "ehlo_tls",
+ * "auth", "mail", ..., "none" before the first session) and, in *from when
+ * not NULL, the state it entered this one from: the last move the
+ * session made, for tests and for a driver's debug output. Static. */
+const char *detour_engine_session_state(const detour_engine *e,
+                                        const char **from);
+
 /* True when every submitted message is done and no action is queued
  * (after an ERROR: when every closing action has been popped). */
 bool detour_engine_idle(const detour_engine *e);
