@@ -655,8 +655,9 @@ static int compare(const bench_opts *o, const detour_bench_baseline *cur) {
   if (n == 0)
     printf("  no regression\n");
   if (pairs == 0) {
-    fprintf(stderr, "detour bench: nothing in %s matches the (client, fault) "
-                    "pairs compared\n",
+    fprintf(stderr,
+            "detour bench: nothing in %s matches the (client, fault) "
+            "pairs compared\n",
             o->compare);
     return 1;
   }
