@@ -33,6 +33,7 @@
 
 #include "detour/detour_uv.h"
 #include "detour/fake.h"
+#include "detour/scenario.h"
 #ifdef DETOUR_BENCH_HAVE_NETSIM
 #include "netsim.h"
 #endif
@@ -201,9 +202,11 @@ struct bench_run {
   size_t nw;
   uint64_t *submit_ns, *accept_ns;
   signed char *out; /* detour_bench_outcome, PENDING until known */
-  size_t n, next, finished, failed_first;
+  size_t n, limit;  /* messages asked for; to send (less after giving up) */
+  size_t next, finished, failed_first; /* submitted, finished, failed */
   bool stopped_early;
   uv_timer_t deadline; /* also the stopper, restarted at 0 ms */
+  uv_timer_t watch;    /* looks for an interrupt (Ctrl-C) every 100 ms */
   bool loop_ok, stopping, timed_out;
 #ifdef DETOUR_BENCH_HAVE_NETSIM
   detour_netsim *ns;
@@ -290,9 +293,9 @@ static void maybe_next(worker *w) {
   size_t give_up = r->spec->give_up_after;
   if (give_up && r->failed_first >= give_up && r->finished == r->failed_first) {
     r->stopped_early = true;
-    r->next = r->n; /* the rest are not sent */
+    r->limit = r->next; /* the rest are not sent */
   }
-  if (r->finished >= r->next && r->next >= r->n)
+  if (r->finished == r->next && r->next >= r->limit)
     stop_soon(r);
   else
     submit_next(w);
@@ -357,7 +360,7 @@ static void on_expire(uv_timer_t *t) {
 
 static void submit_next(worker *w) {
   bench_run *r = w->run;
-  if (r->stopping || r->next >= r->n)
+  if (r->stopping || r->next >= r->limit)
     return;
   size_t k = r->next++;
   w->msg = k;
@@ -403,7 +406,18 @@ static void stop_now(uv_timer_t *t) {
     detour_fake_server_free(r->srv[i]);
     r->srv[i] = NULL;
   }
+  uv_close((uv_handle_t *)&r->watch, NULL);
   uv_close((uv_handle_t *)&r->deadline, NULL);
+}
+
+/* SIGINT/SIGTERM (detour_scenario_interrupt): stop like at the deadline,
+ * so that an external client is torn down, not left running. */
+static void on_watch(uv_timer_t *t) {
+  bench_run *r = t->data;
+  if (detour_scenario_interrupted() && !r->stopping) {
+    r->timed_out = true;
+    stop_now(&r->deadline);
+  }
 }
 
 static void on_deadline(uv_timer_t *t) {
@@ -420,7 +434,7 @@ static int run_init(bench_run *r, const detour_bench_spec *spec, char *err,
   size_t n = spec->messages;
   r->spec = spec;
   r->client = spec->client;
-  r->n = n;
+  r->n = r->limit = n;
 #ifdef DETOUR_BENCH_HAVE_NETSIM
   r->saved_ns = -1;
 #endif
@@ -436,6 +450,8 @@ static int run_init(bench_run *r, const detour_bench_spec *spec, char *err,
   r->loop_ok = true;
   uv_timer_init(&r->loop, &r->deadline);
   r->deadline.data = r;
+  uv_timer_init(&r->loop, &r->watch);
+  r->watch.data = r;
   r->clock = detour_clock_new_real(&r->loop);
   if (!r->clock)
     return set_err(err, errlen, "bench", "clock"), DETOUR_ENOMEM;
@@ -606,8 +622,9 @@ static int start_client(bench_run *r, char *err, size_t errlen) {
 
 /* Run until every message finished or the deadline. */
 static void run_loop(bench_run *r, detour_ms timeout_ms) {
-  uv_timer_start(&r->deadline, on_deadline, (uint64_t)timeout_ms, 0);
   uv_update_time(&r->loop);
+  uv_timer_start(&r->deadline, on_deadline, (uint64_t)timeout_ms, 0);
+  uv_timer_start(&r->watch, on_watch, 100, 100);
   for (size_t i = 0; i < r->nw; i++)
     submit_next(&r->w[i]);
   uv_run(&r->loop, UV_RUN_DEFAULT);

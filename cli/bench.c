@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "detour/detour.h"
+#include "detour/scenario.h"
 #include "opts.h"
 
 #ifdef DETOUR_HAVE_BENCH
@@ -748,12 +749,19 @@ static int run_and_report(const bench_opts *o, detour_bench_report *rep,
     client_version(&o->clients[c], version, sizeof version);
     for (size_t i = 0; i < o->nfaults; i++) {
       detour_bench_cell *cell = &rep->cells[c * o->nfaults + i];
+      if (detour_scenario_interrupted()) {
+        cell->fault = o->faults[i];
+        snprintf(cell->client, sizeof cell->client, "%s", o->clients[c].name);
+        snprintf(cell->why, sizeof cell->why, "interrupted");
+        continue;
+      }
       snprintf(cell->version, sizeof cell->version, "%s", version);
       ok &= run_cell(o, &o->clients[c], o->faults[i], use_net ? &net : NULL,
                      ++idx, total, cell, &rep->settings);
     }
   }
-  if (o->tp_concurrency > 0 && has_builtin(o) && !use_net)
+  if (o->tp_concurrency > 0 && has_builtin(o) && !use_net &&
+      !detour_scenario_interrupted())
     ok &= run_throughput(o, rep, &rep->settings);
   clock_gettime(CLOCK_MONOTONIC, &t1);
   rep->wall_s =
@@ -766,7 +774,16 @@ static int run_and_report(const bench_opts *o, detour_bench_report *rep,
     return rc;
   if (o->compare && (rc = compare_run(o, rep)) != 0)
     return rc;
+  if (detour_scenario_interrupted())
+    return 130; /* the clients are torn down; the figures so far printed */
   return ok ? 0 : EX_SOFTWARE;
+}
+
+/* Ctrl-C or SIGTERM: the run in progress stops, its client is torn down
+ * (an external client's processes and folder), then the bench reports. */
+static void on_signal(int sig) {
+  (void)sig;
+  detour_scenario_interrupt();
 }
 
 int detour_cli_bench(int argc, char **argv) {
@@ -778,6 +795,11 @@ int detour_cli_bench(int argc, char **argv) {
     return compare_files(&o);
   /* Sessions write to peers that may have gone (fake.h). */
   signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
   detour_bench_report rep;
   memset(&rep, 0, sizeof rep);
   rep.nclients = o.nclients;
