@@ -251,9 +251,26 @@ static void on_write(uv_write_t *req, int status) {
     pump(s); /* the queue drained: read and answer again */
 }
 
-/* Bytes as they go on the wire (ciphertext when TLS is on). */
+/* Bytes as they go on the wire (ciphertext when TLS is on). When nothing
+ * is queued they go straight to the socket (uv_try_write: one write(2), no
+ * request, no copy, no callback; a queued uv_write also makes libuv
+ * re-arm the socket in epoll after every reply, an epoll_ctl per reply).
+ * What the socket does not take at once is queued, in order. */
 static void wire_write(fake__session *s, const char *p, size_t n) {
   if (n == 0 || s->closing)
+    return;
+  uv_buf_t now = uv_buf_init((char *)p, (unsigned)n);
+  int done = uv_try_write((uv_stream_t *)&s->tcp, &now, 1);
+  if (done < 0 && done != UV_EAGAIN && done != UV_ENOSYS) {
+    sess_close(s, DETOUR_FAKE_BY_CLIENT_RESET);
+    return;
+  }
+  size_t sent = done > 0 ? (size_t)done : 0;
+  s->info.bytes_out += sent;
+  s->srv->stats.bytes_out += sent;
+  p += sent;
+  n -= sent;
+  if (n == 0)
     return;
   write_req *w = fake__malloc(mem_of(s), sizeof *w + n);
   if (!w) {
