@@ -65,6 +65,26 @@ static const detour_bench_fault FAULTS[] = {
      "RST instead of the reply to MAIL", false},
     {"drop_mid_data", "drop_mid_data", -1, DETOUR_CLASS_TRANSIENT,
      "RST 64 bytes into the message", false},
+    /* TLS (SPEC R13): the client requires STARTTLS at the primary and
+     * trusts the run's CA; each of these makes TLS impossible there */
+    {"starttls_stripped", "starttls_stripped", -1, DETOUR_CLASS_SWITCH,
+     "STARTTLS not offered (stripped)", true},
+    {"starttls_454", "starttls_454", -1, DETOUR_CLASS_SWITCH,
+     "454 4.7.0 to STARTTLS", true},
+    {"tls_alert", "tls_alert", -1, DETOUR_CLASS_SWITCH,
+     "handshake_failure alert", true},
+    {"tls_drop", "tls_drop", -1, DETOUR_CLASS_SWITCH,
+     "half a handshake, then FIN", true},
+    {"cert_expired", "cert_expired", -1, DETOUR_CLASS_SWITCH,
+     "expired certificate", true},
+    {"cert_self_signed", "cert_self_signed", -1, DETOUR_CLASS_SWITCH,
+     "self-signed certificate", true},
+    {"cert_wrong_host", "cert_wrong_host", -1, DETOUR_CLASS_SWITCH,
+     "certificate for another host", true},
+    {"cert_unknown_ca", "cert_unknown_ca", -1, DETOUR_CLASS_SWITCH,
+     "certificate from an unknown CA", true},
+    {"tls_old_only", "tls_old_only", -1, DETOUR_CLASS_SWITCH,
+     "TLS 1.0/1.1 only", true},
 };
 #define NFAULTS (sizeof FAULTS / sizeof *FAULTS)
 
@@ -208,6 +228,7 @@ struct bench_run {
   uv_timer_t deadline; /* also the stopper, restarted at 0 ms */
   uv_timer_t watch;    /* looks for an interrupt (Ctrl-C) every 100 ms */
   bool loop_ok, stopping, timed_out;
+  char ca_dir[256]; /* a TLS fault: the run-local CA, "" when none */
 #ifdef DETOUR_BENCH_HAVE_NETSIM
   detour_netsim *ns;
   int saved_ns; /* the loop thread's own namespace; -1: not entered */
@@ -519,6 +540,8 @@ static int start_server(bench_run *r, int which, detour_fake_script *s,
   if (!r->srv[which])
     return set_err(err, errlen, listen, detour_strerror(e)), e;
   detour_fake_server_set_observer(r->srv[which], on_message, r);
+  if (r->ca_dir[0] && detour_fake_server_set_tls_dir(r->srv[which], r->ca_dir))
+    return set_err(err, errlen, listen, "TLS directory"), DETOUR_EIO;
   return listen_server(r, which, err, errlen);
 }
 
@@ -572,6 +595,11 @@ static int start_engines(bench_run *r, char *err, size_t errlen) {
     server_addr(r, i, host, sizeof host, listen, sizeof listen);
     detour_config_add_server(&cfg, host, detour_fake_server_port(r->srv[i]),
                              i + 1);
+  }
+  if (r->ca_dir[0]) { /* STARTTLS required at the primary, the run's CA */
+    cfg.servers[PRIMARY].tls = DETOUR_TLS_MODE_STARTTLS;
+    snprintf(cfg.servers[PRIMARY].ca_file, sizeof cfg.servers[PRIMARY].ca_file,
+             "%s/ca.pem", r->ca_dir);
   }
   r->nw = r->spec->concurrency;
   for (size_t i = 0; i < r->nw; i++) {
@@ -782,6 +810,9 @@ static int setup(bench_run *r, char *err, size_t errlen) {
     return set_err(err, errlen, "network", "not built"), 1;
 #endif
   }
+  if (rc == 0 && spec->fault->tls &&
+      detour_fake_ca_make(r->ca_dir, sizeof r->ca_dir, NULL, 0, err, errlen))
+    rc = DETOUR_EIO;
   if (rc == 0)
     rc = start_servers(r, err, errlen);
   if (rc == 0)
@@ -805,6 +836,11 @@ int detour_bench_run(const detour_bench_spec *spec, detour_bench_result *out,
   char why[256] = "";
   if (spec->client && !spec->client->available(spec->client, why, sizeof why))
     return set_err(err, errlen, spec->client->name, why), 1;
+  if (spec->client && spec->fault->tls)
+    return set_err(err, errlen, spec->client->name,
+                   "not configured for TLS (its manifest renders no TLS "
+                   "settings)"),
+           1;
   if (spec->client && spec->network)
     return set_err(err, errlen, spec->client->name,
                    "not run over the simulated network (its adapter takes "
@@ -834,6 +870,8 @@ int detour_bench_run(const detour_bench_spec *spec, detour_bench_result *out,
   }
 #endif
   run_free(&r);
+  if (r.ca_dir[0])
+    detour_fake_ca_remove(r.ca_dir);
 #ifdef DETOUR_BENCH_HAVE_NETSIM
   net_stop(&r);
 #endif

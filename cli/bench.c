@@ -132,8 +132,7 @@ static int parse_faults(const char *list, bench_opts *o) {
   o->nfaults = 1;
   if (!list) {
     for (size_t i = 1; i < detour_bench_fault_count(); i++)
-      if (!detour_bench_fault_at(i)->tls)
-        o->faults[o->nfaults++] = detour_bench_fault_at(i);
+      o->faults[o->nfaults++] = detour_bench_fault_at(i);
     return 0;
   }
   char buf[512];
@@ -368,6 +367,8 @@ static void print_plan(const bench_opts *o, const detour_bench_settings *s) {
       continue;
     for (size_t i = 0; i < o->nfaults; i++) {
       double e, w;
+      if (o->clients[c].a && o->faults[i]->tls)
+        continue; /* skipped at once: no TLS in a manifest */
       plan_cell(o, &o->clients[c], o->faults[i], s, &e, &w);
       expect += e;
       worst += w;
