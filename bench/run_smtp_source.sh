@@ -44,13 +44,20 @@ wait_port() {
   done
 }
 
-# One smtp-source run against 127.0.0.1:$1: messages per second.
+# CPU time (user + system, clock ticks) of process $1 so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# One smtp-source run against 127.0.0.1:$1 (server pid $2): messages per
+# second, and the server's CPU time per message in microseconds.
 load() {
+  c0=$(cpu_ticks "$2")
   t0=$(date +%s.%N)
   timeout 300 "$SOURCE" -s "$SESSIONS" -m "$MESSAGES" -l 100 -f bench@source.test -t sink@sink.test "127.0.0.1:$1" ||
     { echo "smtp-source failed against port $1" >&2; exit 1; }
   t1=$(date +%s.%N)
-  echo "$t0 $t1 $MESSAGES" | awk '{ printf "%.0f\n", $3 / ($2 - $1) }'
+  c1=$(cpu_ticks "$2")
+  echo "$t0 $t1 $MESSAGES $c0 $c1 $(getconf CLK_TCK)" |
+    awk '{ printf "%.0f %.0f\n", $3 / ($2 - $1), ($5 - $4) / $6 * 1e6 / $3 }'
 }
 
 DPORT=$(free_port)
@@ -68,8 +75,10 @@ echo "smtp-source -s $SESSIONS -m $MESSAGES (a new connection per message), deto
 sum_d=0 sum_s=0
 r=1
 while [ $r -le "$ROUNDS" ]; do
-  d=$(load "$DPORT"); echo "round $r A detour serve  $d msg/s"
-  s=$(load "$SPORT"); echo "round $r B smtp-sink     $s msg/s"
+  set -- $(load "$DPORT" "$SERVE_PID"); d=$1
+  echo "round $r A detour serve  $1 msg/s, server CPU $2 us/message"
+  set -- $(load "$SPORT" "$SINK_PID"); s=$1
+  echo "round $r B smtp-sink     $1 msg/s, server CPU $2 us/message"
   sum_d=$((sum_d + d)); sum_s=$((sum_s + s))
   r=$((r + 1))
 done
