@@ -431,8 +431,8 @@ static bool run_cell(const bench_opts *o, const bench_client *c,
   if (c->a)
     per = msg_deadline(cell->budget);
   spec.timeout_ms = run_timeout(o, per, o->messages, spec.concurrency);
-  fprintf(stderr, "[%zu/%zu] %s %s: %zu messages ...", idx, total, c->name,
-          f->name, o->messages);
+  fprintf(stderr, "[%zu/%zu] %s %s: %zu messages ...", idx, total,
+          cell->client, f->name, o->messages);
   fflush(stderr);
   char err[512] = "";
   int rc = detour_bench_run(&spec, &cell->res, err, sizeof err);
@@ -812,6 +812,8 @@ int detour_cli_bench(int argc, char **argv) {
   rc = run_and_report(&o, &rep, argc, argv);
   for (size_t i = 0; i < rep.ncells; i++)
     detour_bench_result_free(&rep.cells[i].res);
+  detour_bench_result_free(&rep.tp_up);
+  detour_bench_result_free(&rep.tp_down);
   free(rep.cells);
   return rc;
 }
