@@ -18,6 +18,7 @@
  * Exit status: 0 every judged scenario passed, 1 one failed, 77 nothing
  * could be judged here (every scenario skipped), 64 usage, 74 I/O.
  */
+#include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +41,8 @@ typedef struct {
   size_t nclients;
   char clients_buf[1024];
   const char *report_dir, *profile, *filter;
-  bool realtime, scorecard;
+  bool realtime, scorecard, device;
+  detour_device_options dev;
 } certify_opts;
 
 static void usage(FILE *f) {
@@ -62,6 +64,18 @@ static void usage(FILE *f) {
           "  -f, --filter GLOB   only the profile's scenarios matching GLOB\n"
           "      --realtime      the built-in engine in real time too\n"
           "                      (external clients always are)\n"
+          "\nDevice mode (a client elsewhere on the LAN; the only way the\n"
+          "fake servers listen off loopback):\n"
+          "      --device        certify a device instead of --client\n"
+          "      --listen ADDR   this host's IPv4 address to listen on\n"
+          "      --peer ADDR     the device's address: nothing else may\n"
+          "                      connect\n"
+          "      --port P        the normal server's port (default 2525);\n"
+          "                      the k-th backup listens on P + k\n"
+          "      --trigger CMD   a command that makes the device send one\n"
+          "                      message (env DETOUR_FROM, DETOUR_TO,\n"
+          "                      DETOUR_MESSAGE); without it, detour says\n"
+          "                      when to send and waits\n"
           "\nExit status: 0 every judged scenario passed, 1 one failed, 77\n"
           "nothing could be judged here, 64 usage, 74 I/O error.\n");
 }
@@ -107,6 +121,29 @@ static int check_clients(const certify_opts *o) {
   return 0;
 }
 
+static bool ipv4(const char *a) {
+  struct in_addr x;
+  return a && inet_pton(AF_INET, a, &x) == 1;
+}
+
+/* --device: an explicit opt-in with both addresses; never with --client. */
+static int device_opts(certify_opts *o) {
+  if (o->nclients)
+    return bad("%s", "--device certifies a device: no --client/--clients");
+  if (!ipv4(o->dev.listen) || !ipv4(o->dev.peer))
+    return bad("%s", "--device needs --listen ADDR and --peer ADDR (IPv4 "
+                     "addresses)");
+  if (!o->dev.port)
+    o->dev.port = 2525;
+  o->clients[o->nclients++] = "device";
+  if (!o->profile) {
+    struct stat st;
+    o->profile = stat("scenarios/cert", &st) == 0 ? "scenarios/cert"
+                                                  : DETOUR_PROFILE_DIR;
+  }
+  return 0;
+}
+
 static int parse(int argc, char **argv, certify_opts *o) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = NULL;
@@ -133,10 +170,31 @@ static int parse(int argc, char **argv, certify_opts *o) {
         return bad("%s needs a glob", a);
     } else if (!strcmp(a, "--realtime")) {
       o->realtime = true;
+    } else if (!strcmp(a, "--device")) {
+      o->device = true;
+    } else if (is(a, "--listen")) {
+      if (!(o->dev.listen = value(argc, argv, &i, "--listen")))
+        return bad("%s needs an address", a);
+    } else if (is(a, "--peer")) {
+      if (!(o->dev.peer = value(argc, argv, &i, "--peer")))
+        return bad("%s needs an address", a);
+    } else if (is(a, "--trigger")) {
+      if (!(o->dev.trigger = value(argc, argv, &i, "--trigger")))
+        return bad("%s needs a command", a);
+    } else if (is(a, "--port")) {
+      char *end;
+      long p = (v = value(argc, argv, &i, "--port")) ? strtol(v, &end, 10) : 0;
+      if (!v || *end || p < 1 || p > 65500)
+        return bad("%s needs a port 1..65500", a);
+      o->dev.port = (uint16_t)p;
     } else {
       return bad("unknown option or argument '%s'", a);
     }
   }
+  if (o->device)
+    return device_opts(o);
+  if (o->dev.listen || o->dev.peer || o->dev.trigger || o->dev.port)
+    return bad("%s", "--listen, --peer, --port and --trigger need --device");
   if (!o->nclients)
     return bad("%s", "which client? --client NAME|PATH or --clients LIST");
   if (!o->profile) {
@@ -210,7 +268,15 @@ typedef struct {
   char overall[1024];
 } client_run;
 
-static void identify(client_run *c) {
+static void identify(client_run *c, const certify_opts *o) {
+  if (o->device) {
+    snprintf(c->name, sizeof c->name, "device-%s", o->dev.peer);
+    snprintf(c->version, sizeof c->version,
+             "device at %s (servers on %s from port %u)", o->dev.peer,
+             o->dev.listen, (unsigned)o->dev.port);
+    c->manifest = "device";
+    return;
+  }
   const detour_adapter *a = detour_adapter_find(c->client);
   if (!a) {
     snprintf(c->name, sizeof c->name, "builtin");
@@ -299,7 +365,7 @@ static int certify_one(const certify_opts *o, client_run *c, const char *dir,
                        const char *hash) {
   char started[40], err[1024] = "";
   now_iso(started, sizeof started);
-  identify(c);
+  identify(c, o);
   if (detour_report_mkdirs(dir, err, sizeof err) < 0) {
     fprintf(stderr, "detour certify: %s\n", err);
     return EX_IOERR;
@@ -312,7 +378,9 @@ static int certify_one(const certify_opts *o, client_run *c, const char *dir,
       .npaths = 1,
       .filter = o->filter,
       .jobs = 1,
-      .scenario = {.realtime = o->realtime, .client = c->client},
+      .scenario = {.realtime = o->realtime,
+                   .client = o->device ? NULL : c->client,
+                   .device = o->device ? &o->dev : NULL},
       .out = stdout,
       .color = detour_report_use_color(stdout),
       .progress = NULL};
@@ -396,7 +464,8 @@ int detour_cli_certify(int argc, char **argv) {
     else if (o.report_dir)
       snprintf(dir, sizeof dir, "%s", o.report_dir);
     else
-      snprintf(dir, sizeof dir, "certificate-%s", o.clients[i]);
+      snprintf(dir, sizeof dir, "certificate-%s",
+               o.device ? "device" : o.clients[i]);
     rc = certify_one(&o, &runs[i], dir, command, pversion, hash);
     if (rc != 0 && rc != EXIT_ALL_SKIPPED && (status == 0 || rc > 1))
       status = rc;
