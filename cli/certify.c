@@ -365,7 +365,6 @@ static int certify_one(const certify_opts *o, client_run *c, const char *dir,
                        const char *hash) {
   char started[40], err[1024] = "";
   now_iso(started, sizeof started);
-  identify(c, o);
   if (detour_report_mkdirs(dir, err, sizeof err) < 0) {
     fprintf(stderr, "detour certify: %s\n", err);
     return EX_IOERR;
@@ -409,7 +408,7 @@ static int write_scorecard(const client_run *runs, size_t n, const char *dir,
   for (size_t i = 0; i < n; i++) {
     if (!runs[i].ran)
       continue;
-    snprintf(links[k], sizeof links[k], "%s/certificate.html", runs[i].client);
+    snprintf(links[k], sizeof links[k], "%s/certificate.html", runs[i].name);
     cols[k] = (detour_scorecard_column){runs[i].name, runs[i].version, links[k],
                                         &runs[i].suite};
     k++;
@@ -458,14 +457,14 @@ int detour_cli_certify(int argc, char **argv) {
   for (size_t i = 0; i < o.nclients && !detour_scenario_interrupted(); i++) {
     char dir[4096];
     runs[i].client = o.clients[i];
-    if (o.scorecard)
+    identify(&runs[i], &o);
+    if (o.scorecard) /* by the client's own name: a path has slashes */
       snprintf(dir, sizeof dir, "%s/%s",
-               o.report_dir ? o.report_dir : "scorecard", o.clients[i]);
+               o.report_dir ? o.report_dir : "scorecard", runs[i].name);
     else if (o.report_dir)
       snprintf(dir, sizeof dir, "%s", o.report_dir);
     else
-      snprintf(dir, sizeof dir, "certificate-%s",
-               o.device ? "device" : o.clients[i]);
+      snprintf(dir, sizeof dir, "certificate-%s", runs[i].name);
     rc = certify_one(&o, &runs[i], dir, command, pversion, hash);
     if (rc != 0 && rc != EXIT_ALL_SKIPPED && (status == 0 || rc > 1))
       status = rc;
