@@ -32,6 +32,7 @@
 #include "detour/adapter.h"
 #include "detour/reports.h"
 #include "detour/scenario.h"
+#include "opts.h"
 
 #define MAX_CLIENTS 16
 #define EXIT_ALL_SKIPPED 77
@@ -76,29 +77,48 @@ static void usage(FILE *f) {
           "                      message (env DETOUR_FROM, DETOUR_TO,\n"
           "                      DETOUR_MESSAGE); without it, detour says\n"
           "                      when to send and waits\n"
-          "\nExit status: 0 every judged scenario passed, 1 one failed, 77\n"
-          "nothing could be judged here, 64 usage, 74 I/O error.\n");
+          "  -h, --help          this help\n"
+          "      --version       the version\n"
+          "\nOptions take their value as --opt VALUE or --opt=VALUE.\n");
+  static const int codes[] = {0, 64, 66, 74, -1};
+  cli_print_exit_codes(f, codes,
+                       "  1    a judged scenario failed (a FAIL certificate)\n"
+                       "  77   nothing could be judged here (every scenario "
+                       "skipped)\n"
+                       "  130  interrupted (after teardown)\n");
 }
 
 static int bad(const char *fmt, const char *arg) {
-  fprintf(stderr, "detour certify: ");
-  fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\nTry 'detour certify --help'.\n");
-  return EX_USAGE;
+  return cli_usage_error("certify", fmt, arg);
 }
 
-/* "--name=value" or "--name value". */
-static const char *value(int argc, char **argv, int *i, const char *name) {
-  size_t n = strlen(name);
-  if (!strncmp(argv[*i], name, n) && argv[*i][n] == '=')
-    return argv[*i] + n + 1;
-  return *i + 1 < argc ? argv[++*i] : NULL;
-}
+enum {
+  OPT_CLIENT = 1,
+  OPT_CLIENTS,
+  OPT_REPORT_DIR,
+  OPT_PROFILE,
+  OPT_FILTER,
+  OPT_REALTIME,
+  OPT_DEVICE,
+  OPT_LISTEN,
+  OPT_PEER,
+  OPT_PORT,
+  OPT_TRIGGER,
+};
 
-static bool is(const char *arg, const char *name) {
-  size_t n = strlen(name);
-  return !strncmp(arg, name, n) && (arg[n] == '\0' || arg[n] == '=');
-}
+static const cli_opt certify_options[] = {
+    {OPT_CLIENT, 0, "client", "C"},
+    {OPT_CLIENTS, 0, "clients", "LIST"},
+    {OPT_REPORT_DIR, 0, "report-dir", "DIR"},
+    {OPT_PROFILE, 0, "profile", "DIR"},
+    {OPT_FILTER, 'f', "filter", "GLOB"},
+    {OPT_REALTIME, 0, "realtime", NULL},
+    {OPT_DEVICE, 0, "device", NULL},
+    {OPT_LISTEN, 0, "listen", "ADDR"},
+    {OPT_PEER, 0, "peer", "ADDR"},
+    {OPT_PORT, 0, "port", "P"},
+    {OPT_TRIGGER, 0, "trigger", "CMD"},
+};
 
 static int add_clients(certify_opts *o, const char *list) {
   snprintf(o->clients_buf, sizeof o->clients_buf, "%s", list);
@@ -144,52 +164,74 @@ static int device_opts(certify_opts *o) {
   return 0;
 }
 
+/* One option with its value (NULL for a flag). 0 or CLI_EXIT_USAGE. */
+static int take_option(certify_opts *o, int id, const char *name,
+                       const char *v) {
+  char *end;
+  long p;
+  switch (id) {
+  case OPT_CLIENT:
+  case OPT_CLIENTS:
+    if (o->nclients)
+      return bad("%s: give --client once, or --clients", name);
+    o->scorecard = id == OPT_CLIENTS;
+    return add_clients(o, v);
+  case OPT_REPORT_DIR:
+    o->report_dir = v;
+    return 0;
+  case OPT_PROFILE:
+    o->profile = v;
+    return 0;
+  case OPT_FILTER:
+    o->filter = v;
+    return 0;
+  case OPT_REALTIME:
+    o->realtime = true;
+    return 0;
+  case OPT_DEVICE:
+    o->device = true;
+    return 0;
+  case OPT_LISTEN:
+    o->dev.listen = v;
+    return 0;
+  case OPT_PEER:
+    o->dev.peer = v;
+    return 0;
+  case OPT_TRIGGER:
+    o->dev.trigger = v;
+    return 0;
+  case OPT_PORT:
+    p = strtol(v, &end, 10);
+    if (*end || end == v || p < 1 || p > 65500)
+      return bad("--port takes a port 1..65500, not '%s'", v);
+    o->dev.port = (uint16_t)p;
+    return 0;
+  }
+  return bad("%s", "internal: unknown option");
+}
+
+/* 0, -1 after --help or --version (exit 0), or CLI_EXIT_USAGE. */
 static int parse(int argc, char **argv, certify_opts *o) {
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = NULL;
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+  cli_parser p;
+  cli_parser_init(&p, "certify", certify_options,
+                  sizeof certify_options / sizeof *certify_options, argc, argv);
+  const char *v;
+  for (int id; (id = cli_next(&p, &v)) != CLI_END;) {
+    if (id == CLI_HELP) {
       usage(stdout);
       return -1;
-    } else if (is(a, "--client") || is(a, "--clients")) {
-      bool list = is(a, "--clients");
-      if (!(v = value(argc, argv, &i, list ? "--clients" : "--client")))
-        return bad("%s needs a client", a);
-      if (o->nclients)
-        return bad("%s: give --client once, or --clients", a);
-      if (add_clients(o, v) != 0)
-        return EX_USAGE;
-      o->scorecard = list;
-    } else if (is(a, "--report-dir")) {
-      if (!(o->report_dir = value(argc, argv, &i, "--report-dir")))
-        return bad("%s needs a directory", a);
-    } else if (is(a, "--profile")) {
-      if (!(o->profile = value(argc, argv, &i, "--profile")))
-        return bad("%s needs a directory", a);
-    } else if (!strcmp(a, "-f") || is(a, "--filter")) {
-      if (!(o->filter = value(argc, argv, &i, "--filter")))
-        return bad("%s needs a glob", a);
-    } else if (!strcmp(a, "--realtime")) {
-      o->realtime = true;
-    } else if (!strcmp(a, "--device")) {
-      o->device = true;
-    } else if (is(a, "--listen")) {
-      if (!(o->dev.listen = value(argc, argv, &i, "--listen")))
-        return bad("%s needs an address", a);
-    } else if (is(a, "--peer")) {
-      if (!(o->dev.peer = value(argc, argv, &i, "--peer")))
-        return bad("%s needs an address", a);
-    } else if (is(a, "--trigger")) {
-      if (!(o->dev.trigger = value(argc, argv, &i, "--trigger")))
-        return bad("%s needs a command", a);
-    } else if (is(a, "--port")) {
-      char *end;
-      long p = (v = value(argc, argv, &i, "--port")) ? strtol(v, &end, 10) : 0;
-      if (!v || *end || p < 1 || p > 65500)
-        return bad("%s needs a port 1..65500", a);
-      o->dev.port = (uint16_t)p;
-    } else {
-      return bad("unknown option or argument '%s'", a);
     }
+    if (id == CLI_VERSION) {
+      cli_print_version();
+      return -1;
+    }
+    if (id == CLI_ERROR)
+      return CLI_EXIT_USAGE;
+    if (id == CLI_ARG)
+      return bad("unexpected argument '%s' (the profile: --profile DIR)", v);
+    int rc = take_option(o, id, cli_opt_name(&p), v);
+    if (rc != 0)
+      return rc;
   }
   if (o->device)
     return device_opts(o);

@@ -17,6 +17,7 @@
 #include <yaml.h>
 
 #include "detour/detour_config.h"
+#include "detour/detour_yaml.h"
 
 /* Each test writes its configuration into a private directory. */
 static char g_dir[64];
@@ -136,7 +137,7 @@ Test(config, missing_file) {
   int rc = detour_settings_load_file(&s, "/nonexistent/detour.yaml", g_err,
                                      sizeof g_err);
   cr_expect_eq(rc, DETOUR_EIO);
-  cr_expect(strstr(g_err, "/nonexistent/detour.yaml: cannot open") == g_err,
+  cr_expect(strstr(g_err, "/nonexistent/detour.yaml:1:1: cannot open") == g_err,
             "%s", g_err);
   detour_settings_free(&s);
 }
@@ -158,12 +159,16 @@ Test(config, second_document_refused) {
   cr_expect_null(s.classify);
 }
 
-Test(config, bad_utf8_names_the_byte) {
+/* libyaml reports bad UTF-8 with a byte offset and no mark: the message
+ * must still point at the line and column of the byte, not at 1:1. */
+Test(config, bad_utf8_names_line_col_and_byte) {
   detour_settings s;
-  cr_expect_eq(load_text("log: \"\xff\xfe\"\n", &s), DETOUR_EPARSE);
+  cr_expect_eq(load_text("retry: { interval: 3m }\nlog: \"ab\xff\xfe\"\n", &s),
+               DETOUR_EPARSE);
   char want[256];
-  snprintf(want, sizeof want, "%s: byte ", g_path);
+  snprintf(want, sizeof want, "%s:2:9: YAML syntax error: ", g_path);
   cr_expect(strncmp(g_err, want, strlen(want)) == 0, "%s", g_err);
+  cr_expect_not_null(strstr(g_err, "(byte 32)"), "%s", g_err);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -187,8 +192,18 @@ static const err_case err_cases[] = {
      "2:12: key 'timeouts.connect': expected a duration like 3m, more than "
      "zero, got '0'"},
     {"timeouts:\n  greeting: [1, 2]\n",
-     "2:13: key 'timeouts.greeting': expected a duration like 3m, got a "
-     "list"},
+     "2:13: key 'timeouts.greeting': expected a duration like 3m, more "
+     "than zero, got a list"},
+    {"retry: { interval: 721h }\n",
+     "1:20: key 'retry.interval': expected a duration like 3m, at most 30 "
+     "days (720h), got '721h'"},
+    {"timeouts: { connect: 9223372036854775807ms }\n",
+     "1:22: key 'timeouts.connect': expected a duration like 3m, more than "
+     "zero, at most 30 days (720h)"},
+    {"retry: &r { interval: 3m }\nrace: *r\n",
+     "2:7: YAML aliases (*r) are not accepted"},
+    {"detour: { senders: { a@x: allow, b@x: deny, a@x: deny } }\n",
+     "1:45: key 'detour.senders.a@x': given twice"},
     {"servers:\n  - { host: a.example, port: 70000 }\n",
      "2:30: key 'servers[0].port': expected a port number 1..65535, got "
      "'70000'"},
@@ -237,7 +252,26 @@ static const err_case err_cases[] = {
      "max_attempts)"},
     {"servers:\n  - { host: a.example, prio: 1 }\n",
      "2:24: key 'servers[0].prio': unknown key (expected one of: host, port, "
-     "priority)"},
+     "priority, tls, tls_required, ca_file, auth)"},
+    {"servers:\n  - { host: a.example, tls: ssl }\n",
+     "2:29: key 'servers[0].tls': expected none, starttls or implicit, got "
+     "'ssl'"},
+    {"servers:\n  - { host: a.example, tls_required: true }\n",
+     "2:5: key 'servers[0].tls_required': needs tls: starttls or implicit"},
+    {"servers:\n  - { host: a.example, tls: implicit, tls_required: no }\n",
+     "2:5: key 'servers[0].tls_required': implicit TLS is always required"},
+    {"servers:\n  - { host: a.example, auth: { user: u } }\n",
+     "2:30: key 'servers[0].auth': missing password_file or password_env"},
+    {"servers:\n  - { host: a.example, auth: { user: u, password: x } }\n",
+     "2:41: key 'servers[0].auth.password': unknown key (expected one of: "
+     "user, password_file, password_env)"},
+    {"servers:\n  - { host: a, auth: { user: u, password_file: /nonexist } "
+     "}\n",
+     "2:48: key 'servers[0].auth.password_file': cannot read /nonexist: "},
+    {"servers:\n  - { host: a, auth: { user: u, password_env: "
+     "DETOUR_TEST_UNSET_VAR } }\n",
+     "2:47: key 'servers[0].auth.password_env': environment variable "
+     "DETOUR_TEST_UNSET_VAR is not set"},
     {"timeouts: { connect: 1s, conect: 2s }\n",
      "1:26: key 'timeouts.conect': unknown key"},
     {"retry: { interval: 3m }\nretry: { interval: 1m }\n",
@@ -490,7 +524,71 @@ Test(config, load_node_with_prefix) {
 }
 
 /* docs/config.md must not show a configuration that does not load. */
+/* R13: per server TLS mode, required by default, CA file, AUTH with the
+ * secret from a file (first line) or the environment. */
+Test(config, tls_and_auth_keys) {
+  char pw[160];
+  snprintf(pw, sizeof pw, "%s/pw", g_dir);
+  FILE *f = fopen(pw, "w");
+  cr_assert_not_null(f);
+  fputs("s3cret\nsecond line ignored\n", f);
+  fclose(f);
+  setenv("DETOUR_TEST_PW", "from-env", 1);
+  char yaml[1024];
+  snprintf(yaml, sizeof yaml,
+           "servers:\n"
+           "  - host: mail.example.net\n"
+           "    port: 587\n"
+           "    tls: starttls\n"
+           "    ca_file: /etc/ssl/ca.pem\n"
+           "    auth: { user: relay, password_file: %s }\n"
+           "  - { host: b.example.net, port: 465, tls: implicit,\n"
+           "      auth: { user: u2, password_env: DETOUR_TEST_PW } }\n"
+           "  - { host: c.example.net, tls: starttls, tls_required: false }\n"
+           "  - c.example.net:25\n",
+           pw);
+  detour_settings s;
+  int rc = load_text(yaml, &s);
+  unlink(pw);
+  cr_assert_eq(rc, 0, "%s", g_err);
+  const detour_server *sv = s.cfg.servers;
+  cr_expect_eq(sv[0].tls, DETOUR_TLS_MODE_STARTTLS);
+  cr_expect_not(sv[0].tls_optional, "required by default");
+  cr_expect_str_eq(sv[0].ca_file, "/etc/ssl/ca.pem");
+  cr_expect_str_eq(sv[0].auth_user, "relay");
+  cr_expect_str_eq(sv[0].auth_password, "s3cret");
+  cr_expect_eq(sv[1].tls, DETOUR_TLS_MODE_IMPLICIT);
+  cr_expect_str_eq(sv[1].ca_file, "", "the system store");
+  cr_expect_str_eq(sv[1].auth_password, "from-env");
+  cr_expect(sv[2].tls_optional);
+  cr_expect_eq(sv[3].tls, DETOUR_TLS_MODE_NONE);
+  cr_expect_str_eq(sv[3].auth_user, "");
+  detour_settings_free(&s);
+}
+
+/* Messages about the secret name where it came from, never what it is. */
+Test(config, secret_never_in_an_error) {
+  char pw[160];
+  snprintf(pw, sizeof pw, "%s/pw", g_dir);
+  FILE *f = fopen(pw, "w");
+  cr_assert_not_null(f);
+  for (int i = 0; i < 40; i++)
+    fputs("0123456789", f); /* longer than a password may be */
+  fclose(f);
+  char yaml[512];
+  snprintf(yaml, sizeof yaml,
+           "servers:\n  - { host: a, auth: { user: u, password_file: %s } }\n",
+           pw);
+  detour_settings s;
+  int rc = load_text(yaml, &s);
+  unlink(pw);
+  cr_assert_eq(rc, DETOUR_EPARSE);
+  cr_expect(strstr(g_err, "is longer than 255 bytes") != NULL, "%s", g_err);
+  cr_expect(strstr(g_err, "0123456789") == NULL, "%s", g_err);
+}
+
 Test(config, docs_examples_load) {
+  setenv("SMTP_PASSWORD", "example", 0); /* the AUTH example names it */
   char docs[512];
   snprintf(docs, sizeof docs, "%s/docs/config.md", DETOUR_SOURCE_DIR);
   FILE *f = fopen(docs, "r");
@@ -519,4 +617,63 @@ Test(config, docs_examples_load) {
   }
   fclose(f);
   cr_expect_gt(blocks, 0, "docs/config.md has a YAML example");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Bounds: what one file can make the loader do.                             */
+
+/* The longest duration is accepted, one millisecond more is not. */
+Test(config, duration_maximum_both_sides) {
+  detour_settings s;
+  cr_assert_eq(load_text("retry: { interval: 720h }\n", &s), 0, "%s", g_err);
+  cr_expect_eq(s.cfg.retry_interval, DETOUR_DURATION_MAX);
+  detour_settings_free(&s);
+  cr_expect_eq(load_text("retry: { interval: 2592000001ms }\n", &s),
+               DETOUR_EPARSE);
+  cr_expect_not_null(strstr(g_err, "at most 30 days"), "%s", g_err);
+}
+
+/* 100,000 detour senders with the repeat at the very end: found, and
+ * placed (the check is a hash set; the old one compared every pair and
+ * took 41 s here). */
+Test(config, repeated_key_among_100k_is_found) {
+  FILE *f = fopen(g_path, "w");
+  cr_assert_not_null(f);
+  fputs("detour:\n  senders:\n", f);
+  for (int i = 0; i < 100000; i++)
+    fprintf(f, "    \"u%d@x.test\": allow\n", i);
+  fputs("    \"u77@x.test\": deny\n", f);
+  fclose(f);
+  detour_settings s;
+  cr_expect_eq(detour_settings_load_file(&s, g_path, g_err, sizeof g_err),
+               DETOUR_EPARSE);
+  cr_expect_not_null(
+      strstr(g_err, ":100003:5: key 'detour.senders.u77@x.test': given twice"),
+      "%s", g_err);
+}
+
+/* A file over the limit is refused whole, never cut and half-read. */
+Test(config, file_over_the_limit_is_refused) {
+  FILE *f = fopen(g_path, "w");
+  cr_assert_not_null(f);
+  fputs("retry: { interval: 3m }\n", f);
+  cr_assert_eq(ftruncate(fileno(f), (off_t)DETOUR_YAML_MAX_FILE + 1), 0);
+  fclose(f);
+  detour_settings s;
+  cr_expect_eq(detour_settings_load_file(&s, g_path, g_err, sizeof g_err),
+               DETOUR_EPARSE);
+  cr_expect_not_null(strstr(g_err, "more than the 16 MiB"), "%s", g_err);
+  cr_expect_null(s.classify);
+}
+
+Test(config, deep_nesting_is_refused) {
+  char text[400] = "race: ";
+  for (int i = 0; i < 100; i++)
+    strcat(text, "[");
+  strcat(text, "\n");
+  detour_settings s;
+  cr_expect_eq(load_text(text, &s), DETOUR_EPARSE);
+  cr_expect_not_null(strstr(g_err, ":1:"), "%s", g_err);
+  cr_expect_not_null(strstr(g_err, "nested deeper than 64 levels"), "%s",
+                     g_err);
 }

@@ -8,7 +8,9 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "detour/fake.h"
 #include "detour/scenario.h"
@@ -198,4 +200,106 @@ Test(scenario_suite, every_fault_of_the_catalogue_is_used) {
     cr_expect(used, "no conformance scenario uses fault '%s'", name);
   }
   detour_suite_files_free(files, n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Bounds: what one scenario file may make the loader do                     */
+
+static void write_file(const char *path, const char *head, size_t pad,
+                       const char *tail) {
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fputs(head, f);
+  /* pad bytes of comment lines between the keys */
+  char line[81];
+  memset(line, '#', 79);
+  line[79] = '\n';
+  line[80] = '\0';
+  for (size_t i = 0; i < pad / 80; i++)
+    fputs(line, f);
+  fputs(tail, f);
+  fclose(f);
+}
+
+/* A file the loader cannot read whole is refused, naming the file and the
+ * limit: the old loader cut at 64 MiB and a failing `expect:` past the cut
+ * went unread, so the scenario passed. Here the expectation past 17 MiB
+ * could never hold (99 connections). */
+Test(scenario_load, file_too_large_is_refused_not_cut) {
+  char path[] = "/tmp/scn_big_XXXXXX";
+  int fd = mkstemp(path);
+  cr_assert_geq(fd, 0);
+  close(fd);
+  write_file(path, GOOD, 17u << 20, "  connections: { a: 99 }\n");
+  detour_scenario *s = NULL;
+  char err[512] = "";
+  int rc = detour_scenario_load_file(path, NULL, &s, err, sizeof err);
+  unlink(path);
+  cr_assert_lt(rc, 0, "a 17 MiB scenario loaded");
+  cr_assert_null(s);
+  cr_assert(strncmp(err, path, strlen(path)) == 0, "%s", err);
+  cr_assert(strstr(err, "more than the 16 MiB"), "%s", err);
+}
+
+/* 5 bodies of 16 MiB from a few lines: over the 64 MiB budget of one file,
+ * refused at the message that spends it, before allocating it. */
+Test(scenario_load, generated_bodies_are_bounded_per_file) {
+  char yaml[4096];
+  snprintf(yaml, sizeof yaml, "%.*s", (int)(strstr(GOOD, "expect:") - GOOD),
+           GOOD);
+  for (int i = 0; i < 5; i++)
+    strcat(yaml,
+           "  - { from: s@x.test, to: r@y.test, body_bytes: 16777216 }\n");
+  char err[512] = "";
+  cr_assert_null(load(yaml, err, sizeof err));
+  cr_assert(strstr(err, "t.yaml:14:49: key 'messages[4].body_bytes': this "
+                        "file asks for more than the 64 MiB"),
+            "%s", err);
+  /* three fit */
+  snprintf(yaml, sizeof yaml, "%.*s", (int)(strstr(GOOD, "expect:") - GOOD),
+           GOOD);
+  for (int i = 0; i < 3; i++)
+    strcat(yaml,
+           "  - { from: s@x.test, to: r@y.test, body_bytes: 16777216 }\n");
+  detour_scenario *s = load(yaml, err, sizeof err);
+  cr_assert_not_null(s, "%s", err);
+  detour_scenario_free(s);
+}
+
+Test(scenario_load, aliases_are_refused_where_they_are) {
+  char err[512] = "";
+  cr_assert_null(load("name: &n ok\n"
+                      "description: *n\n",
+                      err, sizeof err));
+  cr_assert(strstr(err, "t.yaml:2:14: YAML aliases (*n) are not accepted"),
+            "%s", err);
+}
+
+/* libyaml gives bad UTF-8 a byte offset only: the message must still say
+ * the line and column (it said 1:1). */
+Test(scenario_load, bad_utf8_is_placed) {
+  char err[512] = "";
+  cr_assert_null(load("name: ok\nrules: [R1]\ndescription: \"caf\xe9\"\n", err,
+                      sizeof err));
+  cr_assert(strncmp(err, "t.yaml:3:19: YAML syntax error: ", 32) == 0, "%s",
+            err);
+}
+
+/* Durations over 30 days are refused in scenario files as in config. */
+Test(scenario_load, times_over_the_maximum_are_refused) {
+  expect_error("t: 0s", "t: 721h",
+               "key 'expect.log[0].t': expected a time like 0s, 3m, 3m20s or "
+               "500ms, at most 30 days");
+  expect_error("retry: { interval: 3m }", "retry: { interval: 9999999h }",
+               "t.yaml:8:22: key 'client.retry.interval'");
+  expect_error("- { name: b }", "- { name: b, idle_timeout: 100000h }",
+               "at most 30 days");
+}
+
+/* A repeated key is found among many, in linear time, and named with its
+ * whole path. */
+Test(scenario_load, repeated_key_named_with_its_path) {
+  expect_error("  retry: { interval: 3m }\n",
+               "  retry: { interval: 3m }\n  retry: { interval: 1m }\n",
+               "t.yaml:9:3: key 'client.retry': given twice");
 }

@@ -333,7 +333,7 @@ static void rig_start(rig *g, const detour_config *cfg, bool is_virtual) {
   g->clock = is_virtual ? detour_clock_new_virtual(&loop, T0)
                         : detour_clock_new_real(&loop);
   cr_assert_not_null(g->clock);
-  detour_uv_callbacks cb = {on_log, on_warn, on_rcpt, on_done, g};
+  detour_uv_callbacks cb = {on_log, on_warn, on_rcpt, on_done, g, NULL};
   g->uv = detour_uv_new(g->clock, g->engine, &cb);
   cr_assert_not_null(g->uv);
   g->want_done = 1;

@@ -2,14 +2,15 @@
  * config.c - the YAML configuration loader (detour_config.h,
  * docs/config.md).
  *
- * The file is composed into a libyaml document first, then walked: every
+ * The file is read by the one YAML reader (detour_yaml.h: whole or
+ * refused, no aliases, no repeated keys, bounded), then walked: every
  * mapping level is a table of accepted keys and a handler per key, so the
  * accepted keys are data and an unknown key is an error that lists what was
- * expected. Each error names file:line:col (libyaml marks are 0-based, we
- * print 1-based) and the full dotted key, because a configuration error
- * reported without a place is an afternoon lost.
+ * expected. Each error names file:line:col and the full dotted key, because
+ * a configuration error reported without a place is an afternoon lost.
  */
 #include "detour/detour_config.h"
+#include "detour/detour_yaml.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -21,28 +22,28 @@
 
 #include <yaml.h>
 
-/* Long enough for "detour.recipients.<an address>" with a prefix. */
-#define KEY_PATH_MAX 384
-
 struct server_entry {
   char host[sizeof(((detour_server *)0)->host)];
-  long port;
-  long priority;
+  long long port;
+  long long priority;
   bool has_host;
+  detour_server tls; /* the R13 fields (tls ... auth_password) */
+  bool has_tls_required, tls_required;
+  bool has_auth, has_secret;
 };
 
-/* The state of one load. `server` is the entry of servers[] being read. */
+/* The state of one load: the reader's context (document, file name, error
+ * buffer) and what is being filled. `server` is the entry of servers[]
+ * being read. */
 typedef struct {
-  yaml_document_t *doc;
-  const char *file;
+  detour_yaml_ctx y;
   detour_settings *s;
-  char *err;
-  size_t errlen;
   struct server_entry *server;
 } loader;
 
-/* A key of a mapping: its name, its handler, and one word for the handler
- * (a field offset for the timeouts). */
+/* A key of a mapping: its name (first: the reader walks tables by it), its
+ * handler, and one word for the handler (a field offset for the
+ * timeouts). */
 typedef int (*key_fn)(loader *l, yaml_node_t *value, const char *path,
                       size_t arg);
 typedef struct {
@@ -51,226 +52,78 @@ typedef struct {
   size_t arg;
 } key_entry;
 
-/* ------------------------------------------------------------------------ */
-/* Messages                                                                  */
-
-/* Write "FILE:LINE:COL: key 'PATH': MESSAGE" (no key part when path is
- * empty) and return DETOUR_EPARSE, so handlers can `return fail(...)`. */
-static int fail(loader *l, const yaml_node_t *at, const char *path,
-                const char *fmt, ...) {
-  if (l->errlen == 0)
-    return DETOUR_EPARSE;
-  char msg[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  return detour_yaml_error(l->err, l->errlen, l->file, at, path, msg);
-}
-
-int detour_yaml_error(char *err, size_t errlen, const char *file,
-                      const yaml_node_t *at, const char *path,
-                      const char *message) {
-  if (!err || errlen == 0)
-    return DETOUR_EPARSE;
-  unsigned long line = at ? (unsigned long)at->start_mark.line + 1 : 1;
-  unsigned long col = at ? (unsigned long)at->start_mark.column + 1 : 1;
-  if (path && *path)
-    snprintf(err, errlen, "%s:%lu:%lu: key '%s': %s", file, line, col, path,
-             message);
-  else
-    snprintf(err, errlen, "%s:%lu:%lu: %s", file, line, col, message);
-  return DETOUR_EPARSE;
-}
-
-static int fail_nomem(loader *l) {
-  if (l->errlen > 0)
-    snprintf(l->err, l->errlen, "%s: out of memory", l->file);
-  return DETOUR_ENOMEM;
-}
-
-/* A plain empty scalar, "~" or "null": YAML's way of saying nothing. */
-static bool is_null(const yaml_node_t *n) {
-  if (n->type != YAML_SCALAR_NODE ||
-      n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-    return false;
-  const char *v = (const char *)n->data.scalar.value;
-  return *v == '\0' || strcmp(v, "~") == 0 || strcasecmp(v, "null") == 0;
-}
-
-/* What a node is, for "got ..." in messages: the scalar quoted, else its
- * kind. Points into the document or at a literal. */
-static const char *describe(const yaml_node_t *n, char *buf, size_t len) {
-  if (is_null(n))
-    return "nothing";
-  if (n->type == YAML_MAPPING_NODE)
-    return "a mapping";
-  if (n->type == YAML_SEQUENCE_NODE)
-    return "a list";
-  snprintf(buf, len, "'%.60s%s'", (const char *)n->data.scalar.value,
-           n->data.scalar.length > 60 ? "..." : "");
-  return buf;
-}
-
-static int fail_expected(loader *l, const yaml_node_t *n, const char *path,
-                         const char *what) {
-  char buf[80];
-  return fail(l, n, path, "expected %s, got %s", what,
-              describe(n, buf, sizeof buf));
-}
-
-static void key_path(char *buf, size_t len, const char *parent,
-                     const char *key) {
-  if (parent && *parent)
-    snprintf(buf, len, "%s.%s", parent, key);
-  else
-    snprintf(buf, len, "%s", key);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Scalars                                                                   */
-
-/* The text of a non-null scalar, or NULL after writing the error. */
-static const char *want_scalar(loader *l, yaml_node_t *n, const char *path,
-                               const char *what) {
-  if (n->type != YAML_SCALAR_NODE || is_null(n)) {
-    fail_expected(l, n, path, what);
-    return NULL;
-  }
-  return (const char *)n->data.scalar.value;
-}
-
-/* A decimal integer in [min, max]. */
-static int want_int(loader *l, yaml_node_t *n, const char *path, long min,
-                    long max, const char *what, long *out) {
-  const char *v = want_scalar(l, n, path, what);
-  if (!v)
-    return DETOUR_EPARSE;
-  char *end;
-  errno = 0;
-  long x = strtol(v, &end, 10);
-  if (errno || end == v || *end != '\0' || x < min || x > max)
-    return fail_expected(l, n, path, what);
-  *out = x;
-  return 0;
-}
-
-static int want_duration(loader *l, yaml_node_t *n, const char *path,
-                         bool zero_ok, detour_ms *out) {
-  const char *what =
-      zero_ok ? "a duration like 3m" : "a duration like 3m, more than zero";
-  const char *v = want_scalar(l, n, path, "a duration like 3m");
-  if (!v)
-    return DETOUR_EPARSE;
-  detour_ms ms;
-  if (detour_parse_duration(v, &ms) != 0 || ms < 0 || (!zero_ok && ms == 0))
-    return fail_expected(l, n, path, what);
-  *out = ms;
-  return 0;
-}
-
-static int want_bool(loader *l, yaml_node_t *n, const char *path, bool *out) {
-  static const char *const yes[] = {"true", "yes", "on"};
-  static const char *const no[] = {"false", "no", "off"};
-  const char *v = want_scalar(l, n, path, "true or false");
-  if (!v)
-    return DETOUR_EPARSE;
-  for (size_t i = 0; i < 3; i++) {
-    if (strcasecmp(v, yes[i]) == 0)
-      return *out = true, 0;
-    if (strcasecmp(v, no[i]) == 0)
-      return *out = false, 0;
-  }
-  return fail_expected(l, n, path, "true or false");
-}
-
-/* "allow" / "deny": the words of the detour table. */
-static int want_allow(loader *l, yaml_node_t *n, const char *path, bool *out) {
-  const char *v = want_scalar(l, n, path, "allow or deny");
-  if (!v)
-    return DETOUR_EPARSE;
-  if (strcasecmp(v, "allow") == 0)
-    return *out = true, 0;
-  if (strcasecmp(v, "deny") == 0)
-    return *out = false, 0;
-  return fail_expected(l, n, path, "allow or deny");
-}
-
-/* ------------------------------------------------------------------------ */
-/* Mappings                                                                  */
-
-static int unknown_key(loader *l, yaml_node_t *key, const char *path,
-                       const key_entry *keys, size_t nkeys) {
-  char list[256] = "";
-  size_t used = 0;
-  for (size_t i = 0; i < nkeys && used < sizeof list; i++)
-    used += (size_t)snprintf(list + used, sizeof list - used, "%s%s",
-                             i ? ", " : "", keys[i].name);
-  return fail(l, key, path, "unknown key (expected one of: %s)", list);
-}
-
-/* Walk a mapping whose keys come from a fixed table: unknown and repeated
- * keys are errors, each known key goes to its handler. */
+/* Walk a mapping whose keys come from a fixed table: unknown keys are
+ * errors (repeated keys were refused when the file was read), each known
+ * key goes to its handler. */
 static int walk_map(loader *l, yaml_node_t *map, const char *path,
                     const key_entry *keys, size_t nkeys) {
-  if (map->type != YAML_MAPPING_NODE)
-    return fail_expected(l, map, path, "a mapping");
-  unsigned long seen = 0; /* nkeys <= 32, checked by the callers' tables */
-  for (yaml_node_pair_t *p = map->data.mapping.pairs.start;
-       p < map->data.mapping.pairs.top; p++) {
-    yaml_node_t *k = yaml_document_get_node(l->doc, p->key);
-    yaml_node_t *v = yaml_document_get_node(l->doc, p->value);
-    const char *name = want_scalar(l, k, path, "a key name");
-    if (!name)
-      return DETOUR_EPARSE;
-    char child[KEY_PATH_MAX];
-    key_path(child, sizeof child, path, name);
-    size_t i = 0;
-    while (i < nkeys && strcmp(keys[i].name, name) != 0)
-      i++;
-    if (i == nkeys)
-      return unknown_key(l, k, child, keys, nkeys);
-    if (seen & (1UL << i))
-      return fail(l, k, child, "given twice");
-    seen |= 1UL << i;
-    int rc = keys[i].fn(l, v, child, keys[i].arg);
-    if (rc)
-      return rc;
-  }
-  return 0;
+  detour_yaml_iter it;
+  int rc = detour_yaml_iter_init(&l->y, &it, map, path, NULL, false);
+  while (rc == 0 && (rc = detour_yaml_next_key(&l->y, &it, keys, sizeof *keys,
+                                               nkeys)) == 1)
+    rc = keys[it.index].fn(l, it.value, it.path, keys[it.index].arg);
+  return rc;
 }
 
 /* Free-form mappings (address -> allow|deny, code -> class): call fn on
- * each key text, with repeated keys refused. */
+ * each key text. Nothing under the key ("senders:") is no entries. */
 typedef int (*pair_fn)(loader *l, yaml_node_t *k, yaml_node_t *v,
                        const char *key, const char *path);
 
 static int walk_pairs(loader *l, yaml_node_t *map, const char *path,
                       pair_fn fn) {
-  if (is_null(map))
-    return 0; /* "senders:" with nothing under it: no entries */
-  if (map->type != YAML_MAPPING_NODE)
-    return fail_expected(l, map, path, "a mapping");
-  for (yaml_node_pair_t *p = map->data.mapping.pairs.start;
-       p < map->data.mapping.pairs.top; p++) {
-    yaml_node_t *k = yaml_document_get_node(l->doc, p->key);
-    yaml_node_t *v = yaml_document_get_node(l->doc, p->value);
-    const char *key = want_scalar(l, k, path, "a key");
-    if (!key)
-      return DETOUR_EPARSE;
-    char child[KEY_PATH_MAX];
-    key_path(child, sizeof child, path, key);
-    for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
-      yaml_node_t *prev = yaml_document_get_node(l->doc, q->key);
-      if (prev->type == YAML_SCALAR_NODE &&
-          strcmp((const char *)prev->data.scalar.value, key) == 0)
-        return fail(l, k, child, "given twice");
-    }
-    int rc = fn(l, k, v, key, child);
-    if (rc)
-      return rc;
-  }
-  return 0;
+  detour_yaml_iter it;
+  int rc = detour_yaml_iter_init(&l->y, &it, map, path, NULL, true);
+  while (rc == 0 && (rc = detour_yaml_next_pair(&l->y, &it, "a key")) == 1)
+    rc = fn(l, it.key, it.value, detour_yaml_text(it.key), it.path);
+  return rc;
+}
+
+static int fail_nomem(loader *l) { return detour_yaml_nomem(&l->y); }
+
+/* A decimal integer in [min, max]. */
+static int want_int(loader *l, yaml_node_t *n, const char *path, long long min,
+                    long long max, const char *what, long long *out) {
+  return detour_yaml_int(&l->y, n, path, min, max, what, out);
+}
+
+/* A zero timeout would fire before any server could answer: zero_ok says
+ * whether 0 (off) means something for this key. */
+static int want_duration(loader *l, yaml_node_t *n, const char *path,
+                         bool zero_ok, detour_ms *out) {
+  const char *what =
+      zero_ok ? "a duration like 3m" : "a duration like 3m, more than zero";
+  return detour_yaml_duration(&l->y, n, path, zero_ok ? 0 : 1, what, out);
+}
+
+/* The text of a scalar, or NULL after "expected WHAT". */
+static const char *want_scalar(loader *l, yaml_node_t *n, const char *path,
+                               const char *what) {
+  return detour_yaml_scalar(&l->y, n, path, what);
+}
+
+#define fail(l, at, path, ...) detour_yaml_fail(&(l)->y, at, path, __VA_ARGS__)
+
+static int fail_expected(loader *l, yaml_node_t *at, const char *path,
+                         const char *what) {
+  return detour_yaml_expected(&l->y, at, path, what);
+}
+
+#define KEY_PATH_MAX DETOUR_YAML_PATH_MAX
+#define key_path detour_yaml_path
+
+static int want_bool(loader *l, yaml_node_t *n, const char *path, bool *out) {
+  return detour_yaml_bool(&l->y, n, path, out);
+}
+
+/* "allow" / "deny": the words of the detour table. */
+static int want_allow(loader *l, yaml_node_t *n, const char *path, bool *out) {
+  static const char *const words[] = {"deny", "allow", NULL};
+  int i = 0;
+  int rc = detour_yaml_choice(&l->y, n, path, words, "allow or deny", &i);
+  if (rc == 0)
+    *out = i == 1;
+  return rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -324,7 +177,8 @@ int detour_parse_server_address(const char *text, char *host, size_t hostlen,
 
 static int on_server_host(loader *l, yaml_node_t *v, const char *path,
                           size_t arg) {
-  const char *h = want_scalar(l, v, path, "a host name or IP address");
+  const char *h =
+      detour_yaml_scalar(&l->y, v, path, "a host name or IP address");
   if (!h)
     return DETOUR_EPARSE;
   /* "[::1]" is accepted too: the brackets are how addresses are written
@@ -333,11 +187,12 @@ static int on_server_host(loader *l, yaml_node_t *v, const char *path,
   if (h[0] == '[' && len > 2 && h[len - 1] == ']')
     h++, len -= 2;
   if (len >= sizeof l->server->host)
-    return fail(l, v, path, "host name longer than %zu characters",
-                sizeof l->server->host - 1);
+    return detour_yaml_fail(&l->y, v, path,
+                            "host name longer than %zu characters",
+                            sizeof l->server->host - 1);
   for (size_t i = 0; i < len; i++)
     if (h[i] <= ' ' || h[i] == 0x7f)
-      return fail_expected(l, v, path, "a host name or IP address");
+      return detour_yaml_expected(&l->y, v, path, "a host name or IP address");
   memcpy(l->server->host, h, len);
   l->server->host[len] = '\0';
   l->server->has_host = true;
@@ -356,10 +211,211 @@ static int on_server_priority(loader *l, yaml_node_t *v, const char *path,
                   &l->server->priority);
 }
 
+/* ------------------------------------------------------------------------ */
+/* servers[].tls, tls_required, ca_file, auth (SPEC R13)                     */
+
+static int on_server_tls(loader *l, yaml_node_t *v, const char *path,
+                         size_t arg) {
+  const char *what = "none, starttls or implicit";
+  const char *t = want_scalar(l, v, path, what);
+  if (!t)
+    return DETOUR_EPARSE;
+  if (detour_tls_mode_from_name(t, &l->server->tls.tls) != 0)
+    return fail_expected(l, v, path, what);
+  return 0;
+}
+
+static int on_server_tls_required(loader *l, yaml_node_t *v, const char *path,
+                                  size_t arg) {
+  l->server->has_tls_required = true;
+  return want_bool(l, v, path, &l->server->tls_required);
+}
+
+/* A path into a fixed field: too long is an error, not a truncation. */
+static int want_path(loader *l, yaml_node_t *v, const char *path, char *out,
+                     size_t cap) {
+  const char *t = want_scalar(l, v, path, "a file path");
+  if (!t)
+    return DETOUR_EPARSE;
+  if (strlen(t) >= cap)
+    return fail(l, v, path, "longer than %zu characters", cap - 1);
+  memcpy(out, t, strlen(t) + 1);
+  return 0;
+}
+
+static int on_server_ca_file(loader *l, yaml_node_t *v, const char *path,
+                             size_t arg) {
+  return want_path(l, v, path, l->server->tls.ca_file,
+                   sizeof l->server->tls.ca_file);
+}
+
+static int on_auth_user(loader *l, yaml_node_t *v, const char *path,
+                        size_t arg) {
+  const char *t = want_scalar(l, v, path, "a user name");
+  if (!t)
+    return DETOUR_EPARSE;
+  char *out = l->server->tls.auth_user;
+  if (strlen(t) >= sizeof l->server->tls.auth_user)
+    return fail(l, v, path, "longer than %zu characters",
+                sizeof l->server->tls.auth_user - 1);
+  for (const char *p = t; *p; p++)
+    if ((unsigned char)*p < ' ' || *p == 0x7f)
+      return fail_expected(l, v, path, "a user name without control bytes");
+  memcpy(out, t, strlen(t) + 1);
+  return 0;
+}
+
+static void wipe(void *p, size_t n) {
+  volatile unsigned char *v = p;
+  while (n--)
+    *v++ = 0;
+}
+
+/* Copy the first line of secret into out. */
+static int take_line(const char *secret, char *out, size_t cap) {
+  size_t n = strcspn(secret, "\r\n");
+  if (n == 0)
+    return DETOUR_EPARSE;
+  if (n >= cap)
+    return DETOUR_ERANGE;
+  memcpy(out, secret, n);
+  out[n] = '\0';
+  return 0;
+}
+
+static void secret_error(int rc, const char *from, size_t cap, char *err,
+                         size_t errlen) {
+  if (rc == DETOUR_EPARSE)
+    snprintf(err, errlen, "%s holds an empty password", from);
+  else if (rc == DETOUR_ERANGE)
+    snprintf(err, errlen, "the password in %s is longer than %zu bytes", from,
+             cap - 1);
+}
+
+int detour_read_secret_file(const char *path, char *out, size_t cap, char *err,
+                            size_t errlen) {
+  if (errlen > 0)
+    err[0] = '\0';
+  if (!path || !out || cap == 0)
+    return DETOUR_EINVAL;
+  char buf[1024];
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    if (errlen > 0)
+      snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+    return DETOUR_EIO;
+  }
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+  int rc = take_line(buf, out, cap);
+  wipe(buf, sizeof buf);
+  if (rc && errlen > 0)
+    secret_error(rc, path, cap, err, errlen);
+  return rc;
+}
+
+/* The secret itself never sits in the configuration file: it comes from
+ * a file (its first line) or an environment variable. Messages name the
+ * file or variable, never what was in it. */
+static int on_auth_password_file(loader *l, yaml_node_t *v, const char *path,
+                                 size_t arg) {
+  char file[4096], msg[512];
+  int rc = want_path(l, v, path, file, sizeof file);
+  if (rc)
+    return rc;
+  if (l->server->has_secret)
+    return fail(l, v, path, "give password_file or password_env, not both");
+  rc = detour_read_secret_file(file, l->server->tls.auth_password,
+                               sizeof l->server->tls.auth_password, msg,
+                               sizeof msg);
+  if (rc)
+    return fail(l, v, path, "%s", msg);
+  l->server->has_secret = true;
+  return 0;
+}
+
+static int on_auth_password_env(loader *l, yaml_node_t *v, const char *path,
+                                size_t arg) {
+  const char *name = want_scalar(l, v, path, "an environment variable name");
+  if (!name)
+    return DETOUR_EPARSE;
+  const char *secret = getenv(name);
+  if (!secret)
+    return fail(l, v, path, "environment variable %s is not set", name);
+  char from[300], msg[512];
+  snprintf(from, sizeof from, "environment variable %s", name);
+  if (l->server->has_secret)
+    return fail(l, v, path, "give password_file or password_env, not both");
+  int rc = take_line(secret, l->server->tls.auth_password,
+                     sizeof l->server->tls.auth_password);
+  if (rc) {
+    secret_error(rc, from, sizeof l->server->tls.auth_password, msg,
+                 sizeof msg);
+    return fail(l, v, path, "%s", msg);
+  }
+  l->server->has_secret = true;
+  return 0;
+}
+
+static const key_entry auth_keys[] = {
+    {"user", on_auth_user, 0},
+    {"password_file", on_auth_password_file, 0},
+    {"password_env", on_auth_password_env, 0},
+};
+
+static int on_server_auth(loader *l, yaml_node_t *v, const char *path,
+                          size_t arg) {
+  int rc =
+      walk_map(l, v, path, auth_keys, sizeof auth_keys / sizeof *auth_keys);
+  if (rc)
+    return rc;
+  l->server->has_auth = true;
+  if (!l->server->tls.auth_user[0])
+    return fail(l, v, path, "missing user (auth needs user and a password)");
+  if (!l->server->has_secret)
+    return fail(l, v, path,
+                "missing password_file or password_env (the password is "
+                "never written in the configuration)");
+  return 0;
+}
+
+/* tls_required defaults to true whenever TLS is configured; "false" makes
+ * STARTTLS opportunistic. With tls: none it has nothing to say. */
+static int check_tls(loader *l, yaml_node_t *item, const char *path,
+                     struct server_entry *e) {
+  if (e->has_tls_required && e->tls.tls == DETOUR_TLS_MODE_NONE) {
+    char child[KEY_PATH_MAX];
+    key_path(child, sizeof child, path, "tls_required");
+    return fail(l, item, child, "needs tls: starttls or implicit");
+  }
+  if (e->has_tls_required && !e->tls_required &&
+      e->tls.tls == DETOUR_TLS_MODE_IMPLICIT) {
+    char child[KEY_PATH_MAX];
+    key_path(child, sizeof child, path, "tls_required");
+    return fail(l, item, child, "implicit TLS is always required");
+  }
+  e->tls.tls_optional = e->has_tls_required && !e->tls_required;
+  return 0;
+}
+
+/* Copy the R13 fields into the server just added. */
+static void apply_tls(detour_server *to, const struct server_entry *e) {
+  to->tls = e->tls.tls;
+  to->tls_optional = e->tls.tls_optional;
+  memcpy(to->ca_file, e->tls.ca_file, sizeof to->ca_file);
+  memcpy(to->auth_user, e->tls.auth_user, sizeof to->auth_user);
+  memcpy(to->auth_password, e->tls.auth_password, sizeof to->auth_password);
+}
+
 static const key_entry server_keys[] = {
     {"host", on_server_host, 0},
     {"port", on_server_port, 0},
     {"priority", on_server_priority, 0},
+    {"tls", on_server_tls, 0},
+    {"tls_required", on_server_tls_required, 0},
+    {"ca_file", on_server_ca_file, 0},
+    {"auth", on_server_auth, 0},
 };
 
 /* One item of servers: "host:port" or {host, port, priority}. Without a
@@ -368,19 +424,19 @@ static int read_server(loader *l, yaml_node_t *item, const char *path,
                        struct server_entry *e) {
   memset(e, 0, sizeof *e);
   e->port = 25;
-  if (item->type == YAML_SCALAR_NODE && !is_null(item)) {
+  if (item->type == YAML_SCALAR_NODE && !detour_yaml_is_null(item)) {
     uint16_t port;
     const char *t = (const char *)item->data.scalar.value;
     int rc = detour_parse_server_address(t, e->host, sizeof e->host, &port);
     if (rc)
-      return fail_expected(l, item, path,
-                           "\"host:port\" (IPv6 as \"[::1]:25\")");
+      return detour_yaml_expected(&l->y, item, path,
+                                  "\"host:port\" (IPv6 as \"[::1]:25\")");
     e->port = port;
     return 0;
   }
   if (item->type != YAML_MAPPING_NODE)
-    return fail_expected(l, item, path,
-                         "\"host:port\" or a mapping {host, port, priority}");
+    return detour_yaml_expected(
+        &l->y, item, path, "\"host:port\" or a mapping {host, port, priority}");
   l->server = e;
   int rc = walk_map(l, item, path, server_keys,
                     sizeof server_keys / sizeof *server_keys);
@@ -388,23 +444,25 @@ static int read_server(loader *l, yaml_node_t *item, const char *path,
   if (rc)
     return rc;
   if (!e->has_host) {
-    char child[KEY_PATH_MAX];
-    key_path(child, sizeof child, path, "host");
-    return fail(l, item, child, "missing (every server needs a host)");
+    char child[DETOUR_YAML_PATH_MAX];
+    detour_yaml_path(child, sizeof child, path, "host");
+    return detour_yaml_fail(&l->y, item, child,
+                            "missing (every server needs a host)");
   }
-  return 0;
+  return check_tls(l, item, path, e);
 }
 
 static int on_servers(loader *l, yaml_node_t *v, const char *path, size_t arg) {
   if (v->type != YAML_SEQUENCE_NODE)
-    return fail_expected(l, v, path, "a list of servers");
+    return detour_yaml_expected(&l->y, v, path, "a list of servers");
   if (v->data.sequence.items.top == v->data.sequence.items.start)
-    return fail(l, v, path, "the list is empty (at least one server)");
+    return detour_yaml_fail(&l->y, v, path,
+                            "the list is empty (at least one server)");
   size_t i = 0;
   for (yaml_node_item_t *it = v->data.sequence.items.start;
        it < v->data.sequence.items.top; it++, i++) {
-    yaml_node_t *item = yaml_document_get_node(l->doc, *it);
-    char child[KEY_PATH_MAX];
+    yaml_node_t *item = detour_yaml_node(&l->y, *it);
+    char child[DETOUR_YAML_PATH_MAX];
     snprintf(child, sizeof child, "%s[%zu]", path, i);
     struct server_entry e;
     int rc = read_server(l, item, child, &e);
@@ -412,12 +470,18 @@ static int on_servers(loader *l, yaml_node_t *v, const char *path, size_t arg) {
       return rc;
     rc = detour_config_add_server(&l->s->cfg, e.host, (uint16_t)e.port,
                                   (int)e.priority);
+    if (rc == 0)
+      apply_tls(&l->s->cfg.servers[l->s->cfg.nservers - 1], &e);
+    volatile char *wipe = e.tls.auth_password;
+    for (size_t k = 0; k < sizeof e.tls.auth_password; k++)
+      wipe[k] = 0;
     if (rc == DETOUR_ERANGE)
-      return fail(l, item, child, "too many servers (at most %d)",
-                  DETOUR_MAX_SERVERS);
+      return detour_yaml_fail(&l->y, item, child,
+                              "too many servers (at most %d)",
+                              DETOUR_MAX_SERVERS);
     if (rc)
-      return fail(l, item, child, "cannot add this server: %s",
-                  detour_strerror(rc));
+      return detour_yaml_fail(&l->y, item, child, "cannot add this server: %s",
+                              detour_strerror(rc));
   }
   return 0;
 }
@@ -432,7 +496,7 @@ static int on_retry_interval(loader *l, yaml_node_t *v, const char *path,
 
 static int on_retry_max(loader *l, yaml_node_t *v, const char *path,
                         size_t arg) {
-  long n = 0;
+  long long n = 0;
   int rc = want_int(l, v, path, 1, 1000000, "a number of attempts >= 1", &n);
   if (rc == 0)
     l->s->cfg.max_attempts = (unsigned)n;
@@ -462,6 +526,7 @@ static const key_entry timeout_keys[] = {
     TIMEOUT_KEY(connect),    TIMEOUT_KEY(greeting),  TIMEOUT_KEY(ehlo),
     TIMEOUT_KEY(mail),       TIMEOUT_KEY(rcpt),      TIMEOUT_KEY(data_start),
     TIMEOUT_KEY(data_block), TIMEOUT_KEY(final_dot), TIMEOUT_KEY(quit),
+    TIMEOUT_KEY(tls),        TIMEOUT_KEY(auth),
 };
 #undef TIMEOUT_KEY
 _Static_assert(sizeof timeout_keys / sizeof *timeout_keys ==
@@ -501,12 +566,12 @@ static int on_race(loader *l, yaml_node_t *v, const char *path, size_t arg) {
 static int on_detour_rule(loader *l, yaml_node_t *v, const char *path,
                           size_t arg) {
   const char *what = "a rule: any, sender, recipient or all";
-  const char *t = want_scalar(l, v, path, what);
+  const char *t = detour_yaml_scalar(&l->y, v, path, what);
   detour_rule rule;
   if (!t)
     return DETOUR_EPARSE;
   if (detour_rule_from_name(t, &rule) != 0)
-    return fail_expected(l, v, path, what);
+    return detour_yaml_expected(&l->y, v, path, what);
   detour_policy_set_rule(l->s->policy, rule);
   return 0;
 }
@@ -532,7 +597,8 @@ static int add_entry(loader *l, yaml_node_t *k, yaml_node_t *v, const char *key,
   if (rc == DETOUR_ENOMEM)
     return fail_nomem(l);
   if (rc)
-    return fail(l, k, path, "not an address or pattern like *@example.com");
+    return detour_yaml_fail(&l->y, k, path,
+                            "not an address or pattern like *@example.com");
   return 0;
 }
 
@@ -574,18 +640,19 @@ static int on_detour(loader *l, yaml_node_t *v, const char *path, size_t arg) {
 static int classify_entry(loader *l, yaml_node_t *k, yaml_node_t *v,
                           const char *key, const char *path) {
   const char *what = "a class: CONNECT, TRANSIENT, SWITCH or ABORT";
-  const char *name = want_scalar(l, v, path, what);
+  const char *name = detour_yaml_scalar(&l->y, v, path, what);
   detour_class cls;
   if (!name)
     return DETOUR_EPARSE;
   if (detour_class_from_name(name, &cls) != 0)
-    return fail_expected(l, v, path, what);
+    return detour_yaml_expected(&l->y, v, path, what);
   char msg[256] = "";
   int rc = detour_classify_override(l->s->classify, key, cls, msg, sizeof msg);
   if (rc == DETOUR_ENOMEM)
     return fail_nomem(l);
   if (rc)
-    return fail(l, k, path, "%s", *msg ? msg : detour_strerror(rc));
+    return detour_yaml_fail(&l->y, k, path, "%s",
+                            *msg ? msg : detour_strerror(rc));
   return 0;
 }
 
@@ -602,16 +669,16 @@ static int on_classify(loader *l, yaml_node_t *v, const char *path,
 static int on_helo_name(loader *l, yaml_node_t *v, const char *path,
                         size_t arg) {
   const char *what = "a host name without spaces";
-  const char *t = want_scalar(l, v, path, what);
+  const char *t = detour_yaml_scalar(&l->y, v, path, what);
   if (!t)
     return DETOUR_EPARSE;
   size_t len = strlen(t);
   if (len >= sizeof l->s->cfg.helo_name)
-    return fail(l, v, path, "longer than %zu characters",
-                sizeof l->s->cfg.helo_name - 1);
+    return detour_yaml_fail(&l->y, v, path, "longer than %zu characters",
+                            sizeof l->s->cfg.helo_name - 1);
   for (size_t i = 0; i < len; i++)
     if ((unsigned char)t[i] <= ' ' || (unsigned char)t[i] >= 0x7f)
-      return fail_expected(l, v, path, what);
+      return detour_yaml_expected(&l->y, v, path, what);
   memcpy(l->s->cfg.helo_name, t, len + 1);
   return 0;
 }
@@ -622,7 +689,7 @@ static int on_pipelining(loader *l, yaml_node_t *v, const char *path,
 }
 
 static int on_log(loader *l, yaml_node_t *v, const char *path, size_t arg) {
-  const char *t = want_scalar(l, v, path, "a file path");
+  const char *t = detour_yaml_scalar(&l->y, v, path, "a file path");
   if (!t)
     return DETOUR_EPARSE;
   char *copy = strdup(t);
@@ -645,8 +712,6 @@ static const key_entry top_keys[] = {
     {"race", on_race, 0},
     {"log", on_log, 0},
 };
-_Static_assert(sizeof top_keys / sizeof *top_keys <= 32,
-               "walk_map tracks repeated keys in one unsigned long");
 
 /* ------------------------------------------------------------------------ */
 /* Entry points                                                              */
@@ -670,12 +735,19 @@ int detour_settings_init(detour_settings *s) {
 void detour_settings_free(detour_settings *s) {
   if (!s)
     return;
+  for (size_t i = 0; i < DETOUR_MAX_SERVERS; i++) { /* R13: no secret left */
+    volatile char *p = s->cfg.servers[i].auth_password;
+    for (size_t k = 0; k < sizeof s->cfg.servers[i].auth_password; k++)
+      p[k] = 0;
+  }
   detour_classify_free(s->classify);
   detour_policy_free(s->policy);
   free(s->log_path);
   memset(s, 0, sizeof *s);
 }
 
+/* A loaded file has had its aliases, repeated keys and size refused by the
+ * reader; a document from elsewhere is only walked. */
 int detour_settings_load_node(detour_settings *s, yaml_document_t *doc,
                               yaml_node_t *node, const char *file,
                               const char *key_prefix, char *err,
@@ -684,94 +756,23 @@ int detour_settings_load_node(detour_settings *s, yaml_document_t *doc,
     err[0] = '\0';
   if (!s || !doc || !file)
     return DETOUR_EINVAL;
-  loader l = {doc, file, s, err, errlen, NULL};
+  loader l = {{doc, file, err, errlen, NULL}, s, NULL};
   int rc = detour_settings_init(s);
   if (rc)
     return fail_nomem(&l);
-  if (!node || is_null(node))
+  if (!node || detour_yaml_is_null(node))
     return 0;
   const char *prefix = key_prefix ? key_prefix : "";
   if (node->type != YAML_MAPPING_NODE)
-    rc = fail_expected(&l, node, prefix,
-                       "a mapping of configuration keys (servers, retry, "
-                       "...)");
+    rc = detour_yaml_expected(&l.y, node, prefix,
+                              "a mapping of configuration keys (servers, "
+                              "retry, ...)");
   else
     rc = walk_map(&l, node, prefix, top_keys,
                   sizeof top_keys / sizeof *top_keys);
   if (rc)
     detour_settings_free(s);
   return rc;
-}
-
-/* A YAML syntax error at the parser's problem mark. A reader error
- * (bad UTF-8, a read failure) has an offset instead of a mark. */
-static int yaml_error(const yaml_parser_t *p, const char *path, char *err,
-                      size_t errlen) {
-  if (p->error == YAML_MEMORY_ERROR) {
-    if (errlen > 0)
-      snprintf(err, errlen, "%s: out of memory", path);
-    return DETOUR_ENOMEM;
-  }
-  const char *problem = p->problem ? p->problem : "unknown problem";
-  if (errlen == 0)
-    return DETOUR_EPARSE;
-  if (p->error == YAML_READER_ERROR)
-    snprintf(err, errlen, "%s: byte %zu: YAML syntax error: %s", path,
-             p->problem_offset, problem);
-  else
-    snprintf(err, errlen, "%s:%lu:%lu: YAML syntax error: %s%s%s", path,
-             (unsigned long)p->problem_mark.line + 1,
-             (unsigned long)p->problem_mark.column + 1, problem,
-             p->context ? " " : "", p->context ? p->context : "");
-  return DETOUR_EPARSE;
-}
-
-/* A configuration is one document: a second one ("---" then keys) would
- * otherwise be ignored without a word. */
-static int no_second_document(yaml_parser_t *p, const char *path, char *err,
-                              size_t errlen) {
-  yaml_document_t next;
-  if (!yaml_parser_load(p, &next))
-    return yaml_error(p, path, err, errlen);
-  int rc = 0;
-  if (yaml_document_get_root_node(&next)) {
-    if (errlen > 0)
-      snprintf(err, errlen,
-               "%s:%lu:%lu: a second YAML document: the configuration is "
-               "one document",
-               path, (unsigned long)next.start_mark.line + 1,
-               (unsigned long)next.start_mark.column + 1);
-    rc = DETOUR_EPARSE;
-  }
-  yaml_document_delete(&next);
-  return rc;
-}
-
-static int load_parser(detour_settings *s, yaml_parser_t *p, const char *path,
-                       char *err, size_t errlen) {
-  yaml_document_t doc;
-  if (!yaml_parser_load(p, &doc))
-    return yaml_error(p, path, err, errlen);
-  int rc = detour_settings_load_node(s, &doc, yaml_document_get_root_node(&doc),
-                                     path, NULL, err, errlen);
-  yaml_document_delete(&doc);
-  if (rc == 0 && (rc = no_second_document(p, path, err, errlen)) != 0)
-    detour_settings_free(s);
-  return rc;
-}
-
-/* fopen succeeds on a directory; say so instead of a YAML "input error". */
-static FILE *open_file(const char *path, char *err, size_t errlen) {
-  FILE *f = fopen(path, "rb");
-  struct stat st;
-  if (f && fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-    fclose(f);
-    f = NULL;
-    errno = EISDIR;
-  }
-  if (!f && errlen > 0)
-    snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-  return f;
 }
 
 int detour_settings_load_file(detour_settings *s, const char *path, char *err,
@@ -781,18 +782,12 @@ int detour_settings_load_file(detour_settings *s, const char *path, char *err,
   if (!s || !path)
     return DETOUR_EINVAL;
   memset(s, 0, sizeof *s);
-  FILE *f = open_file(path, err, errlen);
-  if (!f)
-    return DETOUR_EIO;
-  yaml_parser_t parser;
-  int rc = DETOUR_ENOMEM;
-  if (yaml_parser_initialize(&parser)) {
-    yaml_parser_set_input_file(&parser, f);
-    rc = load_parser(s, &parser, path, err, errlen);
-    yaml_parser_delete(&parser);
-  } else if (errlen > 0) {
-    snprintf(err, errlen, "%s: out of memory", path);
-  }
-  fclose(f);
+  detour_yaml_file f;
+  int rc = detour_yaml_load_file(&f, path, err, errlen);
+  if (rc)
+    return rc == DETOUR_ERANGE ? DETOUR_EPARSE : rc;
+  rc = detour_settings_load_node(s, &f.doc, detour_yaml_root(&f), path, NULL,
+                                 err, errlen);
+  detour_yaml_file_free(&f);
   return rc;
 }

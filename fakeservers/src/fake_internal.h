@@ -11,6 +11,23 @@
 #define FAKE_DEFAULT_LISTEN "127.0.0.1:0"
 #define FAKE_DEFAULT_HOSTNAME "mx.fake.test"
 #define FAKE_DEFAULT_MAX_BODY ((size_t)16 << 20)
+#define FAKE_DEFAULT_MAX_LINE ((size_t)4096)
+#define FAKE_DEFAULT_MAX_RCPTS ((size_t)1000)
+#define FAKE_DEFAULT_MAX_SESSIONS ((size_t)20000)
+#define FAKE_DEFAULT_MAX_INPUT ((size_t)1 << 20)
+#define FAKE_DEFAULT_MAX_OUTPUT ((size_t)1 << 20)
+#define FAKE_DEFAULT_MAX_RECORD_EVENTS ((size_t)1000000)
+#define FAKE_DEFAULT_MAX_RECORD_BYTES ((size_t)256 << 20)
+
+/* ------------------------------------------------------------------------ */
+/* Allocation (mem.c): every allocation of the library goes through a
+ * detour_fake_mem, the process-wide one or a server's. */
+
+const detour_fake_mem *fake__mem_global(void);
+void *fake__malloc(const detour_fake_mem *m, size_t n);
+void *fake__calloc(const detour_fake_mem *m, size_t n, size_t size);
+void *fake__realloc(const detour_fake_mem *m, void *p, size_t n);
+void fake__free(const detour_fake_mem *m, void *p);
 
 /* How replies of a stage are written when the rule does not say (the
  * slow, partial_lines and bare_lf faults set it, so that they change the
@@ -21,6 +38,11 @@ typedef struct {
   bool bare_lf;
 } fake__style;
 
+/* One AUTH user (strings owned by the script). */
+typedef struct {
+  char *user, *password;
+} fake__user;
+
 struct detour_fake_script {
   char *name;
   char listen[96];
@@ -30,10 +52,14 @@ struct detour_fake_script {
   char **ehlo_kw;
   size_t n_ehlo;
   detour_ms idle_timeout;
-  size_t max_body;
+  detour_fake_limits limits; /* every field set (defaults filled in) */
   fake__style style[DETOUR_FAKE_STAGE_COUNT];
   detour_fake_rule *rules; /* strings owned by the script */
   size_t nrules, cap;
+  detour_fake_tls tls; /* strings owned by the script */
+  detour_fake_auth auth;
+  fake__user *users;
+  size_t nusers, users_cap;
 };
 
 /* What a rule is matched against. */
@@ -62,8 +88,9 @@ bool fake__is_loopback(const struct sockaddr *sa);
 void fake__format_addr(const struct sockaddr *sa, char *buf, size_t len,
                        char *ip, size_t iplen);
 
-void *fake__memdup(const void *p, size_t len); /* NUL added */
-char *fake__strdup(const char *s);             /* NULL stays NULL */
+/* Copies through allocator m (NUL added; NULL stays NULL). */
+void *fake__memdup(const detour_fake_mem *m, const void *p, size_t len);
+char *fake__strdup(const detour_fake_mem *m, const char *s);
 
 /* ------------------------------------------------------------------------ */
 /* Record storage (record.c)                                                 */
@@ -79,7 +106,13 @@ typedef struct {
 
 typedef struct {
   detour_fake_record_level level;
-  detour_fake_conn *conns; /* conns[i].id is not i+1 after a clear */
+  bool keep; /* false: streaming, nothing kept */
+  const detour_fake_mem *mem;
+  size_t max_items, max_bytes; /* max_record_events, max_record_bytes */
+  size_t bytes;                /* event data and bodies kept */
+  uint64_t not_kept;           /* items refused by the limits */
+  bool limit_noted;            /* the LIMIT event was emitted */
+  detour_fake_conn *conns;     /* conns[i].id is not i+1 after a clear */
   size_t nconns, conns_cap;
   fake__event *events;
   size_t nevents, events_cap;
@@ -87,14 +120,19 @@ typedef struct {
   size_t nmsgs, msgs_cap;
 } fake__record;
 
-void fake__record_init(fake__record *r, detour_fake_record_level level);
+void fake__record_init(fake__record *r, detour_fake_record_level level,
+                       const detour_fake_mem *mem,
+                       const detour_fake_limits *lim);
 void fake__record_clear(fake__record *r);
-/* Append; return the stored copy's index or -1 (off, or out of memory).
- * Copies every string. */
+/* Append; return the stored copy's index, -1 when not kept (level,
+ * streaming, limits) or FAKE_REC_NOMEM. Copies every string. */
+#define FAKE_REC_NOMEM (-2)
 long fake__record_conn(fake__record *r, const detour_fake_conn *c);
 detour_fake_conn *fake__record_conn_at(fake__record *r, long index);
 long fake__record_event(fake__record *r, const detour_fake_event *ev);
 long fake__record_message(fake__record *r, const detour_fake_message *m);
+/* True once an item was refused by a limit (and not yet said so). */
+bool fake__record_limit_hit(fake__record *r);
 
 /* ------------------------------------------------------------------------ */
 /* Servers and sessions (server.c, session.c)                                */
@@ -102,6 +140,7 @@ long fake__record_message(fake__record *r, const detour_fake_message *m);
 typedef struct fake__session fake__session;
 
 struct detour_fake_server {
+  detour_fake_mem mem; /* everything below is allocated with it */
   detour_clock *clock;
   uv_loop_t *loop;
   detour_fake_script *script; /* our own copy */
@@ -112,18 +151,26 @@ struct detour_fake_server {
   bool listener_open;
   int raw_fd, filler_fd; /* REFUSE / BLACKHOLE modes */
   bool started, stopped, freeing;
+  uv_tcp_t reject; /* takes and resets a connection we have no memory for */
+  bool reject_busy, reject_pending;
   fake__session *sessions; /* doubly linked, newest first */
   unsigned next_conn;
   unsigned queue_id;   /* for "queued as" texts */
   unsigned generation; /* bumped by clear_record */
   fake__record rec;
+  bool streaming;  /* detour_fake_server_set_streaming */
+  char *spool_dir; /* streaming: where bodies are spooled */
   detour_fake_stats stats;
   detour_fake_observer obs;
   void *obs_arg;
+  struct ssl_ctx_st *tls_ctx; /* made at start when the script has TLS */
+  char *tls_dir;              /* detour_fake_server_set_tls_dir */
+  char tls_cert[256];         /* "expired subject=/O=.../CN=..." */
 };
 
-/* Stamp ev with the clock and uv_hrtime, record it, tell the observer. */
-void fake__emit(detour_fake_server *srv, detour_fake_event *ev);
+/* Stamp ev with the clock and uv_hrtime, record it, tell the observer.
+ * False when the record ran out of memory (the caller's session ends). */
+bool fake__emit(detour_fake_server *srv, detour_fake_event *ev);
 /* Accept one pending connection into a new session. */
 void fake__session_accept(detour_fake_server *srv);
 /* Close a session because the server stops (closed_by STOP). */
@@ -131,5 +178,44 @@ void fake__session_stop(fake__session *s);
 fake__session *fake__session_next(fake__session *s);
 /* A session or the listener finished closing: free srv if it was asked. */
 void fake__server_maybe_free(detour_fake_server *srv);
+
+/* ------------------------------------------------------------------------ */
+/* TLS (tls.c): OpenSSL through memory BIOs                                  */
+
+typedef struct fake__tls fake__tls;
+struct ssl_ctx_st;
+
+/* The server context of s's TLS settings (certificate from the script's
+ * files or CA directory, else from server_dir); desc gets the name of the
+ * certificate served. NULL with the reason in err. */
+struct ssl_ctx_st *fake__tls_ctx_new(const detour_fake_script *s,
+                                     const char *server_dir, char *desc,
+                                     size_t dlen, char *err, size_t errlen);
+void fake__tls_ctx_free(struct ssl_ctx_st *ctx);
+/* A server-side TLS session on memory BIOs. NULL on out of memory. */
+fake__tls *fake__tls_new(struct ssl_ctx_st *ctx);
+void fake__tls_free(fake__tls *t);
+/* Ciphertext from the peer. false on out of memory. */
+bool fake__tls_push(fake__tls *t, const void *p, size_t n);
+/* 1 done, 0 needs more input, -1 failed (fake__tls_error). */
+int fake__tls_handshake(fake__tls *t);
+bool fake__tls_established(const fake__tls *t);
+/* Plaintext: > 0 bytes, 0 nothing yet, -1 close_notify, -2 error. */
+long fake__tls_read(fake__tls *t, char *buf, size_t cap);
+/* Encrypt plaintext into the outgoing BIO. false on failure. */
+bool fake__tls_write(fake__tls *t, const void *p, size_t n);
+/* Ciphertext waiting to be written, and taking it. */
+size_t fake__tls_pending(fake__tls *t);
+size_t fake__tls_pull(fake__tls *t, char *buf, size_t cap);
+/* Queue close_notify (once, after a completed handshake). */
+void fake__tls_close_notify(fake__tls *t);
+const char *fake__tls_error(const fake__tls *t);
+/* "version=TLSv1.3 cipher=... sni=... cert=CERT" */
+void fake__tls_describe(const fake__tls *t, const char *cert, char *buf,
+                        size_t len);
+
+/* The user's password, or NULL (auth.c's table lookup in script.c). */
+const char *fake__script_password(const detour_fake_script *s,
+                                  const char *user);
 
 #endif /* DETOUR_FAKE_INTERNAL_H */

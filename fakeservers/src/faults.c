@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "fake_internal.h"
+#include "fault_list.h"
 
 typedef int (*expand_fn)(detour_fake_script *s, const detour_fake_fault_args *a,
                          detour_fake_stage stage);
@@ -25,22 +26,17 @@ typedef struct {
 } fault_entry;
 
 #define BIT(s) (1u << (s))
-#define REPLYING                                                               \
-  (BIT(DETOUR_FAKE_GREETING) | BIT(DETOUR_FAKE_EHLO) | BIT(DETOUR_FAKE_HELO) | \
-   BIT(DETOUR_FAKE_MAIL) | BIT(DETOUR_FAKE_RCPT) | BIT(DETOUR_FAKE_DATA) |     \
-   BIT(DETOUR_FAKE_EOD) | BIT(DETOUR_FAKE_RSET) | BIT(DETOUR_FAKE_NOOP) |      \
-   BIT(DETOUR_FAKE_QUIT) | BIT(DETOUR_FAKE_UNKNOWN))
-#define ANY_STAGE (REPLYING | BIT(DETOUR_FAKE_CONNECT) | BIT(DETOUR_FAKE_BODY))
 
 int fake__default_code(detour_fake_stage stage) {
   static const int codes[DETOUR_FAKE_STAGE_COUNT] = {
-      [DETOUR_FAKE_CONNECT] = 0,  [DETOUR_FAKE_GREETING] = 220,
-      [DETOUR_FAKE_EHLO] = 250,   [DETOUR_FAKE_HELO] = 250,
-      [DETOUR_FAKE_MAIL] = 250,   [DETOUR_FAKE_RCPT] = 250,
-      [DETOUR_FAKE_DATA] = 354,   [DETOUR_FAKE_BODY] = 0,
-      [DETOUR_FAKE_EOD] = 250,    [DETOUR_FAKE_RSET] = 250,
-      [DETOUR_FAKE_NOOP] = 250,   [DETOUR_FAKE_QUIT] = 221,
-      [DETOUR_FAKE_UNKNOWN] = 502};
+      [DETOUR_FAKE_CONNECT] = 0,   [DETOUR_FAKE_GREETING] = 220,
+      [DETOUR_FAKE_EHLO] = 250,    [DETOUR_FAKE_HELO] = 250,
+      [DETOUR_FAKE_MAIL] = 250,    [DETOUR_FAKE_RCPT] = 250,
+      [DETOUR_FAKE_DATA] = 354,    [DETOUR_FAKE_BODY] = 0,
+      [DETOUR_FAKE_EOD] = 250,     [DETOUR_FAKE_RSET] = 250,
+      [DETOUR_FAKE_NOOP] = 250,    [DETOUR_FAKE_QUIT] = 221,
+      [DETOUR_FAKE_UNKNOWN] = 502, [DETOUR_FAKE_STARTTLS] = 220,
+      [DETOUR_FAKE_AUTH] = 235};
   return (unsigned)stage < DETOUR_FAKE_STAGE_COUNT ? codes[stage] : 0;
 }
 
@@ -234,14 +230,14 @@ static int add_raw(detour_fake_script *s, const detour_fake_fault_args *a,
 static int x_overlong(detour_fake_script *s, const detour_fake_fault_args *a,
                       detour_fake_stage st) {
   enum { N = 2000 }; /* four times the RFC 5321 limit of 512 */
-  char *buf = malloc(N + 8);
+  char *buf = fake__malloc(fake__mem_global(), N + 8);
   if (!buf)
     return DETOUR_ENOMEM;
   int n = snprintf(buf, 8, "%d ", fake__default_code(st));
   memset(buf + n, 'x', N);
   memcpy(buf + n + N, "\r\n", 2);
   int rc = add_raw(s, a, st, buf, (size_t)n + N + 2);
-  free(buf);
+  fake__free(fake__mem_global(), buf);
   return rc;
 }
 
@@ -287,115 +283,151 @@ static int x_after_quit(detour_fake_script *s, const detour_fake_fault_args *a,
 }
 
 /* ------------------------------------------------------------------------ */
+/* TLS and AUTH (SPEC R13: a client that requires TLS or has credentials     */
+/* must SWITCH, with the configuration warning, on every one of these but   */
+/* a 454 to AUTH, which is TRANSIENT)                                        */
+
+/* Change the TLS settings; a TLS fault on a plaintext script turns
+ * STARTTLS on, since the fault is meaningless without it. */
+static int with_tls(detour_fake_script *s, const detour_fake_fault_args *a,
+                    void (*edit)(detour_fake_tls *t)) {
+  if (!every_conn(a))
+    return DETOUR_EINVAL; /* the TLS context is per server */
+  detour_fake_tls t = *detour_fake_script_tls(s);
+  if (t.mode == DETOUR_FAKE_TLS_NONE)
+    t.mode = DETOUR_FAKE_TLS_STARTTLS;
+  edit(&t);
+  return detour_fake_script_set_tls(s, &t);
+}
+
+static void e_hide(detour_fake_tls *t) { t->hide_starttls = true; }
+static void e_alert(detour_fake_tls *t) {
+  t->handshake = DETOUR_FAKE_TLS_ALERT;
+}
+static void e_drop(detour_fake_tls *t) { t->handshake = DETOUR_FAKE_TLS_DROP; }
+static void e_expired(detour_fake_tls *t) {
+  t->serve = DETOUR_FAKE_CERT_EXPIRED;
+}
+static void e_self(detour_fake_tls *t) {
+  t->serve = DETOUR_FAKE_CERT_SELF_SIGNED;
+}
+static void e_host(detour_fake_tls *t) {
+  t->serve = DETOUR_FAKE_CERT_WRONG_HOST;
+}
+static void e_unknown_ca(detour_fake_tls *t) {
+  t->serve = DETOUR_FAKE_CERT_UNKNOWN_CA;
+}
+static void e_old(detour_fake_tls *t) {
+  t->min_version = 0x0301; /* TLS 1.0 */
+  t->max_version = 0x0302; /* TLS 1.1 */
+}
+
+#define TLS_FAULT(fn, edit)                                                    \
+  static int fn(detour_fake_script *s, const detour_fake_fault_args *a,        \
+                detour_fake_stage st) {                                        \
+    return with_tls(s, a, edit);                                               \
+  }
+TLS_FAULT(x_starttls_stripped, e_hide)
+TLS_FAULT(x_tls_alert, e_alert)
+TLS_FAULT(x_tls_drop, e_drop)
+TLS_FAULT(x_cert_expired, e_expired)
+TLS_FAULT(x_cert_self_signed, e_self)
+TLS_FAULT(x_cert_wrong_host, e_host)
+TLS_FAULT(x_cert_unknown_ca, e_unknown_ca)
+TLS_FAULT(x_tls_old_only, e_old)
+#undef TLS_FAULT
+
+static void ensure_starttls(detour_fake_script *s) {
+  detour_fake_tls t = *detour_fake_script_tls(s);
+  if (t.mode == DETOUR_FAKE_TLS_NONE) {
+    t.mode = DETOUR_FAKE_TLS_STARTTLS;
+    detour_fake_script_set_tls(s, &t);
+  }
+}
+
+static int x_starttls_454(detour_fake_script *s,
+                          const detour_fake_fault_args *a,
+                          detour_fake_stage st) {
+  ensure_starttls(s);
+  return add_reply(s, a, DETOUR_FAKE_STARTTLS, 454, "4.7.0",
+                   "TLS not available due to temporary reason", 0);
+}
+
+/* CVE-2011-0411 from the other side: a reply that only a client which
+ * keeps its plaintext buffer across STARTTLS would read as the answer to
+ * its first command inside TLS. One write, so one segment. */
+static int x_starttls_injection(detour_fake_script *s,
+                                const detour_fake_fault_args *a,
+                                detour_fake_stage st) {
+  static const char injected[] = "250 2.0.0 injected before the handshake\r\n";
+  detour_fake_rule r = fault_rule(a, DETOUR_FAKE_STARTTLS);
+  ensure_starttls(s);
+  r.code = 220;
+  r.enhanced = "2.0.0";
+  r.text = "Ready to start TLS";
+  r.append = injected;
+  r.append_len = sizeof injected - 1;
+  return detour_fake_script_add_rule(s, &r);
+}
+
+/* AUTH faults need AUTH offered; PLAIN and LOGIN unless the script says. */
+static void ensure_auth(detour_fake_script *s, bool required) {
+  detour_fake_auth au = *detour_fake_script_auth(s);
+  if (!au.mechanisms)
+    au.mechanisms = DETOUR_FAKE_AUTH_PLAIN | DETOUR_FAKE_AUTH_LOGIN;
+  au.required = au.required || required;
+  detour_fake_script_set_auth(s, &au);
+}
+
+static int x_auth_535(detour_fake_script *s, const detour_fake_fault_args *a,
+                      detour_fake_stage st) {
+  ensure_auth(s, false);
+  return add_reply(s, a, DETOUR_FAKE_AUTH, 535, "5.7.8",
+                   "Authentication credentials invalid", 0);
+}
+
+static int x_auth_454(detour_fake_script *s, const detour_fake_fault_args *a,
+                      detour_fake_stage st) {
+  ensure_auth(s, false);
+  return add_reply(s, a, DETOUR_FAKE_AUTH, 454, "4.7.0",
+                   "Temporary authentication failure", 0);
+}
+
+static int x_auth_534(detour_fake_script *s, const detour_fake_fault_args *a,
+                      detour_fake_stage st) {
+  ensure_auth(s, false);
+  return add_reply(s, a, DETOUR_FAKE_AUTH, 534, "5.7.9",
+                   "Authentication mechanism is too weak", 0);
+}
+
+/* 530 5.7.0 to MAIL from a client that did not authenticate (the
+ * session's sequence check, so a client that did AUTH gets its 250). */
+static int x_auth_required(detour_fake_script *s,
+                           const detour_fake_fault_args *a,
+                           detour_fake_stage st) {
+  if (!every_conn(a))
+    return DETOUR_EINVAL;
+  ensure_auth(s, true);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* The table                                                                 */
 
-#define C(x) DETOUR_CLASS_##x
-#define S(x) DETOUR_FAKE_##x
-static const fault_entry catalogue[] = {
-    {{"refuse", "nothing listens: connect() fails with ECONNREFUSED (RST)",
-      C(CONNECT), -1, "the port stays bound so port 0 gets a number",
-      S(CONNECT)},
-     0,
-     x_refuse},
-    {{"blackhole", "SYNs unanswered: the client's connect times out",
-      C(CONNECT), -1,
-      "backlog 0 listener whose accept queue holds our own connection",
-      S(CONNECT)},
-     0,
-     x_blackhole},
-    {{"silent", "accepts, never greets", C(TRANSIENT), -1,
-      "= stall_after at greeting", S(GREETING)},
-     0,
-     x_stall},
-    {{"stall_after", "stops answering at the stage (no reply, stays open)",
-      C(TRANSIENT), -1, "at quit the mail is already accepted: NONE", S(MAIL)},
-     ANY_STAGE,
-     x_stall},
-    {{"close", "closes (FIN) instead of replying at the stage", C(TRANSIENT),
-      -1,
-      "connect: right after accept; body: after after_bytes bytes; quit: "
-      "NONE",
-      S(CONNECT)},
-     ANY_STAGE,
-     x_close},
-    {{"reset", "resets (RST) instead of replying at the stage", C(TRANSIENT),
-      C(CONNECT),
-      "as close, with SO_LINGER 0; at connect the RST may reach the client "
-      "before its connect() completes, which then fails with ECONNRESET",
-      S(CONNECT)},
-     ANY_STAGE,
-     x_reset},
-    {{"drop_mid_data", "RST after after_bytes (64) bytes of the message",
-      C(TRANSIENT), -1, "= reset at body", S(BODY)},
-     0,
-     x_drop_mid_data},
-    {{"greeting_421", "421 4.3.2 greeting, then close", C(SWITCH), -1, "",
-      S(GREETING)},
-     0,
-     x_greeting_421},
-    {{"greeting_554", "554 5.3.2 greeting, 503 to all but QUIT", C(SWITCH), -1,
-      "RFC 5321 3.1", S(GREETING)},
-     0,
-     x_greeting_554},
-    {{"disk_full", "452 4.3.1 at RCPT (or MAIL); 552 5.3.1 at eod", C(SWITCH),
-      -1, "", S(RCPT)},
-     BIT(DETOUR_FAKE_MAIL) | BIT(DETOUR_FAKE_RCPT) | BIT(DETOUR_FAKE_EOD),
-     x_disk_full},
-    {{"unsupported", "555 5.5.4 (or code 504) to MAIL with parameters",
-      C(SWITCH), -1, "only commands that carry ESMTP parameters", S(MAIL)},
-     BIT(DETOUR_FAKE_MAIL) | BIT(DETOUR_FAKE_RCPT),
-     x_unsupported},
-    {{"busy", "450 4.2.1 at RCPT; 451 4.3.0 at MAIL, DATA or eod", C(TRANSIENT),
-      -1, "", S(RCPT)},
-     BIT(DETOUR_FAKE_MAIL) | BIT(DETOUR_FAKE_RCPT) | BIT(DETOUR_FAKE_DATA) |
-         BIT(DETOUR_FAKE_EOD),
-     x_busy},
-    {{"slow", "every reply dripped at bytes_per_sec (10 B/s)", C(NONE),
-      C(TRANSIENT), "TRANSIENT only when the drip outlasts a timeout",
-      S(GREETING)},
-     ANY_STAGE,
-     x_slow},
-    {{"partial_lines",
-      "every reply split into chunk-byte (5) writes 1 ms "
-      "apart",
-      C(NONE), -1, "", S(GREETING)},
-     ANY_STAGE,
-     x_partial_lines},
-    {{"bare_lf", "reply lines end in LF, not CRLF", C(NONE), C(TRANSIENT),
-      "a strict client may call it malformed", S(GREETING)},
-     ANY_STAGE,
-     x_bare_lf},
-    {{"overlong_line", "a 2000-octet reply line (RFC 5321 limit: 512)",
-      C(TRANSIENT), -1, "malformed reply", S(GREETING)},
-     REPLYING,
-     x_overlong},
-    {{"endless_multiline",
-      "a multi-line reply that never ends: '220-' lines every 100 ms",
-      C(TRANSIENT), -1, "too many lines or timeout; stops after 1000 lines",
-      S(GREETING)},
-     REPLYING,
-     x_endless},
-    {{"garbage_code", "a reply line without a numeric code", C(TRANSIENT), -1,
-      "malformed reply", S(GREETING)},
-     REPLYING,
-     x_garbage},
-    {{"nul_bytes", "NUL bytes inside the reply line", C(TRANSIENT), -1,
-      "malformed reply", S(GREETING)},
-     REPLYING,
-     x_nul},
-    {{"early_reply", "an extra 250 reply sent before the next command",
-      C(TRANSIENT), C(NONE),
-      "a client that reads replies in step may desync and still succeed",
-      S(GREETING)},
-     REPLYING,
-     x_early_reply},
-    {{"data_after_quit", "bytes after the 221 reply to QUIT, then close",
-      C(NONE), -1, "the message was already accepted", S(QUIT)},
-     0,
-     x_after_quit},
-};
-#undef C
-#undef S
+/* One row per entry of FAKE_FAULT_LIST (fault_list.h). */
+#define CLASS_NO_CLASS (-1)
+#define CLASS_OF(x) CLASS_##x
+#define CLASS_CONNECT DETOUR_CLASS_CONNECT
+#define CLASS_TRANSIENT DETOUR_CLASS_TRANSIENT
+#define CLASS_SWITCH DETOUR_CLASS_SWITCH
+#define CLASS_NONE DETOUR_CLASS_NONE
+#define ROW(name, wire, expected, tolerated, note, stage, stages, expand)      \
+  {{#name, wire, CLASS_OF(expected), CLASS_OF(tolerated), note,                \
+    DETOUR_FAKE_##stage},                                                      \
+   stages,                                                                     \
+   expand},
+static const fault_entry catalogue[] = {FAKE_FAULT_LIST(ROW)};
+#undef ROW
 
 size_t detour_fake_fault_count(void) {
   return sizeof catalogue / sizeof catalogue[0];

@@ -11,6 +11,8 @@
  * the stage's default reply (session.c).
  */
 #include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -21,8 +23,9 @@
 /* Names                                                                     */
 
 static const char *const stage_names[DETOUR_FAKE_STAGE_COUNT] = {
-    "connect", "greeting", "ehlo", "helo", "mail", "rcpt",   "data",
-    "body",    "eod",      "rset", "noop", "quit", "unknown"};
+    "connect", "greeting", "ehlo",    "helo",     "mail",
+    "rcpt",    "data",     "body",    "eod",      "rset",
+    "noop",    "quit",     "unknown", "starttls", "auth"};
 _Static_assert(sizeof stage_names / sizeof stage_names[0] ==
                    DETOUR_FAKE_STAGE_COUNT,
                "one name per stage");
@@ -34,16 +37,17 @@ _Static_assert(sizeof action_names / sizeof action_names[0] ==
                "one name per action");
 
 static const char *const closer_names[] = {
-    "open", "client", "client_reset", "server", "server_reset", "stop", "idle"};
+    "open",         "client", "client_reset", "server",
+    "server_reset", "stop",   "idle",         "nomem"};
 _Static_assert(sizeof closer_names / sizeof closer_names[0] ==
-                   DETOUR_FAKE_BY_IDLE + 1,
+                   DETOUR_FAKE_BY_NOMEM + 1,
                "one name per closer");
 
-static const char *const event_names[] = {"listen", "accept", "command",
-                                          "reply",  "action", "message",
-                                          "close",  "stop"};
+static const char *const event_names[] = {
+    "listen", "accept", "command", "reply",   "action", "message",
+    "close",  "stop",   "limit",   "finding", "tls",    "auth"};
 _Static_assert(sizeof event_names / sizeof event_names[0] ==
-                   DETOUR_FAKE_EV_STOP + 1,
+                   DETOUR_FAKE_EV_AUTH + 1,
                "one name per event type");
 
 #define NAME_OF(table, v)                                                      \
@@ -89,8 +93,8 @@ int detour_fake_action_from_name(const char *name, detour_fake_action *out) {
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
 
-void *fake__memdup(const void *p, size_t len) {
-  char *d = malloc(len + 1);
+void *fake__memdup(const detour_fake_mem *m, const void *p, size_t len) {
+  char *d = fake__malloc(m, len + 1);
   if (!d)
     return NULL;
   if (len)
@@ -99,8 +103,8 @@ void *fake__memdup(const void *p, size_t len) {
   return d;
 }
 
-char *fake__strdup(const char *s) {
-  return s ? fake__memdup(s, strlen(s)) : NULL;
+char *fake__strdup(const detour_fake_mem *m, const char *s) {
+  return s ? fake__memdup(m, s, strlen(s)) : NULL;
 }
 
 bool fake__glob(const char *p, const char *t) {
@@ -185,16 +189,19 @@ void fake__format_addr(const struct sockaddr *sa, char *buf, size_t len,
 /* ------------------------------------------------------------------------ */
 /* Scripts                                                                   */
 
+/* Scripts allocate with the process-wide allocator. */
+#define MEM fake__mem_global()
+
 detour_fake_script *detour_fake_script_new(const char *name) {
-  detour_fake_script *s = calloc(1, sizeof *s);
+  detour_fake_script *s = fake__calloc(MEM, 1, sizeof *s);
   if (!s)
     return NULL;
   static const char *const kw[] = {"PIPELINING", "8BITMIME",
                                    "ENHANCEDSTATUSCODES", "SIZE 52428800"};
-  s->name = fake__strdup(name ? name : "fake");
-  s->hostname = fake__strdup(FAKE_DEFAULT_HOSTNAME);
+  s->name = fake__strdup(MEM, name ? name : "fake");
+  s->hostname = fake__strdup(MEM, FAKE_DEFAULT_HOSTNAME);
   snprintf(s->listen, sizeof s->listen, "%s", FAKE_DEFAULT_LISTEN);
-  s->max_body = FAKE_DEFAULT_MAX_BODY;
+  detour_fake_limits_init(&s->limits);
   if (!s->name || !s->hostname ||
       detour_fake_script_set_ehlo_keywords(s, kw, 4) != 0) {
     detour_fake_script_free(s);
@@ -204,31 +211,52 @@ detour_fake_script *detour_fake_script_new(const char *name) {
 }
 
 static void rule_free_strings(detour_fake_rule *r) {
-  free((char *)r->address);
-  free((char *)r->enhanced);
-  free((char *)r->text);
-  free((char *)r->raw);
-  free((char *)r->append);
+  fake__free(MEM, (char *)r->address);
+  fake__free(MEM, (char *)r->enhanced);
+  fake__free(MEM, (char *)r->text);
+  fake__free(MEM, (char *)r->raw);
+  fake__free(MEM, (char *)r->append);
 }
 
 static void free_keywords(detour_fake_script *s) {
   for (size_t i = 0; i < s->n_ehlo; i++)
-    free(s->ehlo_kw[i]);
-  free(s->ehlo_kw);
+    fake__free(MEM, s->ehlo_kw[i]);
+  fake__free(MEM, s->ehlo_kw);
   s->ehlo_kw = NULL;
   s->n_ehlo = 0;
+}
+
+static void free_tls_strings(detour_fake_tls *t) {
+  fake__free(MEM, (char *)t->cert_file);
+  fake__free(MEM, (char *)t->key_file);
+  fake__free(MEM, (char *)t->dir);
+  t->cert_file = t->key_file = t->dir = NULL;
+}
+
+static void free_users(detour_fake_script *s) {
+  for (size_t i = 0; i < s->nusers; i++) {
+    fake__free(MEM, s->users[i].user);
+    if (s->users[i].password) /* wipe: freed memory is reused */
+      memset(s->users[i].password, 0, strlen(s->users[i].password));
+    fake__free(MEM, s->users[i].password);
+  }
+  fake__free(MEM, s->users);
+  s->users = NULL;
+  s->nusers = s->users_cap = 0;
 }
 
 void detour_fake_script_free(detour_fake_script *s) {
   if (!s)
     return;
+  free_tls_strings(&s->tls);
+  free_users(s);
   for (size_t i = 0; i < s->nrules; i++)
     rule_free_strings(&s->rules[i]);
-  free(s->rules);
+  fake__free(MEM, s->rules);
   free_keywords(s);
-  free(s->name);
-  free(s->hostname);
-  free(s);
+  fake__free(MEM, s->name);
+  fake__free(MEM, s->hostname);
+  fake__free(MEM, s);
 }
 
 detour_fake_script *detour_fake_script_clone(const detour_fake_script *s) {
@@ -239,7 +267,7 @@ detour_fake_script *detour_fake_script_clone(const detour_fake_script *s) {
   c->mode = s->mode;
   c->record = s->record;
   c->idle_timeout = s->idle_timeout;
-  c->max_body = s->max_body;
+  c->limits = s->limits;
   memcpy(c->style, s->style, sizeof c->style);
   if (detour_fake_script_set_hostname(c, s->hostname) != 0 ||
       detour_fake_script_set_ehlo_keywords(c, (const char *const *)s->ehlo_kw,
@@ -247,6 +275,13 @@ detour_fake_script *detour_fake_script_clone(const detour_fake_script *s) {
     goto fail;
   for (size_t i = 0; i < s->nrules; i++)
     if (detour_fake_script_add_rule(c, &s->rules[i]) != 0)
+      goto fail;
+  c->auth = s->auth;
+  if (detour_fake_script_set_tls(c, &s->tls) != 0)
+    goto fail;
+  for (size_t i = 0; i < s->nusers; i++)
+    if (detour_fake_script_add_user(c, s->users[i].user,
+                                    s->users[i].password) != 0)
       goto fail;
   return c;
 fail:
@@ -285,24 +320,24 @@ void detour_fake_script_set_record(detour_fake_script *s,
 }
 
 int detour_fake_script_set_hostname(detour_fake_script *s, const char *h) {
-  char *d = fake__strdup(h);
+  char *d = fake__strdup(MEM, h);
   if (!d)
     return h ? DETOUR_ENOMEM : DETOUR_EINVAL;
-  free(s->hostname);
+  fake__free(MEM, s->hostname);
   s->hostname = d;
   return 0;
 }
 
 int detour_fake_script_set_ehlo_keywords(detour_fake_script *s,
                                          const char *const *kw, size_t n) {
-  char **v = n ? calloc(n, sizeof *v) : NULL;
+  char **v = n ? fake__calloc(MEM, n, sizeof *v) : NULL;
   if (n && !v)
     return DETOUR_ENOMEM;
   for (size_t i = 0; i < n; i++) {
-    if (!(v[i] = fake__strdup(kw[i]))) {
+    if (!(v[i] = fake__strdup(MEM, kw[i]))) {
       while (i--)
-        free(v[i]);
-      free(v);
+        fake__free(MEM, v[i]);
+      fake__free(MEM, v);
       return DETOUR_ENOMEM;
     }
   }
@@ -317,17 +352,49 @@ void detour_fake_script_set_idle_timeout(detour_fake_script *s, detour_ms t) {
 }
 
 void detour_fake_script_set_max_body(detour_fake_script *s, size_t bytes) {
-  s->max_body = bytes;
+  s->limits.max_body = bytes;
+}
+
+void detour_fake_limits_init(detour_fake_limits *l) {
+  l->max_line = FAKE_DEFAULT_MAX_LINE;
+  l->max_body = FAKE_DEFAULT_MAX_BODY;
+  l->max_rcpts = FAKE_DEFAULT_MAX_RCPTS;
+  l->max_sessions = FAKE_DEFAULT_MAX_SESSIONS;
+  l->max_input = FAKE_DEFAULT_MAX_INPUT;
+  l->max_output = FAKE_DEFAULT_MAX_OUTPUT;
+  l->max_record_events = FAKE_DEFAULT_MAX_RECORD_EVENTS;
+  l->max_record_bytes = FAKE_DEFAULT_MAX_RECORD_BYTES;
+}
+
+void detour_fake_script_set_limits(detour_fake_script *s,
+                                   const detour_fake_limits *l) {
+  detour_fake_limits d;
+  detour_fake_limits_init(&d);
+#define PICK(f) s->limits.f = l->f ? l->f : d.f
+  PICK(max_line);
+  PICK(max_body);
+  PICK(max_rcpts);
+  PICK(max_sessions);
+  PICK(max_input);
+  PICK(max_output);
+  PICK(max_record_events);
+  PICK(max_record_bytes);
+#undef PICK
+}
+
+void detour_fake_script_limits(const detour_fake_script *s,
+                               detour_fake_limits *out) {
+  *out = s->limits;
 }
 
 /* Deep-copy r's strings into d. */
 static int rule_copy(detour_fake_rule *d, const detour_fake_rule *r) {
   *d = *r;
-  d->address = fake__strdup(r->address);
-  d->enhanced = fake__strdup(r->enhanced);
-  d->text = fake__strdup(r->text);
-  d->raw = r->raw ? fake__memdup(r->raw, r->raw_len) : NULL;
-  d->append = r->append ? fake__memdup(r->append, r->append_len) : NULL;
+  d->address = fake__strdup(MEM, r->address);
+  d->enhanced = fake__strdup(MEM, r->enhanced);
+  d->text = fake__strdup(MEM, r->text);
+  d->raw = r->raw ? fake__memdup(MEM, r->raw, r->raw_len) : NULL;
+  d->append = r->append ? fake__memdup(MEM, r->append, r->append_len) : NULL;
   if ((r->address && !d->address) || (r->enhanced && !d->enhanced) ||
       (r->text && !d->text) || (r->raw && !d->raw) ||
       (r->append && !d->append)) {
@@ -358,7 +425,7 @@ int detour_fake_script_add_rule(detour_fake_script *s,
     return DETOUR_EINVAL;
   if (s->nrules == s->cap) {
     size_t cap = s->cap ? s->cap * 2 : 16;
-    detour_fake_rule *v = realloc(s->rules, cap * sizeof *v);
+    detour_fake_rule *v = fake__realloc(MEM, s->rules, cap * sizeof *v);
     if (!v)
       return DETOUR_ENOMEM;
     s->rules = v;
@@ -406,4 +473,121 @@ const detour_fake_rule *fake__script_match(const detour_fake_script *s,
       best = r;
   }
   return best;
+}
+
+/* ------------------------------------------------------------------------ */
+/* TLS and AUTH settings                                                     */
+
+int detour_fake_script_set_tls(detour_fake_script *s,
+                               const detour_fake_tls *t) {
+  if (!s || !t || (unsigned)t->mode > DETOUR_FAKE_TLS_IMPLICIT ||
+      (unsigned)t->serve >= DETOUR_FAKE_CERT_COUNT ||
+      (unsigned)t->handshake > DETOUR_FAKE_TLS_DROP ||
+      (t->min_version && t->max_version && t->min_version > t->max_version))
+    return DETOUR_EINVAL;
+  /* Copy first: t may point at s->tls itself. */
+  detour_fake_tls c = *t;
+  c.cert_file = fake__strdup(MEM, t->cert_file);
+  c.key_file = fake__strdup(MEM, t->key_file);
+  c.dir = fake__strdup(MEM, t->dir);
+  if ((t->cert_file && !c.cert_file) || (t->key_file && !c.key_file) ||
+      (t->dir && !c.dir)) {
+    free_tls_strings(&c);
+    return DETOUR_ENOMEM;
+  }
+  free_tls_strings(&s->tls);
+  s->tls = c;
+  return 0;
+}
+
+const detour_fake_tls *detour_fake_script_tls(const detour_fake_script *s) {
+  return &s->tls;
+}
+
+void detour_fake_script_set_auth(detour_fake_script *s,
+                                 const detour_fake_auth *a) {
+  if (s && a)
+    s->auth = *a;
+}
+
+const detour_fake_auth *detour_fake_script_auth(const detour_fake_script *s) {
+  return &s->auth;
+}
+
+int detour_fake_script_add_user(detour_fake_script *s, const char *user,
+                                const char *password) {
+  if (!s || !user || !*user || !password ||
+      strlen(user) >= DETOUR_FAKE_SASL_FIELD_MAX ||
+      strlen(password) >= DETOUR_FAKE_SASL_FIELD_MAX)
+    return DETOUR_EINVAL;
+  char *pw = fake__strdup(MEM, password);
+  if (!pw)
+    return DETOUR_ENOMEM;
+  for (size_t i = 0; i < s->nusers; i++)
+    if (strcmp(s->users[i].user, user) == 0) {
+      memset(s->users[i].password, 0, strlen(s->users[i].password));
+      fake__free(MEM, s->users[i].password);
+      s->users[i].password = pw;
+      return 0;
+    }
+  if (s->nusers == s->users_cap) {
+    size_t cap = s->users_cap ? s->users_cap * 2 : 4;
+    fake__user *v = fake__realloc(MEM, s->users, cap * sizeof *v);
+    if (!v) {
+      fake__free(MEM, pw);
+      return DETOUR_ENOMEM;
+    }
+    s->users = v;
+    s->users_cap = cap;
+  }
+  char *u = fake__strdup(MEM, user);
+  if (!u) {
+    fake__free(MEM, pw);
+    return DETOUR_ENOMEM;
+  }
+  s->users[s->nusers].user = u;
+  s->users[s->nusers++].password = pw;
+  return 0;
+}
+
+const char *fake__script_password(const detour_fake_script *s,
+                                  const char *user) {
+  for (size_t i = 0; i < s->nusers; i++)
+    if (strcmp(s->users[i].user, user) == 0)
+      return s->users[i].password;
+  return NULL;
+}
+
+int detour_fake_script_load_users(detour_fake_script *s, const char *path,
+                                  char *err, size_t errlen) {
+  char line[2 * DETOUR_FAKE_SASL_FIELD_MAX + 4];
+  unsigned lineno = 0;
+  int rc = 0;
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    return DETOUR_EIO;
+  }
+  while (rc == 0 && fgets(line, sizeof line, f)) {
+    lineno++;
+    size_t n = strcspn(line, "\r\n");
+    bool whole = line[n] != '\0' || feof(f);
+    line[n] = '\0';
+    char *colon = strchr(line, ':');
+    if (!whole ||
+        (line[0] != '#' && line[0] != '\0' && (!colon || colon == line))) {
+      /* Name the place, never the line: it may hold a password. */
+      snprintf(err, errlen, "%s:%u: expected user:password", path, lineno);
+      rc = DETOUR_EPARSE;
+    } else if (colon && line[0] != '#') {
+      *colon = '\0';
+      rc = detour_fake_script_add_user(s, line, colon + 1);
+      if (rc)
+        snprintf(err, errlen, "%s:%u: expected user:password (%s)", path,
+                 lineno, rc == DETOUR_EINVAL ? "too long" : "out of memory");
+    }
+    memset(line, 0, sizeof line);
+  }
+  fclose(f);
+  return rc;
 }

@@ -32,13 +32,24 @@ detour_fake_server *detour_fake_server_new(detour_clock *c,
                                            const detour_fake_script *s,
                                            const char *listen, unsigned flags,
                                            int *err) {
+  return detour_fake_server_new_mem(c, s, listen, flags, NULL, err);
+}
+
+detour_fake_server *
+detour_fake_server_new_mem(detour_clock *c, const detour_fake_script *s,
+                           const char *listen, unsigned flags,
+                           const detour_fake_mem *mem, int *err) {
   int e = DETOUR_EINVAL;
   detour_fake_server *srv = NULL;
+  if (!mem)
+    mem = fake__mem_global();
   if (!c || !s)
     goto fail;
   e = DETOUR_ENOMEM;
-  if (!(srv = calloc(1, sizeof *srv)) ||
-      !(srv->script = detour_fake_script_clone(s)))
+  if (!(srv = fake__calloc(mem, 1, sizeof *srv)))
+    goto fail;
+  srv->mem = *mem;
+  if (!(srv->script = detour_fake_script_clone(s)))
     goto fail;
   e = DETOUR_EINVAL;
   if (listen && detour_fake_script_set_listen(srv->script, listen) != 0)
@@ -52,24 +63,58 @@ detour_fake_server *detour_fake_server_new(detour_clock *c,
   srv->clock = c;
   srv->loop = detour_clock_loop(c);
   srv->raw_fd = srv->filler_fd = -1;
-  fake__record_init(&srv->rec, srv->script->record);
+  fake__record_init(&srv->rec, srv->script->record, &srv->mem,
+                    &srv->script->limits);
   srv->stats.refused = srv->script->mode == DETOUR_FAKE_MODE_NORMAL ? 0 : -1;
   return srv;
 fail:
   if (srv)
     detour_fake_script_free(srv->script);
-  free(srv);
+  if (srv)
+    fake__free(mem, srv);
   if (err)
     *err = e;
   return NULL;
 }
 
-void fake__emit(detour_fake_server *srv, detour_fake_event *ev) {
+int detour_fake_server_set_streaming(detour_fake_server *srv,
+                                     const char *spool_dir) {
+  char *dir = NULL;
+  if (srv->started)
+    return DETOUR_EINVAL;
+  if (spool_dir && !(dir = fake__strdup(&srv->mem, spool_dir)))
+    return DETOUR_ENOMEM;
+  fake__free(&srv->mem, srv->spool_dir);
+  srv->spool_dir = dir;
+  srv->streaming = true;
+  fake__record_clear(&srv->rec);
+  srv->rec.keep = false;
+  return 0;
+}
+
+bool fake__emit(detour_fake_server *srv, detour_fake_event *ev) {
   ev->time = detour_clock_now(srv->clock);
   ev->mono = uv_hrtime();
-  fake__record_event(&srv->rec, ev);
+  if (ev->type == DETOUR_FAKE_EV_LIMIT)
+    srv->stats.limits_hit++;
+  else if (ev->type == DETOUR_FAKE_EV_FINDING)
+    srv->stats.findings++;
+  bool ok = fake__record_event(&srv->rec, ev) != FAKE_REC_NOMEM;
   if (srv->obs)
     srv->obs(srv->obs_arg, srv, ev);
+  if (fake__record_limit_hit(&srv->rec)) {
+    /* Said once, and kept past the limit (record.c). */
+    static const char what[] =
+        "max_record_events/max_record_bytes: the record is full; later "
+        "items are not kept (counters go on)";
+    detour_fake_event lim;
+    memset(&lim, 0, sizeof lim);
+    lim.type = DETOUR_FAKE_EV_LIMIT;
+    lim.data = what;
+    lim.len = sizeof what - 1;
+    fake__emit(srv, &lim);
+  }
+  return ok;
 }
 
 static void emit_server_event(detour_fake_server *srv, detour_fake_event_type t,
@@ -173,6 +218,34 @@ static int fill_queue(detour_fake_server *srv, char *err, size_t errlen) {
   return 0;
 }
 
+int detour_fake_server_set_tls_dir(detour_fake_server *srv, const char *dir) {
+  if (!srv)
+    return DETOUR_EINVAL;
+  char *d = dir ? fake__strdup(&srv->mem, dir) : NULL;
+  if (srv->started || (dir && !d)) {
+    fake__free(&srv->mem, d);
+    return DETOUR_EINVAL;
+  }
+  fake__free(&srv->mem, srv->tls_dir);
+  srv->tls_dir = d;
+  return 0;
+}
+
+/* The TLS context, made once per server so that a bad certificate path
+ * fails the start, not every connection. */
+static int start_tls(detour_fake_server *srv, char *err, size_t errlen) {
+  char why[512] = "";
+  if (srv->script->tls.mode == DETOUR_FAKE_TLS_NONE)
+    return 0;
+  srv->tls_ctx = fake__tls_ctx_new(srv->script, srv->tls_dir, srv->tls_cert,
+                                   sizeof srv->tls_cert, why, sizeof why);
+  if (srv->tls_ctx)
+    return 0;
+  if (err)
+    snprintf(err, errlen, "%s: %s", srv->script->listen, why);
+  return DETOUR_EIO;
+}
+
 int detour_fake_server_start(detour_fake_server *srv, char *err,
                              size_t errlen) {
   int rc;
@@ -191,7 +264,9 @@ int detour_fake_server_start(detour_fake_server *srv, char *err,
       rc = fill_queue(srv, err, errlen);
     break;
   default:
-    rc = start_normal(srv, err, errlen);
+    rc = start_tls(srv, err, errlen);
+    if (rc == 0)
+      rc = start_normal(srv, err, errlen);
   }
   if (rc == 0)
     emit_server_event(srv, DETOUR_FAKE_EV_LISTEN, srv->address);
@@ -227,7 +302,7 @@ void detour_fake_server_stop(detour_fake_server *srv) {
 }
 
 bool detour_fake_server_idle(const detour_fake_server *srv) {
-  return !srv->listener_open && !srv->sessions;
+  return !srv->listener_open && !srv->sessions && !srv->reject_busy;
 }
 
 void fake__server_maybe_free(detour_fake_server *srv) {
@@ -235,7 +310,11 @@ void fake__server_maybe_free(detour_fake_server *srv) {
     return;
   fake__record_clear(&srv->rec);
   detour_fake_script_free(srv->script);
-  free(srv);
+  fake__tls_ctx_free(srv->tls_ctx);
+  fake__free(&srv->mem, srv->tls_dir);
+  fake__free(&srv->mem, srv->spool_dir);
+  detour_fake_mem mem = srv->mem;
+  fake__free(&mem, srv);
 }
 
 void detour_fake_server_free(detour_fake_server *srv) {
@@ -275,6 +354,7 @@ detour_clock *detour_fake_server_clock(const detour_fake_server *srv) {
 void detour_fake_server_stats(const detour_fake_server *srv,
                               detour_fake_stats *out) {
   *out = srv->stats;
+  out->not_kept = srv->rec.not_kept;
 }
 
 size_t detour_fake_server_conn_count(const detour_fake_server *srv) {

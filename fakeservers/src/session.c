@@ -4,7 +4,13 @@
  * endless) or act its fault (close, reset, stall), record everything.
  *
  * A session is a small state machine:
- *   WAIT_GREETING -> COMMAND <-> BODY, and STALLED from anywhere.
+ *   WAIT_GREETING -> COMMAND <-> BODY, and STALLED from anywhere;
+ *   COMMAND <-> AUTH_CONT (the client's lines of an AUTH exchange);
+ *   COMMAND -> TLS_HANDSHAKE -> COMMAND after a 220 to STARTTLS, and
+ *   TLS_HANDSHAKE -> WAIT_GREETING first on an implicit-TLS server.
+ * With TLS on, on_read passes the ciphertext through tls.c (memory BIOs)
+ * before the bytes reach the command buffer, and sess_write encrypts:
+ * everything above those two hooks sees plaintext.
  * While a step is in progress (a delay, a drip, an endless reply) the
  * session is `busy`: bytes that arrive are kept and read afterwards, one
  * command at a time, so pipelined clients get their replies in order.
@@ -12,21 +18,36 @@
  * the whole dialogue without real waiting.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
+#include "cmdread.h"
 #include "fake_internal.h"
 
-#define COMMAND_LINE_MAX 4096       /* longer command lines are cut */
-#define INPUT_MAX ((size_t)1 << 20) /* buffered input while busy */
+#define BODY_CHUNK 65536 /* body bytes unstuffed at a time */
 #define ENDLESS_EVERY_MS 1000
 
-typedef enum { WAIT_GREETING, COMMAND, BODY, STALLED } sess_state;
+typedef enum {
+  WAIT_GREETING,
+  COMMAND,
+  BODY,
+  STALLED,
+  TLS_HANDSHAKE, /* reading the client's handshake; no commands */
+  AUTH_CONT      /* a 334 challenge was sent: the next line answers it */
+} sess_state;
 
+/* A byte buffer. `p`/`len` are the live bytes; `off` bytes before `p` were
+ * consumed and not moved yet, so taking one pipelined command off a large
+ * input costs O(1), not a memmove of everything behind it (100k commands
+ * queued during a delay would otherwise cost quadratic time). */
 typedef struct {
   char *p;
-  size_t len, cap;
+  size_t len, cap, off;
+  const detour_fake_mem *mem;
+  bool failed; /* an append ran out of memory */
 } buf;
 
 struct fake__session {
@@ -41,9 +62,13 @@ struct fake__session {
   detour_timer *idle;
   sess_state state;
   bool busy, closing;
-  bool pumping; /* inside pump(): a finished step returns to its loop */
+  bool pumping;         /* inside pump(): a finished step returns to its loop */
+  bool paused;          /* reading stopped: max_input or max_output reached */
+  unsigned limits_said; /* LIMIT events already recorded (bit per kind) */
   unsigned nth[DETOUR_FAKE_STAGE_COUNT];
   buf in;
+  fake__line_reader lines; /* command lines from `in` (cmdread.c) */
+  fake__body_reader bodyr; /* the message after DATA */
   /* the transaction */
   char *arg;    /* address of the MAIL/RCPT being answered */
   bool arg_bad; /* syntax error in it */
@@ -51,9 +76,12 @@ struct fake__session {
   char *from;
   char **rcpts;
   size_t nrcpts, rcpts_cap;
-  buf body;
+  buf body;          /* the body kept in memory (not streaming) */
+  FILE *spool;       /* streaming: the body kept on disk */
+  size_t body_len;   /* bytes of the body kept */
   uint64_t body_raw; /* bytes received in BODY, before unstuffing */
-  bool body_bol, body_trunc;
+  bool body_trunc;
+  bool body_finding; /* a bare-LF dot was recorded for this message */
   const detour_fake_rule *body_rule;
   bool body_fired;
   /* the step in progress */
@@ -65,23 +93,43 @@ struct fake__session {
   detour_ms drip_every;
   unsigned endless_left;
   void (*on_timer)(fake__session *s);
+  /* TLS and AUTH */
+  fake__tls *tls;              /* NULL until STARTTLS (or accept, implicit) */
+  bool tls_before_greeting;    /* implicit TLS: greet once the handshake ends */
+  detour_fake_sasl sasl;       /* the AUTH exchange in progress */
+  bool authed;                 /* a 235 was sent in this TLS state */
+  bool cred_ok;                /* the last credentials matched the table */
+  bool need_ehlo;              /* after STARTTLS (RFC 3207 4.2) */
+  detour_fake_rule auth_reply; /* 334 challenges, AUTH sequence errors */
 };
 
 static void pump(fake__session *s);
 static void sess_close(fake__session *s, detour_fake_closer by);
+static void sess_nomem(fake__session *s);
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
 
 static bool buf_add(buf *b, const void *p, size_t n) {
-  if (b->len + n + 1 > b->cap) {
+  if (b->failed)
+    return false;
+  if (b->off > 0 && b->off >= b->len && b->off + b->len + n + 1 > b->cap) {
+    /* the dead prefix is at least as large as the live bytes: moving them
+     * down costs no more than the bytes consumed since the last move */
+    memmove(b->p - b->off, b->p, b->len);
+    b->p -= b->off;
+    b->off = 0;
+  }
+  if (b->off + b->len + n + 1 > b->cap) {
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1)
+    while (cap < b->off + b->len + n + 1)
       cap *= 2;
-    char *q = realloc(b->p, cap);
-    if (!q)
+    char *q = fake__realloc(b->mem, b->p ? b->p - b->off : NULL, cap);
+    if (!q) {
+      b->failed = true;
       return false;
-    b->p = q;
+    }
+    b->p = q + b->off;
     b->cap = cap;
   }
   if (n)
@@ -92,15 +140,29 @@ static bool buf_add(buf *b, const void *p, size_t n) {
 }
 
 static void buf_consume(buf *b, size_t n) {
-  memmove(b->p, b->p + n, b->len - n);
+  if (n == 0)
+    return;
+  b->p += n;
+  b->off += n;
   b->len -= n;
-  if (b->p)
-    b->p[b->len] = '\0';
+  if (b->len == 0) {
+    b->p -= b->off;
+    b->off = 0;
+  }
+  b->p[b->len] = '\0';
 }
 
 static void buf_free(buf *b) {
-  free(b->p);
+  const detour_fake_mem *mem = b->mem;
+  fake__free(mem, b->p ? b->p - b->off : NULL);
   memset(b, 0, sizeof *b);
+  b->mem = mem;
+}
+
+static const detour_fake_mem *mem_of(fake__session *s) { return &s->srv->mem; }
+
+static const detour_fake_limits *limits(fake__session *s) {
+  return &s->srv->script->limits;
 }
 
 fake__session *fake__session_next(fake__session *s) { return s->next; }
@@ -120,8 +182,30 @@ static void emit(fake__session *s, detour_fake_event_type t,
   ev.len = len;
   if (t == DETOUR_FAKE_EV_REPLY)
     ev.code = s->code;
-  fake__emit(s->srv, &ev);
+  if (!fake__emit(s->srv, &ev))
+    sess_nomem(s);
 }
+
+/* A limit reached: recorded once per session and kind (bit), data
+ * "KEY: what happened". */
+static void note_limit(fake__session *s, unsigned bit, detour_fake_stage st,
+                       const char *fmt, size_t value) {
+  char what[160];
+  if (s->limits_said & bit)
+    return;
+  s->limits_said |= bit;
+  int n = snprintf(what, sizeof what, fmt, value);
+  emit(s, DETOUR_FAKE_EV_LIMIT, st, what, (size_t)n);
+}
+enum {
+  SAID_LINE = 1,
+  SAID_RCPTS = 2,
+  SAID_INPUT = 4,
+  SAID_OUTPUT = 8,
+  SAID_BODY = 16,
+  SAID_SESSIONS = 32,
+  SAID_SPOOL = 64
+};
 
 /* Copy the live counters into the record (unless it was cleared since). */
 static void sync_record(fake__session *s) {
@@ -160,29 +244,63 @@ typedef struct {
 static void on_write(uv_write_t *req, int status) {
   write_req *w = (write_req *)req;
   fake__session *s = w->s;
-  free(w);
+  fake__free(mem_of(s), w);
   if (status < 0 && status != UV_ECANCELED && !s->closing)
     sess_close(s, DETOUR_FAKE_BY_CLIENT_RESET);
+  else if (!s->closing && s->paused)
+    pump(s); /* the queue drained: read and answer again */
 }
 
-static void sess_write(fake__session *s, const char *p, size_t n) {
+/* Bytes as they go on the wire (ciphertext when TLS is on). */
+static void wire_write(fake__session *s, const char *p, size_t n) {
   if (n == 0 || s->closing)
     return;
-  write_req *w = malloc(sizeof *w + n);
+  write_req *w = fake__malloc(mem_of(s), sizeof *w + n);
   if (!w) {
-    sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
+    sess_nomem(s);
     return;
   }
   w->s = s;
   memcpy(w->data, p, n);
   uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
   if (uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, on_write) != 0) {
-    free(w);
+    fake__free(mem_of(s), w);
     sess_close(s, DETOUR_FAKE_BY_CLIENT_RESET);
     return;
   }
   s->info.bytes_out += n;
   s->srv->stats.bytes_out += n;
+}
+
+/* Write what OpenSSL queued in the outgoing memory BIO, as one write. */
+static void tls_flush(fake__session *s) {
+  size_t n = s->tls ? fake__tls_pending(s->tls) : 0;
+  if (n == 0 || s->closing)
+    return;
+  char *tmp = fake__malloc(mem_of(s), n);
+  if (!tmp) {
+    sess_nomem(s);
+    return;
+  }
+  n = fake__tls_pull(s->tls, tmp, n);
+  wire_write(s, tmp, n);
+  fake__free(mem_of(s), tmp);
+}
+
+/* Plaintext out: through TLS once it is up (one record per call, so a
+ * drip still decides the pieces). */
+static void sess_write(fake__session *s, const char *p, size_t n) {
+  if (n == 0 || s->closing)
+    return;
+  if (!s->tls) {
+    wire_write(s, p, n);
+    return;
+  }
+  if (!fake__tls_write(s->tls, p, n)) {
+    sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
+    return;
+  }
+  tls_flush(s);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -199,7 +317,7 @@ static void on_closed(uv_handle_t *h) {
   ev.type = DETOUR_FAKE_EV_CLOSE;
   ev.conn = s->id;
   ev.closed_by = s->info.closed_by;
-  fake__emit(srv, &ev);
+  fake__emit(srv, &ev); /* best effort: the session is gone anyway */
   if (s->prev)
     s->prev->next = s->next;
   else
@@ -211,18 +329,22 @@ static void on_closed(uv_handle_t *h) {
   buf_free(&s->in);
   buf_free(&s->out);
   buf_free(&s->body);
+  fake__tls_free(s->tls);
+  memset(&s->sasl, 0, sizeof s->sasl); /* it may hold a password */
+  if (s->spool)
+    fclose(s->spool);
   for (size_t i = 0; i < s->nrcpts; i++)
-    free(s->rcpts[i]);
-  free(s->rcpts);
-  free(s->from);
-  free(s->arg);
-  free(s);
+    fake__free(&srv->mem, s->rcpts[i]);
+  fake__free(&srv->mem, s->rcpts);
+  fake__free(&srv->mem, s->from);
+  fake__free(&srv->mem, s->arg);
+  fake__free(&srv->mem, s);
   fake__server_maybe_free(srv);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
   fake__session *s = req->data;
-  free(req);
+  fake__free(mem_of(s), req);
   uv_close((uv_handle_t *)&s->tcp, on_closed);
 }
 
@@ -231,6 +353,14 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 static void sess_close(fake__session *s, detour_fake_closer by) {
   if (s->closing)
     return;
+  /* An orderly end of a TLS session says close_notify first. */
+  if (s->tls && by != DETOUR_FAKE_BY_SERVER_RESET &&
+      by != DETOUR_FAKE_BY_CLIENT_RESET && fake__tls_established(s->tls)) {
+    fake__tls_close_notify(s->tls);
+    tls_flush(s);
+    if (s->closing)
+      return;
+  }
   s->closing = true;
   s->busy = true;
   s->info.closed_by = by;
@@ -240,16 +370,18 @@ static void sess_close(fake__session *s, detour_fake_closer by) {
     detour_timer_free(s->idle);
   s->idle = NULL;
   uv_read_stop((uv_stream_t *)&s->tcp);
-  if (by == DETOUR_FAKE_BY_SERVER_RESET &&
+  if ((by == DETOUR_FAKE_BY_SERVER_RESET || by == DETOUR_FAKE_BY_NOMEM) &&
       uv_tcp_close_reset(&s->tcp, on_closed) == 0)
     return;
   if (by == DETOUR_FAKE_BY_SERVER) {
-    uv_shutdown_t *req = malloc(sizeof *req);
+    /* Without memory for the request, close at once (pending writes are
+     * dropped, but the session still ends). */
+    uv_shutdown_t *req = fake__malloc(mem_of(s), sizeof *req);
     if (req) {
       req->data = s;
       if (uv_shutdown(req, (uv_stream_t *)&s->tcp, on_shutdown) == 0)
         return;
-      free(req);
+      fake__free(mem_of(s), req);
     }
   }
   uv_close((uv_handle_t *)&s->tcp, on_closed);
@@ -257,6 +389,15 @@ static void sess_close(fake__session *s, detour_fake_closer by) {
 
 void fake__session_stop(fake__session *s) {
   sess_close(s, DETOUR_FAKE_BY_STOP);
+}
+
+/* Out of memory: this session ends (RST), recorded as closed_by NOMEM;
+ * the server and its other sessions go on. */
+static void sess_nomem(fake__session *s) {
+  if (s->closing)
+    return;
+  s->srv->stats.nomem++;
+  sess_close(s, DETOUR_FAKE_BY_NOMEM);
 }
 
 static void on_idle(detour_timer *t, void *arg) {
@@ -290,6 +431,10 @@ static const char *default_text(fake__session *s, detour_fake_stage st,
     return "Bye";
   case DETOUR_FAKE_UNKNOWN:
     return "Error: command not recognized";
+  case DETOUR_FAKE_STARTTLS:
+    return "Ready to start TLS";
+  case DETOUR_FAKE_AUTH:
+    return "Authentication successful";
   default:
     return "Ok";
   }
@@ -308,6 +453,10 @@ static const char *default_enhanced(detour_fake_stage st) {
     return "2.0.0";
   case DETOUR_FAKE_UNKNOWN:
     return "5.5.2";
+  case DETOUR_FAKE_STARTTLS:
+    return "2.0.0";
+  case DETOUR_FAKE_AUTH:
+    return "2.7.0";
   default:
     return NULL;
   }
@@ -330,8 +479,20 @@ static const char *generic_text(int code) {
 static bool sequence_error(fake__session *s, int *code, const char **enh,
                            const char **text) {
   const char *e = "5.5.1";
-  if ((s->stage == DETOUR_FAKE_MAIL || s->stage == DETOUR_FAKE_RCPT) &&
-      s->arg_bad) {
+  const detour_fake_auth *auth = &s->srv->script->auth;
+  if (s->stage == DETOUR_FAKE_AUTH && !s->cred_ok) {
+    *code = 535; /* RFC 4954 6 */
+    e = "5.7.8";
+    *text = "Authentication credentials invalid";
+  } else if (s->stage == DETOUR_FAKE_MAIL && s->need_ehlo) {
+    *code = 503;
+    *text = "Error: send EHLO first (after STARTTLS)";
+  } else if (s->stage == DETOUR_FAKE_MAIL && auth->required && !s->authed) {
+    *code = 530;
+    e = "5.7.0";
+    *text = "Authentication required";
+  } else if ((s->stage == DETOUR_FAKE_MAIL || s->stage == DETOUR_FAKE_RCPT) &&
+             s->arg_bad) {
     *code = 501;
     e = "5.5.4";
     *text = "Syntax error in parameters";
@@ -367,14 +528,39 @@ static void add_line(buf *b, int code, bool more, const char *enh,
   buf_add(b, bare_lf ? "\n" : "\r\n", bare_lf ? 1 : 2);
 }
 
-/* The EHLO reply: hostname, then the keywords. */
+static bool offers_starttls(const fake__session *s) {
+  const detour_fake_tls *t = &s->srv->script->tls;
+  return t->mode == DETOUR_FAKE_TLS_STARTTLS && !t->hide_starttls && !s->tls;
+}
+
+/* AUTH is there when configured, and with after_tls only inside TLS. */
+static bool offers_auth(const fake__session *s) {
+  const detour_fake_auth *a = &s->srv->script->auth;
+  return a->mechanisms && (!a->after_tls || s->tls);
+}
+
+/* The EHLO reply: hostname, then the keywords (the script's, then
+ * STARTTLS and AUTH as the session's TLS state allows). */
 static void add_ehlo(fake__session *s, int code, bool bare_lf, bool endless) {
   const detour_fake_script *sc = s->srv->script;
-  add_line(&s->out, code, sc->n_ehlo > 0 || endless, NULL, sc->hostname,
+  const char *kw[66];
+  size_t n = 0;
+  char auth[32];
+  for (size_t i = 0; i < sc->n_ehlo && n < 64; i++)
+    kw[n++] = sc->ehlo_kw[i];
+  if (offers_starttls(s))
+    kw[n++] = "STARTTLS";
+  if (offers_auth(s)) {
+    snprintf(auth, sizeof auth, "AUTH%s%s",
+             sc->auth.mechanisms & DETOUR_FAKE_AUTH_PLAIN ? " PLAIN" : "",
+             sc->auth.mechanisms & DETOUR_FAKE_AUTH_LOGIN ? " LOGIN" : "");
+    kw[n++] = auth;
+  }
+  add_line(&s->out, code, n > 0 || endless, NULL, sc->hostname,
            strlen(sc->hostname), bare_lf);
-  for (size_t i = 0; i < sc->n_ehlo; i++)
-    add_line(&s->out, code, i + 1 < sc->n_ehlo || endless, NULL, sc->ehlo_kw[i],
-             strlen(sc->ehlo_kw[i]), bare_lf);
+  for (size_t i = 0; i < n; i++)
+    add_line(&s->out, code, i + 1 < n || endless, NULL, kw[i], strlen(kw[i]),
+             bare_lf);
 }
 
 /* Lines of text (separated by '\n') as one reply. */
@@ -440,14 +626,23 @@ append:
 /* ------------------------------------------------------------------------ */
 /* The transaction                                                           */
 
+/* Forget the message body kept so far (memory or spool). */
+static void body_drop(fake__session *s) {
+  s->body.len = 0;
+  s->body_len = 0;
+  if (s->spool)
+    fclose(s->spool);
+  s->spool = NULL;
+}
+
 static void reset_tx(fake__session *s) {
   for (size_t i = 0; i < s->nrcpts; i++)
-    free(s->rcpts[i]);
+    fake__free(mem_of(s), s->rcpts[i]);
   s->nrcpts = 0;
-  free(s->from);
+  fake__free(mem_of(s), s->from);
   s->from = NULL;
   s->in_tx = false;
-  s->body.len = 0;
+  body_drop(s);
   s->body_raw = 0;
   s->body_trunc = false;
   s->body_rule = NULL;
@@ -457,14 +652,18 @@ static void reset_tx(fake__session *s) {
 static void add_rcpt(fake__session *s) {
   if (s->nrcpts == s->rcpts_cap) {
     size_t cap = s->rcpts_cap ? s->rcpts_cap * 2 : 8;
-    char **v = realloc(s->rcpts, cap * sizeof *v);
-    if (!v)
+    char **v = fake__realloc(mem_of(s), s->rcpts, cap * sizeof *v);
+    if (!v) {
+      sess_nomem(s);
       return;
+    }
     s->rcpts = v;
     s->rcpts_cap = cap;
   }
-  char *a = fake__strdup(s->arg ? s->arg : "");
-  if (a)
+  char *a = fake__strdup(mem_of(s), s->arg ? s->arg : "");
+  if (!a)
+    sess_nomem(s);
+  else
     s->rcpts[s->nrcpts++] = a;
 }
 
@@ -481,12 +680,21 @@ static void record_message(fake__session *s, bool complete, int code) {
   m.from = s->from ? s->from : "";
   m.rcpts = (const char *const *)s->rcpts;
   m.nrcpts = s->nrcpts;
-  m.body = s->body.p ? s->body.p : "";
-  m.body_len = s->body.len;
+  m.body = s->spool ? NULL : s->body.p ? s->body.p : "";
+  m.body_file = s->spool;
+  m.body_len = s->body_len;
   m.complete = complete;
   m.truncated = s->body_trunc;
   m.code = code;
-  fake__record_message(&srv->rec, &m);
+  if (s->spool && fflush(s->spool) != 0)
+    m.truncated = true;
+  long kept = fake__record_message(&srv->rec, &m);
+  if (kept == FAKE_REC_NOMEM) {
+    sess_nomem(s);
+    return;
+  }
+  if (kept < 0)
+    m.index = (size_t)-1; /* not kept: the event points nowhere */
   srv->stats.messages++;
   s->info.messages++;
   sync_record(s);
@@ -498,17 +706,43 @@ static void record_message(fake__session *s, bool complete, int code) {
   fake__emit(srv, &ev);
 }
 
+/* Streaming: the body goes to an unlinked file in the spool directory. */
+static void open_spool(fake__session *s) {
+  const char *dir = s->srv->spool_dir;
+  char path[4096];
+  if (!dir)
+    dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+  snprintf(path, sizeof path, "%s/detour-fake-body-XXXXXX", dir);
+  int fd = mkstemp(path);
+  if (fd >= 0) {
+    unlink(path);
+    if (!(s->spool = fdopen(fd, "w+")))
+      close(fd);
+  }
+  if (!s->spool) {
+    s->body_trunc = true;
+    note_limit(s, SAID_SPOOL, DETOUR_FAKE_BODY,
+               "spool: cannot spool the body (errno %zu); it is not kept",
+               (size_t)errno);
+  }
+}
+
 static void enter_body(fake__session *s) {
   fake__match_ctx ctx = {DETOUR_FAKE_BODY, s->id, ++s->nth[DETOUR_FAKE_BODY],
                          NULL, false};
   s->state = BODY;
-  s->body.len = 0;
+  body_drop(s);
   s->body_raw = 0;
-  s->body_bol = true;
+  fake__body_reader_init(&s->bodyr);
   s->body_trunc = false;
+  s->body_finding = false;
   s->body_fired = false;
   s->body_rule = fake__script_match(s->srv->script, &ctx);
+  if (s->srv->streaming)
+    open_spool(s);
 }
+
+static void start_tls(fake__session *s);
 
 /* What a reply does to the session once it is written. */
 static void apply_effects(fake__session *s) {
@@ -519,15 +753,32 @@ static void apply_effects(fake__session *s) {
     break;
   case DETOUR_FAKE_EHLO:
   case DETOUR_FAKE_HELO:
+    if (ok)
+      s->need_ehlo = false;
+    /* fall through */
   case DETOUR_FAKE_RSET:
     if (ok)
       reset_tx(s);
+    break;
+  case DETOUR_FAKE_STARTTLS:
+    if (s->code == 220)
+      start_tls(s);
+    break;
+  case DETOUR_FAKE_AUTH:
+    if (s->code == 334)
+      s->state = AUTH_CONT;
+    else {
+      s->state = COMMAND;
+      s->authed = s->authed || s->code == 235;
+      memset(&s->sasl, 0, sizeof s->sasl);
+    }
     break;
   case DETOUR_FAKE_MAIL:
     if (ok) {
       reset_tx(s);
       s->in_tx = true;
-      s->from = fake__strdup(s->arg ? s->arg : "");
+      if (!(s->from = fake__strdup(mem_of(s), s->arg ? s->arg : "")))
+        sess_nomem(s);
     }
     break;
   case DETOUR_FAKE_RCPT:
@@ -559,6 +810,8 @@ static void step_done(fake__session *s) {
   const detour_fake_rule *r = s->rule;
   detour_fake_action then = r ? r->then : DETOUR_FAKE_ACT_AUTO;
   apply_effects(s);
+  if (s->closing)
+    return; /* out of memory on the way */
   if (then == DETOUR_FAKE_ACT_AUTO)
     then = (s->code == 421 || s->stage == DETOUR_FAKE_QUIT)
                ? DETOUR_FAKE_ACT_CLOSE
@@ -631,7 +884,13 @@ static void send_reply(fake__session *s) {
   const detour_fake_rule *r = s->rule;
   const fake__style *style = &s->srv->script->style[s->stage];
   build_reply(s);
+  if (s->out.failed) {
+    sess_nomem(s);
+    return;
+  }
   emit(s, DETOUR_FAKE_EV_REPLY, s->stage, s->out.p ? s->out.p : "", s->out.len);
+  if (s->closing)
+    return;
   s->drip_bytes = r && r->drip_bytes ? r->drip_bytes : style->drip_bytes;
   s->drip_every = r && r->drip_bytes ? r->drip_every : style->drip_every;
   if (r && r->endless) {
@@ -713,12 +972,14 @@ static detour_fake_stage verb_stage(const char *line, size_t len) {
   } verbs[] = {{"EHLO", DETOUR_FAKE_EHLO}, {"HELO", DETOUR_FAKE_HELO},
                {"MAIL", DETOUR_FAKE_MAIL}, {"RCPT", DETOUR_FAKE_RCPT},
                {"DATA", DETOUR_FAKE_DATA}, {"RSET", DETOUR_FAKE_RSET},
-               {"NOOP", DETOUR_FAKE_NOOP}, {"QUIT", DETOUR_FAKE_QUIT}};
+               {"NOOP", DETOUR_FAKE_NOOP}, {"QUIT", DETOUR_FAKE_QUIT},
+               {"AUTH", DETOUR_FAKE_AUTH}, {"STARTTLS", DETOUR_FAKE_STARTTLS}};
   size_t vl = 0;
   while (vl < len && line[vl] != ' ')
     vl++;
   for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
-    if (vl == 4 && strncasecmp(line, verbs[i].verb, 4) == 0)
+    if (vl == strlen(verbs[i].verb) &&
+        strncasecmp(line, verbs[i].verb, vl) == 0)
       return verbs[i].stage;
   return DETOUR_FAKE_UNKNOWN;
 }
@@ -728,7 +989,7 @@ static void parse_path(fake__session *s, const char *line, const char *kw,
                        bool *params) {
   size_t kl = strlen(kw);
   const char *p = line + 5; /* after "MAIL " / "RCPT " */
-  free(s->arg);
+  fake__free(mem_of(s), s->arg);
   s->arg = NULL;
   s->arg_bad = true;
   *params = false;
@@ -742,74 +1003,274 @@ static void parse_path(fake__session *s, const char *line, const char *kw,
     end = strchr(++p, '>');
     if (!end)
       return;
-    s->arg = fake__memdup(p, (size_t)(end - p));
+    s->arg = fake__memdup(mem_of(s), p, (size_t)(end - p));
     end++;
   } else {
     end = p + strcspn(p, " ");
     if (end == p)
       return;
-    s->arg = fake__memdup(p, (size_t)(end - p));
+    s->arg = fake__memdup(mem_of(s), p, (size_t)(end - p));
   }
   while (*end == ' ')
     end++;
   *params = *end != '\0';
   s->arg_bad = s->arg == NULL;
+  if (!s->arg)
+    sess_nomem(s);
+}
+
+/* A recipient over max_rcpts: 452 4.5.3 whatever the script says. */
+static void too_many_rcpts(fake__session *s) {
+  static const detour_fake_rule too_many = {.stage = DETOUR_FAKE_RCPT,
+                                            .code = 452,
+                                            .enhanced = "4.5.3",
+                                            .text = "Too many recipients"};
+  note_limit(s, SAID_RCPTS, DETOUR_FAKE_RCPT,
+             "max_rcpts: more than %zu recipients, answered 452 4.5.3",
+             limits(s)->max_rcpts);
+  if (s->closing)
+    return;
+  s->nth[DETOUR_FAKE_RCPT]++;
+  step_begin(s, DETOUR_FAKE_RCPT, &too_many);
+}
+
+/* ------------------------------------------------------------------------ */
+/* AUTH (RFC 4954): the exchange is auth.c's pure decoder; the verdict is   */
+/* the AUTH stage, so a script's rule or a catalogue fault can replace it.  */
+
+#define REDACTED "<redacted>"
+
+/* A reply of the exchange itself (334 challenge, 5xx sequence errors): no
+ * rule applies to those. */
+static void auth_say(fake__session *s, int code, const char *enh,
+                     const char *text) {
+  memset(&s->auth_reply, 0, sizeof s->auth_reply);
+  s->auth_reply.stage = DETOUR_FAKE_AUTH;
+  s->auth_reply.code = code;
+  s->auth_reply.enhanced = enh;
+  s->auth_reply.text = text;
+  step_begin(s, DETOUR_FAKE_AUTH, &s->auth_reply);
+}
+
+/* Credentials complete: compare, record (never the password), then the
+ * AUTH stage's rule or the default 235 / 535. */
+static void auth_verdict(fake__session *s) {
+  const char *want = fake__script_password(s->srv->script, s->sasl.user);
+  char line[DETOUR_FAKE_SASL_FIELD_MAX + 96];
+  s->cred_ok = want && strcmp(want, s->sasl.password) == 0;
+  int n =
+      snprintf(line, sizeof line, "mechanism=%s user=%s password=%s",
+               s->sasl.mechanism == DETOUR_FAKE_AUTH_PLAIN ? "PLAIN" : "LOGIN",
+               s->sasl.user,
+               s->cred_ok ? "match"
+               : want     ? "mismatch"
+                          : "unknown_user");
+  memset(s->sasl.password, 0, sizeof s->sasl.password);
+  emit(s, DETOUR_FAKE_EV_AUTH, DETOUR_FAKE_AUTH, line,
+       n < 0                     ? 0
+       : (size_t)n < sizeof line ? (size_t)n
+                                 : sizeof line - 1);
+  run_stage(s, DETOUR_FAKE_AUTH, false);
+}
+
+static void auth_status(fake__session *s, detour_fake_sasl_status st) {
+  switch (st) {
+  case DETOUR_FAKE_SASL_CHALLENGE:
+    auth_say(s, 334, NULL, s->sasl.challenge);
+    return;
+  case DETOUR_FAKE_SASL_DONE:
+    auth_verdict(s);
+    return;
+  case DETOUR_FAKE_SASL_CANCELLED:
+    auth_say(s, 501, "5.7.0", "Authentication cancelled");
+    return;
+  case DETOUR_FAKE_SASL_BAD_MECH:
+    auth_say(s, 504, "5.5.4", "Unrecognized authentication type");
+    return;
+  default:
+    auth_say(s, 501, "5.5.2", "Cannot decode the response");
+  }
+}
+
+/* The AUTH command on a server that offers AUTH. */
+static void auth_command(fake__session *s, const char *line, size_t len) {
+  s->cred_ok = false;
+  if (!offers_auth(s))
+    auth_say(s, 538, "5.7.11",
+             "Encryption required for requested authentication mechanism");
+  else if (s->authed)
+    auth_say(s, 503, "5.5.1", "Error: already authenticated");
+  else if (s->in_tx)
+    auth_say(s, 503, "5.5.1", "Error: MAIL transaction in progress");
+  else
+    auth_status(s, detour_fake_sasl_begin(&s->sasl, line, len,
+                                          s->srv->script->auth.mechanisms));
+}
+
+/* A line answering a 334 challenge: recorded redacted, never as sent. */
+static void auth_line(fake__session *s, const char *line, size_t len) {
+  s->info.commands++;
+  s->srv->stats.commands++;
+  emit(s, DETOUR_FAKE_EV_COMMAND, DETOUR_FAKE_AUTH, REDACTED,
+       sizeof REDACTED - 1);
+  auth_status(s, detour_fake_sasl_step(&s->sasl, line, len));
+}
+
+/* "AUTH PLAIN dGVzdA..." -> "AUTH PLAIN <redacted>" into out. */
+static size_t redact_auth(const char *line, size_t len, char *out, size_t cap) {
+  const char *sp1 = memchr(line, ' ', len);
+  const char *sp2 =
+      sp1 ? memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - line)) : NULL;
+  size_t keep = sp2 ? (size_t)(sp2 - line) : len;
+  int n = snprintf(out, cap, "%.*s%s", (int)(keep < 64 ? keep : 64), line,
+                   sp2 ? " " REDACTED : "");
+  return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* STARTTLS (RFC 3207)                                                       */
+
+/* After the 220: forget what the client sent in clear (4.2: data that
+ * arrived before the handshake must not be taken as commands) and the
+ * session state, then read the handshake. */
+static void start_tls(fake__session *s) {
+  buf_consume(&s->in, s->in.len);
+  fake__line_reader_init(&s->lines, s->srv->script->limits.max_line);
+  reset_tx(s);
+  s->authed = false;
+  s->need_ehlo = true;
+  s->tls = fake__tls_new(s->srv->tls_ctx);
+  if (!s->tls) {
+    sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
+    return;
+  }
+  s->state = TLS_HANDSHAKE;
 }
 
 static void handle_command(fake__session *s, char *line, size_t len) {
   detour_fake_stage st = verb_stage(line, len);
   bool params = false;
+  char redacted[96];
   s->info.commands++;
   s->srv->stats.commands++;
-  emit(s, DETOUR_FAKE_EV_COMMAND, st, line, len);
+  /* STARTTLS and AUTH are commands only where the script offers them. */
+  if (st == DETOUR_FAKE_STARTTLS && !offers_starttls(s))
+    st = DETOUR_FAKE_UNKNOWN;
+  if (st == DETOUR_FAKE_AUTH && !s->srv->script->auth.mechanisms)
+    st = DETOUR_FAKE_UNKNOWN;
+  if (st == DETOUR_FAKE_AUTH || (len >= 4 && strncasecmp(line, "AUTH", 4) == 0))
+    emit(s, DETOUR_FAKE_EV_COMMAND, st, redacted,
+         redact_auth(line, len, redacted, sizeof redacted));
+  else
+    emit(s, DETOUR_FAKE_EV_COMMAND, st, line, len);
+  if (st == DETOUR_FAKE_AUTH) {
+    fake__free(mem_of(s), s->arg);
+    s->arg = NULL;
+    s->arg_bad = false;
+    auth_command(s, line, len);
+    return;
+  }
   if (st == DETOUR_FAKE_MAIL)
     parse_path(s, line, "FROM:", &params);
   else if (st == DETOUR_FAKE_RCPT)
     parse_path(s, line, "TO:", &params);
   else {
-    free(s->arg);
+    fake__free(mem_of(s), s->arg);
     s->arg = NULL;
     s->arg_bad = false;
+  }
+  if (s->closing)
+    return;
+  if (st == DETOUR_FAKE_RCPT && s->in_tx && s->nrcpts >= limits(s)->max_rcpts) {
+    too_many_rcpts(s);
+    return;
   }
   run_stage(s, st, params);
 }
 
-/* One command line from s->in, if a whole one is there. */
+/* An overlong command line: recorded (its first bytes), then answered
+ * 500 5.5.6 as one command; cmdread.c discards its tail. */
+static void line_too_long(fake__session *s, const char *p, size_t len) {
+  static const detour_fake_rule too_long = {.stage = DETOUR_FAKE_UNKNOWN,
+                                            .code = 500,
+                                            .enhanced = "5.5.6",
+                                            .text = "Line too long"};
+  char redacted[96];
+  s->info.commands++;
+  s->srv->stats.commands++;
+  if (len >= 4 && strncasecmp(p, "AUTH", 4) == 0) /* a secret, however long */
+    emit(s, DETOUR_FAKE_EV_COMMAND, DETOUR_FAKE_UNKNOWN, redacted,
+         redact_auth(p, len, redacted, sizeof redacted));
+  else
+    emit(s, DETOUR_FAKE_EV_COMMAND, DETOUR_FAKE_UNKNOWN, p, len);
+  /* Every time (not once): each is a reply the client got. */
+  s->limits_said &= ~(unsigned)SAID_LINE;
+  note_limit(s, SAID_LINE, DETOUR_FAKE_UNKNOWN,
+             "max_line: command line over %zu bytes, answered 500 5.5.6, "
+             "the rest up to its LF discarded",
+             s->lines.max);
+  if (s->closing)
+    return;
+  s->nth[DETOUR_FAKE_UNKNOWN]++;
+  step_begin(s, DETOUR_FAKE_UNKNOWN, &too_long);
+}
+
+/* One command line from s->in, if a whole one is there; true when bytes
+ * were consumed. */
 static bool take_command(fake__session *s) {
-  char *lf = memchr(s->in.p, '\n', s->in.len);
-  size_t n = lf ? (size_t)(lf - s->in.p) + 1 : 0;
-  if (!lf) {
-    if (s->in.len <= COMMAND_LINE_MAX)
-      return false;
-    n = s->in.len; /* an overlong line: handle what we have */
+  fake__line l;
+  fake__line_next(&s->lines, s->in.p, s->in.len, &l);
+  if (l.kind == FAKE_LINE_NONE) {
+    buf_consume(&s->in, l.used);
+    return l.used > 0;
   }
-  size_t len = n;
-  while (len && (s->in.p[len - 1] == '\n' || s->in.p[len - 1] == '\r'))
-    len--;
-  if (len > COMMAND_LINE_MAX)
-    len = COMMAND_LINE_MAX;
-  char *line = fake__memdup(s->in.p, len);
-  buf_consume(&s->in, n);
+  char *line = fake__memdup(mem_of(s), s->in.p, l.len);
+  buf_consume(&s->in, l.used);
   if (!line) {
-    sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
+    sess_nomem(s);
     return false;
   }
-  handle_command(s, line, len);
-  free(line);
+  if (s->state == AUTH_CONT) /* whatever its length: it is a secret */
+    auth_line(s, line, l.len);
+  else if (l.kind == FAKE_LINE_TOO_LONG)
+    line_too_long(s, line, l.len);
+  else
+    handle_command(s, line, l.len);
+  memset(line, 0, l.len); /* an AUTH line holds a password */
+  fake__free(mem_of(s), line);
   return true;
 }
 
 /* ------------------------------------------------------------------------ */
 /* Reading the message                                                       */
 
+/* Keep body bytes (memory, or the spool when streaming) up to max_body;
+ * the rest is read and dropped, the message marked truncated. */
 static void body_add(fake__session *s, const char *p, size_t n) {
-  size_t max = s->srv->script->max_body;
-  if (s->body.len + n > max) {
+  size_t max = limits(s)->max_body;
+  if (s->body_len + n > max) {
+    if (!s->body_trunc)
+      note_limit(s, SAID_BODY, DETOUR_FAKE_BODY,
+                 "max_body: body over %zu bytes, the rest dropped "
+                 "(message marked truncated)",
+                 max);
     s->body_trunc = true;
-    n = s->body.len < max ? max - s->body.len : 0;
+    n = s->body_len < max ? max - s->body_len : 0;
   }
-  if (n && !buf_add(&s->body, p, n))
-    s->body_trunc = true;
+  if (n == 0 || s->closing)
+    return;
+  if (s->srv->streaming) {
+    if (s->spool && fwrite(p, 1, n, s->spool) == n)
+      s->body_len += n;
+    else
+      s->body_trunc = true;
+    return;
+  }
+  if (!buf_add(&s->body, p, n)) {
+    sess_nomem(s);
+    return;
+  }
+  s->body_len += n;
 }
 
 /* The body fault (after_bytes reached): its delay, then act or reply. */
@@ -819,10 +1280,24 @@ static void body_fault(fake__session *s) {
   step_begin(s, DETOUR_FAKE_BODY, s->body_rule);
 }
 
-/* Consume body bytes; returns true when it made progress. Lines are
- * dot-unstuffed; ".\r\n" (or ".\n") alone ends the message. A pending
- * after_bytes fault limits how far we read. */
+/* A client that ends its message with a bare LF around the dot (the SMTP
+ * smuggling pattern): not an end of data here, and a finding once per
+ * message. */
+static void bare_lf_dot_finding(fake__session *s) {
+  static const char what[] =
+      "bare LF dot: a '.' line next to a bare LF in DATA (not taken as "
+      "the end of the message)";
+  if (s->body_finding)
+    return;
+  s->body_finding = true;
+  emit(s, DETOUR_FAKE_EV_FINDING, DETOUR_FAKE_BODY, what, sizeof what - 1);
+}
+
+/* Consume body bytes; returns true when it made progress. cmdread.c
+ * unstuffs them and finds the end (CRLF.CRLF only). A pending after_bytes
+ * fault limits how far we read. */
 static bool take_body(fake__session *s) {
+  static _Thread_local char out[BODY_CHUNK + 2];
   const detour_fake_rule *r = s->body_fired ? NULL : s->body_rule;
   size_t limit = s->in.len;
   bool cut = false;
@@ -832,51 +1307,76 @@ static bool take_body(fake__session *s) {
   }
   size_t used = 0;
   while (used < limit) {
-    char *p = s->in.p + used;
-    char *lf = memchr(p, '\n', limit - used);
-    if (!lf)
-      break;
-    size_t n = (size_t)(lf - p) + 1;
-    used += n;
-    s->body_raw += n;
-    if (s->body_bol && p[0] == '.' && (n == 2 || (n == 3 && p[1] == '\r'))) {
+    size_t n = limit - used < BODY_CHUNK ? limit - used : BODY_CHUNK;
+    fake__body_chunk c;
+    fake__body_next(&s->bodyr, s->in.p + used, n, out, &c);
+    used += c.used;
+    s->body_raw += c.used;
+    body_add(s, out, c.out_len);
+    if (c.bare_lf_dot)
+      bare_lf_dot_finding(s);
+    if (s->closing)
+      return false;
+    if (c.end) {
       buf_consume(&s->in, used);
       run_stage(s, DETOUR_FAKE_EOD, false);
       return true;
     }
-    bool stuffed = s->body_bol && p[0] == '.';
-    body_add(s, p + stuffed, n - stuffed);
-    s->body_bol = true;
   }
+  buf_consume(&s->in, used);
   if (cut) {
-    body_add(s, s->in.p + used, limit - used);
-    s->body_raw += limit - used;
-    buf_consume(&s->in, limit);
+    body_add(s, out, fake__body_flush(&s->bodyr, out));
     body_fault(s);
     return true;
   }
-  /* A line longer than we buffer: keep its start, wait for its end. */
-  if (used == 0 && s->in.len > INPUT_MAX / 2) {
-    bool stuffed = s->body_bol && s->in.p[0] == '.';
-    body_add(s, s->in.p + stuffed, s->in.len - stuffed);
-    s->body_raw += s->in.len;
-    s->body_bol = false;
-    buf_consume(&s->in, s->in.len);
-    return true;
-  }
-  buf_consume(&s->in, used);
   return used > 0;
 }
 
+static size_t queued(fake__session *s) {
+  return uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b);
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
+
+/* Read only while there is room: at most max_input bytes buffered and
+ * max_output reply bytes queued. A client that does not read its replies,
+ * or floods us while a reply is delayed, meets TCP's own back-pressure. */
+static void flow(fake__session *s) {
+  const detour_fake_limits *l = limits(s);
+  if (s->closing)
+    return;
+  bool in_full = s->in.len >= l->max_input,
+       out_full = queued(s) >= l->max_output;
+  if ((in_full || out_full) && !s->paused) {
+    uv_read_stop((uv_stream_t *)&s->tcp);
+    s->paused = true;
+    s->srv->stats.paused++;
+    if (in_full)
+      note_limit(s, SAID_INPUT, s->stage,
+                 "max_input: %zu bytes buffered while busy, reading paused",
+                 l->max_input);
+    else
+      note_limit(s, SAID_OUTPUT, s->stage,
+                 "max_output: %zu reply bytes queued to a client that does "
+                 "not read, reading paused",
+                 l->max_output);
+  } else if (!in_full && !out_full && s->paused) {
+    s->paused = false;
+    uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
+  }
+}
+
 /* Handle buffered input while nothing else is in progress. Each turn
- * consumes bytes, so the loop ends. */
+ * consumes bytes, so the loop ends. Stops while the client's replies pile
+ * up (on_write comes back when they drain). */
 static void pump(fake__session *s) {
   if (s->pumping)
     return; /* the outer call's loop goes on */
   s->pumping = true;
-  while (!s->busy && !s->closing) {
+  while (!s->busy && !s->closing && queued(s) < limits(s)->max_output) {
     bool progress;
-    if (s->state == COMMAND)
+    if (s->state == COMMAND || s->state == AUTH_CONT)
       progress = s->in.len > 0 && take_command(s);
     else if (s->state == BODY)
       progress = (s->in.len > 0 || (s->body_rule && !s->body_fired &&
@@ -888,6 +1388,7 @@ static void pump(fake__session *s) {
       break;
   }
   s->pumping = false;
+  flow(s);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -898,6 +1399,96 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
   /* One scratch buffer per thread (each runs its own loop) serves every read;
    * bytes are copied into the session before the next read can happen. */
   *b = uv_buf_init(scratch, sizeof scratch);
+}
+
+/* Plaintext into the command buffer; false when the session closed. */
+static bool take_input(fake__session *s, const char *p, size_t n) {
+  if (!buf_add(&s->in, p, n)) {
+    sess_nomem(s);
+    return false;
+  }
+  return true;
+}
+
+/* The tls_drop fault: half of the server's first flight, then FIN. */
+static void tls_drop(fake__session *s) {
+  size_t n = fake__tls_pending(s->tls);
+  char *tmp = fake__malloc(mem_of(s), n ? n : 1);
+  if (tmp) {
+    n = fake__tls_pull(s->tls, tmp, n);
+    wire_write(s, tmp, n / 2);
+    fake__free(mem_of(s), tmp);
+  }
+  emit(s, DETOUR_FAKE_EV_TLS, s->stage, "dropped mid-handshake", 21);
+  sess_close(s, DETOUR_FAKE_BY_SERVER);
+}
+
+/* The handshake is over: record it, then greet (implicit TLS) or wait for
+ * the new EHLO (STARTTLS). */
+static void tls_ready(fake__session *s) {
+  char desc[512];
+  fake__tls_describe(s->tls, s->srv->tls_cert, desc, sizeof desc);
+  emit(s, DETOUR_FAKE_EV_TLS, s->stage, desc, strlen(desc));
+  if (s->tls_before_greeting) {
+    s->tls_before_greeting = false;
+    s->state = WAIT_GREETING;
+    run_stage(s, DETOUR_FAKE_CONNECT, false);
+  } else {
+    s->state = COMMAND;
+  }
+}
+
+/* Ciphertext in: drive the handshake, then decrypt into the command
+ * buffer. Returns false when the session closed. */
+static bool tls_input(fake__session *s, const char *p, size_t n) {
+  static _Thread_local char plain[16 * 1024];
+  if (!fake__tls_push(s->tls, p, n)) {
+    sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
+    return false;
+  }
+  if (s->state == TLS_HANDSHAKE) {
+    int rc = fake__tls_handshake(s->tls);
+    if (s->srv->script->tls.handshake == DETOUR_FAKE_TLS_DROP) {
+      tls_drop(s);
+      return false;
+    }
+    tls_flush(s);
+    if (rc < 0) {
+      /* What failed, and what we had offered (the certificate the
+       * client rejected, the SNI it asked for). */
+      char why[768], desc[512];
+      bool alert = s->srv->script->tls.handshake == DETOUR_FAKE_TLS_ALERT;
+      fake__tls_describe(s->tls, s->srv->tls_cert, desc, sizeof desc);
+      int k = snprintf(why, sizeof why, "handshake failed: %s; %s",
+                       alert ? "alert handshake_failure sent (tls_alert)"
+                             : fake__tls_error(s->tls),
+                       desc);
+      emit(s, DETOUR_FAKE_EV_TLS, s->stage, why,
+           k < 0                    ? 0
+           : (size_t)k < sizeof why ? (size_t)k
+                                    : sizeof why - 1);
+      sess_close(s, DETOUR_FAKE_BY_SERVER);
+      return false;
+    }
+    if (rc == 0 || s->closing)
+      return !s->closing;
+    tls_ready(s);
+  }
+  for (;;) {
+    long k = fake__tls_read(s->tls, plain, sizeof plain);
+    tls_flush(s); /* a read may answer (key update, ...) */
+    if (s->closing)
+      return false;
+    if (k == 0)
+      return true;
+    if (k < 0) {
+      sess_close(s,
+                 k == -1 ? DETOUR_FAKE_BY_CLIENT : DETOUR_FAKE_BY_CLIENT_RESET);
+      return false;
+    }
+    if (s->state != STALLED && !take_input(s, plain, (size_t)k))
+      return false;
+  }
 }
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
@@ -914,15 +1505,31 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
   touch_idle(s);
   if (s->state == STALLED)
     return; /* read and drop: we stopped answering, not listening */
-  if (s->in.len + (size_t)n > INPUT_MAX && s->state != BODY) {
-    sess_close(s, DETOUR_FAKE_BY_SERVER_RESET); /* a flood while busy */
-    return;
-  }
-  if (!buf_add(&s->in, b->base, (size_t)n)) {
-    sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
+  /* Bounded by flow(): past max_input reading pauses, so at most one
+   * read more than the limit is ever buffered (TLS: one read's plaintext). */
+  if (s->tls) {
+    if (!tls_input(s, b->base, (size_t)n))
+      return;
+  } else if (!buf_add(&s->in, b->base, (size_t)n)) {
+    sess_nomem(s);
     return;
   }
   pump(s);
+}
+
+/* Over max_sessions: 421 4.7.0 whatever the script says, then close. */
+static void too_many_sessions(fake__session *s) {
+  static const detour_fake_rule too_many = {
+      .stage = DETOUR_FAKE_GREETING,
+      .code = 421,
+      .enhanced = "4.7.0",
+      .text = "Too many sessions, try again later"};
+  note_limit(s, SAID_SESSIONS, DETOUR_FAKE_GREETING,
+             "max_sessions: more than %zu sessions open, answered 421 4.7.0",
+             limits(s)->max_sessions);
+  if (s->closing)
+    return;
+  step_begin(s, DETOUR_FAKE_GREETING, &too_many);
 }
 
 static void begin(fake__session *s) {
@@ -938,26 +1545,84 @@ static void begin(fake__session *s) {
                       sizeof s->info.peer, NULL, 0);
   s->rec_generation = s->srv->generation;
   s->rec_index = fake__record_conn(&s->srv->rec, &s->info);
+  if (s->rec_index == FAKE_REC_NOMEM) {
+    sess_nomem(s);
+    return;
+  }
   memset(&ev, 0, sizeof ev);
   ev.type = DETOUR_FAKE_EV_ACCEPT;
   ev.conn = s->id;
   ev.data = s->info.peer;
   ev.len = strlen(s->info.peer);
-  fake__emit(s->srv, &ev);
+  if (!fake__emit(s->srv, &ev)) {
+    sess_nomem(s);
+    return;
+  }
   uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
   touch_idle(s);
-  run_stage(s, DETOUR_FAKE_CONNECT, false);
+  if (s->srv->stats.active > limits(s)->max_sessions) {
+    too_many_sessions(s);
+  } else if (s->srv->script->tls.mode == DETOUR_FAKE_TLS_IMPLICIT) {
+    /* RFC 8314: TLS from the first byte; the greeting comes after it. */
+    s->tls = fake__tls_new(s->srv->tls_ctx);
+    if (!s->tls) {
+      sess_nomem(s);
+      return;
+    }
+    s->tls_before_greeting = true;
+    s->state = TLS_HANDSHAKE;
+  } else {
+    run_stage(s, DETOUR_FAKE_CONNECT, false);
+  }
+}
+
+static void on_reject_closed(uv_handle_t *h) {
+  detour_fake_server *srv = h->data;
+  srv->reject_busy = false;
+  if (srv->reject_pending && !srv->stopped) {
+    srv->reject_pending = false;
+    fake__session_accept(srv); /* libuv waits for that one to be taken */
+  }
+  fake__server_maybe_free(srv);
+}
+
+/* No memory for a session: take the connection on the server's spare
+ * handle and reset it, so the listener keeps accepting (libuv stops
+ * polling it while a connection waits to be accepted). */
+static void reject_nomem(detour_fake_server *srv) {
+  static const char what[] =
+      "nomem: out of memory for a new session, connection reset";
+  srv->stats.nomem++;
+  if (srv->reject_busy) {
+    srv->reject_pending = true; /* accepted when the spare is free */
+    return;
+  }
+  srv->reject_busy = true;
+  uv_tcp_init(srv->loop, &srv->reject);
+  srv->reject.data = srv;
+  if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&srv->reject) !=
+          0 ||
+      uv_tcp_close_reset(&srv->reject, on_reject_closed) != 0)
+    uv_close((uv_handle_t *)&srv->reject, on_reject_closed);
+  detour_fake_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.type = DETOUR_FAKE_EV_LIMIT;
+  ev.data = what;
+  ev.len = sizeof what - 1;
+  fake__emit(srv, &ev); /* best effort */
 }
 
 void fake__session_accept(detour_fake_server *srv) {
-  fake__session *s = calloc(1, sizeof *s);
+  fake__session *s = fake__calloc(&srv->mem, 1, sizeof *s);
   if (!s) {
-    srv->stats.accept_errors++;
+    reject_nomem(srv);
     return;
   }
   s->srv = srv;
   s->rec_index = -1;
   s->tcp.data = s;
+  s->in.mem = s->out.mem = s->body.mem = &srv->mem;
+  fake__line_reader_init(&s->lines, srv->script->limits.max_line);
   uv_tcp_init(srv->loop, &s->tcp);
   if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&s->tcp) != 0) {
     srv->stats.accept_errors++;
@@ -981,8 +1646,8 @@ void fake__session_accept(detour_fake_server *srv) {
   s->timer = detour_timer_new(srv->clock, on_timer, s);
   if (srv->script->idle_timeout > 0)
     s->idle = detour_timer_new(srv->clock, on_idle, s);
-  if (!s->timer) {
-    sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
+  if (!s->timer || (srv->script->idle_timeout > 0 && !s->idle)) {
+    sess_nomem(s);
     return;
   }
   begin(s);

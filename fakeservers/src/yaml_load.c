@@ -7,80 +7,69 @@
  * The loader only calls the public script API: YAML can say nothing the C
  * API cannot.
  */
-#include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <yaml.h>
 
-#include "detour/detour_config.h"
+#include "detour/detour_yaml.h"
 #include "fake_internal.h"
 
+/* The reader's context (document, file name, error buffer). The helpers
+ * below keep this loader's short names over the reader's getters. */
 typedef struct {
-  yaml_document_t *doc;
-  const char *file;
-  char *err;
-  size_t errlen;
+  detour_yaml_ctx y;
 } ctx;
 
+static int fail(ctx *c, const yaml_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int fail(ctx *c, const yaml_node_t *n, const char *fmt, ...) {
   char msg[384];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  return detour_yaml_error(c->err, c->err ? c->errlen : 0, c->file, n, NULL,
-                           msg);
+  return detour_yaml_fail(&c->y, n, NULL, "%s", msg);
 }
 
 static yaml_node_t *node_at(ctx *c, int i) {
-  return yaml_document_get_node(c->doc, i);
+  return detour_yaml_node(&c->y, i);
 }
 
-/* The scalar's text, or NULL (and an error) when n is not a scalar. */
+/* The scalar's text ("" for an empty one: `text:` says no text), or NULL
+ * (and an error) when n is not a scalar. */
 static const char *scalar(ctx *c, yaml_node_t *n, const char *what) {
   if (n && n->type == YAML_SCALAR_NODE)
     return (const char *)n->data.scalar.value;
-  fail(c, n, "expected %s", what);
+  detour_yaml_expected(&c->y, n, NULL, what);
   return NULL;
 }
 
 static int get_uint(ctx *c, yaml_node_t *n, const char *what,
                     unsigned long long max, unsigned long long *out) {
-  const char *s = scalar(c, n, what);
-  char *end;
-  if (!s)
-    return DETOUR_EPARSE;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (!*s || *end || errno || v > max || s[0] == '-')
-    return fail(c, n, "expected %s, got '%s'", what, s);
-  *out = v;
-  return 0;
+  long long v;
+  int rc =
+      detour_yaml_int(&c->y, n, NULL, 0,
+                      max > LLONG_MAX ? LLONG_MAX : (long long)max, what, &v);
+  if (rc == 0)
+    *out = (unsigned long long)v;
+  return rc;
 }
 
 static int get_bool(ctx *c, yaml_node_t *n, bool *out) {
-  static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {
-                                                              "false", "no",
-                                                              "off"};
-  const char *s = scalar(c, n, "true or false");
-  for (int i = 0; s && i < 3; i++) {
-    if (strcasecmp(s, yes[i]) == 0)
-      return *out = true, 0;
-    if (strcasecmp(s, no[i]) == 0)
-      return *out = false, 0;
-  }
-  return s ? fail(c, n, "expected true or false, got '%s'", s) : DETOUR_EPARSE;
+  return detour_yaml_bool(&c->y, n, NULL, out);
 }
 
+/* The one duration grammar, at most DETOUR_DURATION_MAX: a huge
+ * idle_timeout or delay is refused, not wrapped into one that fires at
+ * once. */
 static int get_duration(ctx *c, yaml_node_t *n, detour_ms *out) {
-  const char *s = scalar(c, n, "a duration like 500ms, 3s, 3m");
-  if (!s)
-    return DETOUR_EPARSE;
-  if (detour_parse_duration(s, out) != 0)
-    return fail(c, n, "expected a duration like 500ms, 3s, 3m, got '%s'", s);
-  return 0;
+  return detour_yaml_duration(&c->y, n, NULL, 0,
+                              "a duration like 500ms, 3s, 3m", out);
 }
 
 /* "1-2", "3", "3-" (open) or a bare number. */
@@ -119,12 +108,7 @@ static int one_of(const char *name, const char *const *list) {
 
 static int get_choice(ctx *c, yaml_node_t *n, const char *const *list,
                       const char *expected, int *out) {
-  const char *s = scalar(c, n, expected);
-  if (!s)
-    return DETOUR_EPARSE;
-  if ((*out = one_of(s, list)) < 0)
-    return fail(c, n, "expected %s, got '%s'", expected, s);
-  return 0;
+  return detour_yaml_choice(&c->y, n, NULL, list, expected, out);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -463,8 +447,8 @@ static int fault_key(ctx *c, yaml_node_t *k, yaml_node_t *v,
     if (detour_fake_stage_from_name(st, &a->stage) != 0)
       return fail(c, v,
                   "expected a stage (connect, greeting, ehlo, helo, mail, "
-                  "rcpt, data, body, eod, rset, noop, quit, unknown), got "
-                  "'%s'",
+                  "rcpt, data, body, eod, rset, noop, quit, unknown, "
+                  "starttls, auth), got '%s'",
                   st);
     return 0;
   }
@@ -543,6 +527,194 @@ static int add_faults(ctx *c, detour_fake_script *s, yaml_node_t *n,
 }
 
 /* ------------------------------------------------------------------------ */
+/* TLS and AUTH: the server keys `tls:` and `auth:` (README "TLS and AUTH")  */
+
+static yaml_node_t *lookup(ctx *c, yaml_node_t *n, const char *name);
+
+static int get_tls_version(ctx *c, yaml_node_t *n, int *out) {
+  static const char *const names[] = {"1.0", "1.1", "1.2", "1.3", NULL};
+  static const int versions[] = {0x0301, 0x0302, 0x0303, 0x0304};
+  int i;
+  if (get_choice(c, n, names, "a TLS version: 1.0, 1.1, 1.2 or 1.3", &i))
+    return DETOUR_EPARSE;
+  *out = versions[i];
+  return 0;
+}
+
+static const char *const tls_modes[] = {"none", "starttls", "implicit", NULL};
+
+static int tls_key(ctx *c, yaml_node_t *k, yaml_node_t *v, detour_fake_tls *t) {
+  static const char *const keys[] = {
+      "mode",      "cert",        "key",         "dir",       "serve",
+      "advertise", "min_version", "max_version", "handshake", NULL};
+  const char *key = scalar(c, k, "a tls key");
+  const char *val;
+  int i = 0;
+  bool b;
+  if (!key)
+    return DETOUR_EPARSE;
+  switch (one_of(key, keys)) {
+  case 0:
+    if (get_choice(c, v, tls_modes, "one of none, starttls, implicit", &i))
+      return DETOUR_EPARSE;
+    t->mode = (detour_fake_tls_mode)i;
+    return 0;
+  case 1:
+    return (t->cert_file = scalar(c, v, "a PEM certificate file"))
+               ? 0
+               : DETOUR_EPARSE;
+  case 2:
+    return (t->key_file = scalar(c, v, "a PEM key file")) ? 0 : DETOUR_EPARSE;
+  case 3:
+    return (t->dir = scalar(c, v, "a test CA directory")) ? 0 : DETOUR_EPARSE;
+  case 4:
+    if (!(val = scalar(c, v, "a certificate name")))
+      return DETOUR_EPARSE;
+    if (detour_fake_cert_from_name(val, &t->serve) != 0)
+      return fail(c, v,
+                  "expected a certificate: server, expired, self_signed, "
+                  "wrong_host or unknown_ca; got '%s'",
+                  val);
+    return 0;
+  case 5:
+    if (get_bool(c, v, &b))
+      return DETOUR_EPARSE;
+    t->hide_starttls = !b;
+    return 0;
+  case 6:
+    return get_tls_version(c, v, &t->min_version);
+  case 7:
+    return get_tls_version(c, v, &t->max_version);
+  case 8:
+    if (get_choice(c, v, (const char *const[]){"ok", "alert", "drop", NULL},
+                   "one of ok, alert, drop", &i))
+      return DETOUR_EPARSE;
+    t->handshake = (detour_fake_tls_handshake)i;
+    return 0;
+  default:
+    return fail(c, k,
+                "unknown tls key '%s' (expected mode, cert, key, dir, serve, "
+                "advertise, min_version, max_version, handshake)",
+                key);
+  }
+}
+
+/* tls: starttls | implicit | none, or a mapping of tls keys. */
+static int get_tls(ctx *c, detour_fake_script *s, yaml_node_t *n) {
+  detour_fake_tls t = *detour_fake_script_tls(s);
+  int i = 0;
+  if (n->type == YAML_SCALAR_NODE) {
+    if (get_choice(c, n, tls_modes, "one of none, starttls, implicit", &i))
+      return DETOUR_EPARSE;
+    t.mode = (detour_fake_tls_mode)i;
+  } else if (n->type == YAML_MAPPING_NODE) {
+    if (!lookup(c, n, "mode"))
+      t.mode = DETOUR_FAKE_TLS_STARTTLS;
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+         p < n->data.mapping.pairs.top; p++)
+      if (tls_key(c, node_at(c, p->key), node_at(c, p->value), &t))
+        return DETOUR_EPARSE;
+  } else {
+    return fail(c, n, "expected tls: starttls, implicit, none or a mapping");
+  }
+  if ((t.cert_file == NULL) != (t.key_file == NULL))
+    return fail(c, n, "expected both tls cert and key, or neither");
+  if (t.min_version && t.max_version && t.min_version > t.max_version)
+    return fail(c, n, "expected min_version <= max_version");
+  return detour_fake_script_set_tls(s, &t) ? fail(c, n, "out of memory") : 0;
+}
+
+static int get_mechanisms(ctx *c, yaml_node_t *n, unsigned *out) {
+  *out = 0;
+  if (n->type != YAML_SEQUENCE_NODE)
+    return fail(c, n, "expected a list of mechanisms: [PLAIN, LOGIN]");
+  for (yaml_node_item_t *it = n->data.sequence.items.start;
+       it < n->data.sequence.items.top; it++) {
+    int i;
+    if (get_choice(c, node_at(c, *it),
+                   (const char *const[]){"PLAIN", "LOGIN", NULL},
+                   "a mechanism: PLAIN or LOGIN", &i))
+      return DETOUR_EPARSE;
+    *out |= i == 0 ? DETOUR_FAKE_AUTH_PLAIN : DETOUR_FAKE_AUTH_LOGIN;
+  }
+  return *out ? 0 : fail(c, n, "expected at least one mechanism");
+}
+
+/* users: { name: password, ... }. An error never quotes a password. */
+static int get_users(ctx *c, detour_fake_script *s, yaml_node_t *n) {
+  if (n->type != YAML_MAPPING_NODE)
+    return fail(c, n, "expected users: a mapping user: password");
+  for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+       p < n->data.mapping.pairs.top; p++) {
+    yaml_node_t *k = node_at(c, p->key), *v = node_at(c, p->value);
+    const char *user = scalar(c, k, "a user name");
+    if (!user)
+      return DETOUR_EPARSE;
+    if (v->type != YAML_SCALAR_NODE)
+      return fail(c, v, "expected the password of '%s' (a string)", user);
+    if (detour_fake_script_add_user(s, user,
+                                    (const char *)v->data.scalar.value) != 0)
+      return fail(c, k,
+                  "expected a user name and a password of at most %d "
+                  "bytes each",
+                  DETOUR_FAKE_SASL_FIELD_MAX - 1);
+  }
+  return 0;
+}
+
+static int auth_key(ctx *c, detour_fake_script *s, yaml_node_t *k,
+                    yaml_node_t *v, detour_fake_auth *a) {
+  static const char *const keys[] = {"mechanisms", "offer",      "required",
+                                     "users",      "users_file", NULL};
+  const char *key = scalar(c, k, "an auth key"), *val;
+  char why[512];
+  int i = 0;
+  if (!key)
+    return DETOUR_EPARSE;
+  switch (one_of(key, keys)) {
+  case 0:
+    return get_mechanisms(c, v, &a->mechanisms);
+  case 1:
+    if (get_choice(c, v, (const char *const[]){"always", "after_tls", NULL},
+                   "one of always, after_tls", &i))
+      return DETOUR_EPARSE;
+    a->after_tls = i == 1;
+    return 0;
+  case 2:
+    return get_bool(c, v, &a->required);
+  case 3:
+    return get_users(c, s, v);
+  case 4:
+    if (!(val = scalar(c, v, "a file of user:password lines")))
+      return DETOUR_EPARSE;
+    if (detour_fake_script_load_users(s, val, why, sizeof why) != 0)
+      return fail(c, v, "%s", why);
+    return 0;
+  default:
+    return fail(c, k,
+                "unknown auth key '%s' (expected mechanisms, offer, required, "
+                "users, users_file)",
+                key);
+  }
+}
+
+/* auth: a mapping; AUTH PLAIN and LOGIN unless mechanisms says. */
+static int get_auth(ctx *c, detour_fake_script *s, yaml_node_t *n) {
+  detour_fake_auth a = *detour_fake_script_auth(s);
+  if (n->type != YAML_MAPPING_NODE)
+    return fail(c, n,
+                "expected auth: a mapping (users, mechanisms, offer, "
+                "required, users_file)");
+  a.mechanisms = DETOUR_FAKE_AUTH_PLAIN | DETOUR_FAKE_AUTH_LOGIN;
+  for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+       p < n->data.mapping.pairs.top; p++)
+    if (auth_key(c, s, node_at(c, p->key), node_at(c, p->value), &a))
+      return DETOUR_EPARSE;
+  detour_fake_script_set_auth(s, &a);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Connection blocks and servers                                             */
 
 /* A stage key or a fault key common to servers and connection blocks.
@@ -616,9 +788,51 @@ static int get_keywords(ctx *c, detour_fake_script *s, yaml_node_t *n) {
   return detour_fake_script_set_ehlo_keywords(s, kw, k) ? fail(c, n, "oom") : 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* limits: { max_line: 4096, max_rcpts: 100, ... } (fake.h, README) */
+
+static const char *const limit_keys[] = {
+    "max_line",          "max_body",         "max_rcpts",
+    "max_sessions",      "max_input",        "max_output",
+    "max_record_events", "max_record_bytes", NULL};
+
+static int limits_block(ctx *c, detour_fake_script *s, yaml_node_t *n) {
+  detour_fake_limits l;
+  size_t *field[] = {&l.max_line,          &l.max_body,        &l.max_rcpts,
+                     &l.max_sessions,      &l.max_input,       &l.max_output,
+                     &l.max_record_events, &l.max_record_bytes};
+  unsigned long long x;
+  int rc;
+  if (n->type != YAML_MAPPING_NODE)
+    return fail(c, n, "expected a mapping of limits (max_line: 4096, ...)");
+  detour_fake_script_limits(s, &l);
+  for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+       p < n->data.mapping.pairs.top; p++) {
+    yaml_node_t *k = node_at(c, p->key), *v = node_at(c, p->value);
+    const char *key = scalar(c, k, "a limit");
+    if (!key)
+      return DETOUR_EPARSE;
+    int i = one_of(key, limit_keys);
+    if (i < 0)
+      return fail(c, k,
+                  "unknown limit '%s' (expected one of max_line, max_body, "
+                  "max_rcpts, max_sessions, max_input, max_output, "
+                  "max_record_events, max_record_bytes)",
+                  key);
+    if ((rc = get_uint(c, v, "a positive number", SIZE_MAX, &x)))
+      return rc;
+    if (x == 0)
+      return fail(c, v, "expected a positive number, got 0");
+    *field[i] = (size_t)x;
+  }
+  detour_fake_script_set_limits(s, &l);
+  return 0;
+}
+
 static const char *const server_keys[] = {
     "name",   "listen",       "mode",     "hostname",    "ehlo_keywords",
-    "record", "idle_timeout", "max_body", "connections", NULL};
+    "record", "idle_timeout", "max_body", "connections", "limits",
+    "tls",    "auth",         NULL};
 
 static int server_key(ctx *c, detour_fake_script *s, yaml_node_t *k,
                       yaml_node_t *v) {
@@ -674,35 +888,37 @@ static int server_key(ctx *c, detour_fake_script *s, yaml_node_t *k,
       if ((rc = conn_block(c, s, node_at(c, *it))))
         return rc;
     return 0;
+  case 9:
+    return limits_block(c, s, v);
+  case 10:
+    return get_tls(c, s, v);
+  case 11:
+    /* At server level auth: is the configuration; rules for the AUTH
+     * verdict go in connection blocks (auth: there is the stage). */
+    return get_auth(c, s, v);
   }
   rc = common_key(c, s, key, v, 0, 0);
   if (rc == 1)
     return fail(c, k,
                 "unknown key '%s' (expected name, listen, mode, hostname, "
                 "ehlo_keywords, record, idle_timeout, max_body, connections, "
-                "fault(s), or a stage: connect, greeting, ehlo, helo, mail, "
-                "rcpt, data, body, eod, rset, noop, quit, unknown)",
+                "limits, tls, auth, fault(s), or a stage: connect, greeting, "
+                "ehlo, helo, mail, rcpt, data, body, eod, rset, noop, quit, "
+                "unknown, starttls)",
                 key);
   return rc;
 }
 
 /* The value of key `name` in mapping n, or NULL. */
 static yaml_node_t *lookup(ctx *c, yaml_node_t *n, const char *name) {
-  for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
-       p < n->data.mapping.pairs.top; p++) {
-    yaml_node_t *k = node_at(c, p->key);
-    if (k && k->type == YAML_SCALAR_NODE &&
-        strcmp((const char *)k->data.scalar.value, name) == 0)
-      return node_at(c, p->value);
-  }
-  return NULL;
+  return detour_yaml_map_get(&c->y, n, name);
 }
 
 detour_fake_script *detour_fake_script_from_yaml(struct yaml_document_s *doc,
                                                  struct yaml_node_s *node,
                                                  const char *file, char *err,
                                                  size_t errlen) {
-  ctx c = {doc, file ? file : "<yaml>", err, errlen};
+  ctx c = {{doc, file ? file : "<yaml>", err, err ? errlen : 0, NULL}};
   if (!node || node->type != YAML_MAPPING_NODE) {
     fail(&c, node, "expected a server script (a mapping)");
     return NULL;
@@ -734,7 +950,7 @@ void detour_fake_scripts_free(detour_fake_script **scripts, size_t n) {
 
 /* Scripts of a parsed document: a server mapping or { servers: [...] }. */
 static detour_fake_script **from_document(ctx *c, size_t *n) {
-  yaml_node_t *root = yaml_document_get_root_node(c->doc);
+  yaml_node_t *root = yaml_document_get_root_node(c->y.doc);
   yaml_node_t *list;
   detour_fake_script **v = NULL;
   size_t count = 0;
@@ -746,8 +962,8 @@ static detour_fake_script **from_document(ctx *c, size_t *n) {
   if (!(list = lookup(c, root, "servers"))) {
     count = 1;
     v = calloc(1, sizeof *v);
-    if (v && !(v[0] = detour_fake_script_from_yaml(c->doc, root, c->file,
-                                                   c->err, c->errlen)))
+    if (v && !(v[0] = detour_fake_script_from_yaml(c->y.doc, root, c->y.file,
+                                                   c->y.err, c->y.errlen)))
       goto fail;
   } else {
     if (list->type != YAML_SEQUENCE_NODE ||
@@ -760,8 +976,8 @@ static detour_fake_script **from_document(ctx *c, size_t *n) {
     v = calloc(count, sizeof *v);
     for (size_t i = 0; v && i < count; i++)
       if (!(v[i] = detour_fake_script_from_yaml(
-                c->doc, node_at(c, list->data.sequence.items.start[i]), c->file,
-                c->err, c->errlen)))
+                c->y.doc, node_at(c, list->data.sequence.items.start[i]),
+                c->y.file, c->y.err, c->y.errlen)))
         goto fail;
   }
   if (!v)
@@ -774,54 +990,32 @@ fail:
   return NULL;
 }
 
-static detour_fake_script **load(yaml_parser_t *p, const char *name, size_t *n,
+/* Every file goes through the one reader: read whole or refused, no
+ * aliases (an alias repeated in a list once made a 2.3 KB script cost
+ * 953 MB), no repeated keys, bounded. */
+static detour_fake_script **load(detour_yaml_file *f, int rc, size_t *n,
                                  char *err, size_t errlen) {
-  yaml_document_t doc;
-  detour_fake_script **v = NULL;
-  if (!yaml_parser_load(p, &doc)) {
-    if (err)
-      snprintf(err, errlen, "%s:%zu:%zu: %s%s%s", name,
-               p->problem_mark.line + 1, p->problem_mark.column + 1,
-               p->problem ? p->problem : "YAML syntax error",
-               p->context ? " " : "", p->context ? p->context : "");
-    *n = 0;
+  *n = 0;
+  if (rc)
     return NULL;
-  }
-  ctx c = {&doc, name, err, errlen};
-  v = from_document(&c, n);
-  yaml_document_delete(&doc);
+  ctx c = {detour_yaml_ctx_of(f, err, err ? errlen : 0)};
+  detour_fake_script **v = from_document(&c, n);
+  detour_yaml_file_free(f);
   return v;
 }
 
 detour_fake_script **detour_fake_load_string(const char *yaml, size_t len,
                                              const char *name, size_t *n,
                                              char *err, size_t errlen) {
-  yaml_parser_t p;
-  if (!yaml_parser_initialize(&p))
-    return NULL;
-  yaml_parser_set_input_string(&p, (const unsigned char *)yaml, len);
-  detour_fake_script **v = load(&p, name ? name : "<string>", n, err, errlen);
-  yaml_parser_delete(&p);
-  return v;
+  detour_yaml_file f;
+  int rc = detour_yaml_load_string(&f, yaml, len, name ? name : "<string>", err,
+                                   err ? errlen : 0);
+  return load(&f, rc, n, err, errlen);
 }
 
 detour_fake_script **detour_fake_load_file(const char *path, size_t *n,
                                            char *err, size_t errlen) {
-  FILE *f = fopen(path, "rb");
-  yaml_parser_t p;
-  *n = 0;
-  if (!f) {
-    if (err)
-      snprintf(err, errlen, "%s:1:1: cannot open: %s", path, strerror(errno));
-    return NULL;
-  }
-  if (!yaml_parser_initialize(&p)) {
-    fclose(f);
-    return NULL;
-  }
-  yaml_parser_set_input_file(&p, f);
-  detour_fake_script **v = load(&p, path, n, err, errlen);
-  yaml_parser_delete(&p);
-  fclose(f);
-  return v;
+  detour_yaml_file f;
+  int rc = detour_yaml_load_file(&f, path, err, err ? errlen : 0);
+  return load(&f, rc, n, err, errlen);
 }

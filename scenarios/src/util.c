@@ -174,61 +174,11 @@ void detour_scenario_format_offset(detour_ms t, char *buf, size_t len) {
   snprintf(buf, len, "%s%s%s%s", sign, hp, mp, sp);
 }
 
-/* One "<number><unit>" group; advances *pp. Fractions to the ms. */
-static int offset_group(const char **pp, detour_ms *out) {
-  const char *p = *pp;
-  if (!isdigit((unsigned char)*p))
-    return DETOUR_EPARSE;
-  int64_t whole = 0, frac = 0, fscale = 1;
-  while (isdigit((unsigned char)*p)) {
-    if (whole > INT64_MAX / 100)
-      return DETOUR_EPARSE;
-    whole = whole * 10 + (*p++ - '0');
-  }
-  if (*p == '.') {
-    p++;
-    for (int d = 0; isdigit((unsigned char)*p); d++, p++)
-      if (d < 3) {
-        frac = frac * 10 + (*p - '0');
-        fscale *= 10;
-      }
-  }
-  int64_t unit;
-  if (strncmp(p, "ms", 2) == 0) {
-    unit = 1;
-    p += 2;
-  } else if (*p == 's' || *p == '\0') {
-    unit = 1000;
-    p += *p == 's';
-  } else if (*p == 'm') {
-    unit = 60000;
-    p++;
-  } else if (*p == 'h') {
-    unit = 3600000;
-    p++;
-  } else {
-    return DETOUR_EPARSE;
-  }
-  if (whole > INT64_MAX / 3600000 / 4)
-    return DETOUR_EPARSE;
-  *out = whole * unit + frac * unit / fscale;
-  *pp = p;
-  return 0;
-}
-
+/* Scenario times are durations from the start of the run: the one
+ * duration grammar (core/src/duration.c), so a file cannot write a time
+ * its client configuration would refuse. */
 int detour_scenario_parse_offset(const char *text, detour_ms *out) {
-  if (!text || !*text)
-    return DETOUR_EPARSE;
-  const char *p = text;
-  detour_ms total = 0;
-  for (int groups = 0; *p; groups++) {
-    detour_ms g;
-    if (groups >= 4 || offset_group(&p, &g) < 0)
-      return DETOUR_EPARSE;
-    total += g;
-  }
-  *out = total;
-  return 0;
+  return detour_parse_duration(text, out);
 }
 
 void detour_scenario_format_row(const detour_scenario_row *r, char *buf,

@@ -57,12 +57,16 @@ typedef enum {
   DETOUR_FAKE_RSET,
   DETOUR_FAKE_NOOP,
   DETOUR_FAKE_QUIT,
-  DETOUR_FAKE_UNKNOWN /* any other command (VRFY, STARTTLS, ...) */
+  DETOUR_FAKE_UNKNOWN,  /* any other command (VRFY, ...), and STARTTLS or
+                           AUTH when the script offers neither */
+  DETOUR_FAKE_STARTTLS, /* STARTTLS on a server with tls mode starttls */
+  DETOUR_FAKE_AUTH      /* the verdict of an AUTH exchange (after the
+                           credentials arrived) on a server with auth */
 } detour_fake_stage;
-#define DETOUR_FAKE_STAGE_COUNT 13
+#define DETOUR_FAKE_STAGE_COUNT 15
 
 /* "connect", "greeting", "ehlo", "helo", "mail", "rcpt", "data", "body",
- * "eod", "rset", "noop", "quit", "unknown". Static. */
+ * "eod", "rset", "noop", "quit", "unknown", "starttls", "auth". Static. */
 const char *detour_fake_stage_name(detour_fake_stage stage);
 /* Inverse (also "end_of_data"). 0 or DETOUR_EPARSE. */
 int detour_fake_stage_from_name(const char *name, detour_fake_stage *out);
@@ -163,8 +167,175 @@ int detour_fake_script_set_ehlo_keywords(detour_fake_script *s,
                                          const char *const *kw, size_t n);
 /* Close sessions idle this long (0 = never, the default). */
 void detour_fake_script_set_idle_timeout(detour_fake_script *s, detour_ms t);
-/* Keep at most this many bytes of each message body (default 16 MiB). */
+/* Keep at most this many bytes of each message body (default 16 MiB).
+ * The same as limits.max_body. */
 void detour_fake_script_set_max_body(detour_fake_script *s, size_t bytes);
+
+/* ------------------------------------------------------------------------ */
+/* TLS and AUTH (fakeservers/README.md, "TLS and AUTH")                      */
+
+typedef enum {
+  DETOUR_FAKE_TLS_NONE = 0, /* plaintext only (the default) */
+  DETOUR_FAKE_TLS_STARTTLS, /* RFC 3207: STARTTLS in the EHLO reply */
+  DETOUR_FAKE_TLS_IMPLICIT  /* RFC 8314: TLS from the first byte (465) */
+} detour_fake_tls_mode;
+
+/* The certificates of a run-local test CA (detour_fake_ca_make). */
+typedef enum {
+  DETOUR_FAKE_CERT_GOOD = 0,    /* signed by the CA, for the hosts asked */
+  DETOUR_FAKE_CERT_EXPIRED,     /* as good, but notAfter is in the past */
+  DETOUR_FAKE_CERT_SELF_SIGNED, /* the hosts, signed by its own key */
+  DETOUR_FAKE_CERT_WRONG_HOST,  /* signed by the CA for wrong.host.invalid */
+  DETOUR_FAKE_CERT_UNKNOWN_CA   /* the hosts, signed by a CA not in ca.pem */
+} detour_fake_cert;
+#define DETOUR_FAKE_CERT_COUNT 5
+/* "server", "expired", "self_signed", "wrong_host", "unknown_ca": also the
+ * file names in the CA directory (NAME.pem, NAME.key). Static. */
+const char *detour_fake_cert_name(detour_fake_cert c);
+int detour_fake_cert_from_name(const char *name, detour_fake_cert *out);
+
+/* What the handshake does. */
+typedef enum {
+  DETOUR_FAKE_TLS_OK = 0, /* complete it */
+  DETOUR_FAKE_TLS_ALERT,  /* answer the ClientHello with a fatal
+                             handshake_failure alert, then close */
+  DETOUR_FAKE_TLS_DROP    /* send half of the first server flight, then
+                             close (FIN) in the middle of the handshake */
+} detour_fake_tls_handshake;
+
+typedef struct {
+  detour_fake_tls_mode mode;
+  /* Certificate and key: explicit PEM files, or `serve` from a CA
+   * directory (`dir`, else the server's, detour_fake_server_set_tls_dir). */
+  const char *cert_file, *key_file;
+  const char *dir;
+  detour_fake_cert serve;
+  bool hide_starttls; /* do not advertise STARTTLS (stripping); STARTTLS
+                         is then an unknown command (502) */
+  int min_version;    /* TLS1_VERSION (0x0301) .. TLS1_3_VERSION (0x0304);
+                         0 = TLS 1.2 */
+  int max_version;    /* 0 = the highest the library has */
+  detour_fake_tls_handshake handshake;
+} detour_fake_tls;
+
+/* SASL mechanisms (bit mask). */
+#define DETOUR_FAKE_AUTH_PLAIN 1u
+#define DETOUR_FAKE_AUTH_LOGIN 2u
+
+typedef struct {
+  unsigned mechanisms; /* 0 = AUTH off; else offered in EHLO */
+  bool after_tls;      /* offer AUTH only once TLS is on (else 538 5.7.11) */
+  bool required;       /* 530 5.7.0 to MAIL before a successful AUTH */
+} detour_fake_auth;
+
+/* Set the script's TLS settings (strings copied). 0, DETOUR_EINVAL or
+ * DETOUR_ENOMEM. */
+int detour_fake_script_set_tls(detour_fake_script *s, const detour_fake_tls *t);
+/* The current settings (pointers valid until the next set or free). */
+const detour_fake_tls *detour_fake_script_tls(const detour_fake_script *s);
+void detour_fake_script_set_auth(detour_fake_script *s,
+                                 const detour_fake_auth *a);
+const detour_fake_auth *detour_fake_script_auth(const detour_fake_script *s);
+/* Add a user to the AUTH table (copied; a user added twice gets the new
+ * password). The password is kept only to be compared: it never enters
+ * the record, an event or an error message. 0, DETOUR_EINVAL or
+ * DETOUR_ENOMEM. */
+int detour_fake_script_add_user(detour_fake_script *s, const char *user,
+                                const char *password);
+/* Users from a file of "user:password" lines ('#' comments, blank lines
+ * skipped). 0, DETOUR_EIO (cannot read: reason in err), DETOUR_EPARSE
+ * ("file:line: expected user:password" in err; never the line itself). */
+int detour_fake_script_load_users(detour_fake_script *s, const char *path,
+                                  char *err, size_t errlen);
+
+/* A run-local test CA, made in directory `dir` (dirlen bytes; created
+ * 0700 when missing; when dir is "" a fresh private directory under
+ * $TMPDIR or /tmp is made and its path written back into dir). Writes, all
+ * mode 0600, with a fresh P-256 key per certificate (keys are never
+ * reused between runs and never leave the directory):
+ *   ca.pem                    the CA certificate a client trusts
+ *   server.pem/.key           DETOUR_FAKE_CERT_GOOD
+ *   expired.pem/.key, self_signed.pem/.key, wrong_host.pem/.key,
+ *   unknown_ca.pem/.key       the bad ones (detour_fake_cert)
+ *   other-ca.pem              the CA unknown_ca.pem is signed by (not
+ *                             trusted; for tests that want to check it)
+ * hosts: the names the certificates are for (DNS names or IP addresses,
+ * as subjectAltName entries); n = 0 means localhost, mx.fake.test, ::1
+ * and 127.0.0.1 to 127.0.0.16. Returns 0, or DETOUR_EIO / DETOUR_EINVAL
+ * with the reason in err. */
+int detour_fake_ca_make(char *dir, size_t dirlen, const char *const *hosts,
+                        size_t n, char *err, size_t errlen);
+/* "DIR/NAME.pem" (or .key) into out. 0 or DETOUR_ERANGE (too long). */
+int detour_fake_ca_file(const char *dir, detour_fake_cert which, bool key,
+                        char *out, size_t len);
+/* Remove what detour_fake_ca_make wrote into dir, then dir if empty. */
+void detour_fake_ca_remove(const char *dir);
+
+/* Pure SASL decoding of the server side of RFC 4954 (what the fake server
+ * runs; exposed for fuzzing and tests). An exchange starts with the AUTH
+ * command line and goes on with one client line per 334 challenge. */
+typedef enum {
+  DETOUR_FAKE_SASL_CHALLENGE = 0, /* send "334 " + challenge, read a line */
+  DETOUR_FAKE_SASL_DONE,          /* user and password decoded */
+  DETOUR_FAKE_SASL_CANCELLED,     /* the client sent "*": 501 5.7.0 */
+  DETOUR_FAKE_SASL_BAD_MECH,      /* unknown or not offered: 504 5.5.4 */
+  DETOUR_FAKE_SASL_SYNTAX         /* not base64 / bad PLAIN: 501 5.5.2 */
+} detour_fake_sasl_status;
+
+#define DETOUR_FAKE_SASL_FIELD_MAX 256
+typedef struct {
+  unsigned mechanism;    /* DETOUR_FAKE_AUTH_PLAIN or _LOGIN once known */
+  int step;              /* challenges sent so far */
+  const char *challenge; /* base64 text after "334 " (static) */
+  char authzid[DETOUR_FAKE_SASL_FIELD_MAX];
+  char user[DETOUR_FAKE_SASL_FIELD_MAX];
+  char password[DETOUR_FAKE_SASL_FIELD_MAX]; /* wipe after use */
+} detour_fake_sasl;
+
+/* "AUTH PLAIN [initial-response]" / "AUTH LOGIN [initial-response]"
+ * (line without CRLF) against the mechanisms offered (bit mask). */
+detour_fake_sasl_status detour_fake_sasl_begin(detour_fake_sasl *x,
+                                               const char *line, size_t len,
+                                               unsigned offered);
+/* The client's answer to the last challenge (line without CRLF). */
+detour_fake_sasl_status detour_fake_sasl_step(detour_fake_sasl *x,
+                                              const char *line, size_t len);
+/* Strict RFC 4648 base64 (padding required, no whitespace). Returns the
+ * decoded length, or -1 (bad input or more than cap bytes). */
+long detour_fake_base64_decode(const char *in, size_t len, unsigned char *out,
+                               size_t cap);
+
+/* What one server lets a client make it hold, and what happens at each
+ * limit (fakeservers/README.md, "Limits and hostile clients"). Every limit
+ * hit is recorded as a DETOUR_FAKE_EV_LIMIT event whose data starts with
+ * the limit's key ("max_line: ..."). 0 means the default. */
+typedef struct {
+  size_t max_line;          /* command line without CRLF (4096): 500 5.5.6, the
+                               rest of the line up to its LF discarded */
+  size_t max_body;          /* bytes kept of each body (16 MiB): the rest is
+                               read and dropped, the message marked truncated */
+  size_t max_rcpts;         /* recipients per message (1000): 452 4.5.3 */
+  size_t max_sessions;      /* open sessions (20000): a session over it gets
+                               421 4.7.0 and is closed */
+  size_t max_input;         /* bytes buffered while a reply is in progress
+                               (1 MiB): reading pauses until they are used */
+  size_t max_output;        /* reply bytes queued for a client that does not
+                               read (1 MiB): reading pauses until they drain */
+  size_t max_record_events; /* connections, events and messages each kept
+                               in memory (1,000,000): later ones are not
+                               kept (counters go on) */
+  size_t max_record_bytes;  /* bytes of event data and bodies kept in
+                               memory (256 MiB): likewise */
+} detour_fake_limits;
+
+/* The defaults above. */
+void detour_fake_limits_init(detour_fake_limits *l);
+/* Set all limits (0 fields: the default). */
+void detour_fake_script_set_limits(detour_fake_script *s,
+                                   const detour_fake_limits *l);
+/* The limits in effect. */
+void detour_fake_script_limits(const detour_fake_script *s,
+                               detour_fake_limits *out);
 
 /* Add a rule (copied). Which rule applies: among the rules of the stage
  * whose conditions match, the one with the highest precedence, then the
@@ -246,10 +417,11 @@ typedef enum {
   DETOUR_FAKE_BY_SERVER,       /* the script closed (FIN) */
   DETOUR_FAKE_BY_SERVER_RESET, /* the script reset (RST) */
   DETOUR_FAKE_BY_STOP,         /* the server was stopped */
-  DETOUR_FAKE_BY_IDLE          /* idle timeout */
+  DETOUR_FAKE_BY_IDLE,         /* idle timeout */
+  DETOUR_FAKE_BY_NOMEM         /* out of memory: the session was reset */
 } detour_fake_closer;
 /* "open", "client", "client_reset", "server", "server_reset", "stop",
- * "idle". Static. */
+ * "idle", "nomem". Static. */
 const char *detour_fake_closer_name(detour_fake_closer c);
 
 typedef struct {
@@ -273,11 +445,15 @@ typedef struct {
   const char *const *rcpts; /* accepted recipients (2xx at RCPT) */
   size_t nrcpts;
   const char *body; /* exact bytes after dot-unstuffing, line ends as
-                       sent, without the final ".\r\n"; NUL added */
+                       sent, without the final ".\r\n"; NUL added.
+                       NULL on a streaming server: see body_file */
   size_t body_len;
-  bool complete;  /* false: cut mid-DATA by an after_bytes fault */
-  bool truncated; /* body longer than max_body: the rest dropped */
-  int code;       /* reply to the final "." (0: none was sent) */
+  FILE *body_file; /* streaming server (detour_fake_server_set_streaming),
+                      during the MESSAGE event only: the body_len bytes
+                      of the body, positioned at 0; else NULL */
+  bool complete;   /* false: cut mid-DATA by an after_bytes fault */
+  bool truncated;  /* body longer than max_body: the rest dropped */
+  int code;        /* reply to the final "." (0: none was sent) */
 } detour_fake_message;
 
 typedef enum {
@@ -288,10 +464,24 @@ typedef enum {
   DETOUR_FAKE_EV_ACTION,     /* a scripted fault: data = "close", ... */
   DETOUR_FAKE_EV_MESSAGE,    /* message received: see msg */
   DETOUR_FAKE_EV_CLOSE,      /* see closed_by */
-  DETOUR_FAKE_EV_STOP        /* server stopped */
+  DETOUR_FAKE_EV_STOP,       /* server stopped */
+  DETOUR_FAKE_EV_LIMIT,      /* a limit was hit: data = "KEY: what happened"
+                                (fakeservers/README.md, "Limits") */
+  DETOUR_FAKE_EV_FINDING,    /* the client did something a certification
+                                reports: data = "bare LF dot: ..." */
+  DETOUR_FAKE_EV_TLS,        /* handshake done: data = "version=TLSv1.3
+                                cipher=... sni=... cert=NAME subject=...";
+                                or "failed: reason" / "alert sent" /
+                                "dropped" */
+  DETOUR_FAKE_EV_AUTH        /* AUTH credentials decoded: data =
+                                "mechanism=PLAIN user=NAME password=match"
+                                (or mismatch / unknown_user); never the
+                                password. COMMAND events of an AUTH
+                                exchange carry "AUTH PLAIN <redacted>" and
+                                "<redacted>" instead of the base64. */
 } detour_fake_event_type;
 /* "listen", "accept", "command", "reply", "action", "message", "close",
- * "stop". Static. */
+ * "stop", "limit", "finding", "tls", "auth". Static. */
 const char *detour_fake_event_name(detour_fake_event_type t);
 
 typedef struct {
@@ -317,6 +507,29 @@ typedef struct detour_fake_server detour_fake_server;
 typedef void (*detour_fake_observer)(void *arg, detour_fake_server *srv,
                                      const detour_fake_event *ev);
 
+/* The CA directory (detour_fake_ca_make) a TLS script without cert files
+ * or dir of its own takes its certificate from. Before start. 0 or
+ * DETOUR_EINVAL. */
+int detour_fake_server_set_tls_dir(detour_fake_server *srv, const char *dir);
+
+/* The allocator of libdetour-fake, as nghttp2_mem: every allocation of a
+ * script, a server, its sessions and its record goes through one. A
+ * failure is never fatal: a script call returns DETOUR_ENOMEM, a session
+ * is reset (closed_by NOMEM, stats.nomem) and the server goes on. (The
+ * YAML loader and libuv allocate with libc.) */
+typedef struct {
+  void *user; /* passed to each function */
+  void *(*malloc)(size_t size, void *user);
+  void *(*calloc)(size_t n, size_t size, void *user);
+  void *(*realloc)(void *p, size_t size, void *user);
+  void (*free)(void *p, void *user);
+} detour_fake_mem;
+
+/* The process-wide allocator (copied; NULL: libc's), used by scripts and
+ * by servers created without one. Set it before creating any object and
+ * keep it until the last is freed. */
+void detour_fake_set_mem(const detour_fake_mem *mem);
+
 /* Let a server listen on a non-loopback address (detour serve --listen). */
 #define DETOUR_FAKE_ALLOW_PUBLIC 1u
 
@@ -328,6 +541,20 @@ detour_fake_server *detour_fake_server_new(detour_clock *c,
                                            const detour_fake_script *s,
                                            const char *listen, unsigned flags,
                                            int *err);
+/* The same, with an allocator of its own (copied; NULL: the process-wide
+ * one) for everything the server allocates. */
+detour_fake_server *
+detour_fake_server_new_mem(detour_clock *c, const detour_fake_script *s,
+                           const char *listen, unsigned flags,
+                           const detour_fake_mem *mem, int *err);
+/* Streaming (for long runs such as detour serve; call before start):
+ * keep no record in memory (the getters below see nothing; the observer
+ * sees every event), and spool each body to an unlinked temporary file in
+ * spool_dir (NULL: $TMPDIR or /tmp) while it arrives, so that memory does
+ * not grow with messages or time. The MESSAGE event then carries
+ * msg->body_file instead of msg->body. 0 or DETOUR_EINVAL (started). */
+int detour_fake_server_set_streaming(detour_fake_server *srv,
+                                     const char *spool_dir);
 /* Bind (and listen, per mode). Returns 0 or DETOUR_EIO with the reason in
  * err (errlen bytes), e.g. "127.0.0.2:25: address already in use". */
 int detour_fake_server_start(detour_fake_server *srv, char *err, size_t errlen);
@@ -360,6 +587,12 @@ typedef struct {
   uint64_t commands;
   uint64_t bytes_in, bytes_out;
   uint64_t accept_errors; /* accept() failed (EMFILE, ...) */
+  uint64_t limits_hit;    /* DETOUR_FAKE_EV_LIMIT events */
+  uint64_t findings;      /* DETOUR_FAKE_EV_FINDING events */
+  uint64_t nomem;         /* sessions closed for lack of memory */
+  uint64_t not_kept;      /* record items over max_record_* (not kept) */
+  uint64_t paused;        /* times reading was paused (max_input,
+                             max_output) */
   int64_t refused;        /* connections refused, when observable; -1 when
                              not (refuse and blackhole modes: the kernel
                              answers or drops, we never see them) */
@@ -390,6 +623,22 @@ int detour_fake_event_write_json(const detour_fake_event *ev,
 /* The whole record: every event (FULL), else connections and messages as
  * synthetic events, in time order per kind. 0 or DETOUR_EIO. */
 int detour_fake_server_write_jsonl(const detour_fake_server *srv, FILE *f);
+
+/* A record file written as events happen (detour serve --record): each
+ * event is formatted whole, then written with one write(2), so a crash or
+ * SIGKILL loses at most the event being written and never leaves a cut
+ * line. Bodies up to DETOUR_FAKE_SINK_INLINE bytes are inline ("body");
+ * longer ones are copied to their own file, named in "body_file":
+ * PATH.bodies/SERVER-CONN-INDEX.eml, with "body" absent. */
+#define DETOUR_FAKE_SINK_INLINE ((size_t)64 << 10)
+typedef struct detour_fake_sink detour_fake_sink;
+/* Create (truncate) path. NULL with errno set on failure. */
+detour_fake_sink *detour_fake_sink_open(const char *path);
+/* 0 or DETOUR_EIO (errno set). */
+int detour_fake_sink_write(detour_fake_sink *k, const detour_fake_event *ev,
+                           const char *server);
+/* Close and free; 0 or DETOUR_EIO when a write or the close failed. */
+int detour_fake_sink_close(detour_fake_sink *k);
 
 #ifdef __cplusplus
 }

@@ -263,7 +263,8 @@ void detour_scenario_result_free(detour_scenario_result *r);
 /* "0s", "20s", "3m", "3m20s", "1.250s", "1h2m". Writes at most len bytes. */
 void detour_scenario_format_offset(detour_ms t, char *buf, size_t len);
 /* Parse "500ms", "3s", "1.5s", "3m20s", "1h", "0" (a bare number is
- * seconds). 0 or DETOUR_EPARSE. */
+ * seconds): detour_parse_duration. 0, DETOUR_EPARSE or DETOUR_ERANGE (more
+ * than DETOUR_DURATION_MAX). */
 int detour_scenario_parse_offset(const char *text, detour_ms *out);
 /* One row as a fixed-format line, no newline ("+3m  r@y.test  a  TCP error
  * CONNECT #2"). */
@@ -277,7 +278,13 @@ typedef struct {
   const char *const *paths; /* files or directories (searched for *.yaml) */
   size_t npaths;
   const char *filter; /* glob on the scenario name or file; NULL all */
-  unsigned jobs;      /* scenarios run at once (0 or 1: one) */
+  /* More filters, any of which selects a scenario (with filter, when both
+   * are given): a rule id ("R4": every scenario that names R4 or R4.x), a
+   * glob when it holds '*', '?' or '[', else a substring of the scenario's
+   * name or file. */
+  const char *const *filters;
+  size_t nfilters;
+  unsigned jobs; /* scenarios run at once (0 or 1: one) */
   detour_scenario_options scenario;
   FILE *out;      /* one line per scenario; NULL = quiet */
   bool color;     /* ANSI colours in out */
@@ -289,6 +296,7 @@ typedef struct {
   detour_scenario_result *results; /* in file order */
   size_t n;
   size_t passed, failed, skipped; /* failed counts ERROR too */
+  size_t errors; /* of failed: ERROR, a scenario that could not run */
   double wall_ms;
 } detour_suite;
 
