@@ -9,6 +9,7 @@
 set -u
 detour=$1 client=$2 cert=$3
 tmp=$(mktemp -d) || exit 1
+chmod 755 "$tmp" # a client dropping root (the postfix user) walks into it
 trap 'rm -rf "$tmp"' EXIT
 out=$(mktemp) || exit 1
 TMPDIR=$tmp "$detour" run --no-progress --client "$client" \
