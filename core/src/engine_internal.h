@@ -214,12 +214,12 @@ const char *session_state_name(session_state st);
 /* engine_body.c */
 /* Set m->wire_len and m->eight_bit, reading the whole body once. Returns 0
  * or the body source's error. */
-int body_measure(detour_engine *e, engine_message *m);
-void body_cursor_init(engine_body_cursor *c);
+int detour__body_measure(detour_engine *e, engine_message *m);
+void detour__body_cursor_init(engine_body_cursor *c);
 /* The next block of m's wire body into e->block: its length, 0 when the
  * whole body (final ".\r\n" included) has been handed out, or the body
  * source's negative error. */
-int64_t body_next_block(detour_engine *e, const engine_message *m,
-                        engine_body_cursor *c);
+int64_t detour__body_next_block(detour_engine *e, const engine_message *m,
+                                engine_body_cursor *c);
 
 #endif

@@ -817,7 +817,7 @@ static void body_unreadable(detour_engine *e, detour_ms now, int err) {
  * the reply to the final "." is awaited. */
 static void send_body_block(detour_engine *e, detour_ms now) {
   engine_session *s = &e->session;
-  int64_t n = body_next_block(e, e->active, &s->body);
+  int64_t n = detour__body_next_block(e, e->active, &s->body);
   if (n < 0) {
     body_unreadable(e, now, (int)n);
     return;
@@ -844,7 +844,7 @@ static void on_data_command(detour_engine *e, detour_ms now,
     fail_reply(e, now, DETOUR_STAGE_DATA, r);
     return;
   }
-  body_cursor_init(&s->body);
+  detour__body_cursor_init(&s->body);
   expect_push(s, DETOUR_STAGE_END_OF_DATA, 0);
   enter_state(e, SESSION_BODY, now);
   send_body_block(e, now);

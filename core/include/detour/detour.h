@@ -449,9 +449,12 @@ typedef struct {
   bool pipelining;                 /* use PIPELINING when offered */
   detour_ms breaker_hold;          /* R12 circuit breaker, 0 = off */
   detour_ms race_delay;            /* R12 connection racing, 0 = off */
-  size_t block_size;     /* wire bytes per SEND of a body: 64 KiB; each
-                            block has the data_block timeout (R11) */
-  const detour_mem *mem; /* copied at detour_engine_new; NULL = libc */
+  size_t block_size; /* wire bytes per SEND of a body: 64 KiB; each
+                        block has the data_block timeout (R11) */
+  /* Every allocation of the engine (copied at detour_engine_new; NULL =
+   * libc), except the built-in classification table it makes when
+   * classify is NULL (detour_classify_new_default uses libc). */
+  const detour_mem *mem;
 } detour_config;
 
 /* Fill c with the SPEC defaults and no servers. */
