@@ -56,7 +56,7 @@ static void engine_fail(detour_engine *e, int err) {
 bool detour__engine_push(detour_engine *e, const detour_action *a) {
   if (e->failed)
     return false;
-  if (detour__engine_queue_push(&e->queue, a))
+  if (detour__queue_push(&e->queue, a))
     return true;
   engine_fail(e, DETOUR_ENOMEM);
   return false;
@@ -65,7 +65,7 @@ bool detour__engine_push(detour_engine *e, const detour_action *a) {
 /* Every event starts here: what the last pop handed out is released, and
  * a failed engine takes no more events. */
 static bool engine_enter(detour_engine *e) {
-  detour__engine_queue_release_popped(&e->queue);
+  detour__queue_release_popped(&e->queue);
   return !e->failed;
 }
 
@@ -373,11 +373,11 @@ static void act_on(detour_engine *e, detour_ms now, const session_outcome *o) {
 
 static void free_message(detour_engine *e, engine_message *m) {
   const detour_mem *mem = &e->mem;
-  detour__engine_mem_free(mem, m->from);
+  detour__mem_free(mem, m->from);
   for (size_t i = 0; m->rcpts && i < m->nrcpts; i++)
-    detour__engine_mem_free(mem, m->rcpts[i].addr);
-  detour__engine_mem_free(mem, m->rcpts);
-  detour__engine_mem_free(mem, m->body);
+    detour__mem_free(mem, m->rcpts[i].addr);
+  detour__mem_free(mem, m->rcpts);
+  detour__mem_free(mem, m->body);
   memset(m, 0, sizeof *m);
 }
 
@@ -386,8 +386,7 @@ static void begin_message(detour_engine *e, detour_ms now) {
   e->active = m;
   memset(&e->round, 0, sizeof e->round);
   e->round.race_at = DETOUR_NO_DEADLINE;
-  const char **addrs =
-      detour__engine_mem_alloc(&e->mem, m->nrcpts * sizeof *addrs);
+  const char **addrs = detour__mem_alloc(&e->mem, m->nrcpts * sizeof *addrs);
   if (!addrs) {
     engine_fail(e, DETOUR_ENOMEM);
     return;
@@ -398,7 +397,7 @@ static void begin_message(detour_engine *e, detour_ms now) {
       addrs[n++] = m->rcpts[i].addr;
   e->round.detour_allowed =
       detour_policy_allows(e->cfg.policy, m->from, addrs, n, m->override);
-  detour__engine_mem_free(&e->mem, addrs);
+  detour__mem_free(&e->mem, addrs);
   start_attempt(e, 0, now);
 }
 
@@ -436,14 +435,14 @@ static void finish_message(detour_engine *e, detour_ms now) {
  * first one's fate and is sent only once (R10). */
 static int copy_rcpts(detour_engine *e, engine_message *m,
                       const detour_message *in) {
-  m->rcpts = detour__engine_mem_calloc(&e->mem, in->nrcpts, sizeof *m->rcpts);
+  m->rcpts = detour__mem_calloc(&e->mem, in->nrcpts, sizeof *m->rcpts);
   if (!m->rcpts)
     return DETOUR_ENOMEM;
   m->nrcpts = in->nrcpts;
   for (size_t i = 0; i < in->nrcpts; i++) {
     engine_rcpt *r = &m->rcpts[i];
     r->server = -1;
-    r->addr = detour__engine_mem_strdup(&e->mem, in->rcpts[i]);
+    r->addr = detour__mem_strdup(&e->mem, in->rcpts[i]);
     if (!r->addr)
       return DETOUR_ENOMEM;
     for (size_t j = 0; j < i; j++)
@@ -486,7 +485,7 @@ static int copy_body(detour_engine *e, engine_message *m,
     return 0;
   }
   m->body_len = in->body_len;
-  m->body = detour__engine_mem_alloc(&e->mem, in->body_len);
+  m->body = detour__mem_alloc(&e->mem, in->body_len);
   if (!m->body)
     return DETOUR_ENOMEM;
   if (in->body_len)
@@ -499,7 +498,7 @@ static int copy_message(detour_engine *e, engine_message *m,
   memset(m, 0, sizeof *m);
   m->index = index;
   m->override = in->override;
-  m->from = detour__engine_mem_strdup(&e->mem, in->from);
+  m->from = detour__mem_strdup(&e->mem, in->from);
   int rc = m->from ? copy_body(e, m, in) : DETOUR_ENOMEM;
   if (rc == 0)
     rc = copy_rcpts(e, m, in);
@@ -577,10 +576,10 @@ static int alloc_buffers(detour_engine *e, const detour_config *cfg) {
   if (e->cfg.block_size == 0)
     e->cfg.block_size = 64 * 1024;
   e->raw_cap = e->cfg.block_size / 2;
-  e->session.expect = detour__engine_mem_calloc(mem, ENGINE_MAX_EXPECT,
-                                                sizeof *e->session.expect);
-  e->block = detour__engine_mem_alloc(mem, e->cfg.block_size);
-  e->raw = detour__engine_mem_alloc(mem, e->raw_cap);
+  e->session.expect =
+      detour__mem_calloc(mem, ENGINE_MAX_EXPECT, sizeof *e->session.expect);
+  e->block = detour__mem_alloc(mem, e->cfg.block_size);
+  e->raw = detour__mem_alloc(mem, e->raw_cap);
   if (!cfg->classify)
     e->own_classify = detour_classify_new_default();
   if (!e->session.expect || !e->block || !e->raw ||
@@ -597,13 +596,13 @@ detour_engine *detour_engine_new(const detour_config *cfg, int *err) {
     return NULL;
   }
   const detour_mem *mem = cfg->mem ? cfg->mem : &libc_mem;
-  detour_engine *e = detour__engine_mem_calloc(mem, 1, sizeof *e);
+  detour_engine *e = detour__mem_calloc(mem, 1, sizeof *e);
   if (!e) {
     *err = DETOUR_ENOMEM;
     return NULL;
   }
   e->mem = *mem;
-  detour__engine_queue_init(&e->queue, &e->mem);
+  detour__queue_init(&e->queue, &e->mem);
   if (alloc_buffers(e, cfg) < 0) {
     detour_engine_free(e);
     *err = DETOUR_ENOMEM;
@@ -627,13 +626,13 @@ void detour_engine_free(detour_engine *e) {
   const detour_mem mem = e->mem;
   for (size_t i = 0; i < e->nmessages; i++)
     free_message(e, &e->messages[i]);
-  detour__engine_mem_free(&mem, e->messages);
-  detour__engine_mem_free(&mem, e->session.expect);
-  detour__engine_mem_free(&mem, e->block);
-  detour__engine_mem_free(&mem, e->raw);
+  detour__mem_free(&mem, e->messages);
+  detour__mem_free(&mem, e->session.expect);
+  detour__mem_free(&mem, e->block);
+  detour__mem_free(&mem, e->raw);
   detour_classify_free(e->own_classify);
-  detour__engine_queue_free(&e->queue);
-  detour__engine_mem_free(&mem, e);
+  detour__queue_free(&e->queue);
+  detour__mem_free(&mem, e);
 }
 
 const detour_server *detour_engine_server(const detour_engine *e, size_t i) {
@@ -650,7 +649,7 @@ const char *detour_engine_server_label(const detour_engine *e, size_t i) {
 
 int detour_engine_submit(detour_engine *e, const detour_message *m,
                          detour_ms now) {
-  detour__engine_queue_release_popped(&e->queue);
+  detour__queue_release_popped(&e->queue);
   if (e->failed)
     return e->failed;
   int rc = check_message(m);
@@ -659,7 +658,7 @@ int detour_engine_submit(detour_engine *e, const detour_message *m,
   if (e->nmessages == e->cap_messages) {
     size_t cap = e->cap_messages ? e->cap_messages * 2 : 4;
     engine_message *grown =
-        detour__engine_mem_realloc(&e->mem, e->messages, cap * sizeof *grown);
+        detour__mem_realloc(&e->mem, e->messages, cap * sizeof *grown);
     if (!grown)
       return DETOUR_ENOMEM;
     e->messages = grown;
@@ -754,7 +753,7 @@ static int sweep_next(detour_engine *e, detour_action *out) {
 }
 
 int detour_engine_next_action(detour_engine *e, detour_action *out) {
-  if (detour__engine_queue_pop(&e->queue, out))
+  if (detour__queue_pop(&e->queue, out))
     return 1;
   return e->failed ? sweep_next(e, out) : 0;
 }
@@ -781,15 +780,22 @@ detour_ms detour_engine_next_deadline(const detour_engine *e) {
   return d;
 }
 
+const char *detour_engine_session_state(const detour_engine *e,
+                                        const char **from) {
+  if (from)
+    *from = detour__session_state_name(e->session.from);
+  return detour__session_state_name(e->session.state);
+}
+
 bool detour_engine_idle(const detour_engine *e) {
   if (e->failed && e->error_reported && e->swept == e->nmessages &&
-      detour__engine_queue_empty(&e->queue)) {
+      detour__queue_empty(&e->queue)) {
     for (size_t i = 0; i < ENGINE_MAX_CONNS; i++)
       if (e->conns[i].role != CONN_FREE)
         return false;
     return true;
   }
-  if (e->nmessages > 0 || !detour__engine_queue_empty(&e->queue))
+  if (e->nmessages > 0 || !detour__queue_empty(&e->queue))
     return false;
   for (size_t i = 0; i < ENGINE_MAX_CONNS; i++)
     if (e->conns[i].role != CONN_FREE)
@@ -911,7 +917,7 @@ void detour_engine_on_closed(detour_engine *e, unsigned conn, detour_ms now,
 
 void detour_engine_on_tls_up(detour_engine *e, unsigned conn, detour_ms now,
                              const char *version, const char *cipher) {
-  detour__engine_queue_release_popped(&e->queue);
+  detour__queue_release_popped(&e->queue);
   engine_conn *c = find_conn(e, conn);
   if (is_session_conn(e, c)) {
     session_outcome o = detour__session_on_tls_up(e, now, version, cipher);
@@ -921,7 +927,7 @@ void detour_engine_on_tls_up(detour_engine *e, unsigned conn, detour_ms now,
 
 void detour_engine_on_tls_failed(detour_engine *e, unsigned conn, detour_ms now,
                                  detour_tls_failure why, const char *detail) {
-  detour__engine_queue_release_popped(&e->queue);
+  detour__queue_release_popped(&e->queue);
   engine_conn *c = find_conn(e, conn);
   if (is_session_conn(e, c)) {
     session_outcome o = detour__session_on_tls_failed(e, now, why, detail);

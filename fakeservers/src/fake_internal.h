@@ -192,8 +192,9 @@ struct ssl_ctx_st *fake__tls_ctx_new(const detour_fake_script *s,
                                      const char *server_dir, char *desc,
                                      size_t dlen, char *err, size_t errlen);
 void fake__tls_ctx_free(struct ssl_ctx_st *ctx);
-/* A server-side TLS session on memory BIOs. NULL on out of memory. */
-fake__tls *fake__tls_new(struct ssl_ctx_st *ctx);
+/* A server-side TLS session on memory BIOs, allocated from mem. NULL on
+ * out of memory. */
+fake__tls *fake__tls_new(struct ssl_ctx_st *ctx, const detour_fake_mem *mem);
 void fake__tls_free(fake__tls *t);
 /* Ciphertext from the peer. false on out of memory. */
 bool fake__tls_push(fake__tls *t, const void *p, size_t n);
