@@ -53,7 +53,7 @@ static void engine_fail(detour_engine *e, int err) {
 
 /* Queue an action. After a failure nothing more is queued: the actions of
  * the failure sweep take over (see the top of the file). */
-bool engine_push(detour_engine *e, const detour_action *a) {
+bool detour__engine_push(detour_engine *e, const detour_action *a) {
   if (e->failed)
     return false;
   if (detour__queue_push(&e->queue, a))
@@ -69,23 +69,24 @@ static bool engine_enter(detour_engine *e) {
   return !e->failed;
 }
 
-void engine_send(detour_engine *e, unsigned conn, const char *data,
-                 size_t len) {
+void detour__engine_send(detour_engine *e, unsigned conn, const char *data,
+                         size_t len) {
   detour_action a = {.type = DETOUR_ACT_SEND, .conn = conn};
   a.u.send.data = data;
   a.u.send.len = len;
-  engine_push(e, &a);
+  detour__engine_push(e, &a);
 }
 
 static void push_warn(detour_engine *e, const char *text) {
   detour_action a = {.type = DETOUR_ACT_WARN};
   a.u.warn.text = text;
-  engine_push(e, &a);
+  detour__engine_push(e, &a);
 }
 
-void engine_log(detour_engine *e, detour_ms now, detour_log_kind kind,
-                const engine_rcpt *r, size_t server, const char *address,
-                const char *result, detour_class cls, const char *detail) {
+void detour__engine_log(detour_engine *e, detour_ms now, detour_log_kind kind,
+                        const engine_rcpt *r, size_t server,
+                        const char *address, const char *result,
+                        detour_class cls, const char *detail) {
   detour_action a = {.type = DETOUR_ACT_LOG};
   detour_log_row *row = &a.u.log;
   row->time = now;
@@ -99,7 +100,7 @@ void engine_log(detour_engine *e, detour_ms now, detour_log_kind kind,
   row->result = result;
   row->cls = cls;
   row->detail = detail ? detail : "";
-  engine_push(e, &a);
+  detour__engine_push(e, &a);
 }
 
 /* One row per recipient still to be delivered. */
@@ -109,11 +110,12 @@ static void log_pending(detour_engine *e, detour_ms now, detour_log_kind k,
   engine_message *m = e->active;
   for (size_t i = 0; i < m->nrcpts; i++)
     if (m->rcpts[i].state == RCPT_PENDING)
-      engine_log(e, now, k, &m->rcpts[i], server, "", result, cls, detail);
+      detour__engine_log(e, now, k, &m->rcpts[i], server, "", result, cls,
+                         detail);
 }
 
-void engine_rcpt_final(detour_engine *e, size_t index,
-                       detour_rcpt_outcome outcome) {
+void detour__engine_rcpt_final(detour_engine *e, size_t index,
+                               detour_rcpt_outcome outcome) {
   engine_message *m = e->active;
   for (size_t i = 0; i < m->nrcpts; i++) {
     engine_rcpt *r = &m->rcpts[i];
@@ -128,7 +130,7 @@ void engine_rcpt_final(detour_engine *e, size_t index,
     int server = m->rcpts[index].server;
     a.u.rcpt.server = server < 0 ? -1 : (int)e->configured[server];
     a.u.rcpt.detail = m->rcpts[index].detail;
-    r->reported = engine_push(e, &a);
+    r->reported = detour__engine_push(e, &a);
   }
 }
 
@@ -144,9 +146,9 @@ static engine_conn *find_conn(detour_engine *e, unsigned id) {
 
 /* Every connection gets exactly one CLOSE, whatever ended it (after a
  * failure, from the sweep). */
-void engine_close_conn(detour_engine *e, engine_conn *c) {
+void detour__engine_close_conn(detour_engine *e, engine_conn *c) {
   detour_action a = {.type = DETOUR_ACT_CLOSE, .conn = c->id};
-  if (!engine_push(e, &a))
+  if (!detour__engine_push(e, &a))
     return;
   c->role = CONN_FREE;
   c->deadline = DETOUR_NO_DEADLINE;
@@ -164,7 +166,7 @@ static engine_conn *alloc_conn(detour_engine *e) {
       oldest = &e->conns[i];
   if (!oldest)
     return NULL;
-  engine_close_conn(e, oldest);
+  detour__engine_close_conn(e, oldest);
   return oldest;
 }
 
@@ -235,7 +237,7 @@ static void start_connect(detour_engine *e, size_t server, detour_ms now) {
   a.u.connect.server = e->configured[server];
   a.u.connect.host = e->cfg.servers[server].host;
   a.u.connect.port = e->cfg.servers[server].port;
-  if (!engine_push(e, &a))
+  if (!detour__engine_push(e, &a))
     c->role = CONN_FREE; /* never announced: nothing to close */
 }
 
@@ -406,7 +408,7 @@ static void finish_message(detour_engine *e, detour_ms now) {
     engine_rcpt *r = &m->rcpts[i];
     if (r->state == RCPT_PENDING || r->state == RCPT_IN_TXN) {
       r->state = RCPT_DEFERRED;
-      engine_rcpt_final(e, i, DETOUR_RCPT_DEFERRED);
+      detour__engine_rcpt_final(e, i, DETOUR_RCPT_DEFERRED);
     }
     deferred |= r->state == RCPT_DEFERRED;
     aborted |= r->state == RCPT_ABORTED;
@@ -416,7 +418,7 @@ static void finish_message(detour_engine *e, detour_ms now) {
   a.u.done.status = deferred  ? DETOUR_DONE_DEFERRED
                     : aborted ? DETOUR_DONE_ABORTED
                               : DETOUR_DONE_DELIVERED;
-  if (!engine_push(e, &a))
+  if (!detour__engine_push(e, &a))
     return; /* the failure sweep reports this message */
   free_message(e, m);
   memmove(&e->messages[0], &e->messages[1],
@@ -781,8 +783,8 @@ detour_ms detour_engine_next_deadline(const detour_engine *e) {
 const char *detour_engine_session_state(const detour_engine *e,
                                         const char **from) {
   if (from)
-    *from = session_state_name(e->session.from);
-  return session_state_name(e->session.state);
+    *from = detour__session_state_name(e->session.from);
+  return detour__session_state_name(e->session.state);
 }
 
 bool detour_engine_idle(const detour_engine *e) {
@@ -805,7 +807,7 @@ bool detour_engine_idle(const detour_engine *e) {
 static void connect_failed(detour_engine *e, engine_conn *c, detour_ms now,
                            detour_condition cond, const char *detail) {
   size_t server = c->server;
-  engine_close_conn(e, c);
+  detour__engine_close_conn(e, c);
   detour_failure f = {.stage = DETOUR_STAGE_CONNECT, .cond = cond};
   const detour_classify *t =
       e->cfg.classify ? e->cfg.classify : e->own_classify;
@@ -843,11 +845,11 @@ void detour_engine_on_connected(detour_engine *e, unsigned conn, detour_ms now,
       continue;
     log_pending(e, now, DETOUR_LOG_RACE, o->server, "race lost",
                 DETOUR_CLASS_NONE, e->labels[c->server]);
-    engine_close_conn(e, o);
+    detour__engine_close_conn(e, o);
   }
   e->round.race_at = DETOUR_NO_DEADLINE;
   e->round.current = c->server;
-  session_outcome o = session_begin(e, c, now, address);
+  session_outcome o = detour__session_begin(e, c, now, address);
   act_on(e, now, &o);
 }
 
@@ -875,11 +877,11 @@ void detour_engine_on_data(detour_engine *e, unsigned conn, detour_ms now,
     return;
   if (c->role == CONN_QUITTING) {
     /* Anything after QUIT ends it; we do not wait for more. */
-    engine_close_conn(e, c);
+    detour__engine_close_conn(e, c);
     return;
   }
   if (is_session_conn(e, c)) {
-    session_outcome o = session_on_data(e, now, buf, len);
+    session_outcome o = detour__session_on_data(e, now, buf, len);
     act_on(e, now, &o);
   }
 }
@@ -889,7 +891,7 @@ void detour_engine_on_sent(detour_engine *e, unsigned conn, detour_ms now) {
     return;
   engine_conn *c = find_conn(e, conn);
   if (is_session_conn(e, c)) {
-    session_outcome o = session_on_sent(e, now);
+    session_outcome o = detour__session_on_sent(e, now);
     act_on(e, now, &o);
   }
 }
@@ -906,11 +908,11 @@ void detour_engine_on_closed(detour_engine *e, unsigned conn, detour_ms now,
     return;
   }
   if (is_session_conn(e, c)) {
-    session_outcome o = session_on_closed(e, now, detail);
+    session_outcome o = detour__session_on_closed(e, now, detail);
     act_on(e, now, &o);
     return;
   }
-  engine_close_conn(e, c);
+  detour__engine_close_conn(e, c);
 }
 
 void detour_engine_on_tls_up(detour_engine *e, unsigned conn, detour_ms now,
@@ -918,7 +920,7 @@ void detour_engine_on_tls_up(detour_engine *e, unsigned conn, detour_ms now,
   detour__queue_release_popped(&e->queue);
   engine_conn *c = find_conn(e, conn);
   if (is_session_conn(e, c)) {
-    session_outcome o = session_on_tls_up(e, now, version, cipher);
+    session_outcome o = detour__session_on_tls_up(e, now, version, cipher);
     act_on(e, now, &o);
   }
 }
@@ -928,7 +930,7 @@ void detour_engine_on_tls_failed(detour_engine *e, unsigned conn, detour_ms now,
   detour__queue_release_popped(&e->queue);
   engine_conn *c = find_conn(e, conn);
   if (is_session_conn(e, c)) {
-    session_outcome o = session_on_tls_failed(e, now, why, detail);
+    session_outcome o = detour__session_on_tls_failed(e, now, why, detail);
     act_on(e, now, &o);
   }
 }
@@ -965,13 +967,13 @@ static void expire_conn(detour_engine *e, engine_conn *c, detour_ms now) {
     break;
   case CONN_SESSION:
     if (e->session.conn == c) {
-      session_outcome o = session_on_timeout(e, now);
+      session_outcome o = detour__session_on_timeout(e, now);
       act_on(e, now, &o);
     } else
-      engine_close_conn(e, c);
+      detour__engine_close_conn(e, c);
     break;
   case CONN_QUITTING:
-    engine_close_conn(e, c);
+    detour__engine_close_conn(e, c);
     break;
   case CONN_FREE:
     break;
