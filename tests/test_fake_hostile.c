@@ -602,3 +602,44 @@ Test(fake_hostile, record_limit) {
   cr_assert_gt(st.not_kept, 0);
   ft_finish(&e);
 }
+
+/* The limits from YAML: each key, defaults for the rest, and errors that
+ * name where. */
+Test(fake_hostile, limits_from_yaml) {
+  static const char ok[] = "name: l\nmax_body: 77\nlimits: { max_line: 100, "
+                           "max_rcpts: 3, max_output: 4096 }\n";
+  char err[256] = "";
+  size_t n = 0;
+  detour_fake_script **v =
+      detour_fake_load_string(ok, strlen(ok), "l.yaml", &n, err, sizeof err);
+  cr_assert_not_null(v, "%s", err);
+  detour_fake_limits l, d;
+  detour_fake_script_limits(v[0], &l);
+  detour_fake_limits_init(&d);
+  cr_assert_eq(l.max_line, 100);
+  cr_assert_eq(l.max_rcpts, 3);
+  cr_assert_eq(l.max_output, 4096);
+  cr_assert_eq(l.max_body, 77, "the top-level max_body is kept");
+  cr_assert_eq(l.max_sessions, d.max_sessions);
+  cr_assert_eq(l.max_input, d.max_input);
+  cr_assert_eq(d.max_line, 4096);
+  cr_assert_eq(d.max_rcpts, 1000);
+  detour_fake_scripts_free(v, n);
+  static const struct {
+    const char *yaml, *want;
+  } bad[] = {
+      {"name: l\nlimits: { max_lines: 5 }\n", "l.yaml:2:11: unknown limit"},
+      {"name: l\nlimits: { max_line: 0 }\n",
+       "l.yaml:2:21: expected a positive"},
+      {"name: l\nlimits: { max_line: -1 }\n", "l.yaml:2:21: expected"},
+      {"name: l\nlimits: 5\n", "l.yaml:2:9: expected a mapping of limits"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    err[0] = '\0';
+    v = detour_fake_load_string(bad[i].yaml, strlen(bad[i].yaml), "l.yaml", &n,
+                                err, sizeof err);
+    cr_assert_null(v, "%s loads", bad[i].yaml);
+    cr_assert(strncmp(err, bad[i].want, strlen(bad[i].want)) == 0,
+              "%s: got '%s', want '%s...'", bad[i].yaml, err, bad[i].want);
+  }
+}
