@@ -9,6 +9,7 @@ packages=(
   libssl-dev openssl                   # TLS (driver, fake servers), test CAs
   libcriterion-dev                     # unit and integration tests
   clang-format                         # the format check
+  help2man man-db                      # man pages from --help; man for the install test
   python3 swaks                        # external SMTP clients in tests
   libnet-ssleay-perl libio-socket-ssl-perl  # swaks --tls
   time                                 # GNU time: peak RSS in bench/send_memory.sh

@@ -5,7 +5,7 @@
  * time an argument of every entry point. No clock, socket, sleep or print
  * here; tests/check_engine_pure.sh keeps it that way.
  *
- * The rules it applies, from ../shared/SPEC.md:
+ * The rules it applies (docs/rules.md has them in full):
  *  R2  an attempt is a TCP connect (a log row when it fails) and then an
  *      SMTP transaction (a log row per recipient).
  *  R3  the classification table turns each failure into a class.

@@ -1,7 +1,7 @@
 /*
  * detour.h - the public API of libdetour (target detour::core).
  *
- * libdetour is the SMTP failover engine of ../shared/SPEC.md as a pure
+ * libdetour is the SMTP failover engine of docs/rules.md as a pure
  * ("sans-I/O") state machine plus the pure pieces it is made of: the SMTP
  * reply parser, the failure classification table (R3), the detour
  * permission table (R4) and the send-log formatter (R8).
