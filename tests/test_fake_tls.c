@@ -1019,3 +1019,30 @@ Test(tls_record, summary_level_keeps_tls_and_auth_per_connection) {
   free(rec);
   tls_finish(&t);
 }
+
+Test(tls_ca, refuses_a_directory_others_can_write) {
+  char dir[512], err[512] = "";
+  snprintf(dir, sizeof dir, "/tmp/detour-ca-shared-%d", (int)getpid());
+  cr_assert_eq(mkdir(dir, 0777), 0);
+  cr_assert_eq(chmod(dir, 01777), 0);
+  cr_assert_eq(detour_fake_ca_make(dir, sizeof dir, NULL, 0, err, sizeof err),
+               DETOUR_EIO);
+  cr_assert(strstr(err, "not a private directory"), "%s", err);
+  /* A planted symlink is not followed. */
+  char target[600], link[600];
+  snprintf(target, sizeof target, "%s.victim", dir);
+  snprintf(link, sizeof link, "%s/server.key", dir);
+  FILE *v = fopen(target, "w");
+  fputs("precious\n", v);
+  fclose(v);
+  cr_assert_eq(chmod(dir, 0700), 0);
+  cr_assert_eq(symlink(target, link), 0);
+  cr_assert_eq(detour_fake_ca_make(dir, sizeof dir, NULL, 0, err, sizeof err),
+               DETOUR_EIO);
+  cr_assert(strstr(err, "cannot create"), "%s", err);
+  cr_assert_str_eq(slurp(target), "precious\n", "the victim is untouched");
+  unlink(link);
+  unlink(target);
+  detour_fake_ca_remove(dir);
+  rmdir(dir);
+}

@@ -152,7 +152,9 @@ static int fail(ca_ctx *c, const char *what, const char *path) {
 
 /* Open path for writing, mode 0600 even if it existed with another. */
 static FILE *open_private(const char *path) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  /* O_NOFOLLOW: a symlink planted in the directory is not followed. */
+  int fd =
+      open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0)
     return NULL;
   if (fchmod(fd, 0600) != 0) {
@@ -241,6 +243,14 @@ static int make_dir(ca_ctx *c, char *dir, size_t dirlen) {
   }
   if (mkdir(dir, 0700) != 0 && errno != EEXIST)
     return fail(c, "cannot make the directory", dir);
+  /* Keys go there: a directory others may write to (/tmp itself) would
+   * let them replace the files between our writes and their use. */
+  struct stat st;
+  if (stat(dir, &st) != 0)
+    return fail(c, "cannot read the directory", dir);
+  if (!S_ISDIR(st.st_mode) || (st.st_mode & 0022) || st.st_uid != geteuid())
+    return (errno = 0),
+           fail(c, "not a private directory of ours (want mode 0700)", dir);
   return 0;
 }
 
