@@ -101,7 +101,7 @@ static int64_t body_read(const engine_message *m, uint64_t off, char *buf,
   return n;
 }
 
-int body_measure(detour_engine *e, engine_message *m) {
+int detour__body_measure(detour_engine *e, engine_message *m) {
   detour_dot_encoder enc;
   detour_dot_encoder_init(&enc);
   uint64_t off = 0;
@@ -120,7 +120,7 @@ int body_measure(detour_engine *e, engine_message *m) {
   return 0;
 }
 
-void body_cursor_init(engine_body_cursor *c) {
+void detour__body_cursor_init(engine_body_cursor *c) {
   memset(c, 0, sizeof *c);
   detour_dot_encoder_init(&c->enc);
 }
@@ -128,8 +128,8 @@ void body_cursor_init(engine_body_cursor *c) {
 /* Fill e->block with the next block: as much of the body as fits (a raw
  * byte is at most 2 wire bytes, so reading half the room always fits),
  * and the final ".\r\n" once the body is exhausted and it fits. */
-int64_t body_next_block(detour_engine *e, const engine_message *m,
-                        engine_body_cursor *c) {
+int64_t detour__body_next_block(detour_engine *e, const engine_message *m,
+                                engine_body_cursor *c) {
   size_t cap = e->cfg.block_size, o = 0;
   while (!c->done) {
     size_t room = cap - o;

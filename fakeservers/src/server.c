@@ -100,6 +100,8 @@ bool fake__emit(detour_fake_server *srv, detour_fake_event *ev) {
   else if (ev->type == DETOUR_FAKE_EV_FINDING)
     srv->stats.findings++;
   bool ok = fake__record_event(&srv->rec, ev) != FAKE_REC_NOMEM;
+  if (!ok && ev->conn == 0)
+    srv->stats.nomem++; /* no session to end: the item is lost, counted */
   if (srv->obs)
     srv->obs(srv->obs_arg, srv, ev);
   if (fake__record_limit_hit(&srv->rec)) {

@@ -317,7 +317,8 @@ static void on_closed(uv_handle_t *h) {
   ev.type = DETOUR_FAKE_EV_CLOSE;
   ev.conn = s->id;
   ev.closed_by = s->info.closed_by;
-  fake__emit(srv, &ev); /* best effort: the session is gone anyway */
+  if (!fake__emit(srv, &ev))
+    srv->stats.nomem++; /* the session is gone anyway: only counted */
   if (s->prev)
     s->prev->next = s->next;
   else
@@ -380,6 +381,8 @@ static void sess_close(fake__session *s, detour_fake_closer by) {
     /* Without memory for the request, close at once (pending writes are
      * dropped, but the session still ends). */
     uv_shutdown_t *req = fake__malloc(mem_of(s), sizeof *req);
+    if (!req)
+      s->srv->stats.nomem++;
     if (req) {
       req->data = s;
       if (uv_shutdown(req, (uv_stream_t *)&s->tcp, on_shutdown) == 0)
@@ -706,7 +709,8 @@ static void record_message(fake__session *s, bool complete, int code) {
   ev.type = DETOUR_FAKE_EV_MESSAGE;
   ev.conn = s->id;
   ev.msg = &m;
-  fake__emit(srv, &ev);
+  if (!fake__emit(srv, &ev))
+    sess_nomem(s);
 }
 
 /* Streaming: the body goes to an unlinked file in the spool directory. */
@@ -838,6 +842,7 @@ static void step_done(fake__session *s) {
     break;
   }
   s->busy = false;
+  touch_idle(s); /* idle counts from the end of our reply */
   /* A step that finished inside pump() (a reply written at once) returns
    * to pump's loop instead of calling it again: calling it would recurse
    * once per pipelined command, and 100k commands in one write would
@@ -915,11 +920,14 @@ static void send_reply(fake__session *s) {
 static void do_action(fake__session *s, detour_fake_action a) {
   const char *name = detour_fake_action_name(a);
   emit(s, DETOUR_FAKE_EV_ACTION, s->stage, name, strlen(name));
-  /* A cut at the final dot or mid-body: keep what arrived. */
-  if (s->stage == DETOUR_FAKE_EOD)
-    record_message(s, true, 0);
-  else if (s->stage == DETOUR_FAKE_BODY)
-    record_message(s, false, 0);
+  /* A cut at the final dot or mid-body: keep what arrived (once: the
+   * close below must not record it again). */
+  if (s->stage == DETOUR_FAKE_EOD || s->stage == DETOUR_FAKE_BODY) {
+    s->state = COMMAND;
+    record_message(s, s->stage == DETOUR_FAKE_EOD, 0);
+    if (s->closing)
+      return;
+  }
   if (a == DETOUR_FAKE_ACT_CLOSE)
     sess_close(s, DETOUR_FAKE_BY_SERVER);
   else if (a == DETOUR_FAKE_ACT_RESET)
@@ -1242,6 +1250,7 @@ static bool take_command(fake__session *s) {
     sess_nomem(s);
     return false;
   }
+  touch_idle(s);
   if (s->state == AUTH_CONT) /* whatever its length: it is a secret */
     auth_line(s, line, l.len);
   else if (l.kind == FAKE_LINE_TOO_LONG)
@@ -1324,6 +1333,8 @@ static bool take_body(fake__session *s) {
     fake__body_next(&s->bodyr, s->in.p + used, n, out, &c);
     used += c.used;
     s->body_raw += c.used;
+    if (c.end || memchr(out, '\n', c.out_len))
+      touch_idle(s); /* a whole line of the message */
     body_add(s, out, c.out_len);
     if (c.bare_lf_dot)
       bare_lf_dot_finding(s);
@@ -1521,7 +1532,8 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
   }
   s->info.bytes_in += (uint64_t)n;
   s->srv->stats.bytes_in += (uint64_t)n;
-  touch_idle(s);
+  /* No touch_idle here: bytes trickling in (slowloris) are not progress;
+   * a whole command line or message line is (take_command, take_body). */
   if (s->state == STALLED)
     return; /* read and drop: we stopped answering, not listening */
   /* Bounded by flow(): past max_input reading pauses, so at most one

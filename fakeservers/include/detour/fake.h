@@ -600,7 +600,9 @@ typedef struct {
   uint64_t accept_errors; /* accept() failed (EMFILE, ...) */
   uint64_t limits_hit;    /* DETOUR_FAKE_EV_LIMIT events */
   uint64_t findings;      /* DETOUR_FAKE_EV_FINDING events */
-  uint64_t nomem;         /* sessions closed for lack of memory */
+  uint64_t nomem;         /* allocations that failed: each ended its
+                             session (closed_by NOMEM), refused a
+                             connection, or lost a server-level event */
   uint64_t not_kept;      /* record items over max_record_* (not kept) */
   uint64_t paused;        /* times reading was paused (max_input,
                              max_output) */
