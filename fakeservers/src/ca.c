@@ -32,8 +32,12 @@
 
 #define DAY (24L * 3600L)
 
-static const char *const cert_names[DETOUR_FAKE_CERT_COUNT] = {
-    "server", "expired", "self_signed", "wrong_host", "unknown_ca"};
+static const char *const cert_names[] = {"server", "expired", "self_signed",
+                                         "wrong_host", "unknown_ca"};
+_Static_assert(sizeof cert_names / sizeof cert_names[0] ==
+                       DETOUR_FAKE_CERT_COUNT &&
+                   DETOUR_FAKE_CERT_UNKNOWN_CA + 1 == DETOUR_FAKE_CERT_COUNT,
+               "one name per certificate");
 
 const char *detour_fake_cert_name(detour_fake_cert c) {
   return (unsigned)c < DETOUR_FAKE_CERT_COUNT ? cert_names[c] : "?";
