@@ -43,6 +43,7 @@ typedef struct {
   size_t body_len;
   bool has_source;           /* the body is read from source instead */
   detour_body_source source; /* the caller's */
+  uint64_t raw_len;          /* of the body as given, measured at submit */
   uint64_t wire_len;         /* of the DATA form, final ".\r\n" included */
   bool eight_bit;
   detour_override override;
