@@ -125,6 +125,8 @@ static void usage(FILE *f) {
   cli_print_exit_codes(
       f, codes,
       "  1    a scenario failed, or could not run (ERROR)\n"
+      "  78   every scenario file given is broken (each ERROR names\n"
+      "       file:line:col)\n"
       "  77   every scenario was skipped (e.g. a network: scenario\n"
       "       without root or ns-3)\n"
       "  128+N  stopped by signal N (after teardown)\n");
@@ -553,6 +555,10 @@ int detour_cli_run(int argc, char **argv) {
     status = 1;
   } else if (suite.n > 0 && suite.skipped == suite.n) {
     status = all_skipped(&suite);
+  } else if (suite.n > 0 && suite.errors == suite.n) {
+    /* nothing could be checked: every file is broken, as a bad
+     * configuration is in the other commands */
+    status = CLI_EXIT_CONFIG;
   }
   if (o.out_dir && detour_suite_write(&suite, o.out_dir, err, sizeof err) < 0) {
     fprintf(stderr, "detour run: %s\n", err);

@@ -47,6 +47,7 @@ typedef struct {
   const char *auth_user;
   const char *auth_password_file;
   bool quiet, verbose;
+  const char *command; /* in messages: "send" (NULL), "sendmail" */
 } send_opts;
 
 /* One run of the engine on a private loop. */
@@ -425,15 +426,15 @@ static int load_settings(detour_settings *s, const send_opts *o) {
     return EX_OSERR;
   }
   if (rc) {
-    fprintf(stderr, "detour send: %s\n", err);
+    fprintf(stderr, "detour %s: %s\n", o->command ? o->command : "send", err);
     return EX_CONFIG;
   }
   rc = apply_opts(s, o);
   if (!rc && s->cfg.nservers == 0) {
     fprintf(stderr,
-            "detour send: %s: no servers configured (key "
+            "detour %s: %s: no servers configured (key "
             "'servers', or --server HOST:PORT)\n",
-            o->config);
+            o->command ? o->command : "send", o->config);
     rc = EX_CONFIG;
   }
   if (rc)
@@ -994,6 +995,7 @@ int detour_cli_deliver(const char *config, const char *from, const char **rcpts,
   o.rcpts = rcpts;
   o.nrcpts = nrcpts;
   o.quiet = quiet;
+  o.command = "sendmail";
   detour_settings s;
   int rc = load_settings(&s, &o);
   if (rc)

@@ -7,7 +7,8 @@
 # tests/fuzz/corpus_TARGET are only read); a crash, leak, timeout (-timeout,
 # every input must end) or memory blow-up (-rss_limit_mb, -malloc_limit_mb
 # and the targets' own per-input check) leaves its input in
-# build-fuzz/fuzz-artifacts/. tests/fuzz/TARGET.dict is used when present.
+# build-fuzz/fuzz-artifacts/. tests/fuzz/TARGET.dict is used when present,
+# and tests/fuzz/TARGET.options holds extra libFuzzer options (one a line).
 # Exit status: libFuzzer's (0 when nothing was found).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,10 @@ artifacts="$BUILD/fuzz-artifacts/$name/"
 mkdir -p "$work" "$artifacts"
 dict=()
 [ -f "tests/fuzz/$name.dict" ] && dict=("-dict=tests/fuzz/$name.dict")
+if [ -f "tests/fuzz/$name.options" ]; then
+  mapfile -t opts < <(grep -v '^#' "tests/fuzz/$name.options")
+  dict+=("${opts[@]}")
+fi
 exec "$BUILD/tests/fuzz/fuzz_$name" -max_total_time="$secs" -timeout=10 \
   -rss_limit_mb=1024 -malloc_limit_mb=256 -print_final_stats=1 \
   -artifact_prefix="$artifacts" "${dict[@]}" "$@" "$work" "tests/fuzz/corpus_$name"

@@ -10,6 +10,7 @@ packages=(
   libcriterion-dev                     # unit and integration tests
   clang-format                         # the format check
   help2man man-db                      # man pages from --help; man for the install test
+  clang libclang-rt-14-dev             # fuzz targets: clang, libFuzzer
   python3 swaks                        # external SMTP clients in tests
   libnet-ssleay-perl libio-socket-ssl-perl  # swaks --tls
   time                                 # GNU time: peak RSS in bench/send_memory.sh

@@ -187,12 +187,18 @@ def test_same_cause_same_code(helps):
     r = detour("serve", "--script", script)
     check(r.returncode == 78 and script + ":2:11:" in r.err,
           "serve: bad script 78 (rc %d): %r" % (r.returncode, r.err))
+    broken = write("broken-scenario.yaml", "name: b\nrules: [R1]\nservers: 3\n")
+    r = detour("run", broken, "--no-progress")
+    check(r.returncode == 78 and broken + ":3:10:" in r.out,
+          "run: a broken scenario file alone: 78 (rc %d): %r"
+          % (r.returncode, r.out[-300:]))
     r = detour("serve", "--listen", "127.0.0.1:99999")
     check(r.returncode == 64 and "--listen" in r.err,
           "serve: bad --listen 64 (rc %d): %r" % (r.returncode, r.err))
     for cmd, code in (("send", 78), ("serve", 78), ("sendmail", 78),
                       ("send", 67), ("send", 75), ("sendmail", 75),
-                      ("sendmail", 67), ("run", 1), ("run", 77)):
+                      ("sendmail", 67), ("run", 1), ("run", 77),
+                      ("run", 78)):
         check(code in exit_codes_in_help(helps[cmd]),
               "%s --help documents exit %d" % (cmd, code))
 
@@ -239,6 +245,37 @@ def free_port():
 
 
 MESSAGE = b"Subject: hello\n\nhello through the backup\n"
+
+
+def run_in_pty(argv, timeout=60):
+    """argv on a terminal; everything it wrote there, and its exit code."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(argv[0], argv)
+    out, status = b"", None
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            out += chunk
+            if not chunk:
+                break
+    _, st = os.waitpid(pid, 0)
+    os.close(fd)
+    return out.decode(errors="replace"), os.waitstatus_to_exitcode(st)
+
+
+def test_run_progress():
+    """On a terminal the progress line names the scenario running."""
+    out, rc = run_in_pty([DETOUR, "run", SUITE, "-f", "r6-"])
+    names = re.findall(r"\[\d+/\d+\] \d+ failed\s+[\d.]+ s\s+(\S+\.yaml)", out)
+    check(rc == 0 and names and all(n.startswith("r6-") for n in names),
+          "run: the progress line names the running scenario: %s"
+          % sorted(set(names)))
 
 
 def test_send():
@@ -475,6 +512,7 @@ def main():
     test_completions(helps)
     test_same_cause_same_code(helps)
     test_run()
+    test_run_progress()
     test_send()
     test_one_ctrl_d()
     test_sendmail()

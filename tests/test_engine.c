@@ -1130,3 +1130,46 @@ Test(engine, dot_encoder_is_the_same_for_any_split) {
       cr_assert_eq(enc.wire_len, o);
     }
 }
+
+/* The body sent is the one measured at submission (SIZE= announced it): a
+ * source that ends early is a read error, one that grew is cut at the
+ * measured length. */
+Test(engine, body_source_that_shrank_is_a_read_error) {
+  setup_servers(1);
+  cfg.block_size = 16;
+  start();
+  test_source ts = {BODY, strlen(BODY), UINT64_MAX, 0};
+  cr_assert_eq(submit_source(&ts, T0), 0);
+  EXPECT(eng, "connect #1 127.0.0.1:2525");
+  up_to_rcpt(1, T0, A);
+  reply(eng, 1, T0, "250 ok\r\n");
+  drain(eng, &(action_lines){0});
+  for (int i = 0; i < 4; i++)
+    detour_engine_on_sent(eng, 1, T0);
+  reply(eng, 1, T0, "354 go\r\n");
+  EXPECT(eng, "send #1 " BLOCK1);
+  ts.len = 14; /* and now shorter than measured: ends inside block 2 */
+  detour_engine_on_sent(eng, 1, T0);
+  EXPECT(eng, "log +0 smtp r@y.test " A " local error TRANSIENT a1", "close #1",
+         "rcpt r@y.test deferred s-1", "done deferred");
+}
+
+Test(engine, body_source_that_grew_is_cut_at_the_measured_length) {
+  setup_servers(1);
+  cfg.block_size = 16;
+  start();
+  test_source ts = {BODY, strlen(BODY), UINT64_MAX, 0};
+  cr_assert_eq(submit_source(&ts, T0), 0);
+  ts.text = BODY "grown\n";
+  ts.len = strlen(ts.text);
+  EXPECT(eng, "connect #1 127.0.0.1:2525");
+  up_to_rcpt(1, T0, A);
+  reply(eng, 1, T0, "250 ok\r\n");
+  drain(eng, &(action_lines){0});
+  for (int i = 0; i < 4; i++)
+    detour_engine_on_sent(eng, 1, T0);
+  reply(eng, 1, T0, "354 go\r\n");
+  EXPECT(eng, "send #1 " BLOCK1);
+  detour_engine_on_sent(eng, 1, T0);
+  EXPECT(eng, "send #1 " BLOCK2);
+}

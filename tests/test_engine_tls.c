@@ -64,12 +64,22 @@ static void up_to_starttls(detour_ms t, const char *caps) {
   reply(eng, 1, t, caps);
 }
 
+/* The session's last move must be from -> to. */
+static void expect_move(const char *from, const char *to) {
+  const char *f = NULL;
+  const char *st = detour_engine_session_state(eng, &f);
+  cr_assert_str_eq(st, to, "state (from %s)", f);
+  cr_assert_str_eq(f, from, "entered %s from %s", st, f);
+}
+
 /* ... then 220 to STARTTLS: the engine asks the driver for TLS. */
 static void up_to_handshake(detour_ms t) {
   up_to_starttls(t, CAPS_TLS_AUTH);
   EXPECT(eng, "send #1 STARTTLS\\r\\n");
+  expect_move("ehlo", "starttls");
   reply(eng, 1, t, "220 2.0.0 go ahead\r\n");
   EXPECT(eng, "tls #1 127.0.0.1 ca=/ca.pem");
+  expect_move("starttls", "tls");
 }
 
 /* ... then TLS up: a tls row and EHLO again. */
@@ -120,12 +130,16 @@ Test(engine_tls, starttls_then_ehlo_again_then_auth_plain_then_mail) {
   start();
   up_to_handshake(T0);
   tls_up(T0 + 5);
+  expect_move("tls", "ehlo_tls");
   reply(eng, 1, T0 + 6, CAPS_TLS_AUTH);
   EXPECT(eng, "send #1 AUTH PLAIN " PLAIN_BLOB "\\r\\n");
+  expect_move("ehlo_tls", "auth");
   reply(eng, 1, T0 + 7, "235 2.7.0 accepted\r\n");
   EXPECT(eng, "log +7 auth r@y.test " A " AUTH PLAIN OK NONE a1",
          "send #1 MAIL FROM:<s@x.test>\\r\\n");
+  expect_move("auth", "mail");
   deliver_after_mail(T0 + 8);
+  expect_move("body", "done"); /* the commands' writes were never acked */
 }
 
 Test(engine_tls, auth_login_when_plain_is_not_offered) {
@@ -150,7 +164,9 @@ Test(engine_tls, implicit_tls_starts_before_the_greeting) {
   start();
   detour_engine_on_connected(eng, 1, T0, A);
   EXPECT(eng, "tls #1 127.0.0.1 ca=/ca.pem");
+  expect_move("none", "tls");
   detour_engine_on_tls_up(eng, 1, T0 + 3, "TLSv1.2", "ECDHE-RSA-AES128");
+  expect_move("tls", "greeting");
   EXPECT(eng, "log +3 tls r@y.test " A " TLS TLSv1.2 ECDHE-RSA-AES128 NONE a1");
   cr_assert_eq(detour_engine_next_deadline(eng), T0 + 3 + 5 * MIN,
                "greeting timeout from TLS up");

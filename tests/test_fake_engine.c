@@ -194,27 +194,7 @@ static size_t complete_messages(const detour_fake_server *s) {
 /* ------------------------------------------------------------------------ */
 /* Each catalogue entry at its default stage                                 */
 
-/* The TLS/AUTH entries need an engine configured with TLS (a ca_file
- * trusting the run's test CA) and credentials, which run_fault does not
- * give yet: until it does they are skipped here, loudly, and checked on
- * the wire by tests/test_fake_tls.c and tests/test_serve_tls.py.
- * auth_required needs neither: a client without credentials gets 530. */
-#define TLS_ENTRY_NAME(n, ...) #n,
-static const char *const needs_engine_tls[] = {
-    FAKE_FAULT_LIST_TLS(TLS_ENTRY_NAME)};
-#undef TLS_ENTRY_NAME
-
-static void skip_unless_engine_has_tls(const char *name) {
-  for (size_t i = 0; i < sizeof needs_engine_tls / sizeof needs_engine_tls[0];
-       i++)
-    if (strcmp(name, needs_engine_tls[i]) == 0 &&
-        strcmp(name, "auth_required") != 0)
-      cr_skip_test("%s: run_fault gives the engine no TLS/AUTH settings yet",
-                   name);
-}
-
 static void check_entry(const char *name) {
-  skip_unless_engine_has_tls(name);
   const detour_fake_fault_info *fi = detour_fake_fault_find(name);
   cr_assert_not_null(fi);
   run_env r;

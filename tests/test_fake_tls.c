@@ -5,6 +5,7 @@
  * 8314), AUTH PLAIN and LOGIN (RFC 4954), every TLS/AUTH catalogue entry,
  * and a recording that never holds a password.
  */
+#include <inttypes.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 
@@ -107,7 +108,8 @@ static ssize_t tls_cmd(client *c, const char *cmd, char *buf, size_t cap) {
   size_t len = 0;
   if (cmd) {
     snprintf(line, sizeof line, "%s\r\n", cmd);
-    cr_assert_gt(SSL_write(c->ssl, line, (int)strlen(line)), 0);
+    if (SSL_write(c->ssl, line, (int)strlen(line)) <= 0)
+      return -1; /* the caller's check of the reply fails */
   }
   buf[0] = '\0';
   while (len + 1 < cap) {
@@ -530,7 +532,10 @@ Test(tls_fault, tls_drop) {
   char hello[4096];
   int hn = BIO_read(out, hello, sizeof hello);
   cr_assert_gt(hn, 0);
-  cr_assert_eq(send(fd, hello, (size_t)hn, 0), hn);
+  /* In two segments: the fault waits for the whole hello. */
+  cr_assert_eq(send(fd, hello, 10, 0), 10);
+  usleep(50 * 1000);
+  cr_assert_eq(send(fd, hello + 10, (size_t)hn - 10, 0), hn - 10);
   size_t got = 0;
   ssize_t n;
   while ((n = ft_read_some(fd, buf + got, sizeof buf - got, 3000)) > 0)
@@ -872,4 +877,172 @@ Test(tls_yaml, users_file_errors_never_quote_the_line) {
                DETOUR_FAKE_AUTH_PLAIN | DETOUR_FAKE_AUTH_LOGIN);
   detour_fake_scripts_free(v, n);
   unlink(path);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Out of memory inside a TLS session                                        */
+
+/* Allocations of the fake library: the Nth fails (sticky: and every one
+ * after it) while armed. OpenSSL's own allocations are not ours and never
+ * fail here. */
+static _Atomic long oom_count, oom_at = -1;
+static _Atomic bool oom_sticky;
+
+static bool oom_now(void) {
+  if (oom_at < 0)
+    return false;
+  long k = oom_count++;
+  return oom_sticky ? k >= oom_at : k == oom_at;
+}
+static void *oom_malloc(size_t n, void *u) {
+  return oom_now() ? NULL : malloc(n);
+}
+static void *oom_calloc(size_t n, size_t k, void *u) {
+  return oom_now() ? NULL : calloc(n, k);
+}
+static void *oom_realloc(void *p, size_t n, void *u) {
+  return oom_now() ? NULL : realloc(p, n);
+}
+static void oom_free(void *p, void *u) { free(p); }
+
+/* One STARTTLS + AUTH + MAIL session that tolerates the server going
+ * away at any step; true when it got through to the 250 to MAIL. */
+static bool oom_session(tls_env *t) {
+  char buf[4096];
+  bool ok = false;
+  int fd = ft_connect(t->e.srv[0]);
+  if (fd < 0)
+    return false;
+  struct timeval tv = {2, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (ft_read_reply(fd, buf, sizeof buf, 2000) > 0 &&
+      strncmp(buf, "220", 3) == 0 &&
+      ft_cmd(fd, "EHLO client.test", buf, sizeof buf) > 0 &&
+      ft_cmd(fd, "STARTTLS", buf, sizeof buf) > 0 &&
+      strncmp(buf, "220", 3) == 0) {
+    client c;
+    tls_client(&c, fd, t->ca, "localhost", 0, 0);
+    ok = c.ok && tls_cmd(&c, "EHLO client.test", buf, sizeof buf) > 0 &&
+         tls_cmd(&c, "AUTH PLAIN " PLAIN_B64, buf, sizeof buf) > 0 &&
+         strncmp(buf, "235", 3) == 0 &&
+         tls_cmd(&c, "MAIL FROM:<a@x.test>", buf, sizeof buf) > 0 &&
+         strncmp(buf, "250", 3) == 0;
+    client_free(&c);
+  }
+  close(fd);
+  return ok;
+}
+
+/* Fail the 1st, 2nd, ... allocation of a session (alone, or with every
+ * one after it) until a session needs no failing allocation at all: every
+ * step of the session has been hit. Returns the points swept. */
+static long oom_sweep(tls_env *t, bool sticky) {
+  long n;
+  bool clean = false;
+  oom_sticky = sticky;
+  for (n = 0; n < 2000 && !clean; n++) {
+    oom_count = 0;
+    oom_at = n;
+    bool ok = oom_session(t);
+    clean = oom_count <= n; /* the failing one never came */
+    oom_at = -1;
+    cr_assert(!clean || ok, "with no failure the session works (n=%ld)", n);
+  }
+  cr_assert(clean, "a session needs fewer than 2000 allocations");
+  cr_assert_gt(n, 10, "the sweep went through the session (%ld)", n);
+  return n;
+}
+
+Test(tls_oom, every_allocation_of_a_tls_session_can_fail, .timeout = 300) {
+  detour_fake_mem m = {NULL, oom_malloc, oom_calloc, oom_realloc, oom_free};
+  detour_fake_set_mem(&m);
+  tls_env t;
+  tls_start(&t, SUBMISSION);
+  long n = oom_sweep(&t, false);
+  long n2 = oom_sweep(&t, true);
+  /* The server goes on, and recorded the sessions it had to drop. */
+  cr_assert(oom_session(&t), "a session after the sweep works");
+  ft_join(&t.e);
+  detour_fake_stats st;
+  detour_fake_server_stats(t.e.srv[0], &st);
+  cr_assert_gt(st.nomem, 0, "out of memory was seen and counted");
+  cr_log_info("TLS session OOM sweep: %ld + %ld (sticky) points, %" PRIu64
+              " nomem",
+              n, n2, st.nomem);
+  tls_finish(&t);
+}
+
+/* ------------------------------------------------------------------------ */
+/* TLS and AUTH in the connection record, at every record level              */
+
+Test(tls_record, summary_level_keeps_tls_and_auth_per_connection) {
+  tls_env t;
+  client c;
+  char buf[4096];
+  tls_start(&t, SUBMISSION "record: summary\n");
+  int fd = starttls(&t, &c, "localhost");
+  cr_assert(c.ok);
+  tls_cmd(&c, "EHLO client.test", buf, sizeof buf);
+  TLS_EXPECT(&c, "AUTH PLAIN " PLAIN_B64, "235");
+  client_free(&c);
+  close(fd);
+  fd = plain_ehlo(&t, buf, sizeof buf); /* in clear: nothing to show */
+  FT_EXPECT(fd, "AUTH LOGIN " LOGIN_USER_B64, "334");
+  FT_EXPECT(fd, "d3Jvbmc=", "535");
+  close(fd);
+  ft_join(&t.e);
+  detour_fake_server *s = t.e.srv[0];
+  cr_assert_eq(detour_fake_server_event_count(s), 0, "summary: no events");
+  detour_fake_conn a, b;
+  cr_assert_eq(detour_fake_server_conn(s, 0, &a), 0);
+  cr_assert_eq(detour_fake_server_conn(s, 1, &b), 0);
+  cr_assert_str_eq(a.tls_version, "TLSv1.3");
+  cr_assert(strncmp(a.tls_cipher, "TLS_", 4) == 0, "%s", a.tls_cipher);
+  cr_assert_str_eq(a.auth_mechanism, "PLAIN");
+  cr_assert_str_eq(a.auth_user, "alice");
+  cr_assert(a.auth_ok);
+  cr_assert_str_eq(b.tls_version, "");
+  cr_assert_str_eq(b.auth_user, "alice");
+  cr_assert_not(b.auth_ok, "535: not accepted");
+  char *rec = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&rec, &len);
+  cr_assert_eq(detour_fake_server_write_jsonl(s, f), 0);
+  fclose(f);
+  cr_assert(
+      strstr(rec, "\"event\":\"tls\",\"data\":\"version=TLSv1.3 cipher=TLS_"),
+      "%s", rec);
+  cr_assert(
+      strstr(rec, "\"data\":\"mechanism=PLAIN user=alice accepted=yes\""));
+  cr_assert(strstr(rec, "\"data\":\"mechanism=LOGIN user=alice accepted=no\""));
+  cr_assert_null(strstr(rec, PASSWORD));
+  free(rec);
+  tls_finish(&t);
+}
+
+Test(tls_ca, refuses_a_directory_others_can_write) {
+  char dir[512], err[512] = "";
+  snprintf(dir, sizeof dir, "/tmp/detour-ca-shared-%d", (int)getpid());
+  cr_assert_eq(mkdir(dir, 0777), 0);
+  cr_assert_eq(chmod(dir, 01777), 0);
+  cr_assert_eq(detour_fake_ca_make(dir, sizeof dir, NULL, 0, err, sizeof err),
+               DETOUR_EIO);
+  cr_assert(strstr(err, "not a private directory"), "%s", err);
+  /* A planted symlink is not followed. */
+  char target[600], link[600];
+  snprintf(target, sizeof target, "%s.victim", dir);
+  snprintf(link, sizeof link, "%s/server.key", dir);
+  FILE *v = fopen(target, "w");
+  fputs("precious\n", v);
+  fclose(v);
+  cr_assert_eq(chmod(dir, 0700), 0);
+  cr_assert_eq(symlink(target, link), 0);
+  cr_assert_eq(detour_fake_ca_make(dir, sizeof dir, NULL, 0, err, sizeof err),
+               DETOUR_EIO);
+  cr_assert(strstr(err, "cannot create"), "%s", err);
+  cr_assert_str_eq(slurp(target), "precious\n", "the victim is untouched");
+  unlink(link);
+  unlink(target);
+  detour_fake_ca_remove(dir);
+  rmdir(dir);
 }

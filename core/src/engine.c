@@ -53,10 +53,10 @@ static void engine_fail(detour_engine *e, int err) {
 
 /* Queue an action. After a failure nothing more is queued: the actions of
  * the failure sweep take over (see the top of the file). */
-bool engine_push(detour_engine *e, const detour_action *a) {
+bool detour__engine_push(detour_engine *e, const detour_action *a) {
   if (e->failed)
     return false;
-  if (engine_queue_push(&e->queue, a))
+  if (detour__queue_push(&e->queue, a))
     return true;
   engine_fail(e, DETOUR_ENOMEM);
   return false;
@@ -65,27 +65,28 @@ bool engine_push(detour_engine *e, const detour_action *a) {
 /* Every event starts here: what the last pop handed out is released, and
  * a failed engine takes no more events. */
 static bool engine_enter(detour_engine *e) {
-  engine_queue_release_popped(&e->queue);
+  detour__queue_release_popped(&e->queue);
   return !e->failed;
 }
 
-void engine_send(detour_engine *e, unsigned conn, const char *data,
-                 size_t len) {
+void detour__engine_send(detour_engine *e, unsigned conn, const char *data,
+                         size_t len) {
   detour_action a = {.type = DETOUR_ACT_SEND, .conn = conn};
   a.u.send.data = data;
   a.u.send.len = len;
-  engine_push(e, &a);
+  detour__engine_push(e, &a);
 }
 
 static void push_warn(detour_engine *e, const char *text) {
   detour_action a = {.type = DETOUR_ACT_WARN};
   a.u.warn.text = text;
-  engine_push(e, &a);
+  detour__engine_push(e, &a);
 }
 
-void engine_log(detour_engine *e, detour_ms now, detour_log_kind kind,
-                const engine_rcpt *r, size_t server, const char *address,
-                const char *result, detour_class cls, const char *detail) {
+void detour__engine_log(detour_engine *e, detour_ms now, detour_log_kind kind,
+                        const engine_rcpt *r, size_t server,
+                        const char *address, const char *result,
+                        detour_class cls, const char *detail) {
   detour_action a = {.type = DETOUR_ACT_LOG};
   detour_log_row *row = &a.u.log;
   row->time = now;
@@ -99,7 +100,7 @@ void engine_log(detour_engine *e, detour_ms now, detour_log_kind kind,
   row->result = result;
   row->cls = cls;
   row->detail = detail ? detail : "";
-  engine_push(e, &a);
+  detour__engine_push(e, &a);
 }
 
 /* One row per recipient still to be delivered. */
@@ -109,11 +110,12 @@ static void log_pending(detour_engine *e, detour_ms now, detour_log_kind k,
   engine_message *m = e->active;
   for (size_t i = 0; i < m->nrcpts; i++)
     if (m->rcpts[i].state == RCPT_PENDING)
-      engine_log(e, now, k, &m->rcpts[i], server, "", result, cls, detail);
+      detour__engine_log(e, now, k, &m->rcpts[i], server, "", result, cls,
+                         detail);
 }
 
-void engine_rcpt_final(detour_engine *e, size_t index,
-                       detour_rcpt_outcome outcome) {
+void detour__engine_rcpt_final(detour_engine *e, size_t index,
+                               detour_rcpt_outcome outcome) {
   engine_message *m = e->active;
   for (size_t i = 0; i < m->nrcpts; i++) {
     engine_rcpt *r = &m->rcpts[i];
@@ -128,7 +130,7 @@ void engine_rcpt_final(detour_engine *e, size_t index,
     int server = m->rcpts[index].server;
     a.u.rcpt.server = server < 0 ? -1 : (int)e->configured[server];
     a.u.rcpt.detail = m->rcpts[index].detail;
-    r->reported = engine_push(e, &a);
+    r->reported = detour__engine_push(e, &a);
   }
 }
 
@@ -144,9 +146,9 @@ static engine_conn *find_conn(detour_engine *e, unsigned id) {
 
 /* Every connection gets exactly one CLOSE, whatever ended it (after a
  * failure, from the sweep). */
-void engine_close_conn(detour_engine *e, engine_conn *c) {
+void detour__engine_close_conn(detour_engine *e, engine_conn *c) {
   detour_action a = {.type = DETOUR_ACT_CLOSE, .conn = c->id};
-  if (!engine_push(e, &a))
+  if (!detour__engine_push(e, &a))
     return;
   c->role = CONN_FREE;
   c->deadline = DETOUR_NO_DEADLINE;
@@ -164,7 +166,7 @@ static engine_conn *alloc_conn(detour_engine *e) {
       oldest = &e->conns[i];
   if (!oldest)
     return NULL;
-  engine_close_conn(e, oldest);
+  detour__engine_close_conn(e, oldest);
   return oldest;
 }
 
@@ -235,7 +237,7 @@ static void start_connect(detour_engine *e, size_t server, detour_ms now) {
   a.u.connect.server = e->configured[server];
   a.u.connect.host = e->cfg.servers[server].host;
   a.u.connect.port = e->cfg.servers[server].port;
-  if (!engine_push(e, &a))
+  if (!detour__engine_push(e, &a))
     c->role = CONN_FREE; /* never announced: nothing to close */
 }
 
@@ -371,11 +373,11 @@ static void act_on(detour_engine *e, detour_ms now, const session_outcome *o) {
 
 static void free_message(detour_engine *e, engine_message *m) {
   const detour_mem *mem = &e->mem;
-  engine_mem_free(mem, m->from);
+  detour__mem_free(mem, m->from);
   for (size_t i = 0; m->rcpts && i < m->nrcpts; i++)
-    engine_mem_free(mem, m->rcpts[i].addr);
-  engine_mem_free(mem, m->rcpts);
-  engine_mem_free(mem, m->body);
+    detour__mem_free(mem, m->rcpts[i].addr);
+  detour__mem_free(mem, m->rcpts);
+  detour__mem_free(mem, m->body);
   memset(m, 0, sizeof *m);
 }
 
@@ -384,7 +386,7 @@ static void begin_message(detour_engine *e, detour_ms now) {
   e->active = m;
   memset(&e->round, 0, sizeof e->round);
   e->round.race_at = DETOUR_NO_DEADLINE;
-  const char **addrs = engine_mem_alloc(&e->mem, m->nrcpts * sizeof *addrs);
+  const char **addrs = detour__mem_alloc(&e->mem, m->nrcpts * sizeof *addrs);
   if (!addrs) {
     engine_fail(e, DETOUR_ENOMEM);
     return;
@@ -395,7 +397,7 @@ static void begin_message(detour_engine *e, detour_ms now) {
       addrs[n++] = m->rcpts[i].addr;
   e->round.detour_allowed =
       detour_policy_allows(e->cfg.policy, m->from, addrs, n, m->override);
-  engine_mem_free(&e->mem, addrs);
+  detour__mem_free(&e->mem, addrs);
   start_attempt(e, 0, now);
 }
 
@@ -406,7 +408,7 @@ static void finish_message(detour_engine *e, detour_ms now) {
     engine_rcpt *r = &m->rcpts[i];
     if (r->state == RCPT_PENDING || r->state == RCPT_IN_TXN) {
       r->state = RCPT_DEFERRED;
-      engine_rcpt_final(e, i, DETOUR_RCPT_DEFERRED);
+      detour__engine_rcpt_final(e, i, DETOUR_RCPT_DEFERRED);
     }
     deferred |= r->state == RCPT_DEFERRED;
     aborted |= r->state == RCPT_ABORTED;
@@ -416,7 +418,7 @@ static void finish_message(detour_engine *e, detour_ms now) {
   a.u.done.status = deferred  ? DETOUR_DONE_DEFERRED
                     : aborted ? DETOUR_DONE_ABORTED
                               : DETOUR_DONE_DELIVERED;
-  if (!engine_push(e, &a))
+  if (!detour__engine_push(e, &a))
     return; /* the failure sweep reports this message */
   free_message(e, m);
   memmove(&e->messages[0], &e->messages[1],
@@ -433,14 +435,14 @@ static void finish_message(detour_engine *e, detour_ms now) {
  * first one's fate and is sent only once (R10). */
 static int copy_rcpts(detour_engine *e, engine_message *m,
                       const detour_message *in) {
-  m->rcpts = engine_mem_calloc(&e->mem, in->nrcpts, sizeof *m->rcpts);
+  m->rcpts = detour__mem_calloc(&e->mem, in->nrcpts, sizeof *m->rcpts);
   if (!m->rcpts)
     return DETOUR_ENOMEM;
   m->nrcpts = in->nrcpts;
   for (size_t i = 0; i < in->nrcpts; i++) {
     engine_rcpt *r = &m->rcpts[i];
     r->server = -1;
-    r->addr = engine_mem_strdup(&e->mem, in->rcpts[i]);
+    r->addr = detour__mem_strdup(&e->mem, in->rcpts[i]);
     if (!r->addr)
       return DETOUR_ENOMEM;
     for (size_t j = 0; j < i; j++)
@@ -483,7 +485,7 @@ static int copy_body(detour_engine *e, engine_message *m,
     return 0;
   }
   m->body_len = in->body_len;
-  m->body = engine_mem_alloc(&e->mem, in->body_len);
+  m->body = detour__mem_alloc(&e->mem, in->body_len);
   if (!m->body)
     return DETOUR_ENOMEM;
   if (in->body_len)
@@ -496,12 +498,12 @@ static int copy_message(detour_engine *e, engine_message *m,
   memset(m, 0, sizeof *m);
   m->index = index;
   m->override = in->override;
-  m->from = engine_mem_strdup(&e->mem, in->from);
+  m->from = detour__mem_strdup(&e->mem, in->from);
   int rc = m->from ? copy_body(e, m, in) : DETOUR_ENOMEM;
   if (rc == 0)
     rc = copy_rcpts(e, m, in);
   if (rc == 0)
-    rc = body_measure(e, m); /* SIZE= and BODY=8BITMIME need it first */
+    rc = detour__body_measure(e, m); /* SIZE= and BODY=8BITMIME need it first */
   if (rc < 0)
     free_message(e, m);
   return rc;
@@ -575,9 +577,9 @@ static int alloc_buffers(detour_engine *e, const detour_config *cfg) {
     e->cfg.block_size = 64 * 1024;
   e->raw_cap = e->cfg.block_size / 2;
   e->session.expect =
-      engine_mem_calloc(mem, ENGINE_MAX_EXPECT, sizeof *e->session.expect);
-  e->block = engine_mem_alloc(mem, e->cfg.block_size);
-  e->raw = engine_mem_alloc(mem, e->raw_cap);
+      detour__mem_calloc(mem, ENGINE_MAX_EXPECT, sizeof *e->session.expect);
+  e->block = detour__mem_alloc(mem, e->cfg.block_size);
+  e->raw = detour__mem_alloc(mem, e->raw_cap);
   if (!cfg->classify)
     e->own_classify = detour_classify_new_default();
   if (!e->session.expect || !e->block || !e->raw ||
@@ -594,13 +596,13 @@ detour_engine *detour_engine_new(const detour_config *cfg, int *err) {
     return NULL;
   }
   const detour_mem *mem = cfg->mem ? cfg->mem : &libc_mem;
-  detour_engine *e = engine_mem_calloc(mem, 1, sizeof *e);
+  detour_engine *e = detour__mem_calloc(mem, 1, sizeof *e);
   if (!e) {
     *err = DETOUR_ENOMEM;
     return NULL;
   }
   e->mem = *mem;
-  engine_queue_init(&e->queue, &e->mem);
+  detour__queue_init(&e->queue, &e->mem);
   if (alloc_buffers(e, cfg) < 0) {
     detour_engine_free(e);
     *err = DETOUR_ENOMEM;
@@ -624,13 +626,13 @@ void detour_engine_free(detour_engine *e) {
   const detour_mem mem = e->mem;
   for (size_t i = 0; i < e->nmessages; i++)
     free_message(e, &e->messages[i]);
-  engine_mem_free(&mem, e->messages);
-  engine_mem_free(&mem, e->session.expect);
-  engine_mem_free(&mem, e->block);
-  engine_mem_free(&mem, e->raw);
+  detour__mem_free(&mem, e->messages);
+  detour__mem_free(&mem, e->session.expect);
+  detour__mem_free(&mem, e->block);
+  detour__mem_free(&mem, e->raw);
   detour_classify_free(e->own_classify);
-  engine_queue_free(&e->queue);
-  engine_mem_free(&mem, e);
+  detour__queue_free(&e->queue);
+  detour__mem_free(&mem, e);
 }
 
 const detour_server *detour_engine_server(const detour_engine *e, size_t i) {
@@ -647,7 +649,7 @@ const char *detour_engine_server_label(const detour_engine *e, size_t i) {
 
 int detour_engine_submit(detour_engine *e, const detour_message *m,
                          detour_ms now) {
-  engine_queue_release_popped(&e->queue);
+  detour__queue_release_popped(&e->queue);
   if (e->failed)
     return e->failed;
   int rc = check_message(m);
@@ -656,7 +658,7 @@ int detour_engine_submit(detour_engine *e, const detour_message *m,
   if (e->nmessages == e->cap_messages) {
     size_t cap = e->cap_messages ? e->cap_messages * 2 : 4;
     engine_message *grown =
-        engine_mem_realloc(&e->mem, e->messages, cap * sizeof *grown);
+        detour__mem_realloc(&e->mem, e->messages, cap * sizeof *grown);
     if (!grown)
       return DETOUR_ENOMEM;
     e->messages = grown;
@@ -751,7 +753,7 @@ static int sweep_next(detour_engine *e, detour_action *out) {
 }
 
 int detour_engine_next_action(detour_engine *e, detour_action *out) {
-  if (engine_queue_pop(&e->queue, out))
+  if (detour__queue_pop(&e->queue, out))
     return 1;
   return e->failed ? sweep_next(e, out) : 0;
 }
@@ -778,15 +780,22 @@ detour_ms detour_engine_next_deadline(const detour_engine *e) {
   return d;
 }
 
+const char *detour_engine_session_state(const detour_engine *e,
+                                        const char **from) {
+  if (from)
+    *from = detour__session_state_name(e->session.from);
+  return detour__session_state_name(e->session.state);
+}
+
 bool detour_engine_idle(const detour_engine *e) {
   if (e->failed && e->error_reported && e->swept == e->nmessages &&
-      engine_queue_empty(&e->queue)) {
+      detour__queue_empty(&e->queue)) {
     for (size_t i = 0; i < ENGINE_MAX_CONNS; i++)
       if (e->conns[i].role != CONN_FREE)
         return false;
     return true;
   }
-  if (e->nmessages > 0 || !engine_queue_empty(&e->queue))
+  if (e->nmessages > 0 || !detour__queue_empty(&e->queue))
     return false;
   for (size_t i = 0; i < ENGINE_MAX_CONNS; i++)
     if (e->conns[i].role != CONN_FREE)
@@ -798,7 +807,7 @@ bool detour_engine_idle(const detour_engine *e) {
 static void connect_failed(detour_engine *e, engine_conn *c, detour_ms now,
                            detour_condition cond, const char *detail) {
   size_t server = c->server;
-  engine_close_conn(e, c);
+  detour__engine_close_conn(e, c);
   detour_failure f = {.stage = DETOUR_STAGE_CONNECT, .cond = cond};
   const detour_classify *t =
       e->cfg.classify ? e->cfg.classify : e->own_classify;
@@ -836,11 +845,11 @@ void detour_engine_on_connected(detour_engine *e, unsigned conn, detour_ms now,
       continue;
     log_pending(e, now, DETOUR_LOG_RACE, o->server, "race lost",
                 DETOUR_CLASS_NONE, e->labels[c->server]);
-    engine_close_conn(e, o);
+    detour__engine_close_conn(e, o);
   }
   e->round.race_at = DETOUR_NO_DEADLINE;
   e->round.current = c->server;
-  session_outcome o = session_begin(e, c, now, address);
+  session_outcome o = detour__session_begin(e, c, now, address);
   act_on(e, now, &o);
 }
 
@@ -868,11 +877,11 @@ void detour_engine_on_data(detour_engine *e, unsigned conn, detour_ms now,
     return;
   if (c->role == CONN_QUITTING) {
     /* Anything after QUIT ends it; we do not wait for more. */
-    engine_close_conn(e, c);
+    detour__engine_close_conn(e, c);
     return;
   }
   if (is_session_conn(e, c)) {
-    session_outcome o = session_on_data(e, now, buf, len);
+    session_outcome o = detour__session_on_data(e, now, buf, len);
     act_on(e, now, &o);
   }
 }
@@ -882,7 +891,7 @@ void detour_engine_on_sent(detour_engine *e, unsigned conn, detour_ms now) {
     return;
   engine_conn *c = find_conn(e, conn);
   if (is_session_conn(e, c)) {
-    session_outcome o = session_on_sent(e, now);
+    session_outcome o = detour__session_on_sent(e, now);
     act_on(e, now, &o);
   }
 }
@@ -899,29 +908,29 @@ void detour_engine_on_closed(detour_engine *e, unsigned conn, detour_ms now,
     return;
   }
   if (is_session_conn(e, c)) {
-    session_outcome o = session_on_closed(e, now, detail);
+    session_outcome o = detour__session_on_closed(e, now, detail);
     act_on(e, now, &o);
     return;
   }
-  engine_close_conn(e, c);
+  detour__engine_close_conn(e, c);
 }
 
 void detour_engine_on_tls_up(detour_engine *e, unsigned conn, detour_ms now,
                              const char *version, const char *cipher) {
-  engine_queue_release_popped(&e->queue);
+  detour__queue_release_popped(&e->queue);
   engine_conn *c = find_conn(e, conn);
   if (is_session_conn(e, c)) {
-    session_outcome o = session_on_tls_up(e, now, version, cipher);
+    session_outcome o = detour__session_on_tls_up(e, now, version, cipher);
     act_on(e, now, &o);
   }
 }
 
 void detour_engine_on_tls_failed(detour_engine *e, unsigned conn, detour_ms now,
                                  detour_tls_failure why, const char *detail) {
-  engine_queue_release_popped(&e->queue);
+  detour__queue_release_popped(&e->queue);
   engine_conn *c = find_conn(e, conn);
   if (is_session_conn(e, c)) {
-    session_outcome o = session_on_tls_failed(e, now, why, detail);
+    session_outcome o = detour__session_on_tls_failed(e, now, why, detail);
     act_on(e, now, &o);
   }
 }
@@ -958,13 +967,13 @@ static void expire_conn(detour_engine *e, engine_conn *c, detour_ms now) {
     break;
   case CONN_SESSION:
     if (e->session.conn == c) {
-      session_outcome o = session_on_timeout(e, now);
+      session_outcome o = detour__session_on_timeout(e, now);
       act_on(e, now, &o);
     } else
-      engine_close_conn(e, c);
+      detour__engine_close_conn(e, c);
     break;
   case CONN_QUITTING:
-    engine_close_conn(e, c);
+    detour__engine_close_conn(e, c);
     break;
   case CONN_FREE:
     break;

@@ -101,7 +101,7 @@ static int64_t body_read(const engine_message *m, uint64_t off, char *buf,
   return n;
 }
 
-int body_measure(detour_engine *e, engine_message *m) {
+int detour__body_measure(detour_engine *e, engine_message *m) {
   detour_dot_encoder enc;
   detour_dot_encoder_init(&enc);
   uint64_t off = 0;
@@ -115,30 +115,35 @@ int body_measure(detour_engine *e, engine_message *m) {
     off += (uint64_t)n;
   }
   detour_dot_encode_end(&enc, NULL);
+  m->raw_len = off;
   m->wire_len = enc.wire_len;
   m->eight_bit = enc.eight_bit;
   return 0;
 }
 
-void body_cursor_init(engine_body_cursor *c) {
+void detour__body_cursor_init(engine_body_cursor *c) {
   memset(c, 0, sizeof *c);
   detour_dot_encoder_init(&c->enc);
 }
 
 /* Fill e->block with the next block: as much of the body as fits (a raw
  * byte is at most 2 wire bytes, so reading half the room always fits),
- * and the final ".\r\n" once the body is exhausted and it fits. */
-int64_t body_next_block(detour_engine *e, const engine_message *m,
-                        engine_body_cursor *c) {
+ * and the final ".\r\n" once the body is exhausted and it fits. The body
+ * sent is the one measured at submission (SIZE= announced its length): a
+ * source that now ends early is an error, one that grew is cut there. */
+int64_t detour__body_next_block(detour_engine *e, const engine_message *m,
+                                engine_body_cursor *c) {
   size_t cap = e->cfg.block_size, o = 0;
   while (!c->done) {
     size_t room = cap - o;
     size_t want = room / 2 < e->raw_cap ? room / 2 : e->raw_cap;
-    if (want == 0)
-      break;
-    int64_t n = body_read(m, c->off, e->raw, want);
+    if (want > m->raw_len - c->off)
+      want = (size_t)(m->raw_len - c->off);
+    int64_t n = want ? body_read(m, c->off, e->raw, want) : 0;
     if (n < 0)
       return n;
+    if (n == 0 && c->off < m->raw_len)
+      return want ? DETOUR_EIO : (int64_t)o; /* ended early / no room */
     if (n == 0) {
       if (room < DETOUR_DOT_END_MAX)
         break; /* the end goes in the next block */

@@ -43,6 +43,7 @@ typedef struct {
   size_t body_len;
   bool has_source;           /* the body is read from source instead */
   detour_body_source source; /* the caller's */
+  uint64_t raw_len;          /* of the body as given, measured at submit */
   uint64_t wire_len;         /* of the DATA form, final ".\r\n" included */
   bool eight_bit;
   detour_override override;
@@ -184,42 +185,45 @@ struct detour_engine {
 };
 
 /* engine.c, used by engine_session.c: actions only, no decisions. */
-void engine_log(detour_engine *e, detour_ms now, detour_log_kind kind,
-                const engine_rcpt *r, size_t server, const char *address,
-                const char *result, detour_class cls, const char *detail);
-bool engine_push(detour_engine *e, const detour_action *a);
-void engine_send(detour_engine *e, unsigned conn, const char *data, size_t len);
-void engine_close_conn(detour_engine *e, engine_conn *c);
-void engine_rcpt_final(detour_engine *e, size_t index,
-                       detour_rcpt_outcome outcome);
+void detour__engine_log(detour_engine *e, detour_ms now, detour_log_kind kind,
+                        const engine_rcpt *r, size_t server,
+                        const char *address, const char *result,
+                        detour_class cls, const char *detail);
+bool detour__engine_push(detour_engine *e, const detour_action *a);
+void detour__engine_send(detour_engine *e, unsigned conn, const char *data,
+                         size_t len);
+void detour__engine_close_conn(detour_engine *e, engine_conn *c);
+void detour__engine_rcpt_final(detour_engine *e, size_t index,
+                               detour_rcpt_outcome outcome);
 
 /* engine_session.c: each entry point returns what happened; engine.c acts
  * on it. */
-session_outcome session_begin(detour_engine *e, engine_conn *c, detour_ms now,
-                              const char *address);
-session_outcome session_on_data(detour_engine *e, detour_ms now,
-                                const char *buf, size_t len);
-session_outcome session_on_sent(detour_engine *e, detour_ms now);
-session_outcome session_on_closed(detour_engine *e, detour_ms now,
-                                  const char *detail);
-session_outcome session_on_timeout(detour_engine *e, detour_ms now);
-session_outcome session_on_tls_up(detour_engine *e, detour_ms now,
-                                  const char *version, const char *cipher);
-session_outcome session_on_tls_failed(detour_engine *e, detour_ms now,
-                                      detour_tls_failure why,
-                                      const char *detail);
+session_outcome detour__session_begin(detour_engine *e, engine_conn *c,
+                                      detour_ms now, const char *address);
+session_outcome detour__session_on_data(detour_engine *e, detour_ms now,
+                                        const char *buf, size_t len);
+session_outcome detour__session_on_sent(detour_engine *e, detour_ms now);
+session_outcome detour__session_on_closed(detour_engine *e, detour_ms now,
+                                          const char *detail);
+session_outcome detour__session_on_timeout(detour_engine *e, detour_ms now);
+session_outcome detour__session_on_tls_up(detour_engine *e, detour_ms now,
+                                          const char *version,
+                                          const char *cipher);
+session_outcome detour__session_on_tls_failed(detour_engine *e, detour_ms now,
+                                              detour_tls_failure why,
+                                              const char *detail);
 /* "greeting", "rcpt", ...: the name of a state. Static. */
-const char *session_state_name(session_state st);
+const char *detour__session_state_name(session_state st);
 
 /* engine_body.c */
 /* Set m->wire_len and m->eight_bit, reading the whole body once. Returns 0
  * or the body source's error. */
-int body_measure(detour_engine *e, engine_message *m);
-void body_cursor_init(engine_body_cursor *c);
+int detour__body_measure(detour_engine *e, engine_message *m);
+void detour__body_cursor_init(engine_body_cursor *c);
 /* The next block of m's wire body into e->block: its length, 0 when the
  * whole body (final ".\r\n" included) has been handed out, or the body
  * source's negative error. */
-int64_t body_next_block(detour_engine *e, const engine_message *m,
-                        engine_body_cursor *c);
+int64_t detour__body_next_block(detour_engine *e, const engine_message *m,
+                                engine_body_cursor *c);
 
 #endif

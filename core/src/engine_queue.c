@@ -4,7 +4,7 @@
  * Each pushed action gets one allocation holding copies of everything it
  * points to; the pointers in the queued action are rewritten to point into
  * that block. Popping hands the block to the caller until the next engine
- * call, when engine_queue_release_popped() frees it.
+ * call, when detour__queue_release_popped() frees it.
  */
 #include "engine_queue.h"
 
@@ -13,26 +13,26 @@
 /* ------------------------------------------------------------------------ */
 /* The allocator                                                             */
 
-void *engine_mem_alloc(const detour_mem *m, size_t size) {
+void *detour__mem_alloc(const detour_mem *m, size_t size) {
   return m->malloc(size ? size : 1, m->user);
 }
 
-void *engine_mem_calloc(const detour_mem *m, size_t n, size_t size) {
+void *detour__mem_calloc(const detour_mem *m, size_t n, size_t size) {
   return m->calloc(n ? n : 1, size ? size : 1, m->user);
 }
 
-void *engine_mem_realloc(const detour_mem *m, void *p, size_t size) {
+void *detour__mem_realloc(const detour_mem *m, void *p, size_t size) {
   return m->realloc(p, size ? size : 1, m->user);
 }
 
-void engine_mem_free(const detour_mem *m, void *p) {
+void detour__mem_free(const detour_mem *m, void *p) {
   if (p)
     m->free(p, m->user);
 }
 
-char *engine_mem_strdup(const detour_mem *m, const char *s) {
+char *detour__mem_strdup(const detour_mem *m, const char *s) {
   size_t n = strlen(s) + 1;
-  char *copy = engine_mem_alloc(m, n);
+  char *copy = detour__mem_alloc(m, n);
   if (copy)
     memcpy(copy, s, n);
   return copy;
@@ -41,36 +41,36 @@ char *engine_mem_strdup(const detour_mem *m, const char *s) {
 /* ------------------------------------------------------------------------ */
 /* The queue                                                                 */
 
-void engine_queue_init(engine_queue *q, const detour_mem *mem) {
+void detour__queue_init(engine_queue *q, const detour_mem *mem) {
   memset(q, 0, sizeof *q);
   q->mem = mem;
 }
 
-void engine_queue_free(engine_queue *q) {
+void detour__queue_free(engine_queue *q) {
   for (size_t i = 0; i < q->count; i++)
-    engine_mem_free(q->mem, q->items[(q->head + i) % q->cap].storage);
-  engine_mem_free(q->mem, q->items);
-  engine_mem_free(q->mem, q->popped_storage);
+    detour__mem_free(q->mem, q->items[(q->head + i) % q->cap].storage);
+  detour__mem_free(q->mem, q->items);
+  detour__mem_free(q->mem, q->popped_storage);
   q->items = NULL;
   q->popped_storage = NULL;
   q->head = q->count = q->cap = 0;
 }
 
-void engine_queue_release_popped(engine_queue *q) {
-  engine_mem_free(q->mem, q->popped_storage);
+void detour__queue_release_popped(engine_queue *q) {
+  detour__mem_free(q->mem, q->popped_storage);
   q->popped_storage = NULL;
 }
 
-bool engine_queue_empty(const engine_queue *q) { return q->count == 0; }
+bool detour__queue_empty(const engine_queue *q) { return q->count == 0; }
 
 static bool queue_grow(engine_queue *q) {
   size_t cap = q->cap ? q->cap * 2 : 16;
-  engine_queued_action *items = engine_mem_alloc(q->mem, cap * sizeof *items);
+  engine_queued_action *items = detour__mem_alloc(q->mem, cap * sizeof *items);
   if (!items)
     return false;
   for (size_t i = 0; i < q->count; i++)
     items[i] = q->items[(q->head + i) % q->cap];
-  engine_mem_free(q->mem, q->items);
+  detour__mem_free(q->mem, q->items);
   q->items = items;
   q->cap = cap;
   q->head = 0;
@@ -135,7 +135,7 @@ static char *copy_strings(const detour_mem *mem, detour_action *a) {
   size_t total = 1;
   for (size_t i = 0; i < r.n; i++)
     total += r.len[i];
-  char *block = engine_mem_alloc(mem, total);
+  char *block = detour__mem_alloc(mem, total);
   if (!block)
     return NULL;
   size_t off = 0;
@@ -150,7 +150,7 @@ static char *copy_strings(const detour_mem *mem, detour_action *a) {
   return block;
 }
 
-bool engine_queue_push(engine_queue *q, const detour_action *a) {
+bool detour__queue_push(engine_queue *q, const detour_action *a) {
   if (q->count == q->cap && !queue_grow(q))
     return false;
   engine_queued_action item = {.action = *a};
@@ -162,8 +162,8 @@ bool engine_queue_push(engine_queue *q, const detour_action *a) {
   return true;
 }
 
-int engine_queue_pop(engine_queue *q, detour_action *out) {
-  engine_queue_release_popped(q);
+int detour__queue_pop(engine_queue *q, detour_action *out) {
+  detour__queue_release_popped(q);
   if (q->count == 0)
     return 0;
   engine_queued_action *item = &q->items[q->head];

@@ -98,7 +98,7 @@ _Static_assert(sizeof states / sizeof *states == SESSION_STATE_COUNT,
                "one row per session_state");
 _Static_assert(SESSION_STATE_COUNT <= 32, "moves are bits of an unsigned");
 
-const char *session_state_name(session_state st) {
+const char *detour__session_state_name(session_state st) {
   return (unsigned)st < SESSION_STATE_COUNT ? states[st].name : "unknown";
 }
 
@@ -147,7 +147,7 @@ static const engine_expect *expect_head(const engine_session *s) {
 
 static void send_text(detour_engine *e, const char *text) {
   e->session.sends_outstanding++;
-  engine_send(e, e->session.conn->id, text, strlen(text));
+  detour__engine_send(e, e->session.conn->id, text, strlen(text));
 }
 
 static void send_command(detour_engine *e, detour_stage st, size_t rcpt,
@@ -335,11 +335,11 @@ static void rcpt_failed(detour_engine *e, detour_ms now, size_t i,
   r->row_this_session = true;
   r->last_class = cls;
   snprintf(r->detail, sizeof r->detail, "%s", n->detail);
-  engine_log(e, now, DETOUR_LOG_SMTP, r, s->server, s->address, n->result, cls,
-             n->detail);
+  detour__engine_log(e, now, DETOUR_LOG_SMTP, r, s->server, s->address,
+                     n->result, cls, n->detail);
   if (cls == DETOUR_CLASS_ABORT) {
     r->state = RCPT_ABORTED;
-    engine_rcpt_final(e, i, DETOUR_RCPT_ABORTED);
+    detour__engine_rcpt_final(e, i, DETOUR_RCPT_ABORTED);
   }
   if (cls == DETOUR_CLASS_CONNECT || cls == DETOUR_CLASS_SWITCH)
     s->out.trip_breaker = true;
@@ -354,11 +354,11 @@ static void session_end(detour_engine *e, detour_ms now, bool polite) {
   s->conn = NULL;
   s->expect_count = 0;
   if (polite) {
-    engine_send(e, c->id, "QUIT\r\n", 6);
+    detour__engine_send(e, c->id, "QUIT\r\n", 6);
     c->role = CONN_QUITTING;
     c->deadline = now + e->cfg.timeouts.quit;
   } else {
-    engine_close_conn(e, c);
+    detour__engine_close_conn(e, c);
   }
   s->out.over = true;
 }
@@ -566,8 +566,8 @@ static void log_step(detour_engine *e, detour_ms now, detour_log_kind kind,
   engine_message *m = e->active;
   for (size_t i = 0; i < m->nrcpts; i++)
     if (takes_part(&m->rcpts[i]))
-      engine_log(e, now, kind, &m->rcpts[i], s->server, s->address, result,
-                 DETOUR_CLASS_NONE, detail);
+      detour__engine_log(e, now, kind, &m->rcpts[i], s->server, s->address,
+                         result, DETOUR_CLASS_NONE, detail);
 }
 
 static void start_auth(detour_engine *e, detour_ms now) {
@@ -637,7 +637,7 @@ static void start_tls(detour_engine *e) {
   detour_action a = {.type = DETOUR_ACT_TLS_START, .conn = s->conn->id};
   a.u.tls.server_name = srv->host;
   a.u.tls.ca_file = srv->ca_file;
-  engine_push(e, &a);
+  detour__engine_push(e, &a);
   s->tls_started = true;
 }
 
@@ -648,7 +648,7 @@ static void on_starttls(detour_engine *e, detour_ms now,
     return;
   }
   /* TLS_START goes out once this read is done and shown clean
-   * (session_on_data) */
+   * (detour__session_on_data) */
   enter_state(e, SESSION_TLS, now);
 }
 
@@ -817,7 +817,7 @@ static void body_unreadable(detour_engine *e, detour_ms now, int err) {
  * the reply to the final "." is awaited. */
 static void send_body_block(detour_engine *e, detour_ms now) {
   engine_session *s = &e->session;
-  int64_t n = body_next_block(e, e->active, &s->body);
+  int64_t n = detour__body_next_block(e, e->active, &s->body);
   if (n < 0) {
     body_unreadable(e, now, (int)n);
     return;
@@ -827,7 +827,7 @@ static void send_body_block(detour_engine *e, detour_ms now) {
     return;
   }
   s->sends_outstanding++;
-  engine_send(e, s->conn->id, e->block, (size_t)n);
+  detour__engine_send(e, s->conn->id, e->block, (size_t)n);
   arm_deadline(e, now);
 }
 
@@ -844,7 +844,7 @@ static void on_data_command(detour_engine *e, detour_ms now,
     fail_reply(e, now, DETOUR_STAGE_DATA, r);
     return;
   }
-  body_cursor_init(&s->body);
+  detour__body_cursor_init(&s->body);
   expect_push(s, DETOUR_STAGE_END_OF_DATA, 0);
   enter_state(e, SESSION_BODY, now);
   send_body_block(e, now);
@@ -868,9 +868,9 @@ static void on_end_of_data(detour_engine *e, detour_ms now,
     rc->last_class = DETOUR_CLASS_NONE;
     snprintf(rc->detail, sizeof rc->detail, "eod: %.200s", r->text);
     redact(e, rc->detail, sizeof rc->detail);
-    engine_log(e, now, DETOUR_LOG_SMTP, rc, s->server, s->address, "SMTP OK",
-               DETOUR_CLASS_NONE, rc->detail);
-    engine_rcpt_final(e, i, DETOUR_RCPT_DELIVERED);
+    detour__engine_log(e, now, DETOUR_LOG_SMTP, rc, s->server, s->address,
+                       "SMTP OK", DETOUR_CLASS_NONE, rc->detail);
+    detour__engine_rcpt_final(e, i, DETOUR_RCPT_DELIVERED);
   }
   s->out.worked = true; /* R12: it works again */
   session_end(e, now, true);
@@ -926,8 +926,8 @@ static session_outcome outcome_of(engine_session *s) {
   return o;
 }
 
-session_outcome session_begin(detour_engine *e, engine_conn *c, detour_ms now,
-                              const char *address) {
+session_outcome detour__session_begin(detour_engine *e, engine_conn *c,
+                                      detour_ms now, const char *address) {
   engine_session *s = &e->session;
   engine_expect *ring = s->expect;
   memset(s, 0, sizeof *s);
@@ -962,8 +962,8 @@ static bool injected(detour_engine *e, detour_ms now, size_t len) {
   return true;
 }
 
-session_outcome session_on_data(detour_engine *e, detour_ms now,
-                                const char *buf, size_t len) {
+session_outcome detour__session_on_data(detour_engine *e, detour_ms now,
+                                        const char *buf, size_t len) {
   engine_session *s = &e->session;
   while (len > 0 && s->conn && s->state != SESSION_TLS) {
     size_t used = 0;
@@ -995,7 +995,7 @@ session_outcome session_on_data(detour_engine *e, detour_ms now,
   return outcome_of(s);
 }
 
-session_outcome session_on_sent(detour_engine *e, detour_ms now) {
+session_outcome detour__session_on_sent(detour_engine *e, detour_ms now) {
   engine_session *s = &e->session;
   if (s->sends_outstanding > 0)
     s->sends_outstanding--;
@@ -1004,8 +1004,9 @@ session_outcome session_on_sent(detour_engine *e, detour_ms now) {
   return outcome_of(s);
 }
 
-session_outcome session_on_tls_up(detour_engine *e, detour_ms now,
-                                  const char *version, const char *cipher) {
+session_outcome detour__session_on_tls_up(detour_engine *e, detour_ms now,
+                                          const char *version,
+                                          const char *cipher) {
   engine_session *s = &e->session;
   if (s->state != SESSION_TLS || !s->tls_started)
     return outcome_of(s);
@@ -1030,22 +1031,22 @@ session_outcome session_on_tls_up(detour_engine *e, detour_ms now,
   return outcome_of(s);
 }
 
-session_outcome session_on_tls_failed(detour_engine *e, detour_ms now,
-                                      detour_tls_failure why,
-                                      const char *detail) {
+session_outcome detour__session_on_tls_failed(detour_engine *e, detour_ms now,
+                                              detour_tls_failure why,
+                                              const char *detail) {
   engine_session *s = &e->session;
   if (s->state == SESSION_TLS && s->tls_started)
     fail_tls(e, now, why, detail);
   return outcome_of(s);
 }
 
-session_outcome session_on_closed(detour_engine *e, detour_ms now,
-                                  const char *detail) {
+session_outcome detour__session_on_closed(detour_engine *e, detour_ms now,
+                                          const char *detail) {
   fail_condition(e, now, DETOUR_COND_CLOSED, detail);
   return outcome_of(&e->session);
 }
 
-session_outcome session_on_timeout(detour_engine *e, detour_ms now) {
+session_outcome detour__session_on_timeout(detour_engine *e, detour_ms now) {
   engine_session *s = &e->session;
   char why[80];
   if (s->state == SESSION_BODY)

@@ -410,7 +410,9 @@ static void on_written(uv_write_t *req, int status) {
     conn_fail(c, EV_CLOSED, DETOUR_COND_CLOSED, detail);
     return;
   }
-  /* One on_sent per SEND action: the engine counts them. */
+  /* One on_sent per SEND action: the engine counts them. A body goes out
+   * as one SEND per block, so this is also the write progress from which
+   * the engine restarts the data-block timeout (R11). */
   if (!report)
     return;
   detour_engine_on_sent(c->d->engine, c->id, now_of(c->d));

@@ -192,14 +192,18 @@ struct ssl_ctx_st *fake__tls_ctx_new(const detour_fake_script *s,
                                      const char *server_dir, char *desc,
                                      size_t dlen, char *err, size_t errlen);
 void fake__tls_ctx_free(struct ssl_ctx_st *ctx);
-/* A server-side TLS session on memory BIOs. NULL on out of memory. */
-fake__tls *fake__tls_new(struct ssl_ctx_st *ctx);
+/* A server-side TLS session on memory BIOs, allocated from mem. NULL on
+ * out of memory. */
+fake__tls *fake__tls_new(struct ssl_ctx_st *ctx, const detour_fake_mem *mem);
 void fake__tls_free(fake__tls *t);
 /* Ciphertext from the peer. false on out of memory. */
 bool fake__tls_push(fake__tls *t, const void *p, size_t n);
 /* 1 done, 0 needs more input, -1 failed (fake__tls_error). */
 int fake__tls_handshake(fake__tls *t);
 bool fake__tls_established(const fake__tls *t);
+/* "TLSv1.3", "TLS_AES_256_GCM_SHA384" (after the handshake). */
+const char *fake__tls_version(const fake__tls *t);
+const char *fake__tls_cipher(const fake__tls *t);
 /* Plaintext: > 0 bytes, 0 nothing yet, -1 close_notify, -2 error. */
 long fake__tls_read(fake__tls *t, char *buf, size_t cap);
 /* Encrypt plaintext into the outgoing BIO. false on failure. */

@@ -317,7 +317,8 @@ static void on_closed(uv_handle_t *h) {
   ev.type = DETOUR_FAKE_EV_CLOSE;
   ev.conn = s->id;
   ev.closed_by = s->info.closed_by;
-  fake__emit(srv, &ev); /* best effort: the session is gone anyway */
+  if (!fake__emit(srv, &ev))
+    srv->stats.nomem++; /* the session is gone anyway: only counted */
   if (s->prev)
     s->prev->next = s->next;
   else
@@ -353,9 +354,12 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 static void sess_close(fake__session *s, detour_fake_closer by) {
   if (s->closing)
     return;
-  /* An orderly end of a TLS session says close_notify first. */
+  /* An orderly end of a TLS session says close_notify first (not after a
+   * reset, nor without memory: flushing allocates, and its failure comes
+   * back here as NOMEM). */
   if (s->tls && by != DETOUR_FAKE_BY_SERVER_RESET &&
-      by != DETOUR_FAKE_BY_CLIENT_RESET && fake__tls_established(s->tls)) {
+      by != DETOUR_FAKE_BY_CLIENT_RESET && by != DETOUR_FAKE_BY_NOMEM &&
+      fake__tls_established(s->tls)) {
     fake__tls_close_notify(s->tls);
     tls_flush(s);
     if (s->closing)
@@ -377,6 +381,8 @@ static void sess_close(fake__session *s, detour_fake_closer by) {
     /* Without memory for the request, close at once (pending writes are
      * dropped, but the session still ends). */
     uv_shutdown_t *req = fake__malloc(mem_of(s), sizeof *req);
+    if (!req)
+      s->srv->stats.nomem++;
     if (req) {
       req->data = s;
       if (uv_shutdown(req, (uv_stream_t *)&s->tcp, on_shutdown) == 0)
@@ -703,7 +709,8 @@ static void record_message(fake__session *s, bool complete, int code) {
   ev.type = DETOUR_FAKE_EV_MESSAGE;
   ev.conn = s->id;
   ev.msg = &m;
-  fake__emit(srv, &ev);
+  if (!fake__emit(srv, &ev))
+    sess_nomem(s);
 }
 
 /* Streaming: the body goes to an unlinked file in the spool directory. */
@@ -770,6 +777,10 @@ static void apply_effects(fake__session *s) {
     else {
       s->state = COMMAND;
       s->authed = s->authed || s->code == 235;
+      if (s->code == 235 && s->info.auth_user[0]) {
+        s->info.auth_ok = true;
+        sync_record(s);
+      }
       memset(&s->sasl, 0, sizeof s->sasl);
     }
     break;
@@ -831,6 +842,7 @@ static void step_done(fake__session *s) {
     break;
   }
   s->busy = false;
+  touch_idle(s); /* idle counts from the end of our reply */
   /* A step that finished inside pump() (a reply written at once) returns
    * to pump's loop instead of calling it again: calling it would recurse
    * once per pipelined command, and 100k commands in one write would
@@ -908,11 +920,14 @@ static void send_reply(fake__session *s) {
 static void do_action(fake__session *s, detour_fake_action a) {
   const char *name = detour_fake_action_name(a);
   emit(s, DETOUR_FAKE_EV_ACTION, s->stage, name, strlen(name));
-  /* A cut at the final dot or mid-body: keep what arrived. */
-  if (s->stage == DETOUR_FAKE_EOD)
-    record_message(s, true, 0);
-  else if (s->stage == DETOUR_FAKE_BODY)
-    record_message(s, false, 0);
+  /* A cut at the final dot or mid-body: keep what arrived (once: the
+   * close below must not record it again). */
+  if (s->stage == DETOUR_FAKE_EOD || s->stage == DETOUR_FAKE_BODY) {
+    s->state = COMMAND;
+    record_message(s, s->stage == DETOUR_FAKE_EOD, 0);
+    if (s->closing)
+      return;
+  }
   if (a == DETOUR_FAKE_ACT_CLOSE)
     sess_close(s, DETOUR_FAKE_BY_SERVER);
   else if (a == DETOUR_FAKE_ACT_RESET)
@@ -1066,6 +1081,11 @@ static void auth_verdict(fake__session *s) {
                : want     ? "mismatch"
                           : "unknown_user");
   memset(s->sasl.password, 0, sizeof s->sasl.password);
+  snprintf(s->info.auth_user, sizeof s->info.auth_user, "%s", s->sasl.user);
+  snprintf(s->info.auth_mechanism, sizeof s->info.auth_mechanism, "%s",
+           s->sasl.mechanism == DETOUR_FAKE_AUTH_PLAIN ? "PLAIN" : "LOGIN");
+  s->info.auth_ok = false; /* until the 235 */
+  sync_record(s);
   emit(s, DETOUR_FAKE_EV_AUTH, DETOUR_FAKE_AUTH, line,
        n < 0                     ? 0
        : (size_t)n < sizeof line ? (size_t)n
@@ -1139,9 +1159,9 @@ static void start_tls(fake__session *s) {
   reset_tx(s);
   s->authed = false;
   s->need_ehlo = true;
-  s->tls = fake__tls_new(s->srv->tls_ctx);
+  s->tls = fake__tls_new(s->srv->tls_ctx, mem_of(s));
   if (!s->tls) {
-    sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
+    sess_nomem(s);
     return;
   }
   s->state = TLS_HANDSHAKE;
@@ -1230,6 +1250,7 @@ static bool take_command(fake__session *s) {
     sess_nomem(s);
     return false;
   }
+  touch_idle(s);
   if (s->state == AUTH_CONT) /* whatever its length: it is a secret */
     auth_line(s, line, l.len);
   else if (l.kind == FAKE_LINE_TOO_LONG)
@@ -1312,6 +1333,8 @@ static bool take_body(fake__session *s) {
     fake__body_next(&s->bodyr, s->in.p + used, n, out, &c);
     used += c.used;
     s->body_raw += c.used;
+    if (c.end || memchr(out, '\n', c.out_len))
+      touch_idle(s); /* a whole line of the message */
     body_add(s, out, c.out_len);
     if (c.bare_lf_dot)
       bare_lf_dot_finding(s);
@@ -1428,6 +1451,11 @@ static void tls_drop(fake__session *s) {
 static void tls_ready(fake__session *s) {
   char desc[512];
   fake__tls_describe(s->tls, s->srv->tls_cert, desc, sizeof desc);
+  snprintf(s->info.tls_version, sizeof s->info.tls_version, "%s",
+           fake__tls_version(s->tls));
+  snprintf(s->info.tls_cipher, sizeof s->info.tls_cipher, "%s",
+           fake__tls_cipher(s->tls));
+  sync_record(s);
   emit(s, DETOUR_FAKE_EV_TLS, s->stage, desc, strlen(desc));
   if (s->tls_before_greeting) {
     s->tls_before_greeting = false;
@@ -1449,6 +1477,8 @@ static bool tls_input(fake__session *s, const char *p, size_t n) {
   if (s->state == TLS_HANDSHAKE) {
     int rc = fake__tls_handshake(s->tls);
     if (s->srv->script->tls.handshake == DETOUR_FAKE_TLS_DROP) {
+      if (rc == 0 && fake__tls_pending(s->tls) == 0)
+        return true; /* the ClientHello is not complete yet */
       tls_drop(s);
       return false;
     }
@@ -1502,7 +1532,8 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
   }
   s->info.bytes_in += (uint64_t)n;
   s->srv->stats.bytes_in += (uint64_t)n;
-  touch_idle(s);
+  /* No touch_idle here: bytes trickling in (slowloris) are not progress;
+   * a whole command line or message line is (take_command, take_body). */
   if (s->state == STALLED)
     return; /* read and drop: we stopped answering, not listening */
   /* Bounded by flow(): past max_input reading pauses, so at most one
@@ -1564,7 +1595,7 @@ static void begin(fake__session *s) {
     too_many_sessions(s);
   } else if (s->srv->script->tls.mode == DETOUR_FAKE_TLS_IMPLICIT) {
     /* RFC 8314: TLS from the first byte; the greeting comes after it. */
-    s->tls = fake__tls_new(s->srv->tls_ctx);
+    s->tls = fake__tls_new(s->srv->tls_ctx, mem_of(s));
     if (!s->tls) {
       sess_nomem(s);
       return;

@@ -26,6 +26,7 @@
 #include "fake_internal.h"
 
 struct fake__tls {
+  const detour_fake_mem *mem; /* ours; OpenSSL allocates with its own */
   SSL *ssl;
   BIO *in, *out; /* ciphertext from the peer / for the peer */
   bool done;     /* handshake complete */
@@ -136,10 +137,11 @@ fail:
 
 void fake__tls_ctx_free(struct ssl_ctx_st *ctx) { SSL_CTX_free(ctx); }
 
-fake__tls *fake__tls_new(struct ssl_ctx_st *ctx) {
-  fake__tls *t = calloc(1, sizeof *t);
+fake__tls *fake__tls_new(struct ssl_ctx_st *ctx, const detour_fake_mem *mem) {
+  fake__tls *t = fake__calloc(mem, 1, sizeof *t);
   if (!t)
     return NULL;
+  t->mem = mem;
   t->ssl = SSL_new(ctx);
   t->in = BIO_new(BIO_s_mem());
   t->out = BIO_new(BIO_s_mem());
@@ -147,7 +149,7 @@ fake__tls *fake__tls_new(struct ssl_ctx_st *ctx) {
     SSL_free(t->ssl);
     BIO_free(t->in);
     BIO_free(t->out);
-    free(t);
+    fake__free(mem, t);
     return NULL;
   }
   /* An empty input BIO means "wait for more", not end of file. */
@@ -162,7 +164,7 @@ void fake__tls_free(fake__tls *t) {
   if (!t)
     return;
   SSL_free(t->ssl);
-  free(t);
+  fake__free(t->mem, t);
 }
 
 bool fake__tls_push(fake__tls *t, const void *p, size_t n) {
@@ -224,6 +226,15 @@ void fake__tls_close_notify(fake__tls *t) {
 }
 
 bool fake__tls_established(const fake__tls *t) { return t->done; }
+
+const char *fake__tls_version(const fake__tls *t) {
+  return SSL_get_version(t->ssl);
+}
+
+const char *fake__tls_cipher(const fake__tls *t) {
+  const char *c = SSL_get_cipher_name(t->ssl);
+  return c ? c : "";
+}
 
 const char *fake__tls_error(const fake__tls *t) {
   return t->error[0] ? t->error : "handshake failed";

@@ -1,7 +1,7 @@
 /*
  * cert.c - the certification summary: each SPEC rule with pass / fail /
  * not covered and the scenarios behind it. The rules come from each
- * result's `rules` array (the ids a scenario file names); R1..R12 are
+ * result's `rules` array (the ids a scenario file names); R1..R13 are
  * always listed so a gap in coverage shows as "not covered" instead of
  * silently missing.
  */

@@ -85,6 +85,8 @@ static const char css[] =
     "#d9480f}.x.k-transient{stroke:#e67700}.x.k-switch{stroke:#6741d9}"
     ".x.k-abort{stroke:#c92a2a}"
     ".warn{fill:#f08c00}.r12{fill:#495057}"
+    ".tls{fill:none;stroke:#1971c2;stroke-width:1.5}.tls-body{fill:#1971c2}"
+    ".auth{fill:none;stroke:#0c8599;stroke-width:1.5}"
     ".retry{stroke:#495057;stroke-dasharray:5 3;stroke-width:1.2}"
     ".rl{fill:#495057;text-anchor:middle;font-size:10px}"
     ".legend{font-size:12px;color:#495057}.legend i{display:inline-block;"
@@ -340,7 +342,8 @@ static void failures(FILE *f, const detour_scenario_result *r) {
 
 static void legend(FILE *f) {
   fputs("<div class=\"legend\">bar = connection, tick = SMTP result, "
-        "&#x2715; = TCP connect failed, dashed = retry of the same server"
+        "&#x2715; = TCP connect failed, dashed = retry of the same server, "
+        "padlock = TLS up, key = AUTH accepted"
         "<i class=\"k-ok\"></i>OK<i class=\"k-connect\"></i>CONNECT"
         "<i class=\"k-transient\"></i>TRANSIENT<i class=\"k-switch\"></i>SWITCH"
         "<i class=\"k-abort\"></i>ABORT<i class=\"k-none\"></i>no result"

@@ -69,6 +69,7 @@ struct run {
   bool hook_started;
   size_t rows_cap, warn_cap, rcpt_cap;
   char failure[512]; /* a setup error */
+  char ca_dir[256];  /* the run-local CA (R13), "" when none is needed */
 };
 
 static detour_ms now_off(const run *r) {
@@ -217,8 +218,36 @@ static const char *listen_of(run *r, size_t i, char *buf, size_t len) {
   return buf;
 }
 
+/* SPEC R13: a run that uses TLS anywhere gets its own CA, made now and
+ * removed at teardown (nothing is fetched, no key is kept). The fake
+ * servers serve certificates from it; the engine trusts its ca.pem. */
+static bool run_uses_tls(const detour_scenario *s) {
+  for (size_t i = 0; i < s->nservers; i++)
+    if (detour_fake_script_tls(s->servers[i].script)->mode !=
+        DETOUR_FAKE_TLS_NONE)
+      return true;
+  for (size_t i = 0; i < s->nclient_servers; i++)
+    if (s->client_servers[i].tls != DETOUR_TLS_MODE_NONE)
+      return true;
+  return false;
+}
+
+static int make_ca(run *r) {
+  char err[256] = "";
+  r->ca_dir[0] = '\0';
+  if (detour_fake_ca_make(r->ca_dir, sizeof r->ca_dir, NULL, 0, err,
+                          sizeof err) != 0) {
+    snprintf(r->failure, sizeof r->failure, "run-local CA: %s", err);
+    r->ca_dir[0] = '\0';
+    return -1;
+  }
+  return 0;
+}
+
 static int start_servers(run *r) {
   const detour_scenario *s = r->s;
+  if (run_uses_tls(s) && make_ca(r) < 0)
+    return -1;
   for (size_t i = 0; i < s->nservers; i++) {
     int err = 0;
     char listen[64];
@@ -228,6 +257,11 @@ static int start_servers(run *r) {
     if (!r->srv[i]) {
       snprintf(r->failure, sizeof r->failure, "fake server %s: %s",
                s->servers[i].name, detour_strerror(err));
+      return -1;
+    }
+    if (r->ca_dir[0] && detour_fake_server_set_tls_dir(r->srv[i], r->ca_dir)) {
+      snprintf(r->failure, sizeof r->failure, "fake server %s: TLS directory",
+               s->servers[i].name);
       return -1;
     }
     char why[256] = "";
@@ -261,6 +295,13 @@ static int fill_servers(run *r) {
                (unsigned)port);
       return -1;
     }
+    detour_server *sv = &r->st.cfg.servers[r->st.cfg.nservers - 1];
+    sv->tls = cs->tls;
+    sv->tls_optional = cs->tls_optional;
+    if (r->ca_dir[0])
+      snprintf(sv->ca_file, sizeof sv->ca_file, "%s/ca.pem", r->ca_dir);
+    memcpy(sv->auth_user, cs->auth_user, sizeof sv->auth_user);
+    memcpy(sv->auth_password, cs->auth_password, sizeof sv->auth_password);
   }
   r->nnames = s->nclient_servers;
   return 0;
@@ -704,6 +745,9 @@ static void teardown(run *r) {
   if (scn_net_stop(r->net, err, sizeof err) < 0)
     scn_fail(r->res, "%s", err);
   r->net = NULL;
+  if (r->ca_dir[0])
+    detour_fake_ca_remove(r->ca_dir);
+  r->ca_dir[0] = '\0';
 }
 
 static int fill_header(const detour_scenario *s, detour_scenario_result *res) {

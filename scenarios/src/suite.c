@@ -189,6 +189,16 @@ static bool wanted(const detour_suite_options *o, const char *file,
   return false;
 }
 
+static void print_progress(pool *p);
+
+/* The progress line names the scenario that starts now. */
+static void show_running(pool *p, size_t i) {
+  pthread_mutex_lock(&p->mu);
+  snprintf(p->running, sizeof p->running, "%s", basename_of(p->files[i]));
+  print_progress(p);
+  pthread_mutex_unlock(&p->mu);
+}
+
 /* Load and run file i into results[i]. Returns false when it was filtered
  * out (results[i] is then a SKIP with no name printed). */
 static bool run_one(pool *p, size_t i, detour_scenario_result *res) {
@@ -211,6 +221,7 @@ static bool run_one(pool *p, size_t i, detour_scenario_result *res) {
     detour_scenario_free(s);
     return false;
   }
+  show_running(p, i);
   if (detour_scenario_run(s, res) < 0)
     detour_scenario_result_error(res, p->files[i], "out of memory");
   detour_scenario_free(s);
@@ -288,10 +299,6 @@ static void *worker(void *arg) {
     pthread_mutex_unlock(&p->mu);
     if (i >= p->nfiles)
       return NULL;
-    pthread_mutex_lock(&p->mu);
-    snprintf(p->running, sizeof p->running, "%s", basename_of(p->files[i]));
-    print_progress(p);
-    pthread_mutex_unlock(&p->mu);
     detour_scenario_result res;
     memset(&res, 0, sizeof res);
     bool ran = run_one(p, i, &res);

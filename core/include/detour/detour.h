@@ -449,9 +449,12 @@ typedef struct {
   bool pipelining;                 /* use PIPELINING when offered */
   detour_ms breaker_hold;          /* R12 circuit breaker, 0 = off */
   detour_ms race_delay;            /* R12 connection racing, 0 = off */
-  size_t block_size;     /* wire bytes per SEND of a body: 64 KiB; each
-                            block has the data_block timeout (R11) */
-  const detour_mem *mem; /* copied at detour_engine_new; NULL = libc */
+  size_t block_size; /* wire bytes per SEND of a body: 64 KiB; each
+                        block has the data_block timeout (R11) */
+  /* Every allocation of the engine (copied at detour_engine_new; NULL =
+   * libc), except the built-in classification table it makes when
+   * classify is NULL (detour_classify_new_default uses libc). */
+  const detour_mem *mem;
 } detour_config;
 
 /* Fill c with the SPEC defaults and no servers. */
@@ -587,6 +590,13 @@ int detour_engine_next_action(detour_engine *e, detour_action *out);
 /* When the engine wants detour_engine_on_timer next, or
  * DETOUR_NO_DEADLINE. */
 detour_ms detour_engine_next_deadline(const detour_engine *e);
+
+/* The SMTP session's state ("greeting", "starttls", "tls", "ehlo_tls",
+ * "auth", "mail", ..., "none" before the first session) and, in *from when
+ * not NULL, the state it entered this one from: the last move the
+ * session made, for tests and for a driver's debug output. Static. */
+const char *detour_engine_session_state(const detour_engine *e,
+                                        const char **from);
 
 /* True when every submitted message is done and no action is queued
  * (after an ERROR: when every closing action has been popped). */

@@ -47,9 +47,10 @@ int detour_settings_init(detour_settings *s);
 /* Free what s owns and leave it empty. Safe on an empty or zeroed s. */
 void detour_settings_free(detour_settings *s);
 
-/* Initialise s and apply the YAML file at path. An empty file gives the
- * defaults. Returns 0, or DETOUR_EIO (cannot read), DETOUR_EPARSE (bad
- * YAML or a bad key/value), DETOUR_ENOMEM, with a one-line message in err
+/* Initialise s and apply the YAML file at path (read by detour_yaml.h:
+ * whole, at most 16 MiB). An empty file gives the defaults. Returns 0, or
+ * DETOUR_EIO (cannot read), DETOUR_EPARSE (too large, bad YAML or a bad
+ * key/value), DETOUR_ENOMEM, with a one-line message in err
  * (errlen bytes, always NUL-terminated when errlen > 0). On error s is
  * left empty (free is safe, not needed). */
 int detour_settings_load_file(detour_settings *s, const char *path, char *err,
@@ -59,8 +60,10 @@ int detour_settings_load_file(detour_settings *s, const char *path, char *err,
  * document (e.g. the `client:` section of a scenario). file names the
  * document in messages; key_prefix (NULL or "" for none) is put before
  * every key in messages ("client" gives 'client.retry.interval'). node ==
- * NULL gives the defaults. The document is only read. Returns and err as
- * for detour_settings_load_file. */
+ * NULL gives the defaults. The document is only read; load it with the
+ * one YAML reader (detour_yaml.h), which refuses aliases and repeated keys
+ * before any loader walks it. Returns and err as for
+ * detour_settings_load_file. */
 /* Every YAML error of the project has one shape: write
  * "FILE:LINE:COL: key 'PATH': MESSAGE" (1-based, from at's start mark; 1:1
  * when at is NULL; no key part when path is NULL or empty) into err.

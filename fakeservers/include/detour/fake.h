@@ -10,6 +10,11 @@
  * per-occurrence sequencing. Scripts come from YAML (fakeservers/README.md
  * documents the format) or from the C API below.
  *
+ * A script may also offer STARTTLS (RFC 3207) or implicit TLS (RFC 8314)
+ * with certificates from a run-local test CA (detour_fake_ca_make), and
+ * AUTH PLAIN/LOGIN (RFC 4954) against a user table; passwords never enter
+ * the record.
+ *
  * Every timer goes through a detour_clock (detour_uv.h), so the servers run
  * in virtual time next to the engine's driver: "delay 3m before greeting"
  * then takes no real time. The library knows nothing of the engine.
@@ -434,6 +439,12 @@ typedef struct {
   detour_fake_closer closed_by;
   size_t commands, messages;
   uint64_t bytes_in, bytes_out;
+  /* TLS and AUTH, kept at every record level ("" when none happened): */
+  char tls_version[12];   /* "TLSv1.3" once a handshake completed */
+  char tls_cipher[48];    /* "TLS_AES_256_GCM_SHA384" */
+  char auth_mechanism[8]; /* the last AUTH's: "PLAIN", "LOGIN" */
+  char auth_user[64];     /* its user (cut to 63 bytes; the event has all) */
+  bool auth_ok;           /* it got 235 */
 } detour_fake_conn;
 
 typedef struct {
@@ -589,7 +600,9 @@ typedef struct {
   uint64_t accept_errors; /* accept() failed (EMFILE, ...) */
   uint64_t limits_hit;    /* DETOUR_FAKE_EV_LIMIT events */
   uint64_t findings;      /* DETOUR_FAKE_EV_FINDING events */
-  uint64_t nomem;         /* sessions closed for lack of memory */
+  uint64_t nomem;         /* allocations that failed: each ended its
+                             session (closed_by NOMEM), refused a
+                             connection, or lost a server-level event */
   uint64_t not_kept;      /* record items over max_record_* (not kept) */
   uint64_t paused;        /* times reading was paused (max_input,
                              max_output) */
