@@ -18,6 +18,7 @@
  * Exit status: 0 every judged scenario passed, 1 one failed, 77 nothing
  * could be judged here (every scenario skipped), 64 usage, 74 I/O.
  */
+#include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@
 #include "detour/adapter.h"
 #include "detour/reports.h"
 #include "detour/scenario.h"
+#include "opts.h"
 
 #define MAX_CLIENTS 16
 #define EXIT_ALL_SKIPPED 77
@@ -40,7 +42,8 @@ typedef struct {
   size_t nclients;
   char clients_buf[1024];
   const char *report_dir, *profile, *filter;
-  bool realtime, scorecard;
+  bool realtime, scorecard, device;
+  detour_device_options dev;
 } certify_opts;
 
 static void usage(FILE *f) {
@@ -62,29 +65,60 @@ static void usage(FILE *f) {
           "  -f, --filter GLOB   only the profile's scenarios matching GLOB\n"
           "      --realtime      the built-in engine in real time too\n"
           "                      (external clients always are)\n"
-          "\nExit status: 0 every judged scenario passed, 1 one failed, 77\n"
-          "nothing could be judged here, 64 usage, 74 I/O error.\n");
+          "\nDevice mode (a client elsewhere on the LAN; the only way the\n"
+          "fake servers listen off loopback):\n"
+          "      --device        certify a device instead of --client\n"
+          "      --listen ADDR   this host's IPv4 address to listen on\n"
+          "      --peer ADDR     the device's address: nothing else may\n"
+          "                      connect\n"
+          "      --port P        the normal server's port (default 2525);\n"
+          "                      the k-th backup listens on P + k\n"
+          "      --trigger CMD   a command that makes the device send one\n"
+          "                      message (env DETOUR_FROM, DETOUR_TO,\n"
+          "                      DETOUR_MESSAGE); without it, detour says\n"
+          "                      when to send and waits\n"
+          "  -h, --help          this help\n"
+          "      --version       the version\n"
+          "\nOptions take their value as --opt VALUE or --opt=VALUE.\n");
+  static const int codes[] = {0, 64, 66, 74, -1};
+  cli_print_exit_codes(f, codes,
+                       "  1    a judged scenario failed (a FAIL certificate)\n"
+                       "  77   nothing could be judged here (every scenario "
+                       "skipped)\n"
+                       "  130  interrupted (after teardown)\n");
 }
 
 static int bad(const char *fmt, const char *arg) {
-  fprintf(stderr, "detour certify: ");
-  fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\nTry 'detour certify --help'.\n");
-  return EX_USAGE;
+  return cli_usage_error("certify", fmt, arg);
 }
 
-/* "--name=value" or "--name value". */
-static const char *value(int argc, char **argv, int *i, const char *name) {
-  size_t n = strlen(name);
-  if (!strncmp(argv[*i], name, n) && argv[*i][n] == '=')
-    return argv[*i] + n + 1;
-  return *i + 1 < argc ? argv[++*i] : NULL;
-}
+enum {
+  OPT_CLIENT = 1,
+  OPT_CLIENTS,
+  OPT_REPORT_DIR,
+  OPT_PROFILE,
+  OPT_FILTER,
+  OPT_REALTIME,
+  OPT_DEVICE,
+  OPT_LISTEN,
+  OPT_PEER,
+  OPT_PORT,
+  OPT_TRIGGER,
+};
 
-static bool is(const char *arg, const char *name) {
-  size_t n = strlen(name);
-  return !strncmp(arg, name, n) && (arg[n] == '\0' || arg[n] == '=');
-}
+static const cli_opt certify_options[] = {
+    {OPT_CLIENT, 0, "client", "C"},
+    {OPT_CLIENTS, 0, "clients", "LIST"},
+    {OPT_REPORT_DIR, 0, "report-dir", "DIR"},
+    {OPT_PROFILE, 0, "profile", "DIR"},
+    {OPT_FILTER, 'f', "filter", "GLOB"},
+    {OPT_REALTIME, 0, "realtime", NULL},
+    {OPT_DEVICE, 0, "device", NULL},
+    {OPT_LISTEN, 0, "listen", "ADDR"},
+    {OPT_PEER, 0, "peer", "ADDR"},
+    {OPT_PORT, 0, "port", "P"},
+    {OPT_TRIGGER, 0, "trigger", "CMD"},
+};
 
 static int add_clients(certify_opts *o, const char *list) {
   snprintf(o->clients_buf, sizeof o->clients_buf, "%s", list);
@@ -107,36 +141,102 @@ static int check_clients(const certify_opts *o) {
   return 0;
 }
 
+static bool ipv4(const char *a) {
+  struct in_addr x;
+  return a && inet_pton(AF_INET, a, &x) == 1;
+}
+
+/* --device: an explicit opt-in with both addresses; never with --client. */
+static int device_opts(certify_opts *o) {
+  if (o->nclients)
+    return bad("%s", "--device certifies a device: no --client/--clients");
+  if (!ipv4(o->dev.listen) || !ipv4(o->dev.peer))
+    return bad("%s", "--device needs --listen ADDR and --peer ADDR (IPv4 "
+                     "addresses)");
+  if (!o->dev.port)
+    o->dev.port = 2525;
+  o->clients[o->nclients++] = "device";
+  if (!o->profile) {
+    struct stat st;
+    o->profile = stat("scenarios/cert", &st) == 0 ? "scenarios/cert"
+                                                  : DETOUR_PROFILE_DIR;
+  }
+  return 0;
+}
+
+/* One option with its value (NULL for a flag). 0 or CLI_EXIT_USAGE. */
+static int take_option(certify_opts *o, int id, const char *name,
+                       const char *v) {
+  char *end;
+  long p;
+  switch (id) {
+  case OPT_CLIENT:
+  case OPT_CLIENTS:
+    if (o->nclients)
+      return bad("%s: give --client once, or --clients", name);
+    o->scorecard = id == OPT_CLIENTS;
+    return add_clients(o, v);
+  case OPT_REPORT_DIR:
+    o->report_dir = v;
+    return 0;
+  case OPT_PROFILE:
+    o->profile = v;
+    return 0;
+  case OPT_FILTER:
+    o->filter = v;
+    return 0;
+  case OPT_REALTIME:
+    o->realtime = true;
+    return 0;
+  case OPT_DEVICE:
+    o->device = true;
+    return 0;
+  case OPT_LISTEN:
+    o->dev.listen = v;
+    return 0;
+  case OPT_PEER:
+    o->dev.peer = v;
+    return 0;
+  case OPT_TRIGGER:
+    o->dev.trigger = v;
+    return 0;
+  case OPT_PORT:
+    p = strtol(v, &end, 10);
+    if (*end || end == v || p < 1 || p > 65500)
+      return bad("--port takes a port 1..65500, not '%s'", v);
+    o->dev.port = (uint16_t)p;
+    return 0;
+  }
+  return bad("%s", "internal: unknown option");
+}
+
+/* 0, -1 after --help or --version (exit 0), or CLI_EXIT_USAGE. */
 static int parse(int argc, char **argv, certify_opts *o) {
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = NULL;
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+  cli_parser p;
+  cli_parser_init(&p, "certify", certify_options,
+                  sizeof certify_options / sizeof *certify_options, argc, argv);
+  const char *v;
+  for (int id; (id = cli_next(&p, &v)) != CLI_END;) {
+    if (id == CLI_HELP) {
       usage(stdout);
       return -1;
-    } else if (is(a, "--client") || is(a, "--clients")) {
-      bool list = is(a, "--clients");
-      if (!(v = value(argc, argv, &i, list ? "--clients" : "--client")))
-        return bad("%s needs a client", a);
-      if (o->nclients)
-        return bad("%s: give --client once, or --clients", a);
-      if (add_clients(o, v) != 0)
-        return EX_USAGE;
-      o->scorecard = list;
-    } else if (is(a, "--report-dir")) {
-      if (!(o->report_dir = value(argc, argv, &i, "--report-dir")))
-        return bad("%s needs a directory", a);
-    } else if (is(a, "--profile")) {
-      if (!(o->profile = value(argc, argv, &i, "--profile")))
-        return bad("%s needs a directory", a);
-    } else if (!strcmp(a, "-f") || is(a, "--filter")) {
-      if (!(o->filter = value(argc, argv, &i, "--filter")))
-        return bad("%s needs a glob", a);
-    } else if (!strcmp(a, "--realtime")) {
-      o->realtime = true;
-    } else {
-      return bad("unknown option or argument '%s'", a);
     }
+    if (id == CLI_VERSION) {
+      cli_print_version();
+      return -1;
+    }
+    if (id == CLI_ERROR)
+      return CLI_EXIT_USAGE;
+    if (id == CLI_ARG)
+      return bad("unexpected argument '%s' (the profile: --profile DIR)", v);
+    int rc = take_option(o, id, cli_opt_name(&p), v);
+    if (rc != 0)
+      return rc;
   }
+  if (o->device)
+    return device_opts(o);
+  if (o->dev.listen || o->dev.peer || o->dev.trigger || o->dev.port)
+    return bad("%s", "--listen, --peer, --port and --trigger need --device");
   if (!o->nclients)
     return bad("%s", "which client? --client NAME|PATH or --clients LIST");
   if (!o->profile) {
@@ -210,7 +310,15 @@ typedef struct {
   char overall[1024];
 } client_run;
 
-static void identify(client_run *c) {
+static void identify(client_run *c, const certify_opts *o) {
+  if (o->device) {
+    snprintf(c->name, sizeof c->name, "device-%s", o->dev.peer);
+    snprintf(c->version, sizeof c->version,
+             "device at %s (servers on %s from port %u)", o->dev.peer,
+             o->dev.listen, (unsigned)o->dev.port);
+    c->manifest = "device";
+    return;
+  }
   const detour_adapter *a = detour_adapter_find(c->client);
   if (!a) {
     snprintf(c->name, sizeof c->name, "builtin");
@@ -299,7 +407,6 @@ static int certify_one(const certify_opts *o, client_run *c, const char *dir,
                        const char *hash) {
   char started[40], err[1024] = "";
   now_iso(started, sizeof started);
-  identify(c);
   if (detour_report_mkdirs(dir, err, sizeof err) < 0) {
     fprintf(stderr, "detour certify: %s\n", err);
     return EX_IOERR;
@@ -312,7 +419,9 @@ static int certify_one(const certify_opts *o, client_run *c, const char *dir,
       .npaths = 1,
       .filter = o->filter,
       .jobs = 1,
-      .scenario = {.realtime = o->realtime, .client = c->client},
+      .scenario = {.realtime = o->realtime,
+                   .client = o->device ? NULL : c->client,
+                   .device = o->device ? &o->dev : NULL},
       .out = stdout,
       .color = detour_report_use_color(stdout),
       .progress = NULL};
@@ -341,7 +450,7 @@ static int write_scorecard(const client_run *runs, size_t n, const char *dir,
   for (size_t i = 0; i < n; i++) {
     if (!runs[i].ran)
       continue;
-    snprintf(links[k], sizeof links[k], "%s/certificate.html", runs[i].client);
+    snprintf(links[k], sizeof links[k], "%s/certificate.html", runs[i].name);
     cols[k] = (detour_scorecard_column){runs[i].name, runs[i].version, links[k],
                                         &runs[i].suite};
     k++;
@@ -390,13 +499,14 @@ int detour_cli_certify(int argc, char **argv) {
   for (size_t i = 0; i < o.nclients && !detour_scenario_interrupted(); i++) {
     char dir[4096];
     runs[i].client = o.clients[i];
-    if (o.scorecard)
+    identify(&runs[i], &o);
+    if (o.scorecard) /* by the client's own name: a path has slashes */
       snprintf(dir, sizeof dir, "%s/%s",
-               o.report_dir ? o.report_dir : "scorecard", o.clients[i]);
+               o.report_dir ? o.report_dir : "scorecard", runs[i].name);
     else if (o.report_dir)
       snprintf(dir, sizeof dir, "%s", o.report_dir);
     else
-      snprintf(dir, sizeof dir, "certificate-%s", o.clients[i]);
+      snprintf(dir, sizeof dir, "certificate-%s", runs[i].name);
     rc = certify_one(&o, &runs[i], dir, command, pversion, hash);
     if (rc != 0 && rc != EXIT_ALL_SKIPPED && (status == 0 || rc > 1))
       status = rc;

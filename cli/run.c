@@ -448,7 +448,7 @@ static void join_args(int argc, char **argv, char *buf, size_t len) {
     o += (size_t)snprintf(buf + o, len - o, " %s", argv[i]);
 }
 
-/* "postfix 3.7.11 (clients/postfix.yaml)" for an external client, else
+/* "postfix 3.7.11 (external client, ...)" for an external client, else
  * NULL (the reports' default: the built-in engine). */
 static const char *subject_of(const char *client, char *buf, size_t len) {
   const detour_adapter *a = detour_adapter_find(client);
@@ -471,17 +471,17 @@ static int write_reports(const run_opts *o, const detour_suite *s,
   const char *rules = find_data("docs/rules.md", rules_buf, sizeof rules_buf);
   if (o->html && access(rules, F_OK) == 0)
     relative_to(o->html, rules, rules_url, sizeof rules_url);
+  detour_report_meta meta = {.title = "detour run",
+                             .rules_url = rules_url[0] ? rules_url : NULL,
+                             .version = DETOUR_VERSION,
+                             .started = started,
+                             .mode = o->realtime || o->client ? "realtime"
+                                                              : "virtual",
+                             .command = command,
+                             .mutations = o->mutations,
+                             .nmutations = o->nmutations};
   char subject[512];
-  detour_report_meta meta = {
-      .title = "detour run",
-      .rules_url = rules_url[0] ? rules_url : NULL,
-      .version = DETOUR_VERSION,
-      .started = started,
-      .mode = o->realtime || o->client ? "realtime" : "virtual",
-      .command = command,
-      .subject = subject_of(o->client, subject, sizeof subject),
-      .mutations = o->mutations,
-      .nmutations = o->nmutations};
+  meta.subject = subject_of(o->client, subject, sizeof subject);
   detour_report_paths p = {o->json, o->junit, o->html};
   char err[1024] = "";
   if (detour_report_write_files(s, &meta, &p, err, sizeof err) != 0) {

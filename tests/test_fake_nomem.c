@@ -182,3 +182,47 @@ Test(fake_nomem, the_session_is_recorded_as_nomem) {
   ft_finish(&e);
   cr_assert_eq(atomic_load(&c.live), 0);
 }
+
+/* Script calls with the process-wide allocator failing the Nth
+ * allocation: each call fails cleanly (DETOUR_ENOMEM or NULL) and nothing
+ * leaks. */
+static long script_calls(counter *c) {
+  detour_fake_script *s = detour_fake_script_new("calls");
+  if (s) {
+    static const char *const kw[] = {"PIPELINING", "SIZE 10"};
+    detour_fake_rule r = {.stage = DETOUR_FAKE_RCPT,
+                          .address = "bad@*",
+                          .code = 550,
+                          .enhanced = "5.1.1",
+                          .text = "no such user"};
+    int rc[] = {detour_fake_script_add_fault(s, "disk_full", NULL),
+                detour_fake_script_add_fault(s, "overlong_line", NULL),
+                detour_fake_script_add_rule(s, &r),
+                detour_fake_script_set_hostname(s, "mx.calls.test"),
+                detour_fake_script_set_ehlo_keywords(s, kw, 2)};
+    for (size_t i = 0; i < sizeof rc / sizeof rc[0]; i++)
+      cr_assert(rc[i] == 0 || rc[i] == DETOUR_ENOMEM, "call %zu: %d", i, rc[i]);
+    detour_fake_script *copy = detour_fake_script_clone(s);
+    detour_fake_script_free(copy);
+    detour_fake_script_free(s);
+  }
+  return atomic_load(&c->calls);
+}
+
+Test(fake_nomem, script_calls_fail_cleanly) {
+  static counter c;
+  detour_fake_mem mem = {&c, m_malloc, m_calloc, m_realloc, m_free};
+  detour_fake_set_mem(&mem);
+  atomic_init(&c.fail_at, 0);
+  long total = script_calls(&c);
+  cr_assert_gt(total, 10);
+  for (long n = 1; n <= total; n++) {
+    atomic_store(&c.calls, 0);
+    atomic_store(&c.live, 0);
+    atomic_store(&c.fail_at, n);
+    script_calls(&c);
+    cr_assert_eq(atomic_load(&c.live), 0, "allocation %ld: %ld leaked", n,
+                 atomic_load(&c.live));
+  }
+  detour_fake_set_mem(NULL);
+}

@@ -971,3 +971,78 @@ Test(tls_oom, every_allocation_of_a_tls_session_can_fail, .timeout = 300) {
               n, n2, st.nomem);
   tls_finish(&t);
 }
+
+/* ------------------------------------------------------------------------ */
+/* TLS and AUTH in the connection record, at every record level              */
+
+Test(tls_record, summary_level_keeps_tls_and_auth_per_connection) {
+  tls_env t;
+  client c;
+  char buf[4096];
+  tls_start(&t, SUBMISSION "record: summary\n");
+  int fd = starttls(&t, &c, "localhost");
+  cr_assert(c.ok);
+  tls_cmd(&c, "EHLO client.test", buf, sizeof buf);
+  TLS_EXPECT(&c, "AUTH PLAIN " PLAIN_B64, "235");
+  client_free(&c);
+  close(fd);
+  fd = plain_ehlo(&t, buf, sizeof buf); /* in clear: nothing to show */
+  FT_EXPECT(fd, "AUTH LOGIN " LOGIN_USER_B64, "334");
+  FT_EXPECT(fd, "d3Jvbmc=", "535");
+  close(fd);
+  ft_join(&t.e);
+  detour_fake_server *s = t.e.srv[0];
+  cr_assert_eq(detour_fake_server_event_count(s), 0, "summary: no events");
+  detour_fake_conn a, b;
+  cr_assert_eq(detour_fake_server_conn(s, 0, &a), 0);
+  cr_assert_eq(detour_fake_server_conn(s, 1, &b), 0);
+  cr_assert_str_eq(a.tls_version, "TLSv1.3");
+  cr_assert(strncmp(a.tls_cipher, "TLS_", 4) == 0, "%s", a.tls_cipher);
+  cr_assert_str_eq(a.auth_mechanism, "PLAIN");
+  cr_assert_str_eq(a.auth_user, "alice");
+  cr_assert(a.auth_ok);
+  cr_assert_str_eq(b.tls_version, "");
+  cr_assert_str_eq(b.auth_user, "alice");
+  cr_assert_not(b.auth_ok, "535: not accepted");
+  char *rec = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&rec, &len);
+  cr_assert_eq(detour_fake_server_write_jsonl(s, f), 0);
+  fclose(f);
+  cr_assert(
+      strstr(rec, "\"event\":\"tls\",\"data\":\"version=TLSv1.3 cipher=TLS_"),
+      "%s", rec);
+  cr_assert(
+      strstr(rec, "\"data\":\"mechanism=PLAIN user=alice accepted=yes\""));
+  cr_assert(strstr(rec, "\"data\":\"mechanism=LOGIN user=alice accepted=no\""));
+  cr_assert_null(strstr(rec, PASSWORD));
+  free(rec);
+  tls_finish(&t);
+}
+
+Test(tls_ca, refuses_a_directory_others_can_write) {
+  char dir[512], err[512] = "";
+  snprintf(dir, sizeof dir, "/tmp/detour-ca-shared-%d", (int)getpid());
+  cr_assert_eq(mkdir(dir, 0777), 0);
+  cr_assert_eq(chmod(dir, 01777), 0);
+  cr_assert_eq(detour_fake_ca_make(dir, sizeof dir, NULL, 0, err, sizeof err),
+               DETOUR_EIO);
+  cr_assert(strstr(err, "not a private directory"), "%s", err);
+  /* A planted symlink is not followed. */
+  char target[600], link[600];
+  snprintf(target, sizeof target, "%s.victim", dir);
+  snprintf(link, sizeof link, "%s/server.key", dir);
+  FILE *v = fopen(target, "w");
+  fputs("precious\n", v);
+  fclose(v);
+  cr_assert_eq(chmod(dir, 0700), 0);
+  cr_assert_eq(symlink(target, link), 0);
+  cr_assert_eq(detour_fake_ca_make(dir, sizeof dir, NULL, 0, err, sizeof err),
+               DETOUR_EIO);
+  cr_assert(strstr(err, "cannot create"), "%s", err);
+  cr_assert_str_eq(slurp(target), "precious\n", "the victim is untouched");
+  unlink(link);
+  unlink(target);
+  detour_fake_ca_remove(dir);
+  rmdir(dir);
+}

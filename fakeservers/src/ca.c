@@ -32,8 +32,12 @@
 
 #define DAY (24L * 3600L)
 
-static const char *const cert_names[DETOUR_FAKE_CERT_COUNT] = {
-    "server", "expired", "self_signed", "wrong_host", "unknown_ca"};
+static const char *const cert_names[] = {"server", "expired", "self_signed",
+                                         "wrong_host", "unknown_ca"};
+_Static_assert(sizeof cert_names / sizeof cert_names[0] ==
+                       DETOUR_FAKE_CERT_COUNT &&
+                   DETOUR_FAKE_CERT_UNKNOWN_CA + 1 == DETOUR_FAKE_CERT_COUNT,
+               "one name per certificate");
 
 const char *detour_fake_cert_name(detour_fake_cert c) {
   return (unsigned)c < DETOUR_FAKE_CERT_COUNT ? cert_names[c] : "?";
@@ -152,7 +156,9 @@ static int fail(ca_ctx *c, const char *what, const char *path) {
 
 /* Open path for writing, mode 0600 even if it existed with another. */
 static FILE *open_private(const char *path) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  /* O_NOFOLLOW: a symlink planted in the directory is not followed. */
+  int fd =
+      open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0)
     return NULL;
   if (fchmod(fd, 0600) != 0) {
@@ -241,6 +247,14 @@ static int make_dir(ca_ctx *c, char *dir, size_t dirlen) {
   }
   if (mkdir(dir, 0700) != 0 && errno != EEXIST)
     return fail(c, "cannot make the directory", dir);
+  /* Keys go there: a directory others may write to (/tmp itself) would
+   * let them replace the files between our writes and their use. */
+  struct stat st;
+  if (stat(dir, &st) != 0)
+    return fail(c, "cannot read the directory", dir);
+  if (!S_ISDIR(st.st_mode) || (st.st_mode & 0022) || st.st_uid != geteuid())
+    return (errno = 0),
+           fail(c, "not a private directory of ours (want mode 0700)", dir);
   return 0;
 }
 

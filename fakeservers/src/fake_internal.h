@@ -205,6 +205,9 @@ bool fake__tls_push(fake__tls *t, const void *p, size_t n);
 /* 1 done, 0 needs more input, -1 failed (fake__tls_error). */
 int fake__tls_handshake(fake__tls *t);
 bool fake__tls_established(const fake__tls *t);
+/* "TLSv1.3", "TLS_AES_256_GCM_SHA384" (after the handshake). */
+const char *fake__tls_version(const fake__tls *t);
+const char *fake__tls_cipher(const fake__tls *t);
 /* Plaintext: > 0 bytes, 0 nothing yet, -1 close_notify, -2 error. */
 long fake__tls_read(fake__tls *t, char *buf, size_t cap);
 /* Encrypt plaintext into the outgoing BIO. false on failure. */

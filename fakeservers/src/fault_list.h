@@ -92,8 +92,9 @@
     NO_CLASS, "the message was already accepted", QUIT, 0, x_after_quit)      \
   FAKE_FAULT_LIST_TLS(X)
 
-/* TLS and AUTH (SPEC R13): SWITCH with the configuration warning for a
- * client that requires TLS or holds credentials; 454 to AUTH TRANSIENT. */
+/* TLS and AUTH (rule R13, docs/rules.md): SWITCH with the configuration
+ * warning for a client that requires TLS or holds credentials; 454 to AUTH
+ * TRANSIENT. */
 #define FAKE_FAULT_LIST_TLS(X)                                                 \
   X(starttls_stripped,                                                         \
     "STARTTLS missing from the EHLO reply (stripping); STARTTLS gets 502",     \

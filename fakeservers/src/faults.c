@@ -283,9 +283,9 @@ static int x_after_quit(detour_fake_script *s, const detour_fake_fault_args *a,
 }
 
 /* ------------------------------------------------------------------------ */
-/* TLS and AUTH (SPEC R13: a client that requires TLS or has credentials     */
-/* must SWITCH, with the configuration warning, on every one of these but   */
-/* a 454 to AUTH, which is TRANSIENT)                                        */
+/* TLS and AUTH (rule R13, docs/rules.md): a client that requires TLS or    */
+/* holds credentials must SWITCH, with the configuration warning, on every  */
+/* one of these but a 454 to AUTH, which is TRANSIENT                       */
 
 /* Change the TLS settings; a TLS fault on a plaintext script turns
  * STARTTLS on, since the fault is meaningless without it. */

@@ -405,6 +405,32 @@ void detour_fake_server_clear_record(detour_fake_server *srv) {
 
 /* Without the event list, synthesise accept/close/message events from
  * what SUMMARY keeps. */
+/* A connection's TLS and AUTH as tls/auth events (at the accept time:
+ * the summary keeps no event times). Never a password: none is kept. */
+static int write_summary_tls(const detour_fake_server *srv,
+                             const detour_fake_conn *c, detour_fake_event *ev,
+                             FILE *f) {
+  char data[DETOUR_FAKE_SASL_FIELD_MAX + 128];
+  int rc = 0;
+  if (c->tls_version[0]) {
+    int n = snprintf(data, sizeof data, "version=%s cipher=%s", c->tls_version,
+                     c->tls_cipher);
+    ev->type = DETOUR_FAKE_EV_TLS;
+    ev->data = data;
+    ev->len = n < 0 ? 0 : strlen(data);
+    rc = detour_fake_event_write_json(ev, srv->script->name, f);
+  }
+  if (rc == 0 && c->auth_user[0]) {
+    snprintf(data, sizeof data, "mechanism=%s user=%s accepted=%s",
+             c->auth_mechanism, c->auth_user, c->auth_ok ? "yes" : "no");
+    ev->type = DETOUR_FAKE_EV_AUTH;
+    ev->data = data;
+    ev->len = strlen(data);
+    rc = detour_fake_event_write_json(ev, srv->script->name, f);
+  }
+  return rc;
+}
+
 static int write_summary(const detour_fake_server *srv, FILE *f) {
   int rc = 0;
   for (size_t i = 0; rc == 0 && i < srv->rec.nconns; i++) {
@@ -416,6 +442,8 @@ static int write_summary(const detour_fake_server *srv, FILE *f) {
                             .data = c->peer,
                             .len = strlen(c->peer)};
     rc = detour_fake_event_write_json(&ev, srv->script->name, f);
+    if (rc == 0)
+      rc = write_summary_tls(srv, c, &ev, f);
     if (rc == 0 && c->closed_by != DETOUR_FAKE_BY_NONE) {
       ev.type = DETOUR_FAKE_EV_CLOSE;
       ev.time = c->close_time;

@@ -809,6 +809,10 @@ static void apply_effects(fake__session *s) {
     else {
       s->state = COMMAND;
       s->authed = s->authed || s->code == 235;
+      if (s->code == 235 && s->info.auth_user[0]) {
+        s->info.auth_ok = true;
+        sync_record(s);
+      }
       memset(&s->sasl, 0, sizeof s->sasl);
     }
     break;
@@ -1109,6 +1113,11 @@ static void auth_verdict(fake__session *s) {
                : want     ? "mismatch"
                           : "unknown_user");
   memset(s->sasl.password, 0, sizeof s->sasl.password);
+  snprintf(s->info.auth_user, sizeof s->info.auth_user, "%s", s->sasl.user);
+  snprintf(s->info.auth_mechanism, sizeof s->info.auth_mechanism, "%s",
+           s->sasl.mechanism == DETOUR_FAKE_AUTH_PLAIN ? "PLAIN" : "LOGIN");
+  s->info.auth_ok = false; /* until the 235 */
+  sync_record(s);
   emit(s, DETOUR_FAKE_EV_AUTH, DETOUR_FAKE_AUTH, line,
        n < 0                     ? 0
        : (size_t)n < sizeof line ? (size_t)n
@@ -1477,6 +1486,11 @@ static void tls_drop(fake__session *s) {
 static void tls_ready(fake__session *s) {
   char desc[512];
   fake__tls_describe(s->tls, s->srv->tls_cert, desc, sizeof desc);
+  snprintf(s->info.tls_version, sizeof s->info.tls_version, "%s",
+           fake__tls_version(s->tls));
+  snprintf(s->info.tls_cipher, sizeof s->info.tls_cipher, "%s",
+           fake__tls_cipher(s->tls));
+  sync_record(s);
   emit(s, DETOUR_FAKE_EV_TLS, s->stage, desc, strlen(desc));
   if (s->tls_before_greeting) {
     s->tls_before_greeting = false;

@@ -227,6 +227,15 @@ void fake__tls_close_notify(fake__tls *t) {
 
 bool fake__tls_established(const fake__tls *t) { return t->done; }
 
+const char *fake__tls_version(const fake__tls *t) {
+  return SSL_get_version(t->ssl);
+}
+
+const char *fake__tls_cipher(const fake__tls *t) {
+  const char *c = SSL_get_cipher_name(t->ssl);
+  return c ? c : "";
+}
+
 const char *fake__tls_error(const fake__tls *t) {
   return t->error[0] ? t->error : "handshake failed";
 }

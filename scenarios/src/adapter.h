@@ -26,6 +26,12 @@
 /* true when name means the built-in engine (NULL, "", builtin, detour). */
 bool scn_adapter_is_builtin(const char *name);
 
+/* adapter_device.c: the adapter of device mode (`detour certify
+ * --device`), for the options o. */
+const detour_adapter *scn_device_adapter(const detour_device_options *o);
+/* The adapter of s: its device, or the manifest s->adapter names. */
+const detour_adapter *scn_adapter_of(const detour_scenario *s);
+
 /* adapter_smtp.c: a client that takes mail over SMTP (its own listener).
  * A connected socket with I/O timeouts, or -1. */
 int scn_smtp_connect(const char *host, uint16_t port);

@@ -265,6 +265,12 @@ static int choose_client(ld *l, const detour_scenario_options *opt) {
     if (!scn_adapter_is_builtin(opt->client) && !s->adapter)
       return DETOUR_ENOMEM;
   }
+  if (opt && opt->device) {
+    free(s->adapter);
+    if (!(s->adapter = strdup("device")))
+      return DETOUR_ENOMEM;
+    s->device = opt->device;
+  }
   if (s->adapter)
     s->realtime = true;
   return 0;

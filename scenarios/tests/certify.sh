@@ -69,3 +69,27 @@ for s in rep["scenarios"]:
 PY
 grep -q "^FAIL: swallow" "$dir/out2" || fail "no overall FAIL line printed"
 echo "certify: builtin PASS, a client that delivers nothing FAIL"
+
+# 3. the scorecard: builtin and the swallowing client side by side
+"$detour" certify --clients "builtin,$dir/swallow.yaml" --profile "$src/scenarios/cert" \
+  --filter 'cert-r3-mail-*' --report-dir "$dir/card" >"$dir/out3" 2>&1
+rc=$?
+[ "$rc" -eq 1 ] || { cat "$dir/out3"; fail "scorecard: exit $rc, want 1"; }
+python3 - "$dir/card" <<'PY' || fail "scorecard"
+import json, os, sys
+d = sys.argv[1]
+c = json.load(open(os.path.join(d, "scorecard.json")))
+names = [x["client"] for x in c["clients"]]
+assert names == ["builtin", "swallow"], names
+assert len(c["scenarios"]) == 4, len(c["scenarios"])
+for s in c["scenarios"]:
+    v = s["verdicts"]
+    assert v["builtin"]["verdict"] == "PASS", s
+    assert v["swallow"]["verdict"] == "FAIL" and v["swallow"]["reason"], s
+    assert s["differ"] is True, s
+html = open(os.path.join(d, "scorecard.html")).read()
+assert html.count('<td class="fail" title="') == 4, "reasons on hover"
+assert os.path.exists(os.path.join(d, "builtin", "certificate.html"))
+assert os.path.exists(os.path.join(d, "swallow", "certificate.html"))
+PY
+echo "scorecard: one matrix, the difference marked"

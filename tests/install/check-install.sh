@@ -45,6 +45,12 @@ check "and it is the installed suite" \
 check "the docs are installed" '[[ -f $P/share/detour/docs/rules.md ]]'
 
 export PKG_CONFIG_PATH=$P/lib/pkgconfig
+# A sanitizer build installs instrumented libraries: a consumer links them
+# with the same runtime.
+san=""
+if nm "$P/lib/libdetour.a" 2>/dev/null | grep -q __asan_; then
+  san="-fsanitize=address,undefined"
+fi
 for h in "$P"/include/detour/*.h; do
   base=$(basename "$h" .h)
   case $base in
@@ -61,7 +67,7 @@ for h in "$P"/include/detour/*.h; do
 done
 
 check "a consumer links the fake servers through pkg-config" \
-  'cc -std=c11 -D_DEFAULT_SOURCE -o "$tmp/consumer" "$here/consumer_fake.c" \
+  'cc -std=c11 -D_DEFAULT_SOURCE $san -o "$tmp/consumer" "$here/consumer_fake.c" \
      $(pkg-config --cflags --libs detour-fake) 2>"$tmp/cc.log" || { cat "$tmp/cc.log"; false; }'
 check "and the consumer talks to a fake server" \
   '"$tmp/consumer" | grep -q "greeting: 220 consumer.test hello"'
@@ -74,6 +80,10 @@ find_package(detour REQUIRED)
 add_executable(consumer $here/consumer_fake.c)
 target_compile_definitions(consumer PRIVATE _DEFAULT_SOURCE)
 target_link_libraries(consumer PRIVATE detour::fake)
+if(NOT "$san" STREQUAL "")
+  target_compile_options(consumer PRIVATE $san)
+  target_link_options(consumer PRIVATE $san)
+endif()
 CMK
 check "a CMake consumer links detour::fake" \
   'cmake -S "$tmp/cmake-consumer" -B "$tmp/cmake-consumer/b" -DCMAKE_PREFIX_PATH="$P" >"$tmp/cm.log" 2>&1 &&

@@ -439,6 +439,12 @@ typedef struct {
   detour_fake_closer closed_by;
   size_t commands, messages;
   uint64_t bytes_in, bytes_out;
+  /* TLS and AUTH, kept at every record level ("" when none happened): */
+  char tls_version[12];   /* "TLSv1.3" once a handshake completed */
+  char tls_cipher[48];    /* "TLS_AES_256_GCM_SHA384" */
+  char auth_mechanism[8]; /* the last AUTH's: "PLAIN", "LOGIN" */
+  char auth_user[64];     /* its user (cut to 63 bytes; the event has all) */
+  bool auth_ok;           /* it got 235 */
 } detour_fake_conn;
 
 typedef struct {

@@ -35,14 +35,14 @@ typedef struct {
   const char *mode;    /* "virtual" or "realtime" */
   const char *command; /* the command line, for the record */
   const char *subject; /* the client under test; "detour (built-in engine)" */
-  /* Where docs/rules.md is for a reader of the report (a path relative to
-   * the report, or a URL); each rule id links to its section, this plus
-   * "#r3". "docs/rules.md" when NULL. */
-  const char *rules_url;
   /* --mutate: the client was broken on purpose; every writer says so (a
    * title prefix, a banner, a JSON field, a JUnit property) */
   const char *const *mutations;
   size_t nmutations;
+  /* Where docs/rules.md is for a reader of the report (a path relative to
+   * the report, or a URL); each rule id links to its section, this plus
+   * "#r3". "docs/rules.md" when NULL. */
+  const char *rules_url;
   /* Leave out everything that changes from run to run even in virtual
    * time: wall-clock durations (JSON: omitted; JUnit: time="0") and the
    * fake servers' bound addresses. Golden tests set it. */
