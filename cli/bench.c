@@ -332,6 +332,16 @@ static const char *keys_of(const bench_client *c) {
   return c->a ? (c->a->keys ? c->a->keys : "") : NULL;
 }
 
+/* What a simulated network adds to one message, at most: about ten round
+ * trips for the failed attempt and the delivery, twice that for slack
+ * (loss makes TCP retransmit). */
+static detour_ms net_cost(const detour_bench_network *net) {
+  if (!net)
+    return 0;
+  return 20 * (net->server_delay + net->client_delay + net->jitter) +
+         (net->loss > 0 ? 5000 : 0);
+}
+
 /* What one message may cost an external client before it is judged. */
 static detour_ms msg_deadline(detour_ms budget) {
   return (budget > 0 ? 2 * budget : 0) + CLIENT_SLACK_MS;
@@ -344,12 +354,16 @@ static double overhead_ms(const bench_client *c) { return c->a ? 60 : 1; }
 /* Expected and worst time of one (client, fault), in ms. */
 static void plan_cell(const bench_opts *o, const bench_client *c,
                       const detour_bench_fault *f,
-                      const detour_bench_settings *s, double *expect,
+                      const detour_bench_settings *s,
+                      const detour_bench_network *net, double *expect,
                       double *worst) {
   detour_ms b = detour_bench_budget(f, s, keys_of(c), NULL, 0);
   double n = (double)o->messages;
   if (!c->a) {
-    *expect = *worst = n * ((double)b + overhead_ms(c));
+    /* about 8 round trips a message over a network */
+    double rtt = net ? (double)(net->server_delay + net->client_delay) : 0;
+    *expect = n * ((double)b + overhead_ms(c) + 8 * rtt);
+    *worst = n * ((double)b + overhead_ms(c) + (double)net_cost(net));
     return;
   }
   double start = 1500; /* the client's instance: start and stop */
@@ -360,16 +374,17 @@ static void plan_cell(const bench_opts *o, const bench_client *c,
   *worst = start + n * dl;
 }
 
-static void print_plan(const bench_opts *o, const detour_bench_settings *s) {
+static void print_plan(const bench_opts *o, const detour_bench_settings *s,
+                       const detour_bench_network *net) {
   double expect = 0, worst = 0;
   for (size_t c = 0; c < o->nclients; c++) {
     if (o->clients[c].a == NULL && !is_builtin(o->clients[c].name))
       continue;
     for (size_t i = 0; i < o->nfaults; i++) {
       double e, w;
-      if (o->clients[c].a && o->faults[i]->tls)
-        continue; /* skipped at once: no TLS in a manifest */
-      plan_cell(o, &o->clients[c], o->faults[i], s, &e, &w);
+      if (o->clients[c].a && (o->faults[i]->tls || net))
+        continue; /* skipped at once: no TLS in a manifest, no network */
+      plan_cell(o, &o->clients[c], o->faults[i], s, net, &e, &w);
       expect += e;
       worst += w;
     }
@@ -430,9 +445,10 @@ static bool run_cell(const bench_opts *o, const bench_client *c,
   detour_ms per = cell->budget > 0 ? cell->budget : 0;
   if (c->a)
     per = msg_deadline(cell->budget);
+  per += net_cost(net);
   spec.timeout_ms = run_timeout(o, per, o->messages, spec.concurrency);
-  fprintf(stderr, "[%zu/%zu] %s %s: %zu messages ...", idx, total,
-          cell->client, f->name, o->messages);
+  fprintf(stderr, "[%zu/%zu] %s %s: %zu messages ...", idx, total, cell->client,
+          f->name, o->messages);
   fflush(stderr);
   char err[512] = "";
   int rc = detour_bench_run(&spec, &cell->res, err, sizeof err);
@@ -740,7 +756,7 @@ static int run_and_report(const bench_opts *o, detour_bench_report *rep,
   now_iso(rep->started, sizeof rep->started);
   rep->messages = o->messages;
   detour_bench_default_settings(&rep->settings);
-  print_plan(o, &rep->settings);
+  print_plan(o, &rep->settings, use_net ? &net : NULL);
   bool ok = true;
   size_t total = o->nclients * o->nfaults, idx = 0;
   struct timespec t0, t1;
