@@ -2,7 +2,9 @@
 """json2md.py - the Markdown table of a `detour bench --json` file (the
 tables in bench/README.md are made with it):
 
-    python3 bench/json2md.py bench.json
+    python3 bench/json2md.py bench.json [more.json ...]
+
+A later file's (client, fault) cells replace an earlier one's.
 """
 import json
 import sys
@@ -20,9 +22,18 @@ def did(r):
     return text
 
 
-def main(path):
-    d = json.load(open(path))
+def main(paths):
+    # later files replace the (client, fault) cells of earlier ones
+    d = json.load(open(paths[0]))
     rows = d["results"]
+    for p in paths[1:]:
+        for r in json.load(open(p))["results"]:
+            same = [i for i, x in enumerate(rows)
+                    if x["client"] == r["client"] and x["fault"] == r["fault"]]
+            if same:
+                rows[same[0]] = r
+            else:
+                rows.append(r)
     faults = []
     for r in rows:
         if r["fault"] not in faults:
@@ -58,4 +69,4 @@ def main(path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1:])

@@ -326,8 +326,11 @@ static void on_message(void *arg, detour_fake_server *srv,
                        const detour_fake_event *ev) {
   bench_run *r = arg;
   size_t k;
+  /* accepted: the whole message, and a 2xx to its final dot (a 552 there
+   * is the fault itself, the message refused) */
   if (ev->type != DETOUR_FAKE_EV_MESSAGE || !ev->msg->complete ||
-      !message_number(ev->msg->from, &k) || k >= r->n || r->out[k] != PENDING)
+      ev->msg->code / 100 != 2 || !message_number(ev->msg->from, &k) ||
+      k >= r->n || r->out[k] != PENDING)
     return;
   r->accept_ns[k] = ev->msg->mono;
   r->out[k] = (signed char)(srv == r->srv[PRIMARY] ? DETOUR_BENCH_PRIMARY

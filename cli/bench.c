@@ -465,11 +465,13 @@ static bool run_cell(const bench_opts *o, const bench_client *c,
   return c->a != NULL || good;
 }
 
-/* Ten times the latency runs' count, at least 1000: at thousands of
- * messages per second a small run would measure mostly its start. */
+/* Ten times the latency runs' count, at least 1000 and 40 per engine: at
+ * thousands of messages per second a small run would measure mostly its
+ * start. */
 static size_t tp_messages(const bench_opts *o) {
   size_t n = o->messages * 10;
   n = n < 1000 ? 1000 : n;
+  n = n < 40 * o->tp_concurrency ? 40 * o->tp_concurrency : n;
   return n > DETOUR_BENCH_MESSAGES_MAX ? DETOUR_BENCH_MESSAGES_MAX : n;
 }
 

@@ -71,7 +71,7 @@ Test(bench, two_faults_table) {
   close(fd);
   char args[256], out[OUT_MAX];
   snprintf(args, sizeof args,
-           "--messages 5 --faults refuse,greeting_421 "
+           "--messages 5 --faults refuse,greeting_421,eod_552 "
            "--throughput-concurrency 0 --timeout 20 --json %s",
            json);
   int rc = bench(args, out, sizeof out);
@@ -79,6 +79,9 @@ Test(bench, two_faults_table) {
   check_row(out, "none", "NONE", "primary");
   check_row(out, "refuse", "CONNECT", "backup");
   check_row(out, "greeting_421", "SWITCH", "backup");
+  /* the primary refuses the message after its final dot: it is not taken
+   * there, though the server saw all of it */
+  check_row(out, "eod_552", "SWITCH", "backup");
 
   FILE *f = fopen(json, "r");
   cr_assert_not_null(f);
