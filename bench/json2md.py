@@ -44,9 +44,16 @@ def main(paths):
         cells = [r for r in rows if r["fault"] == f]
         meas = [r["p50_ms"] for r in cells if r.get("measured") and r.get("ok")]
         best = min(meas) if meas else 0
+        # clients not measured for the same reason: one row
+        skipped = {}
         for r in cells:
             if not r.get("measured"):
-                print("| %s | %s | - | | | | | | not measured: %s | |" % (f, r["client"], r["why"]))
+                why = r["why"]
+                if why.startswith(r["client"] + ": "):
+                    why = why[len(r["client"]) + 2:]
+                skipped.setdefault(why, []).append(r["client"])
+        for r in cells:
+            if not r.get("measured"):
                 continue
             b = r.get("budget_ms")
             budget = "?" if b is None else "%d" % b
@@ -59,7 +66,11 @@ def main(paths):
             else:
                 print("| %s | %s | 0 | - | - | - | - | - | %s | %s |" % (
                     f, r["client"], did(r), budget))
+        for why, clients in skipped.items():
+            print("| %s | %s | - | | | | | | not measured: %s | |" % (f, ", ".join(clients), why))
     tp = d.get("throughput")
+    for p in paths[1:]:
+        tp = json.load(open(p)).get("throughput") or tp
     if tp:
         print()
         print("Throughput of the built-in engine, %d engines, %d messages: %.0f msg/s "
