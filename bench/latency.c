@@ -65,8 +65,9 @@ static const detour_bench_fault FAULTS[] = {
      "RST instead of the reply to MAIL", false},
     {"drop_mid_data", "drop_mid_data", -1, DETOUR_CLASS_TRANSIENT,
      "RST 64 bytes into the message", false},
-    /* TLS (SPEC R13): the client requires STARTTLS at the primary and
-     * trusts the run's CA; each of these makes TLS impossible there */
+    /* TLS (rule R13, docs/rules.md): the client requires STARTTLS at the
+     * primary and trusts the run's CA; each of these makes TLS impossible there
+     */
     {"starttls_stripped", "starttls_stripped", -1, DETOUR_CLASS_SWITCH,
      "STARTTLS not offered (stripped)", true},
     {"starttls_454", "starttls_454", -1, DETOUR_CLASS_SWITCH,

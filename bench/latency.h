@@ -34,7 +34,7 @@ typedef struct {
   const char *name;      /* as on the command line: "refuse", "rcpt_452" */
   const char *fault;     /* catalogue entry for the primary; NULL: healthy */
   int stage;             /* detour_fake_stage, or -1: the entry's default */
-  detour_class expected; /* SPEC R3 class of the primary's failure */
+  detour_class expected; /* rule R3 class of the primary's failure */
   const char *what;      /* "452 4.3.1 at RCPT", for the table */
   bool tls;              /* a TLS fault: only for a client configured for TLS */
 } detour_bench_fault;
