@@ -125,3 +125,27 @@ Test(bench, usage_errors) {
   cr_expect_eq(bench("--help", out, sizeof out), 0);
   cr_expect_not_null(strstr(out, "--messages N"));
 }
+
+/* A network profile with an error is refused with FILE:LINE:COL, before
+ * anything runs; the shipped profiles load. */
+Test(bench, network_profile_errors_name_the_place) {
+  char path[] = "/tmp/detour-test-net-XXXXXX";
+  int fd = mkstemp(path);
+  cr_assert_geq(fd, 0);
+  const char bad[] = "name: x\nservers: { delay: 20 parsecs }\n";
+  cr_assert_eq(write(fd, bad, sizeof bad - 1), (ssize_t)(sizeof bad - 1));
+  close(fd);
+  char cmd[512], out[OUT_MAX];
+  snprintf(cmd, sizeof cmd, "%s bench --network %s --messages 1 2>&1",
+           DETOUR_BIN, path);
+  FILE *p = popen(cmd, "r");
+  cr_assert_not_null(p);
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = '\0';
+  int st = pclose(p);
+  unlink(path);
+  cr_expect_eq(WEXITSTATUS(st), 66, "%s", out);
+  char where[128];
+  snprintf(where, sizeof where, "%s:2:19: key 'servers.delay'", path);
+  cr_expect_not_null(strstr(out, where), "%s", out);
+}
