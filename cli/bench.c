@@ -16,6 +16,7 @@
 #include <sysexits.h>
 
 #include "detour/detour.h"
+#include "opts.h"
 
 #ifdef DETOUR_HAVE_BENCH
 #include "latency.h"
@@ -55,14 +56,14 @@ void detour_cli_bench_usage(void) {
       "\nFailover latency in real time on loopback: for each fault of the\n"
       "primary, N messages through the engine to a healthy backup, timed\n"
       "from submission to acceptance (the fake server's final \".\").\n"
-      "\n  --messages N     messages per fault (default 200, at most %d)\n"
+      "\n  -n, --messages N messages per fault (default 200, at most %d)\n"
       "  --faults LIST    comma-separated, default all:",
       DETOUR_BENCH_MESSAGES_MAX);
   for (size_t i = 1; i < detour_bench_fault_count(); i++)
     printf("%s%s", i % 4 == 1 ? "\n                     " : " ",
            detour_bench_fault_at(i)->name);
   printf("\n                   (the baseline 'none' always runs)\n"
-         "  --concurrency N  engines in parallel, each one message at a "
+         "  -c, --concurrency N  engines in parallel, each one message at a "
          "time\n"
          "                   (default 1, at most %d)\n"
          "  --throughput-concurrency N  engines for the throughput runs\n"
@@ -73,8 +74,16 @@ void detour_cli_bench_usage(void) {
          "                   installed and root), yes, no (default auto)\n"
          "  --timeout S      real-time limit per run (default: 30 s plus\n"
          "                   the fault's budget + 100 ms per message)\n"
-         "  --json FILE      write the figures as JSON\n",
+         "  --json FILE      write the figures as JSON\n"
+         "  -h, --help       this help\n"
+         "  --version        the version\n"
+         "\nOptions take their value as --opt VALUE or --opt=VALUE.\n",
          DETOUR_BENCH_CONCURRENCY_MAX, DEFAULT_TP_CONCURRENCY);
+  static const int codes[] = {0, 64, 71, 73, -1};
+  cli_print_exit_codes(
+      stdout, codes,
+      "  69   --postfix yes, and Postfix cannot run here\n"
+      "  70   a run went wrong: a message lost, misrouted or timed out\n");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -104,8 +113,7 @@ static int parse_faults(const char *list, bench_opts *o) {
        t = strtok_r(NULL, ",", &save)) {
     const detour_bench_fault *f = detour_bench_fault_find(t);
     if (!f) {
-      fprintf(stderr, "detour bench: unknown fault '%s'\n", t);
-      return EX_USAGE;
+      return cli_usage_error("bench", "unknown fault '%s'", t);
     }
     bool seen = false;
     for (size_t i = 0; i < o->nfaults; i++)
@@ -124,54 +132,82 @@ static int parse_postfix(const char *v, postfix_mode *m) {
   return EX_USAGE;
 }
 
-/* One option with its value; 0, or EX_USAGE. */
-static int parse_one(const char *a, const char *v, bench_opts *o,
+enum {
+  OPT_MESSAGES = 1,
+  OPT_CONCURRENCY,
+  OPT_TP_CONCURRENCY,
+  OPT_TIMEOUT,
+  OPT_FAULTS,
+  OPT_JSON,
+  OPT_POSTFIX,
+};
+
+static const cli_opt bench_options[] = {
+    {OPT_MESSAGES, 'n', "messages", "N"},
+    {OPT_CONCURRENCY, 'c', "concurrency", "N"},
+    {OPT_TP_CONCURRENCY, 0, "throughput-concurrency", "N"},
+    {OPT_TIMEOUT, 0, "timeout", "SECONDS"},
+    {OPT_FAULTS, 0, "faults", "LIST"},
+    {OPT_JSON, 0, "json", "FILE"},
+    {OPT_POSTFIX, 0, "postfix", "auto|yes|no"},
+};
+
+/* One option with its value; 0, or EX_USAGE after saying why. */
+static int parse_one(int id, const char *name, const char *v, bench_opts *o,
                      const char **faults) {
-  size_t n;
-  if (strcmp(a, "--messages") == 0)
-    return parse_size(v, 1, DETOUR_BENCH_MESSAGES_MAX, &o->messages) ? 0
-                                                                     : EX_USAGE;
-  if (strcmp(a, "--concurrency") == 0)
-    return parse_size(v, 1, DETOUR_BENCH_CONCURRENCY_MAX, &o->concurrency)
-               ? 0
-               : EX_USAGE;
-  if (strcmp(a, "--throughput-concurrency") == 0)
-    return parse_size(v, 0, DETOUR_BENCH_CONCURRENCY_MAX, &o->tp_concurrency)
-               ? 0
-               : EX_USAGE;
-  if (strcmp(a, "--timeout") == 0) {
-    if (!parse_size(v, 1, 3600, &n))
-      return EX_USAGE;
+  size_t n = 0;
+  bool ok = true;
+  switch (id) {
+  case OPT_MESSAGES:
+    ok = parse_size(v, 1, DETOUR_BENCH_MESSAGES_MAX, &o->messages);
+    break;
+  case OPT_CONCURRENCY:
+    ok = parse_size(v, 1, DETOUR_BENCH_CONCURRENCY_MAX, &o->concurrency);
+    break;
+  case OPT_TP_CONCURRENCY:
+    ok = parse_size(v, 0, DETOUR_BENCH_CONCURRENCY_MAX, &o->tp_concurrency);
+    break;
+  case OPT_TIMEOUT:
+    ok = parse_size(v, 1, 3600, &n);
     o->timeout = (detour_ms)n * 1000;
-    return 0;
+    break;
+  case OPT_FAULTS:
+    *faults = v;
+    break;
+  case OPT_JSON:
+    o->json = v;
+    break;
+  case OPT_POSTFIX:
+    ok = parse_postfix(v, &o->postfix) == 0;
+    break;
   }
-  if (strcmp(a, "--faults") == 0)
-    return *faults = v, 0;
-  if (strcmp(a, "--json") == 0)
-    return o->json = v, 0;
-  if (strcmp(a, "--postfix") == 0)
-    return parse_postfix(v, &o->postfix);
-  return EX_USAGE;
+  if (!ok)
+    return cli_usage_error("bench", "bad value '%s' for %s", v, name);
+  return 0;
 }
 
-/* Returns 0, 1 after --help, or EX_USAGE. */
+/* Returns 0, 1 after --help/--version, or EX_USAGE. */
 static int parse_args(int argc, char **argv, bench_opts *o) {
   memset(o, 0, sizeof *o);
   o->messages = DEFAULT_MESSAGES;
   o->concurrency = 1;
   o->tp_concurrency = DEFAULT_TP_CONCURRENCY;
-  const char *faults = NULL;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      detour_cli_bench_usage();
-      return 1;
-    }
-    if (i + 1 >= argc || parse_one(argv[i], argv[i + 1], o, &faults) != 0) {
-      fprintf(stderr, "detour bench: bad option '%s'\n", argv[i]);
-      fprintf(stderr, "Try 'detour bench --help'.\n");
-      return EX_USAGE;
-    }
-    i++;
+  const char *faults = NULL, *v;
+  cli_parser p;
+  cli_parser_init(&p, "bench", bench_options,
+                  sizeof bench_options / sizeof *bench_options, argc, argv);
+  int id;
+  while ((id = cli_next(&p, &v)) != CLI_END) {
+    if (id == CLI_HELP)
+      return detour_cli_bench_usage(), 1;
+    if (id == CLI_VERSION)
+      return cli_print_version(), 1;
+    if (id == CLI_ERROR)
+      return CLI_EXIT_USAGE;
+    if (id == CLI_ARG)
+      return cli_usage_error("bench", "unexpected argument '%s'", v);
+    if (parse_one(id, cli_opt_name(&p), v, o, &faults) != 0)
+      return CLI_EXIT_USAGE;
   }
   return parse_faults(faults, o);
 }
@@ -422,6 +458,8 @@ void detour_cli_bench_usage(void) {
 }
 
 int detour_cli_bench(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "--version") == 0)
+    return cli_print_version();
   fprintf(stderr, "detour: 'bench' is not built in this version\n");
   return EX_UNAVAILABLE;
 }

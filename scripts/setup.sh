@@ -6,10 +6,14 @@ set -euo pipefail
 packages=(
   gcc make cmake pkg-config git        # the build
   libuv1-dev libyaml-dev libpcap-dev   # engine driver, scenario files, captures
+  libssl-dev openssl                   # TLS (driver, fake servers), test CAs
   libcriterion-dev                     # unit and integration tests
   clang-format                         # the format check
+  help2man man-db                      # man pages from --help; man for the install test
   clang libclang-rt-14-dev             # fuzz targets: clang, libFuzzer
   python3 swaks                        # external SMTP clients in tests
+  libnet-ssleay-perl libio-socket-ssl-perl  # swaks --tls
+  time                                 # GNU time: peak RSS in bench/send_memory.sh
   iproute2 libns3-dev ns3 libgsl-dev   # netsim: namespaces, taps, ns-3
   tshark libxml2-utils chromium        # report checks: pcap, JUnit XML, HTML
   fonts-dejavu-core                    # text in the HTML screenshot

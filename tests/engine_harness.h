@@ -10,6 +10,7 @@
  *   warn TEXT
  *   rcpt RCPT OUTCOME sN     (N: priority-order index, -1 for none)
  *   done STATUS
+ *   tls #ID NAME ca=FILE     (FILE empty: the system store)
  */
 #ifndef DETOUR_TESTS_ENGINE_HARNESS_H
 #define DETOUR_TESTS_ENGINE_HARNESS_H
@@ -75,6 +76,13 @@ static void format_action(const detour_action *a, char *buf, size_t len) {
   case DETOUR_ACT_DONE:
     snprintf(buf, len, "done %s", detour_done_status_name(a->u.done.status));
     break;
+  case DETOUR_ACT_ERROR:
+    snprintf(buf, len, "error %s", detour_err_name(a->u.error.code));
+    break;
+  case DETOUR_ACT_TLS_START:
+    snprintf(buf, len, "tls #%u %s ca=%s", a->conn, a->u.tls.server_name,
+             a->u.tls.ca_file);
+    break;
   }
 }
 
@@ -94,8 +102,8 @@ static void dump_lines(const action_lines *got) {
     cr_log_info("  [%zu] %s", i, got->line[i]);
 }
 
-/* The queued actions must be exactly `want` (NULL-terminated). A line in
- * want that ends in '*' matches any line starting with the text before. */
+/* The queued actions must be exactly `want` (NULL-terminated). A '*' in
+ * a line of want matches any run of characters (detour_glob). */
 static void expect_actions(detour_engine *e, const char *const *want) {
   action_lines got;
   drain(e, &got);
@@ -103,10 +111,8 @@ static void expect_actions(detour_engine *e, const char *const *want) {
   while (want[n])
     n++;
   for (size_t i = 0; i < n && i < got.n; i++) {
-    size_t wl = strlen(want[i]);
-    bool prefix = wl > 0 && want[i][wl - 1] == '*';
-    bool ok = prefix ? strncmp(got.line[i], want[i], wl - 1) == 0
-                     : strcmp(got.line[i], want[i]) == 0;
+    bool ok = strchr(want[i], '*') ? detour_glob(want[i], got.line[i], 0)
+                                   : strcmp(got.line[i], want[i]) == 0;
     if (!ok)
       dump_lines(&got);
     cr_assert(ok, "action %zu: got \"%s\", want \"%s\"", i, got.line[i],

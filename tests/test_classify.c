@@ -5,6 +5,7 @@
  * keys).
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "detour/detour.h"
@@ -54,6 +55,7 @@ static void expect_reply(const detour_stage *stages, size_t n, int code,
   expect_reply(stages, sizeof(stages) / sizeof(stages[0]), code, enh, text,    \
                C(k), w)
 
+/* The SMTP stages (R13's starttls, tls and auth have tests of their own). */
 static const detour_stage all_stages[] = {S(CONNECT), S(GREETING),    S(EHLO),
                                           S(HELO),    S(MAIL),        S(RCPT),
                                           S(DATA),    S(END_OF_DATA), S(QUIT)};
@@ -89,7 +91,7 @@ Test(classify, conditions_transient_at_every_stage) {
   detour_condition conds[] = {DETOUR_COND_TIMEOUT, DETOUR_COND_CLOSED,
                               DETOUR_COND_MALFORMED};
   for (size_t i = 0; i < 3; i++)
-    for (size_t s = 0; s < DETOUR_STAGE_COUNT; s++) {
+    for (size_t s = 0; s < sizeof all_stages / sizeof *all_stages; s++) {
       bool warn = true;
       cr_expect_eq(cond_class(all_stages[s], conds[i], &warn), C(TRANSIENT),
                    "%s at %s", detour_condition_name(conds[i]),
@@ -338,10 +340,25 @@ Test(classify, newest_override_wins) {
   EXPECT(mail, 550, "", NULL, SWITCH, false);
 }
 
+/* Far more overrides than the table's first allocation, each one moving a
+ * code away from its default: a table that drops or overwrites overrides
+ * when it grows leaves some code at its default and fails here. */
 Test(classify, many_overrides_grow) {
-  for (int i = 0; i < 100; i++)
-    override_ok("421", i % 2 ? C(SWITCH) : C(TRANSIENT));
-  EXPECT(greeting, 421, "", NULL, SWITCH, false);
+  char key[16];
+  for (int code = 400; code < 500; code++) {
+    snprintf(key, sizeof key, "rcpt:%d", code);
+    override_ok(key, C(ABORT));
+  }
+  for (int code = 400; code < 500; code++) {
+    bool warn = true;
+    detour_class got = reply_class(S(RCPT), code, "", NULL, &warn);
+    cr_expect_eq(got, C(ABORT), "rcpt %d: got %s after 100 overrides", code,
+                 detour_class_name(got));
+  }
+  /* The newest override of one key wins, and it is not the default. */
+  for (int i = 0; i < 101; i++)
+    override_ok("greeting:421", i % 2 ? C(SWITCH) : C(TRANSIENT));
+  EXPECT(greeting, 421, "", NULL, TRANSIENT, false);
 }
 
 static void override_bad(const char *key, detour_class k, const char *want) {
@@ -355,7 +372,7 @@ Test(classify, bad_keys_name_the_bad_part) {
   override_bad("foo:550", C(ABORT),
                "classification key \"foo:550\": unknown stage \"foo\" "
                "(expected connect, greeting, ehlo, helo, mail, rcpt, data, "
-               "eod, quit)");
+               "eod, quit, starttls, tls, auth)");
   override_bad("rcpt:55", C(ABORT),
                "classification key \"rcpt:55\": bad reply code \"55\" "
                "(expected 3 characters like 452, 45x, 5xx)");
@@ -385,12 +402,12 @@ Test(classify, bad_keys_name_the_bad_part) {
                "classification key \"bogus\": unknown condition \"bogus\" "
                "(expected a reply code or one of reply, connect_refused, "
                "unreachable, connect_timeout, dns, timeout, closed, "
-               "malformed, tls)");
+               "malformed, tls, no_starttls, no_auth)");
   override_bad("timeout 4.1.1", C(ABORT),
                "classification key \"timeout 4.1.1\": unknown condition "
                "\"timeout 4.1.1\" (expected a reply code or one of reply, "
                "connect_refused, unreachable, connect_timeout, dns, timeout, "
-               "closed, malformed, tls)");
+               "closed, malformed, tls, no_starttls, no_auth)");
   override_bad("", C(ABORT),
                "classification key \"\": missing reply code or condition "
                "(expected a reply code like 452 or a condition like "
@@ -431,3 +448,91 @@ Test(classify, bad_key_with_small_or_no_error_buffer) {
 }
 
 Test(classify, free_null) { detour_classify_free(NULL); }
+
+/* ------------------------------------------------------------ R13 */
+
+static const detour_stage starttls[] = {S(STARTTLS)};
+static const detour_stage auth[] = {S(AUTH)};
+
+Test(classify, r13_tls_failures_switch_and_warn) {
+  detour_condition conds[] = {DETOUR_COND_TLS, DETOUR_COND_NO_STARTTLS,
+                              DETOUR_COND_NO_AUTH};
+  for (size_t i = 0; i < 3; i++) {
+    bool warn = false;
+    cr_expect_eq(cond_class(S(TLS), conds[i], &warn), C(SWITCH), "%s",
+                 detour_condition_name(conds[i]));
+    cr_expect(warn, "%s warns", detour_condition_name(conds[i]));
+  }
+}
+
+/* A handshake that stalls or is dropped is a handshake failure (R13), not
+ * the TRANSIENT of a silent SMTP server; elsewhere it stays TRANSIENT. */
+Test(classify, r13_handshake_timeout_or_drop_switches) {
+  detour_condition conds[] = {DETOUR_COND_TIMEOUT, DETOUR_COND_CLOSED};
+  for (size_t i = 0; i < 2; i++) {
+    bool warn = false;
+    cr_expect_eq(cond_class(S(TLS), conds[i], &warn), C(SWITCH));
+    cr_expect(warn);
+    cr_expect_eq(cond_class(S(STARTTLS), conds[i], &warn), C(TRANSIENT));
+    cr_expect_eq(cond_class(S(AUTH), conds[i], &warn), C(TRANSIENT));
+    cr_expect_not(warn);
+  }
+}
+
+Test(classify, r13_starttls_refused_switches_and_warns) {
+  EXPECT(starttls, 454, "4.7.0", "TLS not available", SWITCH, true);
+  EXPECT(starttls, 454, "", NULL, SWITCH, true);
+  EXPECT(starttls, 502, "5.5.1", "not implemented", SWITCH, true);
+  EXPECT(starttls, 501, "", NULL, SWITCH, true);
+  EXPECT(starttls, 421, "4.3.2", "bye", SWITCH, false);
+}
+
+Test(classify, r13_auth_454_is_transient_5xx_switches_and_warns) {
+  EXPECT(auth, 454, "4.7.0", "temporary authentication failure", TRANSIENT,
+         false);
+  EXPECT(auth, 535, "5.7.8", "bad credentials", SWITCH, true);
+  EXPECT(auth, 534, "5.7.9", "mechanism too weak", SWITCH, true);
+  EXPECT(auth, 538, "5.7.11", "encryption required", SWITCH, true);
+  EXPECT(auth, 504, "5.5.4", "unrecognised mechanism", SWITCH, true);
+  EXPECT(mail, 530, "5.7.0", "authentication required", SWITCH, true);
+}
+
+Test(classify, r13_entries_are_overridable) {
+  char err[256];
+  cr_assert_eq(detour_classify_override(table, "auth:535", C(TRANSIENT), err,
+                                        sizeof err),
+               0, "%s", err);
+  cr_assert_eq(
+      detour_classify_override(table, "tls", C(TRANSIENT), err, sizeof err), 0,
+      "%s", err);
+  cr_assert_eq(detour_classify_override(table, "starttls:454", C(ABORT), err,
+                                        sizeof err),
+               0, "%s", err);
+  cr_assert_eq(detour_classify_override(table, "no_starttls", C(TRANSIENT), err,
+                                        sizeof err),
+               0, "%s", err);
+  cr_assert_eq(detour_classify_override(table, "tls:closed", C(TRANSIENT), err,
+                                        sizeof err),
+               0, "%s", err);
+  bool warn = true;
+  cr_expect_eq(reply_class(S(AUTH), 535, "5.7.8", "no", &warn), C(TRANSIENT));
+  cr_expect_not(warn);
+  cr_expect_eq(reply_class(S(MAIL), 535, "5.7.8", "no", &warn), C(SWITCH),
+               "auth:535 only at AUTH");
+  cr_expect_eq(cond_class(S(TLS), DETOUR_COND_TLS, &warn), C(TRANSIENT));
+  cr_expect_eq(reply_class(S(STARTTLS), 454, "4.7.0", "no", &warn), C(ABORT));
+  cr_expect_eq(cond_class(S(EHLO), DETOUR_COND_NO_STARTTLS, &warn),
+               C(TRANSIENT));
+  cr_expect_eq(cond_class(S(TLS), DETOUR_COND_CLOSED, &warn), C(TRANSIENT));
+  cr_expect_eq(cond_class(S(RCPT), DETOUR_COND_CLOSED, &warn), C(TRANSIENT));
+  cr_expect_eq(cond_class(S(TLS), DETOUR_COND_TIMEOUT, &warn), C(SWITCH),
+               "tls:closed does not touch tls:timeout");
+}
+
+Test(classify, r13_unknown_stage_lists_the_new_ones) {
+  char err[300];
+  cr_assert_eq(
+      detour_classify_override(table, "tlsx:535", C(SWITCH), err, sizeof err),
+      DETOUR_EPARSE);
+  cr_expect(strstr(err, "starttls, tls, auth") != NULL, "%s", err);
+}

@@ -252,7 +252,26 @@ static const err_case err_cases[] = {
      "max_attempts)"},
     {"servers:\n  - { host: a.example, prio: 1 }\n",
      "2:24: key 'servers[0].prio': unknown key (expected one of: host, port, "
-     "priority)"},
+     "priority, tls, tls_required, ca_file, auth)"},
+    {"servers:\n  - { host: a.example, tls: ssl }\n",
+     "2:29: key 'servers[0].tls': expected none, starttls or implicit, got "
+     "'ssl'"},
+    {"servers:\n  - { host: a.example, tls_required: true }\n",
+     "2:5: key 'servers[0].tls_required': needs tls: starttls or implicit"},
+    {"servers:\n  - { host: a.example, tls: implicit, tls_required: no }\n",
+     "2:5: key 'servers[0].tls_required': implicit TLS is always required"},
+    {"servers:\n  - { host: a.example, auth: { user: u } }\n",
+     "2:30: key 'servers[0].auth': missing password_file or password_env"},
+    {"servers:\n  - { host: a.example, auth: { user: u, password: x } }\n",
+     "2:41: key 'servers[0].auth.password': unknown key (expected one of: "
+     "user, password_file, password_env)"},
+    {"servers:\n  - { host: a, auth: { user: u, password_file: /nonexist } "
+     "}\n",
+     "2:48: key 'servers[0].auth.password_file': cannot read /nonexist: "},
+    {"servers:\n  - { host: a, auth: { user: u, password_env: "
+     "DETOUR_TEST_UNSET_VAR } }\n",
+     "2:47: key 'servers[0].auth.password_env': environment variable "
+     "DETOUR_TEST_UNSET_VAR is not set"},
     {"timeouts: { connect: 1s, conect: 2s }\n",
      "1:26: key 'timeouts.conect': unknown key"},
     {"retry: { interval: 3m }\nretry: { interval: 1m }\n",
@@ -505,7 +524,71 @@ Test(config, load_node_with_prefix) {
 }
 
 /* docs/config.md must not show a configuration that does not load. */
+/* R13: per server TLS mode, required by default, CA file, AUTH with the
+ * secret from a file (first line) or the environment. */
+Test(config, tls_and_auth_keys) {
+  char pw[160];
+  snprintf(pw, sizeof pw, "%s/pw", g_dir);
+  FILE *f = fopen(pw, "w");
+  cr_assert_not_null(f);
+  fputs("s3cret\nsecond line ignored\n", f);
+  fclose(f);
+  setenv("DETOUR_TEST_PW", "from-env", 1);
+  char yaml[1024];
+  snprintf(yaml, sizeof yaml,
+           "servers:\n"
+           "  - host: mail.example.net\n"
+           "    port: 587\n"
+           "    tls: starttls\n"
+           "    ca_file: /etc/ssl/ca.pem\n"
+           "    auth: { user: relay, password_file: %s }\n"
+           "  - { host: b.example.net, port: 465, tls: implicit,\n"
+           "      auth: { user: u2, password_env: DETOUR_TEST_PW } }\n"
+           "  - { host: c.example.net, tls: starttls, tls_required: false }\n"
+           "  - c.example.net:25\n",
+           pw);
+  detour_settings s;
+  int rc = load_text(yaml, &s);
+  unlink(pw);
+  cr_assert_eq(rc, 0, "%s", g_err);
+  const detour_server *sv = s.cfg.servers;
+  cr_expect_eq(sv[0].tls, DETOUR_TLS_MODE_STARTTLS);
+  cr_expect_not(sv[0].tls_optional, "required by default");
+  cr_expect_str_eq(sv[0].ca_file, "/etc/ssl/ca.pem");
+  cr_expect_str_eq(sv[0].auth_user, "relay");
+  cr_expect_str_eq(sv[0].auth_password, "s3cret");
+  cr_expect_eq(sv[1].tls, DETOUR_TLS_MODE_IMPLICIT);
+  cr_expect_str_eq(sv[1].ca_file, "", "the system store");
+  cr_expect_str_eq(sv[1].auth_password, "from-env");
+  cr_expect(sv[2].tls_optional);
+  cr_expect_eq(sv[3].tls, DETOUR_TLS_MODE_NONE);
+  cr_expect_str_eq(sv[3].auth_user, "");
+  detour_settings_free(&s);
+}
+
+/* Messages about the secret name where it came from, never what it is. */
+Test(config, secret_never_in_an_error) {
+  char pw[160];
+  snprintf(pw, sizeof pw, "%s/pw", g_dir);
+  FILE *f = fopen(pw, "w");
+  cr_assert_not_null(f);
+  for (int i = 0; i < 40; i++)
+    fputs("0123456789", f); /* longer than a password may be */
+  fclose(f);
+  char yaml[512];
+  snprintf(yaml, sizeof yaml,
+           "servers:\n  - { host: a, auth: { user: u, password_file: %s } }\n",
+           pw);
+  detour_settings s;
+  int rc = load_text(yaml, &s);
+  unlink(pw);
+  cr_assert_eq(rc, DETOUR_EPARSE);
+  cr_expect(strstr(g_err, "is longer than 255 bytes") != NULL, "%s", g_err);
+  cr_expect(strstr(g_err, "0123456789") == NULL, "%s", g_err);
+}
+
 Test(config, docs_examples_load) {
+  setenv("SMTP_PASSWORD", "example", 0); /* the AUTH example names it */
   char docs[512];
   snprintf(docs, sizeof docs, "%s/docs/config.md", DETOUR_SOURCE_DIR);
   FILE *f = fopen(docs, "r");

@@ -387,10 +387,15 @@ Test(engine, auth_required_switches_with_configuration_warning) {
   reply(eng, 1, T0, "250 x\r\n");
   drain(eng, &(action_lines){0});
   reply(eng, 1, T0 + 9, "530 5.7.0 authentication required\r\n");
-  EXPECT(eng, "warn configuration warning: server " A " refused us*",
+  EXPECT(eng,
          "log +9 smtp r@y.test " A " SMTP 530 5.7.0 authentication "
          "required SWITCH a1",
-         "send #1 QUIT\\r\\n", "connect #2 127.0.0.2:2525");
+         "send #1 QUIT\\r\\n",
+         "warn configuration error: server " A
+         " refused us: authentication required (mail: 530 5.7.0 "
+         "authentication required); check its TLS and authentication "
+         "settings",
+         "connect #2 127.0.0.2:2525");
 }
 
 Test(engine, ehlo_refused_falls_back_to_helo) {
@@ -890,4 +895,281 @@ Test(engine, servers_are_sorted_by_priority) {
   start();
   submit1(T0);
   EXPECT(eng, "connect #1 127.0.0.1:2525");
+}
+
+/* Actions name a server by its configured index, not its rank in the
+ * priority order: the caller decodes it without sorting anything. */
+Test(engine, actions_name_servers_by_configured_index) {
+  detour_config_init(&cfg);
+  detour_config_add_server(&cfg, "::1", 2526, 3);       /* configured 0 */
+  detour_config_add_server(&cfg, "127.0.0.2", 2525, 2); /* configured 1 */
+  detour_config_add_server(&cfg, "127.0.0.1", 2525, 1); /* configured 2 */
+  start();
+  cr_assert_str_eq(detour_engine_server_label(eng, 0), "[::1]:2526");
+  cr_assert_str_eq(detour_engine_server_label(eng, 1), B);
+  cr_assert_str_eq(detour_engine_server_label(eng, 2), A);
+  cr_assert_null(detour_engine_server_label(eng, 3));
+  cr_assert_eq(detour_engine_server(eng, 0)->priority, 3);
+  cr_assert_str_eq(detour_engine_server(eng, 2)->host, "127.0.0.1");
+  cr_assert_null(detour_engine_server(eng, 3));
+  submit1(T0);
+  detour_action a;
+  cr_assert_eq(detour_engine_next_action(eng, &a), 1);
+  cr_assert_eq(a.type, DETOUR_ACT_CONNECT);
+  cr_assert_eq(a.u.connect.server, 2, "priority 1 is configured index 2");
+  up_to_rcpt(1, T0, A);
+  rcpt_to_body(1, T0);
+  reply(eng, 1, T0, "250 ok\r\n");
+  EXPECT(eng, "log +0 smtp r@y.test " A " SMTP OK NONE a1",
+         "rcpt r@y.test delivered s2", "send #1 QUIT\\r\\n", "done delivered");
+  size_t order[3];
+  detour_config_priority_order(&cfg, order);
+  cr_assert(order[0] == 2 && order[1] == 1 && order[2] == 0);
+}
+
+/* ------------------------------------------------- R11 per-block data timeout
+ */
+
+/* With 16-byte blocks, BODY goes out as two blocks. */
+#define BLOCK1 "Subject: t\\r\\n\\r\\nh"
+#define BLOCK2 "ello\\r\\n.\\r\\n"
+
+/* Up to the first body block at t, every command reported written. */
+static void up_to_first_block(detour_ms t) {
+  submit1(t);
+  EXPECT(eng, "connect #1 127.0.0.1:2525");
+  up_to_rcpt(1, t, A);
+  reply(eng, 1, t, "250 2.1.5 ok\r\n");
+  EXPECT(eng, "send #1 DATA\\r\\n");
+  for (int i = 0; i < 4; i++) /* EHLO, MAIL, RCPT, DATA */
+    detour_engine_on_sent(eng, 1, t);
+  reply(eng, 1, t, "354 go ahead\r\n");
+  EXPECT(eng, "send #1 " BLOCK1);
+}
+
+/* RFC 5321 4.5.3.2: the data-block timeout bounds each block, not the
+ * body: a body that takes longer than data_block in all but never stalls
+ * a block that long is delivered. */
+Test(engine, data_block_timeout_is_per_block) {
+  setup_servers(1);
+  cfg.block_size = 16;
+  cfg.timeouts.data_block = 1000;
+  cfg.timeouts.final_dot = 5000;
+  start();
+  up_to_first_block(T0);
+  cr_assert_eq(detour_engine_next_deadline(eng), T0 + 1000);
+  detour_engine_on_timer(eng, T0 + 999);
+  EXPECT_NONE(eng);
+  detour_engine_on_sent(eng, 1, T0 + 900); /* block 1 written */
+  EXPECT(eng, "send #1 " BLOCK2);
+  cr_assert_eq(detour_engine_next_deadline(eng), T0 + 900 + 1000,
+               "block 2 has a data-block timeout of its own");
+  detour_engine_on_timer(eng, T0 + 1899);
+  EXPECT_NONE(eng);
+  detour_engine_on_sent(eng, 1, T0 + 1800); /* block 2 (with ".") written */
+  EXPECT_NONE(eng);
+  cr_assert_eq(detour_engine_next_deadline(eng), T0 + 1800 + 5000,
+               "then the final-dot timeout");
+  reply(eng, 1, T0 + 1900, "250 2.0.0 queued\r\n");
+  EXPECT(eng, "log +1900 smtp r@y.test " A " SMTP OK NONE a1",
+         "rcpt r@y.test delivered s0", "send #1 QUIT\\r\\n", "done delivered");
+}
+
+/* A block that is not written within data_block ends the attempt, at the
+ * deadline and not 1 ms before: for the first block and a later one. */
+Test(engine, data_block_timeout_fires_on_a_stalled_block) {
+  setup_servers(1);
+  cfg.block_size = 16;
+  cfg.timeouts.data_block = 1000;
+  start();
+  up_to_first_block(T0);
+  detour_engine_on_sent(eng, 1, T0 + 700);
+  EXPECT(eng, "send #1 " BLOCK2);
+  detour_engine_on_timer(eng, T0 + 1699);
+  EXPECT_NONE(eng);
+  detour_engine_on_timer(eng, T0 + 1700);
+  EXPECT(eng, "log +1700 smtp r@y.test " A " SMTP timeout TRANSIENT a1",
+         "close #1");
+}
+
+Test(engine, data_block_timeout_fires_on_the_first_block) {
+  setup_servers(1);
+  cfg.block_size = 16;
+  cfg.timeouts.data_block = 1000;
+  start();
+  up_to_first_block(T0);
+  detour_engine_on_timer(eng, T0 + 999);
+  EXPECT_NONE(eng);
+  detour_engine_on_timer(eng, T0 + 1000);
+  EXPECT(eng, "log +1000 smtp r@y.test " A " SMTP timeout TRANSIENT a1",
+         "close #1");
+}
+
+/* ------------------------------------------------------------ body sources */
+
+typedef struct {
+  const char *text;
+  size_t len;
+  uint64_t fail_at; /* a read starting at or after this fails */
+  unsigned reads;
+} test_source;
+
+static int64_t test_read_at(void *arg, uint64_t off, char *buf, size_t len) {
+  test_source *s = arg;
+  s->reads++;
+  if (off >= s->fail_at)
+    return DETOUR_EIO;
+  if (off >= s->len)
+    return 0;
+  size_t n = s->len - (size_t)off < len ? s->len - (size_t)off : len;
+  memcpy(buf, s->text + off, n);
+  return (int64_t)n;
+}
+
+static int submit_source(test_source *ts, detour_ms t) {
+  static const char *const one[] = {"r@y.test"};
+  detour_body_source src = {test_read_at, ts};
+  detour_message m = {
+      .from = "s@x.test", .rcpts = one, .nrcpts = 1, .source = &src};
+  return detour_engine_submit(eng, &m, t);
+}
+
+/* The caller's body is read in blocks, from the start on every attempt,
+ * and goes out exactly as a copied body would. */
+Test(engine, body_source_is_read_again_on_every_attempt) {
+  setup_servers(1);
+  cfg.block_size = 16;
+  start();
+  test_source ts = {BODY, strlen(BODY), UINT64_MAX, 0};
+  cr_assert_eq(submit_source(&ts, T0), 0);
+  EXPECT(eng, "connect #1 127.0.0.1:2525");
+  for (unsigned c = 1; c <= 2; c++) {
+    detour_ms t = T0 + (c - 1) * 3 * MIN;
+    if (c == 2)
+      EXPECT(eng, "connect #2 127.0.0.1:2525");
+    up_to_rcpt(c, t, A);
+    reply(eng, c, t, "250 ok\r\n");
+    drain(eng, &(action_lines){0});
+    for (int i = 0; i < 4; i++)
+      detour_engine_on_sent(eng, c, t);
+    reply(eng, c, t, "354 go\r\n");
+    char want[80];
+    snprintf(want, sizeof want, "send #%u " BLOCK1, c);
+    EXPECT(eng, want);
+    detour_engine_on_sent(eng, c, t);
+    snprintf(want, sizeof want, "send #%u " BLOCK2, c);
+    EXPECT(eng, want);
+    detour_engine_on_sent(eng, c, t);
+    if (c == 1) {
+      reply(eng, c, t, "451 4.3.0 try later\r\n");
+      EXPECT(eng, "log *", "send #1 QUIT\\r\\n");
+      detour_engine_on_timer(eng, t + 3 * MIN);
+    }
+  }
+  reply(eng, 2, T0 + 3 * MIN, "250 ok\r\n");
+  EXPECT(eng, "log *", "rcpt r@y.test delivered s0", "send #2 QUIT\\r\\n",
+         "done delivered");
+}
+
+/* A source that fails mid-body: the connection is dropped without the
+ * final "." (the server discards the partial body), and the message is
+ * deferred at once: every attempt would read the same body. */
+Test(engine, body_source_error_mid_body_defers_without_final_dot) {
+  setup_servers(2);
+  cfg.block_size = 16;
+  start();
+  test_source ts = {BODY, strlen(BODY), UINT64_MAX, 0};
+  cr_assert_eq(submit_source(&ts, T0), 0);
+  ts.fail_at = 13; /* measured whole at submit; fails after block 1 */
+  EXPECT(eng, "connect #1 127.0.0.1:2525");
+  up_to_rcpt(1, T0, A);
+  reply(eng, 1, T0, "250 ok\r\n");
+  drain(eng, &(action_lines){0});
+  for (int i = 0; i < 4; i++)
+    detour_engine_on_sent(eng, 1, T0);
+  reply(eng, 1, T0, "354 go\r\n");
+  EXPECT(eng, "send #1 " BLOCK1);
+  detour_engine_on_sent(eng, 1, T0 + 5);
+  EXPECT(eng, "log +5 smtp r@y.test " A " local error TRANSIENT a1", "close #1",
+         "rcpt r@y.test deferred s-1", "done deferred");
+  cr_assert(detour_engine_idle(eng));
+}
+
+Test(engine, body_source_error_at_submit_is_returned) {
+  setup_servers(1);
+  start();
+  test_source ts = {BODY, strlen(BODY), 0, 0};
+  cr_assert_eq(submit_source(&ts, T0), DETOUR_EIO);
+  EXPECT_NONE(eng);
+  cr_assert(detour_engine_idle(eng));
+}
+
+/* The encoder gives the same bytes however the body is cut into pieces
+ * and however small the output room: CRLF split between pieces, a dot at
+ * the start of a piece, bare CR and LF. */
+Test(engine, dot_encoder_is_the_same_for_any_split) {
+  const char body[] = ".a\r\n.\r\r\n..\n\rb\r";
+  const char want[] = "..a\r\n..\r\n\r\n...\r\n\r\nb\r\n.\r\n";
+  size_t blen = sizeof body - 1;
+  for (size_t piece = 1; piece <= blen; piece++)
+    for (size_t room = 2; room <= 8; room++) {
+      detour_dot_encoder enc;
+      detour_dot_encoder_init(&enc);
+      char out[64];
+      size_t o = 0, i = 0;
+      while (i < blen) {
+        size_t n = blen - i < piece ? blen - i : piece;
+        size_t wrote = 0;
+        i += detour_dot_encode(&enc, body + i, n, out + o, room, &wrote);
+        o += wrote;
+      }
+      o += detour_dot_encode_end(&enc, out + o);
+      cr_assert_eq(o, sizeof want - 1, "piece %zu room %zu: %zu bytes", piece,
+                   room, o);
+      cr_assert(memcmp(out, want, o) == 0, "piece %zu room %zu", piece, room);
+      cr_assert_eq(enc.wire_len, o);
+    }
+}
+
+/* The body sent is the one measured at submission (SIZE= announced it): a
+ * source that ends early is a read error, one that grew is cut at the
+ * measured length. */
+Test(engine, body_source_that_shrank_is_a_read_error) {
+  setup_servers(1);
+  cfg.block_size = 16;
+  start();
+  test_source ts = {BODY, strlen(BODY), UINT64_MAX, 0};
+  cr_assert_eq(submit_source(&ts, T0), 0);
+  EXPECT(eng, "connect #1 127.0.0.1:2525");
+  up_to_rcpt(1, T0, A);
+  reply(eng, 1, T0, "250 ok\r\n");
+  drain(eng, &(action_lines){0});
+  for (int i = 0; i < 4; i++)
+    detour_engine_on_sent(eng, 1, T0);
+  reply(eng, 1, T0, "354 go\r\n");
+  EXPECT(eng, "send #1 " BLOCK1);
+  ts.len = 14; /* and now shorter than measured: ends inside block 2 */
+  detour_engine_on_sent(eng, 1, T0);
+  EXPECT(eng, "log +0 smtp r@y.test " A " local error TRANSIENT a1", "close #1",
+         "rcpt r@y.test deferred s-1", "done deferred");
+}
+
+Test(engine, body_source_that_grew_is_cut_at_the_measured_length) {
+  setup_servers(1);
+  cfg.block_size = 16;
+  start();
+  test_source ts = {BODY, strlen(BODY), UINT64_MAX, 0};
+  cr_assert_eq(submit_source(&ts, T0), 0);
+  ts.text = BODY "grown\n";
+  ts.len = strlen(ts.text);
+  EXPECT(eng, "connect #1 127.0.0.1:2525");
+  up_to_rcpt(1, T0, A);
+  reply(eng, 1, T0, "250 ok\r\n");
+  drain(eng, &(action_lines){0});
+  for (int i = 0; i < 4; i++)
+    detour_engine_on_sent(eng, 1, T0);
+  reply(eng, 1, T0, "354 go\r\n");
+  EXPECT(eng, "send #1 " BLOCK1);
+  detour_engine_on_sent(eng, 1, T0);
+  EXPECT(eng, "send #1 " BLOCK2);
 }

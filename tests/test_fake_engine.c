@@ -8,6 +8,7 @@
  * build runs under ASan+UBSan) nor run past its timeouts.
  */
 #include "test_fake_util.h"
+#include <strings.h>
 
 /* The catalogue's X-macro list (FAKE_FAULT_LIST). */
 #include "../fakeservers/src/fault_list.h"
@@ -25,6 +26,8 @@ typedef struct {
   char first_detail[256];
   int delivered_server; /* priority-order index, -1 none */
   size_t rows;
+  char ca_dir[256];  /* run-local CA for the TLS and AUTH entries */
+  char warning[512]; /* the first configuration warning */
 } run_env;
 
 static void on_log(void *arg, const detour_log_row *row) {
@@ -37,6 +40,12 @@ static void on_log(void *arg, const detour_log_row *row) {
     snprintf(r->first_detail, sizeof r->first_detail, "%s / %s",
              row->result ? row->result : "", row->detail ? row->detail : "");
   }
+}
+
+static void on_warn(void *arg, const char *text) {
+  run_env *r = arg;
+  if (!r->warning[0])
+    snprintf(r->warning, sizeof r->warning, "%s", text);
 }
 
 static void on_rcpt(void *arg, size_t message, size_t index,
@@ -62,6 +71,8 @@ static detour_fake_server *fake(run_env *r, detour_fake_script *s,
   detour_fake_server *srv =
       detour_fake_server_new(r->clock, s, listen, 0, &err);
   cr_assert_not_null(srv, "server_new %d", err);
+  if (r->ca_dir[0])
+    cr_assert_eq(detour_fake_server_set_tls_dir(srv, r->ca_dir), 0);
   cr_assert_eq(detour_fake_server_start(srv, msg, sizeof msg), 0, "%s", msg);
   return srv;
 }
@@ -74,10 +85,35 @@ static const detour_ms T0 = 1700000000000LL;
   "0123456789012345678901234567890123456789\r\n"                               \
   "0123456789012345678901234567890123456789\r\n"
 
+/* How the engine meets the primary (SPEC R13): a TLS entry asks for
+ * STARTTLS required with the run's CA; an AUTH entry for credentials (the
+ * fake's user table is empty, so only the entry decides); auth_required is
+ * the client without credentials. */
+static void client_side(detour_server *sv, const char *fault,
+                        const char *ca_dir) {
+  bool tls = strncmp(fault, "starttls_", 9) == 0 ||
+             strncmp(fault, "tls_", 4) == 0 || strncmp(fault, "cert_", 5) == 0;
+  if (tls) {
+    sv->tls = DETOUR_TLS_MODE_STARTTLS;
+    snprintf(sv->ca_file, sizeof sv->ca_file, "%s/ca.pem", ca_dir);
+  }
+  if (strncmp(fault, "auth_", 5) == 0 && strcmp(fault, "auth_required") != 0) {
+    strcpy(sv->auth_user, "u");
+    strcpy(sv->auth_password, "pw");
+  }
+}
+
 /* Primary with `fault` (at `stage` unless < 0), healthy backup; one
  * message; run in virtual time. */
 static void run_fault(run_env *r, const char *fault, int stage) {
   memset(r, 0, sizeof *r);
+  if (strncmp(fault, "starttls_", 9) == 0 || strncmp(fault, "tls_", 4) == 0 ||
+      strncmp(fault, "cert_", 5) == 0 || strncmp(fault, "auth_", 5) == 0) {
+    char err[256];
+    cr_assert_eq(detour_fake_ca_make(r->ca_dir, sizeof r->ca_dir, NULL, 0, err,
+                                     sizeof err),
+                 0, "%s", err);
+  }
   r->first_class = -1;
   r->delivered_server = -1;
   signal(SIGPIPE, SIG_IGN);
@@ -103,11 +139,15 @@ static void run_fault(run_env *r, const char *fault, int stage) {
                            detour_fake_server_port(r->primary), 1);
   detour_config_add_server(&cfg, "127.0.0.3",
                            detour_fake_server_port(r->backup), 2);
+  client_side(&cfg.servers[0], fault, r->ca_dir);
   int err = 0;
   r->engine = detour_engine_new(&cfg, &err);
   cr_assert_not_null(r->engine, "engine %d", err);
-  detour_uv_callbacks cb = {
-      .on_log = on_log, .on_rcpt = on_rcpt, .on_done = on_done, .arg = r};
+  detour_uv_callbacks cb = {.on_log = on_log,
+                            .on_warn = on_warn,
+                            .on_rcpt = on_rcpt,
+                            .on_done = on_done,
+                            .arg = r};
   r->driver = detour_uv_new(r->clock, r->engine, &cb);
   cr_assert_not_null(r->driver);
   static const char *rcpts[] = {"rcpt@x.test"};
@@ -137,6 +177,8 @@ static void run_free(run_env *r) {
   detour_clock_free(r->clock);
   uv_run(&r->loop, UV_RUN_DEFAULT);
   cr_assert_eq(uv_loop_close(&r->loop), 0, "the loop closes clean");
+  if (r->ca_dir[0])
+    detour_fake_ca_remove(r->ca_dir);
 }
 
 static size_t complete_messages(const detour_fake_server *s) {
@@ -188,10 +230,75 @@ static void check_entry(const char *name) {
   run_free(&r);
 }
 
+/* R13: the entry's class, and the configuration warning with its reason;
+ * nothing but EHLO and STARTTLS reached the primary in clear. */
+static void check_tls_entry(const char *name, const char *reason) {
+  check_entry(name);
+  run_env r;
+  run_fault(&r, name, -1);
+  if (reason) {
+    cr_assert(strstr(r.warning, reason) != NULL, "%s: warning '%s'", name,
+              r.warning);
+    cr_assert(strstr(r.warning, r.primary_name) != NULL, "%s: names %s", name,
+              r.primary_name);
+  } else {
+    cr_assert(strstr(r.warning, "refused us") == NULL, "%s: no R13 warning: %s",
+              name, r.warning);
+  }
+  /* From the primary's record: before a handshake that completed, the
+   * only commands were EHLO and STARTTLS (no AUTH, no MAIL in clear). */
+  bool tls_entry = strncmp(name, "auth_", 5) != 0;
+  bool inside = false;
+  size_t n = detour_fake_server_event_count(r.primary);
+  for (size_t i = 0; tls_entry && i < n; i++) {
+    detour_fake_event ev;
+    cr_assert_eq(detour_fake_server_event(r.primary, i, &ev), 0);
+    if (ev.type == DETOUR_FAKE_EV_TLS && strncmp(ev.data, "version=", 8) == 0)
+      inside = true;
+    if (ev.type == DETOUR_FAKE_EV_COMMAND && !inside)
+      cr_assert(strncasecmp(ev.data, "EHLO", 4) == 0 ||
+                    strncasecmp(ev.data, "STARTTLS", 8) == 0 ||
+                    strncasecmp(ev.data, "QUIT", 4) == 0,
+                "%s: '%s' sent in clear", name, ev.data);
+  }
+  run_free(&r);
+}
+
+/* The reason an R13 entry's configuration warning must give (NULL: the
+ * entry is TRANSIENT and gives none). */
+static const struct {
+  const char *name, *reason;
+} tls_reasons[] = {
+    {"starttls_stripped", "STARTTLS not offered"},
+    {"starttls_454", "STARTTLS refused"},
+    {"tls_alert", "TLS handshake failed"},
+    {"tls_drop", "TLS handshake"},
+    {"cert_expired", "certificate expired"},
+    {"cert_self_signed", "self-signed certificate"},
+    {"cert_wrong_host", "certificate name mismatch"},
+    {"cert_unknown_ca", "certificate from an unknown CA"},
+    {"tls_old_only", "no TLS version in common"},
+    {"starttls_injection", "response injection"},
+    {"auth_535", "authentication failed"},
+    {"auth_454", NULL},
+    {"auth_534", "authentication mechanism too weak"},
+    {"auth_required", "authentication required"},
+};
+
+/* A TLS/AUTH entry also gets the R13 checks; every entry the class one. */
+static void check_catalogue_entry(const char *name) {
+  for (size_t i = 0; i < sizeof tls_reasons / sizeof tls_reasons[0]; i++)
+    if (strcmp(tls_reasons[i].name, name) == 0) {
+      check_tls_entry(name, tls_reasons[i].reason);
+      return;
+    }
+  check_entry(name);
+}
+
 /* One test per catalogue entry, generated from the catalogue's own list:
  * an entry added to fakeservers/src/fault_list.h is tested at once. */
 #define ENTRY_TEST(n, ...)                                                     \
-  Test(engine_vs_fault, n) { check_entry(#n); }
+  Test(engine_vs_fault, n) { check_catalogue_entry(#n); }
 FAKE_FAULT_LIST(ENTRY_TEST)
 #undef ENTRY_TEST
 

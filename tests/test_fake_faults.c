@@ -117,10 +117,16 @@ Test(fault, reset_at_connect_and_at_greeting) {
   ft_start(&e, "connections:\n"
                "  - { only: 1, fault: reset }\n"
                "  - { from: 2, fault: { name: reset, stage: mail } }\n");
+  /* The RST can beat our connect() to its end: then connect reports it. */
   int fd = ft_connect(e.srv[0]);
-  cr_assert_eq(ft_wait_close(fd, 2000), -ECONNRESET);
-  close(fd);
+  if (fd >= 0) {
+    cr_assert_eq(ft_wait_close(fd, 2000), -ECONNRESET);
+    close(fd);
+  } else {
+    cr_assert_eq(fd, -ECONNRESET, "connect: %s", strerror(-fd));
+  }
   fd = ft_connect(e.srv[0]);
+  cr_assert_geq(fd, 0);
   walk_to(fd, DETOUR_FAKE_MAIL);
   ft_send(fd, "MAIL FROM:<a@x.test>\r\n");
   cr_assert_eq(ft_wait_close(fd, 2000), -ECONNRESET);

@@ -35,6 +35,12 @@
 typedef struct {
   uv_loop_t loop;
   uv_async_t stop;
+  uv_async_t query; /* ft_stats: read counters on the loop's thread */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  size_t query_srv;
+  detour_fake_stats query_out;
+  bool query_done;
   detour_clock *clock;
   detour_fake_server *srv[FT_MAX_SERVERS];
   size_t nsrv;
@@ -47,12 +53,46 @@ FT_FN void ft__on_stop(uv_async_t *a) {
   for (size_t i = 0; i < e->nsrv; i++)
     detour_fake_server_stop(e->srv[i]);
   uv_close((uv_handle_t *)&e->stop, NULL);
+  uv_close((uv_handle_t *)&e->query, NULL);
+}
+
+FT_FN void ft__on_query(uv_async_t *a) {
+  ft_env *e = a->data;
+  pthread_mutex_lock(&e->mu);
+  detour_fake_server_stats(e->srv[e->query_srv], &e->query_out);
+  e->query_done = true;
+  pthread_cond_signal(&e->cv);
+  pthread_mutex_unlock(&e->mu);
+}
+
+/* The counters of server i while its loop runs (read on the loop's own
+ * thread, so the test never races it). */
+FT_FN void ft_stats(ft_env *e, size_t i, detour_fake_stats *out) {
+  pthread_mutex_lock(&e->mu);
+  e->query_srv = i;
+  e->query_done = false;
+  uv_async_send(&e->query);
+  while (!e->query_done)
+    pthread_cond_wait(&e->cv, &e->mu);
+  *out = e->query_out;
+  pthread_mutex_unlock(&e->mu);
 }
 
 FT_FN void *ft__thread(void *arg) {
   ft_env *e = arg;
   uv_run(&e->loop, UV_RUN_DEFAULT);
   return NULL;
+}
+
+/* Run e's loop (servers started) in a thread of its own. */
+FT_FN void ft_launch(ft_env *e) {
+  uv_async_init(&e->loop, &e->stop, ft__on_stop);
+  uv_async_init(&e->loop, &e->query, ft__on_query);
+  e->stop.data = e->query.data = e;
+  pthread_mutex_init(&e->mu, NULL);
+  pthread_cond_init(&e->cv, NULL);
+  cr_assert_eq(pthread_create(&e->thread, NULL, ft__thread, e), 0);
+  e->running = true;
 }
 
 /* Load `yaml` (one server or servers: [...]) and start every server on a
@@ -78,10 +118,7 @@ FT_FN void ft_start(ft_env *e, const char *yaml) {
   }
   e->nsrv = n;
   detour_fake_scripts_free(v, n);
-  uv_async_init(&e->loop, &e->stop, ft__on_stop);
-  e->stop.data = e;
-  cr_assert_eq(pthread_create(&e->thread, NULL, ft__thread, e), 0);
-  e->running = true;
+  ft_launch(e);
 }
 
 /* Stop the servers and join the loop thread; records stay readable. */
@@ -266,6 +303,64 @@ FT_FN size_t ft_count(const detour_fake_server *srv, detour_fake_event_type t,
       k++;
   }
   return k;
+}
+
+/* Events of type t whose data starts with `prefix`. */
+FT_FN size_t ft_count_data(const detour_fake_server *srv,
+                           detour_fake_event_type t, const char *prefix) {
+  size_t k = 0, pl = strlen(prefix);
+  for (size_t i = 0; i < detour_fake_server_event_count(srv); i++) {
+    detour_fake_event ev;
+    detour_fake_server_event(srv, i, &ev);
+    if (ev.type == t && ev.len >= pl && memcmp(ev.data, prefix, pl) == 0)
+      k++;
+  }
+  return k;
+}
+
+/* A field of /proc/self/status in kB (VmRSS, VmHWM), -1 if absent. */
+FT_FN long ft_status_kb(const char *field) {
+  char line[256];
+  long v = -1;
+  size_t fl = strlen(field);
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f)
+    return -1;
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, field, fl) == 0 && line[fl] == ':')
+      v = strtol(line + fl + 1, NULL, 10);
+  fclose(f);
+  return v;
+}
+
+/* Open descriptors of this process. */
+FT_FN int ft_fd_count(void) {
+  char path[64];
+  int n = 0;
+  for (int fd = 0; fd < 65536; fd++) {
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    if (access(path, F_OK) == 0)
+      n++;
+  }
+  return n;
+}
+
+/* A whole normal session (greeting .. QUIT with one message); returns
+ * its duration in ms, asserting every reply. */
+FT_FN double ft_normal_session_ms(const detour_fake_server *srv) {
+  double t0 = ft_now();
+  int fd = ft_connect(srv);
+  cr_assert_geq(fd, 0, "normal client connects: %d", fd);
+  FT_EXPECT(fd, NULL, "220");
+  FT_EXPECT(fd, "EHLO normal.test", "250");
+  FT_EXPECT(fd, "MAIL FROM:<n@normal.test>", "250");
+  FT_EXPECT(fd, "RCPT TO:<r@normal.test>", "250");
+  FT_EXPECT(fd, "DATA", "354");
+  ft_send(fd, "Subject: normal\r\n\r\nhello\r\n.\r\n");
+  FT_EXPECT(fd, NULL, "250");
+  FT_EXPECT(fd, "QUIT", "221");
+  close(fd);
+  return (ft_now() - t0) * 1000.0;
 }
 
 #endif /* DETOUR_TEST_FAKE_UTIL_H */

@@ -52,8 +52,9 @@ Test(names, classes_round_trip) {
 }
 
 Test(names, stages_round_trip) {
-  const char *want[] = {"connect", "greeting", "ehlo", "helo", "mail",
-                        "rcpt",    "data",     "eod",  "quit"};
+  const char *want[] = {"connect", "greeting", "ehlo", "helo",
+                        "mail",    "rcpt",     "data", "eod",
+                        "quit",    "starttls", "tls",  "auth"};
   for (int i = 0; i < DETOUR_STAGE_COUNT; i++) {
     cr_expect_str_eq(detour_stage_name((detour_stage)i), want[i]);
     detour_stage s = (detour_stage)99;
@@ -68,14 +69,14 @@ Test(names, stages_round_trip) {
   cr_expect_eq(s, DETOUR_STAGE_RCPT);
   cr_expect_eq(detour_stage_from_name("rcpt_to", &s), DETOUR_EPARSE);
   cr_expect_eq(detour_stage_from_name(NULL, &s), DETOUR_EPARSE);
-  cr_expect_str_eq(detour_stage_name((detour_stage)9), "unknown");
+  cr_expect_str_eq(detour_stage_name((detour_stage)12), "unknown");
 }
 
 Test(names, conditions_round_trip) {
   const char *want[] = {
       "reply", "connect_refused", "unreachable", "connect_timeout",
       "dns",   "timeout",         "closed",      "malformed",
-      "tls"};
+      "tls",   "no_starttls",     "no_auth"};
   for (int i = 0; i < DETOUR_COND_COUNT; i++) {
     cr_expect_str_eq(detour_condition_name((detour_condition)i), want[i]);
     detour_condition c = (detour_condition)99;
@@ -84,7 +85,7 @@ Test(names, conditions_round_trip) {
   }
   detour_condition c;
   cr_expect_eq(detour_condition_from_name("refused", &c), DETOUR_EPARSE);
-  cr_expect_str_eq(detour_condition_name((detour_condition)9), "unknown");
+  cr_expect_str_eq(detour_condition_name((detour_condition)11), "unknown");
 }
 
 Test(names, rules_round_trip) {
@@ -108,7 +109,9 @@ Test(names, other_enums) {
   cr_expect_str_eq(detour_log_kind_name(DETOUR_LOG_WARNING), "warning");
   cr_expect_str_eq(detour_log_kind_name(DETOUR_LOG_BREAKER), "breaker");
   cr_expect_str_eq(detour_log_kind_name(DETOUR_LOG_RACE), "race");
-  cr_expect_str_eq(detour_log_kind_name((detour_log_kind)5), "unknown");
+  cr_expect_str_eq(detour_log_kind_name(DETOUR_LOG_TLS), "tls");
+  cr_expect_str_eq(detour_log_kind_name(DETOUR_LOG_AUTH), "auth");
+  cr_expect_str_eq(detour_log_kind_name((detour_log_kind)7), "unknown");
   cr_expect_str_eq(detour_rcpt_outcome_name(DETOUR_RCPT_DELIVERED),
                    "delivered");
   cr_expect_str_eq(detour_rcpt_outcome_name(DETOUR_RCPT_ABORTED), "aborted");
@@ -118,11 +121,30 @@ Test(names, other_enums) {
   cr_expect_str_eq(detour_done_status_name(DETOUR_DONE_ABORTED), "aborted");
   cr_expect_str_eq(detour_done_status_name(DETOUR_DONE_DEFERRED), "deferred");
   cr_expect_str_eq(detour_done_status_name((detour_done_status)3), "unknown");
-  const char *acts[] = {"connect", "send",        "close", "log",
-                        "warn",    "rcpt_result", "done"};
-  for (int i = 0; i <= DETOUR_ACT_DONE; i++)
+  const char *acts[] = {"connect",     "send", "close", "log",      "warn",
+                        "rcpt_result", "done", "error", "tls_start"};
+  for (int i = 0; i <= DETOUR_ACT_TLS_START; i++)
     cr_expect_str_eq(detour_action_type_name((detour_action_type)i), acts[i]);
-  cr_expect_str_eq(detour_action_type_name((detour_action_type)7), "unknown");
+  cr_expect_str_eq(detour_action_type_name((detour_action_type)9), "unknown");
+}
+
+Test(names, tls_modes_and_failures) {
+  const char *modes[] = {"none", "starttls", "implicit"};
+  for (int i = 0; i < 3; i++) {
+    cr_expect_str_eq(detour_tls_mode_name((detour_tls_mode)i), modes[i]);
+    detour_tls_mode m = (detour_tls_mode)9;
+    cr_expect_eq(detour_tls_mode_from_name(modes[i], &m), 0);
+    cr_expect_eq(m, (detour_tls_mode)i);
+  }
+  detour_tls_mode m;
+  cr_expect_eq(detour_tls_mode_from_name("ssl", &m), DETOUR_EPARSE);
+  cr_expect_str_eq(detour_tls_failure_name(DETOUR_TLS_CERT_EXPIRED),
+                   "cert_expired");
+  cr_expect_str_eq(detour_tls_failure_message(DETOUR_TLS_CERT_EXPIRED),
+                   "certificate expired");
+  cr_expect_str_eq(detour_tls_failure_message(DETOUR_TLS_NAME_MISMATCH),
+                   "certificate name mismatch");
+  cr_expect_str_eq(detour_tls_failure_name((detour_tls_failure)10), "unknown");
 }
 
 Test(config, defaults) {
@@ -141,6 +163,8 @@ Test(config, defaults) {
   cr_expect_eq(c.timeouts.data_block, 180000);
   cr_expect_eq(c.timeouts.final_dot, 600000);
   cr_expect_eq(c.timeouts.quit, 300000);
+  cr_expect_eq(c.timeouts.tls, 300000);
+  cr_expect_eq(c.timeouts.auth, 300000);
   cr_expect_null(c.classify);
   cr_expect_null(c.policy);
   cr_expect_str_eq(c.helo_name, "localhost");

@@ -171,14 +171,14 @@ Test(cert, every_spec_rule_listed_with_status) {
   detour_suite *s = fixture_suite(0);
   detour_cert c;
   cr_assert_eq(detour_cert_compute(s, &c), 0);
-  cr_assert_eq(c.n, 13); /* R1..R12, then RFC5321 */
-  for (int i = 0; i < 12; i++) {
+  cr_assert_eq(c.n, 14); /* R1..R13, then RFC5321 */
+  for (int i = 0; i < 13; i++) {
     char id[8];
     snprintf(id, sizeof id, "R%d", i + 1);
     cr_assert_str_eq(c.rules[i].rule, id);
     cr_assert_str_neq(c.rules[i].title, "");
   }
-  cr_assert_str_eq(c.rules[12].rule, "RFC5321");
+  cr_assert_str_eq(c.rules[13].rule, "RFC5321");
   cr_assert_eq(c.rules[0].status, DETOUR_CERT_NOT_COVERED); /* R1 */
   cr_assert_eq(c.rules[2].status, DETOUR_CERT_FAIL);        /* R3 */
   cr_assert_eq(c.rules[2].passed, 2);
@@ -204,9 +204,59 @@ Test(cert, one_scenario_counts_once_per_rule) {
   cr_assert_eq(c.rules[2].passed, 1);
   cr_assert_eq(c.rules[0].nscenarios, 1); /* "R1x" counts for R1 */
   cr_assert_eq(c.rules[11].status, DETOUR_CERT_PASS);
-  cr_assert_eq(c.n, 13);
-  cr_assert_str_eq(c.rules[12].rule, "R30"); /* not a SPEC rule */
+  cr_assert_eq(c.n, 14);
+  cr_assert_str_eq(c.rules[13].rule, "R30"); /* not a rule of rules.md */
   detour_cert_free(&c);
+}
+
+/* ---- links to docs/rules.md --------------------------------------------- */
+
+Test(html, every_rule_links_to_its_section_with_a_sentence) {
+  detour_suite *s = fixture_suite(0);
+  detour_report_meta m = fixture_meta();
+  m.rules_url = "../docs/rules.md";
+  char *h = render(detour_report_html, s, &m, NULL);
+  for (int i = 1; i <= 13; i++) {
+    char href[64];
+    snprintf(href, sizeof href, "href=\"../docs/rules.md#r%d\"", i);
+    cr_assert_not_null(strstr(h, href), "no link for R%d", i);
+  }
+  /* the rule table's sentence for R3, and the ids in a scenario's line */
+  cr_assert_not_null(strstr(h, "Every failure falls into exactly one class"));
+  cr_assert_not_null(strstr(h, "href=\"../docs/rules.md#r11\" title="),
+                     "R11.greeting links to R11");
+  /* one fixture scenario failed and one could not run: the run fails */
+  cr_assert_not_null(strstr(h, "Overall: <span class=\"badge fail\">FAIL"),
+                     "%s", h);
+  cr_assert_null(strstr(h, "SPEC"), "the report points at docs/rules.md");
+  free(h);
+  fixture_suite_free(s);
+}
+
+Test(html, overall_pass_when_every_scenario_passed) {
+  char *rules[] = {"R3"};
+  detour_scenario_result r = {
+      .name = "n", .rules = rules, .nrules = 1, .verdict = DETOUR_VERDICT_PASS};
+  detour_suite s = {.results = &r, .n = 1, .passed = 1};
+  detour_report_meta m = {.deterministic = true};
+  char *h = render(detour_report_html, &s, &m, NULL);
+  cr_assert_not_null(strstr(h, "Overall: <span class=\"badge pass\">PASS"),
+                     "%s", h);
+  cr_assert_not_null(strstr(h, "1 of 13 rules covered"), "%s", h);
+  cr_assert_not_null(strstr(h, "href=\"docs/rules.md#r3\""), "default url");
+  free(h);
+}
+
+Test(junit, rule_ids_link_to_their_sections) {
+  detour_suite *s = fixture_suite(0);
+  detour_report_meta m = fixture_meta();
+  char *x = render(detour_report_junit, s, &m, NULL);
+  cr_assert_not_null(
+      strstr(x, "<property name=\"rules\" value=\"docs/rules.md\"/>"));
+  cr_assert_not_null(strstr(x, "  R5 docs/rules.md#r5 When detour is allowed"),
+                     "%s", x);
+  free(x);
+  fixture_suite_free(s);
 }
 
 /* ---- deterministic switch -------------------------------------------------
@@ -253,7 +303,7 @@ Test(html, self_contained_and_escaped) {
   cr_assert_not_null(strstr(h, "r10-abort-&lt;script&gt;alert(1)"));
   cr_assert_eq(count_of(h, "<details class=\"scn"), 5);
   cr_assert_eq(count_of(h, "<svg class=\"tl\""), 3); /* 3 with servers */
-  cr_assert_eq(count_of(h, "<tr class=\"nc\">"), 5); /* R1 R2 R4 R9 R12 */
+  cr_assert_eq(count_of(h, "<tr class=\"nc\">"), 6); /* R1 R2 R4 R9 R12 R13 */
   cr_assert_not_null(strstr(h, "retry +3m"), "retries are labelled");
   cr_assert_not_null(strstr(h, "2002-07-01 10:15:50.000"), "Fig. 6 times");
   free(h);

@@ -156,7 +156,7 @@ def run_fail(script_text, *extra):
 
 def test_bad_script():
     r, path = run_fail("name: x\ngreeting: hello\n")
-    check(r.returncode == 65, "bad script: exit 65 (got %d)" % r.returncode)
+    check(r.returncode == 78, "bad script: exit 78 (got %d)" % r.returncode)
     check(path + ":2:11: expected a reply" in r.stderr,
           "bad script names file:line:col: " + r.stderr.strip())
 
@@ -180,6 +180,83 @@ def test_listen_override():
     shutil.rmtree(tmp)
 
 
+def test_sink():
+    """No --script: an accepting sink, like smtp-sink; --maildir keeps each
+    message in a Maildir."""
+    tmp = tempfile.mkdtemp(prefix="detour-serve-")
+    md = os.path.join(tmp, "Maildir")
+    out = open(os.path.join(tmp, "out.txt"), "w+")
+    p = subprocess.Popen([DETOUR, "serve", "--listen", "127.0.0.1:0",
+                          "--maildir", md], stdout=out,
+                         stderr=subprocess.STDOUT)
+    port = None
+    deadline = time.time() + 10
+    while time.time() < deadline and port is None and p.poll() is None:
+        out.seek(0)
+        for line in out.read().splitlines():
+            w = line.split()
+            if len(w) == 3 and w[0] == "listening":
+                port = int(w[2].rsplit(":", 1)[1])
+        time.sleep(0.05)
+    check(port is not None, "sink: listening without a script")
+    if port is None:
+        p.kill()
+        return
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        refused = s.sendmail("py@client.test", ["a@x.test", "b@x.test"],
+                             "Subject: sink\r\n\r\nto the sink\r\n")
+    check(refused == {}, "sink: smtplib delivered to both recipients")
+    swaks = shutil.which("swaks")
+    if swaks:
+        r = subprocess.run([swaks, "--server", "127.0.0.1", "--port",
+                            str(port), "--from", "swaks@client.test", "--to",
+                            "c@x.test", "--body", "swaks to the sink",
+                            "--timeout", "10"], capture_output=True,
+                           text=True, timeout=30)
+        check(r.returncode == 0, "sink: swaks delivered (rc %d)" % r.returncode)
+    rc = stop(p)
+    check(rc == 0, "sink: clean exit on SIGTERM")
+    new = os.path.join(md, "new")
+    files = sorted(os.listdir(new)) if os.path.isdir(new) else []
+    texts = [open(os.path.join(new, f), encoding="latin-1").read()
+             for f in files]
+    check(len(files) == (2 if swaks else 1) and
+          all(os.path.isdir(os.path.join(md, d)) for d in ("tmp", "cur")),
+          "sink: one file per message in Maildir/new: %s" % files)
+    check(bool(texts) and "Return-Path: <py@client.test>" in texts[0] and
+          "Delivered-To: b@x.test" in texts[0] and "to the sink" in texts[0],
+          "sink: the Maildir file holds the envelope and the message")
+    check(not os.listdir(os.path.join(md, "tmp")) if os.path.isdir(
+        os.path.join(md, "tmp")) else False, "sink: nothing left in tmp/")
+    shutil.rmtree(tmp)
+
+
+def test_truncated_eml():
+    """A body cut at max_body is written with X-Detour-Truncated: yes."""
+    tmp = tempfile.mkdtemp(prefix="detour-serve-")
+    eml = os.path.join(tmp, "eml")
+    p, out, record, ports = start(tmp, "name: t\nlisten: 127.0.0.1:0\n"
+                                  "max_body: 10\n", "--eml-dir", eml)
+    check("t" in ports, "max_body server listening")
+    if "t" not in ports:
+        p.kill()
+        return
+    with smtplib.SMTP(*ports["t"], timeout=10) as s:
+        s.sendmail("a@x.test", ["b@x.test"],
+                   "Subject: long\r\n\r\n" + "x" * 200 + "\r\n")
+    rc = stop(p)
+    files = os.listdir(eml) if os.path.isdir(eml) else []
+    text = open(os.path.join(eml, files[0]), encoding="latin-1",
+                newline="").read() \
+        if files else ""
+    head, _, body = text.partition("X-Detour-Truncated: yes\r\n")
+    check(rc == 0 and len(files) == 1 and _ != "" and
+          len(body.rstrip("\r\n")) <= 10,
+          "a body over max_body: one .eml marked truncated, cut to 10 bytes: "
+          "%r" % text[:200])
+    shutil.rmtree(tmp)
+
+
 def main():
     if not os.path.exists(DETOUR):
         print("no detour binary at", DETOUR)
@@ -188,6 +265,8 @@ def main():
     test_bad_script()
     test_no_public_listen_from_script()
     test_listen_override()
+    test_sink()
+    test_truncated_eml()
     print("%d failure(s)" % len(FAILURES))
     return 1 if FAILURES else 0
 

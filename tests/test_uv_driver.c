@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -333,7 +334,7 @@ static void rig_start(rig *g, const detour_config *cfg, bool is_virtual) {
   g->clock = is_virtual ? detour_clock_new_virtual(&loop, T0)
                         : detour_clock_new_real(&loop);
   cr_assert_not_null(g->clock);
-  detour_uv_callbacks cb = {on_log, on_warn, on_rcpt, on_done, g};
+  detour_uv_callbacks cb = {on_log, on_warn, on_rcpt, on_done, g, NULL};
   g->uv = detour_uv_new(g->clock, g->engine, &cb);
   cr_assert_not_null(g->uv);
   g->want_done = 1;
@@ -773,4 +774,122 @@ Test(uv_driver, delivers_in_real_time) {
               (long long)wall);
   cr_assert_eq(g.rec.status[0], DETOUR_DONE_DELIVERED);
   rig_finish(&g, &s[1], 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Out of memory in the engine: the driver stops clean                       */
+
+typedef struct {
+  unsigned long calls, fail_at;
+  long live;
+} oom_mem;
+
+static void *oom_malloc(size_t n, void *u) {
+  oom_mem *m = u;
+  void *p = ++m->calls == m->fail_at ? NULL : malloc(n);
+  m->live += p != NULL;
+  return p;
+}
+static void *oom_calloc(size_t n, size_t s, void *u) {
+  oom_mem *m = u;
+  void *p = ++m->calls == m->fail_at ? NULL : calloc(n, s);
+  m->live += p != NULL;
+  return p;
+}
+static void *oom_realloc(void *o, size_t n, void *u) {
+  oom_mem *m = u;
+  void *p = ++m->calls == m->fail_at ? NULL : realloc(o, n);
+  m->live += p != NULL && o == NULL;
+  return p;
+}
+static void oom_free(void *p, void *u) {
+  ((oom_mem *)u)->live -= p != NULL;
+  free(p);
+}
+
+typedef struct {
+  detour_uv *uv;
+  int ndone, nerror;
+  detour_done_status status;
+} oom_rig;
+
+static void oom_on_done(void *arg, size_t message, detour_done_status status) {
+  (void)message;
+  oom_rig *r = arg;
+  r->ndone++;
+  r->status = status;
+}
+static void oom_on_error(void *arg, int code, const char *text) {
+  oom_rig *r = arg;
+  cr_assert_eq(code, DETOUR_ENOMEM, "%s", text);
+  r->nerror++;
+}
+static bool oom_finished(void *arg) {
+  oom_rig *r = arg;
+  return r->ndone >= 1 && detour_uv_idle(r->uv);
+}
+
+/* One delivery through the driver with the engine's Nth allocation after
+ * the submission failing (0: none). Returns the allocations made after
+ * the submission; checks the message is done, every socket closed and
+ * nothing leaked. */
+static unsigned long deliver_failing(unsigned long nth, int *nerror) {
+  server s;
+  cr_assert(server_start(&s, SRV_SMTP, "127.0.0.1", 0));
+  oom_mem mem = {0};
+  detour_mem dm = {oom_malloc, oom_realloc, oom_calloc, oom_free, &mem};
+  detour_config cfg = base_config();
+  cfg.block_size = 16; /* the body in several blocks */
+  cfg.mem = &dm;
+  detour_config_add_server(&cfg, "127.0.0.1", s.port, 1);
+  detour_engine *e = detour_engine_new(&cfg, NULL);
+  cr_assert_not_null(e);
+  detour_clock *clock = detour_clock_new_virtual(&loop, T0);
+  oom_rig r = {0};
+  detour_uv_callbacks cb = {
+      .on_done = oom_on_done, .on_error = oom_on_error, .arg = &r};
+  r.uv = detour_uv_new(clock, e, &cb);
+  detour_message m = {.from = "sender@example.com",
+                      .rcpts = two_rcpts,
+                      .nrcpts = 2,
+                      .body = "Subject: hi\n\nhello\n.dot line\n",
+                      .body_len = strlen("Subject: hi\n\nhello\n.dot line\n")};
+  unsigned long base = mem.calls;
+  /* the failure is counted from the first allocation inside submit */
+  mem.fail_at = nth ? base + nth : 0;
+  int idx = detour_uv_submit(r.uv, &m);
+  if (idx >= 0) {
+    cr_assert_eq(detour_clock_run_virtual(clock, oom_finished, &r, 20000), 0,
+                 "N=%lu: the run did not finish", nth);
+    cr_assert_eq(r.ndone, 1, "N=%lu: %d DONE", nth, r.ndone);
+    if (r.nerror)
+      cr_assert_eq(r.status, DETOUR_DONE_DEFERRED);
+  } else {
+    cr_assert_eq(idx, DETOUR_ENOMEM, "N=%lu", nth);
+  }
+  *nerror = r.nerror;
+  unsigned long used = mem.calls - base;
+  detour_uv_free(r.uv);
+  detour_engine_free(e);
+  server_stop(&s);
+  for (int i = 0; i < 100 && uv_loop_alive(&loop); i++)
+    uv_run(&loop, UV_RUN_NOWAIT);
+  detour_clock_free(clock);
+  cr_assert_eq(uv_loop_close(&loop), 0, "N=%lu: open handles left", nth);
+  cr_assert_eq(mem.live, 0, "N=%lu: %ld blocks leaked", nth, mem.live);
+  cr_assert_eq(uv_loop_init(&loop), 0);
+  return used;
+}
+
+Test(uv_driver, engine_out_of_memory_stops_clean) {
+  int nerror = 0;
+  unsigned long total = deliver_failing(0, &nerror);
+  cr_assert_eq(nerror, 0);
+  int errors = 0;
+  for (unsigned long n = 1; n <= total; n++) {
+    deliver_failing(n, &nerror);
+    errors += nerror;
+  }
+  cr_assert_gt(errors, 0, "failures inside events reach on_error");
+  uv_loop_close(&loop);
 }

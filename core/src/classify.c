@@ -49,6 +49,11 @@ _Static_assert(DETOUR_STAGE_COUNT <= 16, "stage bits must fit rule.stages");
     .stages = ANY_STAGE, .cond = DETOUR_COND_##c, .code = "", .enhanced = "*", \
     .text = NULL, .cls = DETOUR_CLASS_##k, .warn = (w)                         \
   }
+#define COND_AT(st, c, k, w)                                                   \
+  {                                                                            \
+    .stages = (st), .cond = DETOUR_COND_##c, .code = "", .enhanced = "*",      \
+    .text = NULL, .cls = DETOUR_CLASS_##k, .warn = (w)                         \
+  }
 #define REPLY(st, c, e, txt, k, w)                                             \
   {                                                                            \
     .stages = (st), .cond = DETOUR_COND_REPLY, .code = c, .enhanced = e,       \
@@ -59,12 +64,23 @@ _Static_assert(DETOUR_STAGE_COUNT <= 16, "stage bits must fit rule.stages");
  * SPEC R3, the default table. First match wins, so the order is the
  * precedence:
  *
+ * 0. Transport security (R13, [0021] names encryption failures as a
+ *    reason to use another server). When TLS is configured it is
+ *    required: a server that does not offer STARTTLS (stripped, or never
+ *    had it), a handshake that fails, stalls or is dropped, a certificate
+ *    that fails the check (expired, wrong name, unknown CA, self-signed),
+ *    plaintext injected after the 220 to STARTTLS, 454 ("TLS not
+ *    available") and any 5xx to STARTTLS are SWITCH and warn: another
+ *    server may be set up right, and this one needs the administrator.
+ *    AUTH configured but no mechanism we speak offered is the same.
+ *    At AUTH, 454 (4.7.0 temporary authentication failure) is TRANSIENT:
+ *    the same server later; any 5xx (534 mechanism too weak, 535 bad
+ *    credentials, 538, 504 mechanism unknown) is SWITCH and warns.
  * 1. What is not a reply. A connect that failed (refused, unreachable,
  *    timed out, name not resolved) is CONNECT: go to the next server at
  *    once ([0023]). Once connected, a missing reply, a dropped connection
  *    or a malformed reply is TRANSIENT: wait, then the same server
- *    ([0021]). A TLS failure is SWITCH and warns: it is a configuration
- *    matter.
+ *    ([0021]).
  * 2. The server says it cannot serve. 421 at any point, and any 5xx
  *    greeting (554 "no service"), are SWITCH.
  * 3. Disk full: 452 or 552 with x.3.1, or with "insufficient ... storage"
@@ -88,6 +104,17 @@ _Static_assert(DETOUR_STAGE_COUNT <= 16, "stage bits must fit rule.stages");
  *    TRANSIENT, and so is a code outside 100..599.
  */
 static const rule default_rules[] = {
+    /* 0 */
+    COND(TLS, SWITCH, true),
+    COND(NO_STARTTLS, SWITCH, true),
+    COND(NO_AUTH, SWITCH, true),
+    COND_AT(AT(TLS), TIMEOUT, SWITCH, true),
+    COND_AT(AT(TLS), CLOSED, SWITCH, true),
+    COND_AT(AT(TLS), MALFORMED, SWITCH, true),
+    REPLY(AT(STARTTLS), "454", "*", NULL, SWITCH, true),
+    REPLY(AT(STARTTLS), "5xx", "*", NULL, SWITCH, true),
+    REPLY(AT(AUTH), "454", "*", NULL, TRANSIENT, false),
+    REPLY(AT(AUTH), "5xx", "*", NULL, SWITCH, true),
     /* 1 */
     COND(CONNECT_REFUSED, CONNECT, false),
     COND(UNREACHABLE, CONNECT, false),
@@ -96,7 +123,6 @@ static const rule default_rules[] = {
     COND(TIMEOUT, TRANSIENT, false),
     COND(CLOSED, TRANSIENT, false),
     COND(MALFORMED, TRANSIENT, false),
-    COND(TLS, SWITCH, true),
     /* 2 */
     REPLY(ANY_STAGE, "421", "*", NULL, SWITCH, false),
     REPLY(AT(GREETING), "5xx", "*", NULL, SWITCH, false),
@@ -142,7 +168,7 @@ static const rule default_rules[] = {
 /* Every condition has its own rule above, and the table ends with a rule
  * for any reply, so a well-formed failure always matches something. */
 #define DEFAULT_RULE_COUNT (sizeof default_rules / sizeof default_rules[0])
-_Static_assert(DEFAULT_RULE_COUNT == 40,
+_Static_assert(DEFAULT_RULE_COUNT == 49,
                "update the prose above when the table changes");
 
 struct detour_classify {
@@ -379,7 +405,7 @@ static int parse_key(const char *key, rule *r, char *err, size_t errlen) {
     if (detour_stage_from_name(st, &stage) != 0)
       return key_error(err, errlen, key, "unknown stage", st,
                        "connect, greeting, ehlo, helo, mail, rcpt, data, "
-                       "eod, quit");
+                       "eod, quit, starttls, tls, auth");
     r->stages = (uint16_t)(1u << stage);
     s = trim(colon + 1);
   }
@@ -393,7 +419,7 @@ static int parse_key(const char *key, rule *r, char *err, size_t errlen) {
     return key_error(err, errlen, key, "unknown condition", s,
                      "a reply code or one of reply, connect_refused, "
                      "unreachable, connect_timeout, dns, timeout, closed, "
-                     "malformed, tls");
+                     "malformed, tls, no_starttls, no_auth");
   r->cond = cond;
   return 0;
 }

@@ -27,6 +27,9 @@ struct server_entry {
   long long port;
   long long priority;
   bool has_host;
+  detour_server tls; /* the R13 fields (tls ... auth_password) */
+  bool has_tls_required, tls_required;
+  bool has_auth, has_secret;
 };
 
 /* The state of one load: the reader's context (document, file name, error
@@ -92,6 +95,22 @@ static int want_duration(loader *l, yaml_node_t *n, const char *path,
       zero_ok ? "a duration like 3m" : "a duration like 3m, more than zero";
   return detour_yaml_duration(&l->y, n, path, zero_ok ? 0 : 1, what, out);
 }
+
+/* The text of a scalar, or NULL after "expected WHAT". */
+static const char *want_scalar(loader *l, yaml_node_t *n, const char *path,
+                               const char *what) {
+  return detour_yaml_scalar(&l->y, n, path, what);
+}
+
+#define fail(l, at, path, ...) detour_yaml_fail(&(l)->y, at, path, __VA_ARGS__)
+
+static int fail_expected(loader *l, yaml_node_t *at, const char *path,
+                         const char *what) {
+  return detour_yaml_expected(&l->y, at, path, what);
+}
+
+#define KEY_PATH_MAX DETOUR_YAML_PATH_MAX
+#define key_path detour_yaml_path
 
 static int want_bool(loader *l, yaml_node_t *n, const char *path, bool *out) {
   return detour_yaml_bool(&l->y, n, path, out);
@@ -192,10 +211,211 @@ static int on_server_priority(loader *l, yaml_node_t *v, const char *path,
                   &l->server->priority);
 }
 
+/* ------------------------------------------------------------------------ */
+/* servers[].tls, tls_required, ca_file, auth (SPEC R13)                     */
+
+static int on_server_tls(loader *l, yaml_node_t *v, const char *path,
+                         size_t arg) {
+  const char *what = "none, starttls or implicit";
+  const char *t = want_scalar(l, v, path, what);
+  if (!t)
+    return DETOUR_EPARSE;
+  if (detour_tls_mode_from_name(t, &l->server->tls.tls) != 0)
+    return fail_expected(l, v, path, what);
+  return 0;
+}
+
+static int on_server_tls_required(loader *l, yaml_node_t *v, const char *path,
+                                  size_t arg) {
+  l->server->has_tls_required = true;
+  return want_bool(l, v, path, &l->server->tls_required);
+}
+
+/* A path into a fixed field: too long is an error, not a truncation. */
+static int want_path(loader *l, yaml_node_t *v, const char *path, char *out,
+                     size_t cap) {
+  const char *t = want_scalar(l, v, path, "a file path");
+  if (!t)
+    return DETOUR_EPARSE;
+  if (strlen(t) >= cap)
+    return fail(l, v, path, "longer than %zu characters", cap - 1);
+  memcpy(out, t, strlen(t) + 1);
+  return 0;
+}
+
+static int on_server_ca_file(loader *l, yaml_node_t *v, const char *path,
+                             size_t arg) {
+  return want_path(l, v, path, l->server->tls.ca_file,
+                   sizeof l->server->tls.ca_file);
+}
+
+static int on_auth_user(loader *l, yaml_node_t *v, const char *path,
+                        size_t arg) {
+  const char *t = want_scalar(l, v, path, "a user name");
+  if (!t)
+    return DETOUR_EPARSE;
+  char *out = l->server->tls.auth_user;
+  if (strlen(t) >= sizeof l->server->tls.auth_user)
+    return fail(l, v, path, "longer than %zu characters",
+                sizeof l->server->tls.auth_user - 1);
+  for (const char *p = t; *p; p++)
+    if ((unsigned char)*p < ' ' || *p == 0x7f)
+      return fail_expected(l, v, path, "a user name without control bytes");
+  memcpy(out, t, strlen(t) + 1);
+  return 0;
+}
+
+static void wipe(void *p, size_t n) {
+  volatile unsigned char *v = p;
+  while (n--)
+    *v++ = 0;
+}
+
+/* Copy the first line of secret into out. */
+static int take_line(const char *secret, char *out, size_t cap) {
+  size_t n = strcspn(secret, "\r\n");
+  if (n == 0)
+    return DETOUR_EPARSE;
+  if (n >= cap)
+    return DETOUR_ERANGE;
+  memcpy(out, secret, n);
+  out[n] = '\0';
+  return 0;
+}
+
+static void secret_error(int rc, const char *from, size_t cap, char *err,
+                         size_t errlen) {
+  if (rc == DETOUR_EPARSE)
+    snprintf(err, errlen, "%s holds an empty password", from);
+  else if (rc == DETOUR_ERANGE)
+    snprintf(err, errlen, "the password in %s is longer than %zu bytes", from,
+             cap - 1);
+}
+
+int detour_read_secret_file(const char *path, char *out, size_t cap, char *err,
+                            size_t errlen) {
+  if (errlen > 0)
+    err[0] = '\0';
+  if (!path || !out || cap == 0)
+    return DETOUR_EINVAL;
+  char buf[1024];
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    if (errlen > 0)
+      snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+    return DETOUR_EIO;
+  }
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+  int rc = take_line(buf, out, cap);
+  wipe(buf, sizeof buf);
+  if (rc && errlen > 0)
+    secret_error(rc, path, cap, err, errlen);
+  return rc;
+}
+
+/* The secret itself never sits in the configuration file: it comes from
+ * a file (its first line) or an environment variable. Messages name the
+ * file or variable, never what was in it. */
+static int on_auth_password_file(loader *l, yaml_node_t *v, const char *path,
+                                 size_t arg) {
+  char file[4096], msg[512];
+  int rc = want_path(l, v, path, file, sizeof file);
+  if (rc)
+    return rc;
+  if (l->server->has_secret)
+    return fail(l, v, path, "give password_file or password_env, not both");
+  rc = detour_read_secret_file(file, l->server->tls.auth_password,
+                               sizeof l->server->tls.auth_password, msg,
+                               sizeof msg);
+  if (rc)
+    return fail(l, v, path, "%s", msg);
+  l->server->has_secret = true;
+  return 0;
+}
+
+static int on_auth_password_env(loader *l, yaml_node_t *v, const char *path,
+                                size_t arg) {
+  const char *name = want_scalar(l, v, path, "an environment variable name");
+  if (!name)
+    return DETOUR_EPARSE;
+  const char *secret = getenv(name);
+  if (!secret)
+    return fail(l, v, path, "environment variable %s is not set", name);
+  char from[300], msg[512];
+  snprintf(from, sizeof from, "environment variable %s", name);
+  if (l->server->has_secret)
+    return fail(l, v, path, "give password_file or password_env, not both");
+  int rc = take_line(secret, l->server->tls.auth_password,
+                     sizeof l->server->tls.auth_password);
+  if (rc) {
+    secret_error(rc, from, sizeof l->server->tls.auth_password, msg,
+                 sizeof msg);
+    return fail(l, v, path, "%s", msg);
+  }
+  l->server->has_secret = true;
+  return 0;
+}
+
+static const key_entry auth_keys[] = {
+    {"user", on_auth_user, 0},
+    {"password_file", on_auth_password_file, 0},
+    {"password_env", on_auth_password_env, 0},
+};
+
+static int on_server_auth(loader *l, yaml_node_t *v, const char *path,
+                          size_t arg) {
+  int rc =
+      walk_map(l, v, path, auth_keys, sizeof auth_keys / sizeof *auth_keys);
+  if (rc)
+    return rc;
+  l->server->has_auth = true;
+  if (!l->server->tls.auth_user[0])
+    return fail(l, v, path, "missing user (auth needs user and a password)");
+  if (!l->server->has_secret)
+    return fail(l, v, path,
+                "missing password_file or password_env (the password is "
+                "never written in the configuration)");
+  return 0;
+}
+
+/* tls_required defaults to true whenever TLS is configured; "false" makes
+ * STARTTLS opportunistic. With tls: none it has nothing to say. */
+static int check_tls(loader *l, yaml_node_t *item, const char *path,
+                     struct server_entry *e) {
+  if (e->has_tls_required && e->tls.tls == DETOUR_TLS_MODE_NONE) {
+    char child[KEY_PATH_MAX];
+    key_path(child, sizeof child, path, "tls_required");
+    return fail(l, item, child, "needs tls: starttls or implicit");
+  }
+  if (e->has_tls_required && !e->tls_required &&
+      e->tls.tls == DETOUR_TLS_MODE_IMPLICIT) {
+    char child[KEY_PATH_MAX];
+    key_path(child, sizeof child, path, "tls_required");
+    return fail(l, item, child, "implicit TLS is always required");
+  }
+  e->tls.tls_optional = e->has_tls_required && !e->tls_required;
+  return 0;
+}
+
+/* Copy the R13 fields into the server just added. */
+static void apply_tls(detour_server *to, const struct server_entry *e) {
+  to->tls = e->tls.tls;
+  to->tls_optional = e->tls.tls_optional;
+  memcpy(to->ca_file, e->tls.ca_file, sizeof to->ca_file);
+  memcpy(to->auth_user, e->tls.auth_user, sizeof to->auth_user);
+  memcpy(to->auth_password, e->tls.auth_password, sizeof to->auth_password);
+}
+
 static const key_entry server_keys[] = {
     {"host", on_server_host, 0},
     {"port", on_server_port, 0},
     {"priority", on_server_priority, 0},
+    {"tls", on_server_tls, 0},
+    {"tls_required", on_server_tls_required, 0},
+    {"ca_file", on_server_ca_file, 0},
+    {"auth", on_server_auth, 0},
 };
 
 /* One item of servers: "host:port" or {host, port, priority}. Without a
@@ -229,7 +449,7 @@ static int read_server(loader *l, yaml_node_t *item, const char *path,
     return detour_yaml_fail(&l->y, item, child,
                             "missing (every server needs a host)");
   }
-  return 0;
+  return check_tls(l, item, path, e);
 }
 
 static int on_servers(loader *l, yaml_node_t *v, const char *path, size_t arg) {
@@ -250,6 +470,11 @@ static int on_servers(loader *l, yaml_node_t *v, const char *path, size_t arg) {
       return rc;
     rc = detour_config_add_server(&l->s->cfg, e.host, (uint16_t)e.port,
                                   (int)e.priority);
+    if (rc == 0)
+      apply_tls(&l->s->cfg.servers[l->s->cfg.nservers - 1], &e);
+    volatile char *wipe = e.tls.auth_password;
+    for (size_t k = 0; k < sizeof e.tls.auth_password; k++)
+      wipe[k] = 0;
     if (rc == DETOUR_ERANGE)
       return detour_yaml_fail(&l->y, item, child,
                               "too many servers (at most %d)",
@@ -301,6 +526,7 @@ static const key_entry timeout_keys[] = {
     TIMEOUT_KEY(connect),    TIMEOUT_KEY(greeting),  TIMEOUT_KEY(ehlo),
     TIMEOUT_KEY(mail),       TIMEOUT_KEY(rcpt),      TIMEOUT_KEY(data_start),
     TIMEOUT_KEY(data_block), TIMEOUT_KEY(final_dot), TIMEOUT_KEY(quit),
+    TIMEOUT_KEY(tls),        TIMEOUT_KEY(auth),
 };
 #undef TIMEOUT_KEY
 _Static_assert(sizeof timeout_keys / sizeof *timeout_keys ==
@@ -509,6 +735,11 @@ int detour_settings_init(detour_settings *s) {
 void detour_settings_free(detour_settings *s) {
   if (!s)
     return;
+  for (size_t i = 0; i < DETOUR_MAX_SERVERS; i++) { /* R13: no secret left */
+    volatile char *p = s->cfg.servers[i].auth_password;
+    for (size_t k = 0; k < sizeof s->cfg.servers[i].auth_password; k++)
+      p[k] = 0;
+  }
   detour_classify_free(s->classify);
   detour_policy_free(s->policy);
   free(s->log_path);

@@ -5,7 +5,7 @@
  * time an argument of every entry point. No clock, socket, sleep or print
  * here; tests/check_engine_pure.sh keeps it that way.
  *
- * The rules it applies, from ../shared/SPEC.md:
+ * The rules it applies (docs/rules.md has them in full):
  *  R2  an attempt is a TCP connect (a log row when it fails) and then an
  *      SMTP transaction (a log row per recipient).
  *  R3  the classification table turns each failure into a class.
@@ -26,6 +26,15 @@
  *      CONNECT/SWITCH for a hold-down time) and connection racing (start
  *      the next server's connect when the current one has not completed
  *      within race_delay; the first to complete wins).
+ *
+ * Out of memory. Every allocation goes through the caller's detour_mem.
+ * When one fails inside an event, the engine stops for good rather than
+ * go on with an action missing (a lost CLOSE leaks a socket, a lost DONE
+ * hangs the caller): it queues nothing more, and detour_engine_next_action
+ * hands out, after what was already queued, an ERROR action, a CLOSE for
+ * every connection still open and, for every unfinished message, the
+ * outcome of each recipient not yet reported and its DONE. Those actions
+ * need no allocation: they point into state the engine already holds.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,27 +46,47 @@
 /* ------------------------------------------------------------------------ */
 /* Actions                                                                   */
 
-void engine_push(detour_engine *e, const detour_action *a) {
-  engine_queue_push(&e->queue, a);
+static void engine_fail(detour_engine *e, int err) {
+  if (!e->failed)
+    e->failed = err;
 }
 
-void engine_send(detour_engine *e, unsigned conn, const char *data,
-                 size_t len) {
+/* Queue an action. After a failure nothing more is queued: the actions of
+ * the failure sweep take over (see the top of the file). */
+bool detour__engine_push(detour_engine *e, const detour_action *a) {
+  if (e->failed)
+    return false;
+  if (detour__queue_push(&e->queue, a))
+    return true;
+  engine_fail(e, DETOUR_ENOMEM);
+  return false;
+}
+
+/* Every event starts here: what the last pop handed out is released, and
+ * a failed engine takes no more events. */
+static bool engine_enter(detour_engine *e) {
+  detour__queue_release_popped(&e->queue);
+  return !e->failed;
+}
+
+void detour__engine_send(detour_engine *e, unsigned conn, const char *data,
+                         size_t len) {
   detour_action a = {.type = DETOUR_ACT_SEND, .conn = conn};
   a.u.send.data = data;
   a.u.send.len = len;
-  engine_push(e, &a);
+  detour__engine_push(e, &a);
 }
 
 static void push_warn(detour_engine *e, const char *text) {
   detour_action a = {.type = DETOUR_ACT_WARN};
   a.u.warn.text = text;
-  engine_push(e, &a);
+  detour__engine_push(e, &a);
 }
 
-void engine_log(detour_engine *e, detour_ms now, detour_log_kind kind,
-                const engine_rcpt *r, size_t server, const char *address,
-                const char *result, detour_class cls, const char *detail) {
+void detour__engine_log(detour_engine *e, detour_ms now, detour_log_kind kind,
+                        const engine_rcpt *r, size_t server,
+                        const char *address, const char *result,
+                        detour_class cls, const char *detail) {
   detour_action a = {.type = DETOUR_ACT_LOG};
   detour_log_row *row = &a.u.log;
   row->time = now;
@@ -71,7 +100,7 @@ void engine_log(detour_engine *e, detour_ms now, detour_log_kind kind,
   row->result = result;
   row->cls = cls;
   row->detail = detail ? detail : "";
-  engine_push(e, &a);
+  detour__engine_push(e, &a);
 }
 
 /* One row per recipient still to be delivered. */
@@ -81,11 +110,12 @@ static void log_pending(detour_engine *e, detour_ms now, detour_log_kind k,
   engine_message *m = e->active;
   for (size_t i = 0; i < m->nrcpts; i++)
     if (m->rcpts[i].state == RCPT_PENDING)
-      engine_log(e, now, k, &m->rcpts[i], server, "", result, cls, detail);
+      detour__engine_log(e, now, k, &m->rcpts[i], server, "", result, cls,
+                         detail);
 }
 
-void engine_rcpt_final(detour_engine *e, size_t index,
-                       detour_rcpt_outcome outcome) {
+void detour__engine_rcpt_final(detour_engine *e, size_t index,
+                               detour_rcpt_outcome outcome) {
   engine_message *m = e->active;
   for (size_t i = 0; i < m->nrcpts; i++) {
     engine_rcpt *r = &m->rcpts[i];
@@ -97,9 +127,10 @@ void engine_rcpt_final(detour_engine *e, size_t index,
     a.u.rcpt.index = i;
     a.u.rcpt.recipient = r->addr;
     a.u.rcpt.outcome = outcome;
-    a.u.rcpt.server = m->rcpts[index].server;
+    int server = m->rcpts[index].server;
+    a.u.rcpt.server = server < 0 ? -1 : (int)e->configured[server];
     a.u.rcpt.detail = m->rcpts[index].detail;
-    engine_push(e, &a);
+    r->reported = detour__engine_push(e, &a);
   }
 }
 
@@ -113,10 +144,12 @@ static engine_conn *find_conn(detour_engine *e, unsigned id) {
   return NULL;
 }
 
-/* Every connection gets exactly one CLOSE, whatever ended it. */
-void engine_close_conn(detour_engine *e, engine_conn *c) {
+/* Every connection gets exactly one CLOSE, whatever ended it (after a
+ * failure, from the sweep). */
+void detour__engine_close_conn(detour_engine *e, engine_conn *c) {
   detour_action a = {.type = DETOUR_ACT_CLOSE, .conn = c->id};
-  engine_push(e, &a);
+  if (!detour__engine_push(e, &a))
+    return;
   c->role = CONN_FREE;
   c->deadline = DETOUR_NO_DEADLINE;
 }
@@ -133,7 +166,7 @@ static engine_conn *alloc_conn(detour_engine *e) {
       oldest = &e->conns[i];
   if (!oldest)
     return NULL;
-  engine_close_conn(e, oldest);
+  detour__engine_close_conn(e, oldest);
   return oldest;
 }
 
@@ -166,7 +199,7 @@ static bool held_down(const detour_engine *e, size_t i, detour_ms now) {
   return e->cfg.breaker_hold > 0 && e->hold_until[i] > now;
 }
 
-void engine_breaker_trip(detour_engine *e, size_t server, detour_ms now) {
+static void breaker_trip(detour_engine *e, size_t server, detour_ms now) {
   if (e->cfg.breaker_hold > 0)
     e->hold_until[server] = now + e->cfg.breaker_hold;
 }
@@ -191,20 +224,21 @@ static size_t skip_held(detour_engine *e, size_t i, detour_ms now) {
 
 static void start_connect(detour_engine *e, size_t server, detour_ms now) {
   engine_conn *c = alloc_conn(e);
-  if (!c) { /* cannot happen with ENGINE_MAX_CONNS > racing + quitting */
-    e->queue.oom = true;
+  if (!c) /* cannot happen with ENGINE_MAX_CONNS > racing + quitting */
+    engine_fail(e, DETOUR_ENOMEM);
+  if (!c || e->failed)
     return;
-  }
   e->round.attempts[server]++;
   c->id = ++e->next_conn_id;
   c->role = CONN_CONNECTING;
   c->server = server;
   c->deadline = now + e->cfg.timeouts.connect;
   detour_action a = {.type = DETOUR_ACT_CONNECT, .conn = c->id};
-  a.u.connect.server = server;
+  a.u.connect.server = e->configured[server];
   a.u.connect.host = e->cfg.servers[server].host;
   a.u.connect.port = e->cfg.servers[server].port;
-  engine_push(e, &a);
+  if (!detour__engine_push(e, &a))
+    c->role = CONN_FREE; /* never announced: nothing to close */
 }
 
 /* The next server after `after` that a race could start, or nservers. */
@@ -293,7 +327,8 @@ static detour_class leftover_class(const engine_message *m) {
   return cls;
 }
 
-void engine_session_over(detour_engine *e, detour_ms now) {
+/* The session is over; pick what comes next (R5-R7). */
+static void session_over(detour_engine *e, detour_ms now) {
   engine_message *m = e->active;
   if (!any_pending(m)) {
     finish_message(e, now);
@@ -302,27 +337,47 @@ void engine_session_over(detour_engine *e, detour_ms now) {
   after_failure(e, e->session.server, leftover_class(m), now);
 }
 
-void engine_warn_auth(detour_engine *e, size_t server, const char *why) {
+/* R3/R13: a failure whose rule asks for it (authentication, TLS) warns
+ * once per server and message, naming the server and the reason. */
+static void warn_config(detour_engine *e, size_t server, const char *reason,
+                        const char *detail) {
   if (e->round.auth_warned[server])
     return;
   e->round.auth_warned[server] = true;
   char text[512];
   snprintf(text, sizeof text,
-           "configuration warning: server %s refused us (%s); check its "
-           "authentication or TLS settings",
-           e->labels[server], why);
+           "configuration error: server %s refused us: %s (%s); check its "
+           "TLS and authentication settings",
+           e->labels[server], reason, detail);
   push_warn(e, text);
+}
+
+/* Act on what a session event led to: the warning, the breaker (R12),
+ * then, when the session ended, the next step. */
+static void act_on(detour_engine *e, detour_ms now, const session_outcome *o) {
+  size_t server = e->session.server;
+  if (o->warn)
+    warn_config(e, server, o->warn_reason, o->warn_detail);
+  if (o->trip_breaker)
+    breaker_trip(e, server, now);
+  if (o->worked)
+    e->hold_until[server] = 0;
+  if (o->give_up)
+    finish_message(e, now); /* the body cannot be read: no retry helps */
+  else if (o->over)
+    session_over(e, now);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Messages                                                                  */
 
-static void free_message(engine_message *m) {
-  free(m->from);
-  for (size_t i = 0; i < m->nrcpts; i++)
-    free(m->rcpts[i].addr);
-  free(m->rcpts);
-  free(m->wire_body);
+static void free_message(detour_engine *e, engine_message *m) {
+  const detour_mem *mem = &e->mem;
+  detour__mem_free(mem, m->from);
+  for (size_t i = 0; m->rcpts && i < m->nrcpts; i++)
+    detour__mem_free(mem, m->rcpts[i].addr);
+  detour__mem_free(mem, m->rcpts);
+  detour__mem_free(mem, m->body);
   memset(m, 0, sizeof *m);
 }
 
@@ -331,14 +386,18 @@ static void begin_message(detour_engine *e, detour_ms now) {
   e->active = m;
   memset(&e->round, 0, sizeof e->round);
   e->round.race_at = DETOUR_NO_DEADLINE;
-  const char **addrs = malloc(m->nrcpts * sizeof *addrs);
+  const char **addrs = detour__mem_alloc(&e->mem, m->nrcpts * sizeof *addrs);
+  if (!addrs) {
+    engine_fail(e, DETOUR_ENOMEM);
+    return;
+  }
   size_t n = 0;
-  for (size_t i = 0; addrs && i < m->nrcpts; i++)
+  for (size_t i = 0; i < m->nrcpts; i++)
     if (m->rcpts[i].state != RCPT_DUPLICATE)
       addrs[n++] = m->rcpts[i].addr;
   e->round.detour_allowed =
       detour_policy_allows(e->cfg.policy, m->from, addrs, n, m->override);
-  free(addrs);
+  detour__mem_free(&e->mem, addrs);
   start_attempt(e, 0, now);
 }
 
@@ -349,7 +408,7 @@ static void finish_message(detour_engine *e, detour_ms now) {
     engine_rcpt *r = &m->rcpts[i];
     if (r->state == RCPT_PENDING || r->state == RCPT_IN_TXN) {
       r->state = RCPT_DEFERRED;
-      engine_rcpt_final(e, i, DETOUR_RCPT_DEFERRED);
+      detour__engine_rcpt_final(e, i, DETOUR_RCPT_DEFERRED);
     }
     deferred |= r->state == RCPT_DEFERRED;
     aborted |= r->state == RCPT_ABORTED;
@@ -359,8 +418,9 @@ static void finish_message(detour_engine *e, detour_ms now) {
   a.u.done.status = deferred  ? DETOUR_DONE_DEFERRED
                     : aborted ? DETOUR_DONE_ABORTED
                               : DETOUR_DONE_DELIVERED;
-  engine_push(e, &a);
-  free_message(m);
+  if (!detour__engine_push(e, &a))
+    return; /* the failure sweep reports this message */
+  free_message(e, m);
   memmove(&e->messages[0], &e->messages[1],
           (e->nmessages - 1) * sizeof *e->messages);
   e->nmessages--;
@@ -373,15 +433,16 @@ static void finish_message(detour_engine *e, detour_ms now) {
 
 /* Copy the recipients; a repeated address (case-insensitive) shares the
  * first one's fate and is sent only once (R10). */
-static int copy_rcpts(engine_message *m, const detour_message *in) {
-  m->rcpts = calloc(in->nrcpts, sizeof *m->rcpts);
+static int copy_rcpts(detour_engine *e, engine_message *m,
+                      const detour_message *in) {
+  m->rcpts = detour__mem_calloc(&e->mem, in->nrcpts, sizeof *m->rcpts);
   if (!m->rcpts)
     return DETOUR_ENOMEM;
   m->nrcpts = in->nrcpts;
   for (size_t i = 0; i < in->nrcpts; i++) {
     engine_rcpt *r = &m->rcpts[i];
     r->server = -1;
-    r->addr = strdup(in->rcpts[i]);
+    r->addr = detour__mem_strdup(&e->mem, in->rcpts[i]);
     if (!r->addr)
       return DETOUR_ENOMEM;
     for (size_t j = 0; j < i; j++)
@@ -406,7 +467,8 @@ static bool address_ok(const char *a) {
 static int check_message(const detour_message *m) {
   if (!m || !m->from || !address_ok(m->from) || m->nrcpts == 0 ||
       m->nrcpts > DETOUR_MAX_RECIPIENTS || !m->rcpts ||
-      (!m->body && m->body_len))
+      (!m->source && !m->body && m->body_len) ||
+      (m->source && !m->source->read_at))
     return DETOUR_EINVAL;
   for (size_t i = 0; i < m->nrcpts; i++)
     if (!address_ok(m->rcpts[i]) || !m->rcpts[i][0])
@@ -414,38 +476,52 @@ static int check_message(const detour_message *m) {
   return 0;
 }
 
-static int copy_message(engine_message *m, const detour_message *in,
-                        size_t index) {
+/* The body: the caller's source, or a copy of the bytes given. */
+static int copy_body(detour_engine *e, engine_message *m,
+                     const detour_message *in) {
+  if (in->source) {
+    m->has_source = true;
+    m->source = *in->source;
+    return 0;
+  }
+  m->body_len = in->body_len;
+  m->body = detour__mem_alloc(&e->mem, in->body_len);
+  if (!m->body)
+    return DETOUR_ENOMEM;
+  if (in->body_len)
+    memcpy(m->body, in->body, in->body_len);
+  return 0;
+}
+
+static int copy_message(detour_engine *e, engine_message *m,
+                        const detour_message *in, size_t index) {
   memset(m, 0, sizeof *m);
   m->index = index;
   m->override = in->override;
-  m->from = strdup(in->from);
-  m->wire_body = session_wire_body(in->body ? in->body : "", in->body_len,
-                                   &m->wire_len, &m->eight_bit);
-  int rc = (m->from && m->wire_body) ? copy_rcpts(m, in) : DETOUR_ENOMEM;
+  m->from = detour__mem_strdup(&e->mem, in->from);
+  int rc = m->from ? copy_body(e, m, in) : DETOUR_ENOMEM;
+  if (rc == 0)
+    rc = copy_rcpts(e, m, in);
+  if (rc == 0)
+    rc = detour__body_measure(e, m); /* SIZE= and BODY=8BITMIME need it first */
   if (rc < 0)
-    free_message(m);
+    free_message(e, m);
   return rc;
 }
 
 /* ------------------------------------------------------------------------ */
 /* Public API                                                                */
 
-static int cmp_priority(const detour_server *a, const detour_server *b) {
-  return a->priority - b->priority;
-}
-
-/* Stable insertion sort: equal priorities keep their configured order. */
-static void sort_servers(detour_config *c) {
-  for (size_t i = 1; i < c->nservers; i++) {
-    detour_server s = c->servers[i];
-    size_t j = i;
-    while (j > 0 && cmp_priority(&c->servers[j - 1], &s) > 0) {
-      c->servers[j] = c->servers[j - 1];
-      j--;
-    }
-    c->servers[j] = s;
+/* Try servers in priority order; remember where each was configured. */
+static void sort_servers(detour_engine *e) {
+  detour_config *c = &e->cfg;
+  detour_config_priority_order(c, e->configured);
+  detour_server sorted[DETOUR_MAX_SERVERS];
+  for (size_t k = 0; k < c->nservers; k++) {
+    sorted[k] = c->servers[e->configured[k]];
+    e->sorted[e->configured[k]] = k;
   }
+  memcpy(c->servers, sorted, c->nservers * sizeof *sorted);
 }
 
 static void make_labels(detour_engine *e) {
@@ -457,14 +533,59 @@ static void make_labels(detour_engine *e) {
   }
 }
 
+#define BLOCK_MIN 16 /* room for a body byte pair and the final ".\r\n" */
+
 static bool config_ok(const detour_config *cfg) {
   if (!cfg || cfg->nservers == 0 || cfg->nservers > DETOUR_MAX_SERVERS ||
-      cfg->max_attempts == 0 || cfg->retry_interval < 0)
+      cfg->max_attempts == 0 || cfg->retry_interval < 0 ||
+      (cfg->block_size != 0 && cfg->block_size < BLOCK_MIN))
+    return false;
+  if (cfg->mem && (!cfg->mem->malloc || !cfg->mem->realloc ||
+                   !cfg->mem->calloc || !cfg->mem->free))
     return false;
   for (size_t i = 0; i < cfg->nservers; i++)
     if (!cfg->servers[i].host[0] || cfg->servers[i].port == 0)
       return false;
   return true;
+}
+
+static void *libc_malloc(size_t size, void *user) {
+  (void)user;
+  return malloc(size);
+}
+static void *libc_realloc(void *p, size_t size, void *user) {
+  (void)user;
+  return realloc(p, size);
+}
+static void *libc_calloc(size_t n, size_t size, void *user) {
+  (void)user;
+  return calloc(n, size);
+}
+static void libc_free(void *p, void *user) {
+  (void)user;
+  free(p);
+}
+static const detour_mem libc_mem = {libc_malloc, libc_realloc, libc_calloc,
+                                    libc_free, NULL};
+
+/* The buffers that live as long as the engine. */
+static int alloc_buffers(detour_engine *e, const detour_config *cfg) {
+  const detour_mem *mem = &e->mem;
+  e->cfg = *cfg;
+  e->cfg.mem = NULL; /* e->mem is the copy in use */
+  if (e->cfg.block_size == 0)
+    e->cfg.block_size = 64 * 1024;
+  e->raw_cap = e->cfg.block_size / 2;
+  e->session.expect =
+      detour__mem_calloc(mem, ENGINE_MAX_EXPECT, sizeof *e->session.expect);
+  e->block = detour__mem_alloc(mem, e->cfg.block_size);
+  e->raw = detour__mem_alloc(mem, e->raw_cap);
+  if (!cfg->classify)
+    e->own_classify = detour_classify_new_default();
+  if (!e->session.expect || !e->block || !e->raw ||
+      (!cfg->classify && !e->own_classify))
+    return DETOUR_ENOMEM;
+  return 0;
 }
 
 detour_engine *detour_engine_new(const detour_config *cfg, int *err) {
@@ -474,23 +595,22 @@ detour_engine *detour_engine_new(const detour_config *cfg, int *err) {
     *err = DETOUR_EINVAL;
     return NULL;
   }
-  detour_engine *e = calloc(1, sizeof *e);
-  engine_expect *ring = calloc(ENGINE_MAX_EXPECT, sizeof *ring);
-  detour_classify *own = cfg->classify ? NULL : detour_classify_new_default();
-  if (!e || !ring || (!cfg->classify && !own)) {
-    free(e);
-    free(ring);
-    detour_classify_free(own);
+  const detour_mem *mem = cfg->mem ? cfg->mem : &libc_mem;
+  detour_engine *e = detour__mem_calloc(mem, 1, sizeof *e);
+  if (!e) {
     *err = DETOUR_ENOMEM;
     return NULL;
   }
-  e->cfg = *cfg;
-  e->own_classify = own;
-  e->session.expect = ring;
+  e->mem = *mem;
+  detour__queue_init(&e->queue, &e->mem);
+  if (alloc_buffers(e, cfg) < 0) {
+    detour_engine_free(e);
+    *err = DETOUR_ENOMEM;
+    return NULL;
+  }
   e->round.race_at = DETOUR_NO_DEADLINE;
-  sort_servers(&e->cfg);
+  sort_servers(e);
   make_labels(e);
-  engine_queue_init(&e->queue);
   *err = 0;
   return e;
 }
@@ -498,24 +618,47 @@ detour_engine *detour_engine_new(const detour_config *cfg, int *err) {
 void detour_engine_free(detour_engine *e) {
   if (!e)
     return;
+  for (size_t i = 0; i < e->cfg.nservers; i++) { /* R13: no secret left */
+    volatile char *p = e->cfg.servers[i].auth_password;
+    for (size_t k = 0; k < sizeof e->cfg.servers[i].auth_password; k++)
+      p[k] = 0;
+  }
+  const detour_mem mem = e->mem;
   for (size_t i = 0; i < e->nmessages; i++)
-    free_message(&e->messages[i]);
-  free(e->messages);
-  free(e->session.expect);
+    free_message(e, &e->messages[i]);
+  detour__mem_free(&mem, e->messages);
+  detour__mem_free(&mem, e->session.expect);
+  detour__mem_free(&mem, e->block);
+  detour__mem_free(&mem, e->raw);
   detour_classify_free(e->own_classify);
-  engine_queue_free(&e->queue);
-  free(e);
+  detour__queue_free(&e->queue);
+  detour__mem_free(&mem, e);
+}
+
+const detour_server *detour_engine_server(const detour_engine *e, size_t i) {
+  if (!e || i >= e->cfg.nservers)
+    return NULL;
+  return &e->cfg.servers[e->sorted[i]];
+}
+
+const char *detour_engine_server_label(const detour_engine *e, size_t i) {
+  if (!e || i >= e->cfg.nservers)
+    return NULL;
+  return e->labels[e->sorted[i]];
 }
 
 int detour_engine_submit(detour_engine *e, const detour_message *m,
                          detour_ms now) {
-  engine_queue_release_popped(&e->queue);
+  detour__queue_release_popped(&e->queue);
+  if (e->failed)
+    return e->failed;
   int rc = check_message(m);
   if (rc < 0)
     return rc;
   if (e->nmessages == e->cap_messages) {
     size_t cap = e->cap_messages ? e->cap_messages * 2 : 4;
-    engine_message *grown = realloc(e->messages, cap * sizeof *grown);
+    engine_message *grown =
+        detour__mem_realloc(&e->mem, e->messages, cap * sizeof *grown);
     if (!grown)
       return DETOUR_ENOMEM;
     e->messages = grown;
@@ -524,7 +667,7 @@ int detour_engine_submit(detour_engine *e, const detour_message *m,
       e->active = &e->messages[0];
   }
   size_t index = e->next_index;
-  rc = copy_message(&e->messages[e->nmessages], m, index);
+  rc = copy_message(e, &e->messages[e->nmessages], m, index);
   if (rc < 0)
     return rc;
   e->nmessages++;
@@ -534,8 +677,85 @@ int detour_engine_submit(detour_engine *e, const detour_message *m,
   return (int)index;
 }
 
+/* ------------------------------------------------------------------------ */
+/* After a failure: the sweep (see the top of the file)                      */
+
+static detour_rcpt_outcome final_outcome(const engine_message *m,
+                                         const engine_rcpt *r) {
+  if (r->state == RCPT_DUPLICATE)
+    r = &m->rcpts[r->dup_of];
+  if (r->state == RCPT_DELIVERED)
+    return DETOUR_RCPT_DELIVERED;
+  if (r->state == RCPT_ABORTED)
+    return DETOUR_RCPT_ABORTED;
+  return DETOUR_RCPT_DEFERRED;
+}
+
+/* The next outcome of message m not yet handed out: a recipient's, then
+ * the DONE. Returns false when m is finished. */
+static bool sweep_message(detour_engine *e, engine_message *m,
+                          detour_action *out) {
+  bool deferred = false, aborted = false;
+  for (size_t i = 0; i < m->nrcpts; i++) {
+    engine_rcpt *r = &m->rcpts[i];
+    detour_rcpt_outcome o = final_outcome(m, r);
+    deferred |= o == DETOUR_RCPT_DEFERRED;
+    aborted |= o == DETOUR_RCPT_ABORTED;
+    if (r->reported)
+      continue;
+    r->reported = true;
+    const engine_rcpt *fate =
+        r->state == RCPT_DUPLICATE ? &m->rcpts[r->dup_of] : r;
+    out->type = DETOUR_ACT_RCPT_RESULT;
+    out->u.rcpt.message = m->index;
+    out->u.rcpt.index = i;
+    out->u.rcpt.recipient = r->addr;
+    out->u.rcpt.outcome = o;
+    out->u.rcpt.server =
+        fate->server < 0 ? -1 : (int)e->configured[fate->server];
+    out->u.rcpt.detail =
+        o == DETOUR_RCPT_DEFERRED ? "engine out of memory" : fate->detail;
+    return true;
+  }
+  out->type = DETOUR_ACT_DONE;
+  out->u.done.message = m->index;
+  out->u.done.status = deferred  ? DETOUR_DONE_DEFERRED
+                       : aborted ? DETOUR_DONE_ABORTED
+                                 : DETOUR_DONE_DELIVERED;
+  return false;
+}
+
+/* One action of the sweep, from state the engine holds (nothing is
+ * allocated or freed until detour_engine_free). */
+static int sweep_next(detour_engine *e, detour_action *out) {
+  memset(out, 0, sizeof *out);
+  if (!e->error_reported) {
+    e->error_reported = true;
+    out->type = DETOUR_ACT_ERROR;
+    out->u.error.code = e->failed;
+    out->u.error.text = "out of memory: the engine stopped; every connection "
+                        "is closed and every unfinished message deferred";
+    return 1;
+  }
+  for (size_t i = 0; i < ENGINE_MAX_CONNS; i++)
+    if (e->conns[i].role != CONN_FREE) {
+      e->conns[i].role = CONN_FREE;
+      out->type = DETOUR_ACT_CLOSE;
+      out->conn = e->conns[i].id;
+      return 1;
+    }
+  if (e->swept < e->nmessages) {
+    if (!sweep_message(e, &e->messages[e->swept], out))
+      e->swept++;
+    return 1;
+  }
+  return 0;
+}
+
 int detour_engine_next_action(detour_engine *e, detour_action *out) {
-  return engine_queue_pop(&e->queue, out);
+  if (detour__queue_pop(&e->queue, out))
+    return 1;
+  return e->failed ? sweep_next(e, out) : 0;
 }
 
 static detour_ms earliest(detour_ms a, detour_ms b) {
@@ -548,6 +768,8 @@ static detour_ms earliest(detour_ms a, detour_ms b) {
 
 detour_ms detour_engine_next_deadline(const detour_engine *e) {
   detour_ms d = DETOUR_NO_DEADLINE;
+  if (e->failed)
+    return d;
   for (size_t i = 0; i < ENGINE_MAX_CONNS; i++)
     if (e->conns[i].role != CONN_FREE)
       d = earliest(d, e->conns[i].deadline);
@@ -558,8 +780,22 @@ detour_ms detour_engine_next_deadline(const detour_engine *e) {
   return d;
 }
 
+const char *detour_engine_session_state(const detour_engine *e,
+                                        const char **from) {
+  if (from)
+    *from = detour__session_state_name(e->session.from);
+  return detour__session_state_name(e->session.state);
+}
+
 bool detour_engine_idle(const detour_engine *e) {
-  if (e->nmessages > 0 || !engine_queue_empty(&e->queue))
+  if (e->failed && e->error_reported && e->swept == e->nmessages &&
+      detour__queue_empty(&e->queue)) {
+    for (size_t i = 0; i < ENGINE_MAX_CONNS; i++)
+      if (e->conns[i].role != CONN_FREE)
+        return false;
+    return true;
+  }
+  if (e->nmessages > 0 || !detour__queue_empty(&e->queue))
     return false;
   for (size_t i = 0; i < ENGINE_MAX_CONNS; i++)
     if (e->conns[i].role != CONN_FREE)
@@ -571,7 +807,7 @@ bool detour_engine_idle(const detour_engine *e) {
 static void connect_failed(detour_engine *e, engine_conn *c, detour_ms now,
                            detour_condition cond, const char *detail) {
   size_t server = c->server;
-  engine_close_conn(e, c);
+  detour__engine_close_conn(e, c);
   detour_failure f = {.stage = DETOUR_STAGE_CONNECT, .cond = cond};
   const detour_classify *t =
       e->cfg.classify ? e->cfg.classify : e->own_classify;
@@ -583,7 +819,7 @@ static void connect_failed(detour_engine *e, engine_conn *c, detour_ms now,
            detail && *detail ? ": " : "", detail ? detail : "");
   log_pending(e, now, DETOUR_LOG_CONNECT, server, "TCP error", cls, why);
   if (cls == DETOUR_CLASS_CONNECT || cls == DETOUR_CLASS_SWITCH)
-    engine_breaker_trip(e, server, now);
+    breaker_trip(e, server, now);
   if (connecting_count(e) > 0) {
     /* R12: a racing connect is still under way; its result decides.
      * Count this server's attempt as done for the round. */
@@ -597,7 +833,8 @@ static void connect_failed(detour_engine *e, engine_conn *c, detour_ms now,
 
 void detour_engine_on_connected(detour_engine *e, unsigned conn, detour_ms now,
                                 const char *address) {
-  engine_queue_release_popped(&e->queue);
+  if (!engine_enter(e))
+    return;
   engine_conn *c = find_conn(e, conn);
   if (!c || c->role != CONN_CONNECTING || !e->active)
     return;
@@ -608,17 +845,19 @@ void detour_engine_on_connected(detour_engine *e, unsigned conn, detour_ms now,
       continue;
     log_pending(e, now, DETOUR_LOG_RACE, o->server, "race lost",
                 DETOUR_CLASS_NONE, e->labels[c->server]);
-    engine_close_conn(e, o);
+    detour__engine_close_conn(e, o);
   }
   e->round.race_at = DETOUR_NO_DEADLINE;
   e->round.current = c->server;
-  session_begin(e, c, now, address);
+  session_outcome o = detour__session_begin(e, c, now, address);
+  act_on(e, now, &o);
 }
 
 void detour_engine_on_connect_failed(detour_engine *e, unsigned conn,
                                      detour_ms now, detour_condition cond,
                                      const char *detail) {
-  engine_queue_release_popped(&e->queue);
+  if (!engine_enter(e))
+    return;
   engine_conn *c = find_conn(e, conn);
   if (!c || c->role != CONN_CONNECTING || !e->active)
     return;
@@ -631,29 +870,36 @@ static bool is_session_conn(const detour_engine *e, const engine_conn *c) {
 
 void detour_engine_on_data(detour_engine *e, unsigned conn, detour_ms now,
                            const char *buf, size_t len) {
-  engine_queue_release_popped(&e->queue);
+  if (!engine_enter(e))
+    return;
   engine_conn *c = find_conn(e, conn);
   if (!c)
     return;
   if (c->role == CONN_QUITTING) {
     /* Anything after QUIT ends it; we do not wait for more. */
-    engine_close_conn(e, c);
+    detour__engine_close_conn(e, c);
     return;
   }
-  if (is_session_conn(e, c))
-    session_on_data(e, now, buf, len);
+  if (is_session_conn(e, c)) {
+    session_outcome o = detour__session_on_data(e, now, buf, len);
+    act_on(e, now, &o);
+  }
 }
 
 void detour_engine_on_sent(detour_engine *e, unsigned conn, detour_ms now) {
-  engine_queue_release_popped(&e->queue);
+  if (!engine_enter(e))
+    return;
   engine_conn *c = find_conn(e, conn);
-  if (is_session_conn(e, c))
-    session_on_sent(e, now);
+  if (is_session_conn(e, c)) {
+    session_outcome o = detour__session_on_sent(e, now);
+    act_on(e, now, &o);
+  }
 }
 
 void detour_engine_on_closed(detour_engine *e, unsigned conn, detour_ms now,
                              const char *detail) {
-  engine_queue_release_popped(&e->queue);
+  if (!engine_enter(e))
+    return;
   engine_conn *c = find_conn(e, conn);
   if (!c)
     return;
@@ -662,10 +908,31 @@ void detour_engine_on_closed(detour_engine *e, unsigned conn, detour_ms now,
     return;
   }
   if (is_session_conn(e, c)) {
-    session_on_closed(e, now, detail);
+    session_outcome o = detour__session_on_closed(e, now, detail);
+    act_on(e, now, &o);
     return;
   }
-  engine_close_conn(e, c);
+  detour__engine_close_conn(e, c);
+}
+
+void detour_engine_on_tls_up(detour_engine *e, unsigned conn, detour_ms now,
+                             const char *version, const char *cipher) {
+  detour__queue_release_popped(&e->queue);
+  engine_conn *c = find_conn(e, conn);
+  if (is_session_conn(e, c)) {
+    session_outcome o = detour__session_on_tls_up(e, now, version, cipher);
+    act_on(e, now, &o);
+  }
+}
+
+void detour_engine_on_tls_failed(detour_engine *e, unsigned conn, detour_ms now,
+                                 detour_tls_failure why, const char *detail) {
+  detour__queue_release_popped(&e->queue);
+  engine_conn *c = find_conn(e, conn);
+  if (is_session_conn(e, c)) {
+    session_outcome o = detour__session_on_tls_failed(e, now, why, detail);
+    act_on(e, now, &o);
+  }
 }
 
 /* R12 racing: the current connect is slow; start the next server's. */
@@ -699,13 +966,14 @@ static void expire_conn(detour_engine *e, engine_conn *c, detour_ms now) {
     connect_failed(e, c, now, DETOUR_COND_CONNECT_TIMEOUT, "no answer");
     break;
   case CONN_SESSION:
-    if (e->session.conn == c)
-      session_on_timeout(e, now);
-    else
-      engine_close_conn(e, c);
+    if (e->session.conn == c) {
+      session_outcome o = detour__session_on_timeout(e, now);
+      act_on(e, now, &o);
+    } else
+      detour__engine_close_conn(e, c);
     break;
   case CONN_QUITTING:
-    engine_close_conn(e, c);
+    detour__engine_close_conn(e, c);
     break;
   case CONN_FREE:
     break;
@@ -714,7 +982,8 @@ static void expire_conn(detour_engine *e, engine_conn *c, detour_ms now) {
 
 /* A deadline fires when now >= deadline (and not 1 ms before). */
 void detour_engine_on_timer(detour_engine *e, detour_ms now) {
-  engine_queue_release_popped(&e->queue);
+  if (!engine_enter(e))
+    return;
   for (size_t i = 0; i < ENGINE_MAX_CONNS; i++) {
     engine_conn *c = &e->conns[i];
     if (c->role != CONN_FREE && c->deadline != DETOUR_NO_DEADLINE &&

@@ -4,38 +4,73 @@
  * Each pushed action gets one allocation holding copies of everything it
  * points to; the pointers in the queued action are rewritten to point into
  * that block. Popping hands the block to the caller until the next engine
- * call, when engine_queue_release_popped() frees it.
+ * call, when detour__queue_release_popped() frees it.
  */
 #include "engine_queue.h"
 
-#include <stdlib.h>
 #include <string.h>
 
-void engine_queue_init(engine_queue *q) { memset(q, 0, sizeof *q); }
+/* ------------------------------------------------------------------------ */
+/* The allocator                                                             */
 
-void engine_queue_free(engine_queue *q) {
-  for (size_t i = 0; i < q->count; i++)
-    free(q->items[(q->head + i) % q->cap].storage);
-  free(q->items);
-  free(q->popped_storage);
-  memset(q, 0, sizeof *q);
+void *detour__mem_alloc(const detour_mem *m, size_t size) {
+  return m->malloc(size ? size : 1, m->user);
 }
 
-void engine_queue_release_popped(engine_queue *q) {
-  free(q->popped_storage);
+void *detour__mem_calloc(const detour_mem *m, size_t n, size_t size) {
+  return m->calloc(n ? n : 1, size ? size : 1, m->user);
+}
+
+void *detour__mem_realloc(const detour_mem *m, void *p, size_t size) {
+  return m->realloc(p, size ? size : 1, m->user);
+}
+
+void detour__mem_free(const detour_mem *m, void *p) {
+  if (p)
+    m->free(p, m->user);
+}
+
+char *detour__mem_strdup(const detour_mem *m, const char *s) {
+  size_t n = strlen(s) + 1;
+  char *copy = detour__mem_alloc(m, n);
+  if (copy)
+    memcpy(copy, s, n);
+  return copy;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The queue                                                                 */
+
+void detour__queue_init(engine_queue *q, const detour_mem *mem) {
+  memset(q, 0, sizeof *q);
+  q->mem = mem;
+}
+
+void detour__queue_free(engine_queue *q) {
+  for (size_t i = 0; i < q->count; i++)
+    detour__mem_free(q->mem, q->items[(q->head + i) % q->cap].storage);
+  detour__mem_free(q->mem, q->items);
+  detour__mem_free(q->mem, q->popped_storage);
+  q->items = NULL;
+  q->popped_storage = NULL;
+  q->head = q->count = q->cap = 0;
+}
+
+void detour__queue_release_popped(engine_queue *q) {
+  detour__mem_free(q->mem, q->popped_storage);
   q->popped_storage = NULL;
 }
 
-bool engine_queue_empty(const engine_queue *q) { return q->count == 0; }
+bool detour__queue_empty(const engine_queue *q) { return q->count == 0; }
 
 static bool queue_grow(engine_queue *q) {
   size_t cap = q->cap ? q->cap * 2 : 16;
-  engine_queued_action *items = malloc(cap * sizeof *items);
+  engine_queued_action *items = detour__mem_alloc(q->mem, cap * sizeof *items);
   if (!items)
     return false;
   for (size_t i = 0; i < q->count; i++)
     items[i] = q->items[(q->head + i) % q->cap];
-  free(q->items);
+  detour__mem_free(q->mem, q->items);
   q->items = items;
   q->cap = cap;
   q->head = 0;
@@ -80,6 +115,13 @@ static void collect_refs(detour_action *a, string_refs *r) {
     add_ref(r, &a->u.rcpt.recipient, cstr_len(a->u.rcpt.recipient));
     add_ref(r, &a->u.rcpt.detail, cstr_len(a->u.rcpt.detail));
     break;
+  case DETOUR_ACT_ERROR:
+    add_ref(r, &a->u.error.text, cstr_len(a->u.error.text));
+    break;
+  case DETOUR_ACT_TLS_START:
+    add_ref(r, &a->u.tls.server_name, cstr_len(a->u.tls.server_name));
+    add_ref(r, &a->u.tls.ca_file, cstr_len(a->u.tls.ca_file));
+    break;
   case DETOUR_ACT_CLOSE:
   case DETOUR_ACT_DONE:
     break;
@@ -87,13 +129,13 @@ static void collect_refs(detour_action *a, string_refs *r) {
 }
 
 /* Copy every referenced string into one block and repoint the action. */
-static char *copy_strings(detour_action *a) {
+static char *copy_strings(const detour_mem *mem, detour_action *a) {
   string_refs r;
   collect_refs(a, &r);
   size_t total = 1;
   for (size_t i = 0; i < r.n; i++)
     total += r.len[i];
-  char *block = malloc(total);
+  char *block = detour__mem_alloc(mem, total);
   if (!block)
     return NULL;
   size_t off = 0;
@@ -108,23 +150,20 @@ static char *copy_strings(detour_action *a) {
   return block;
 }
 
-void engine_queue_push(engine_queue *q, const detour_action *a) {
-  if (q->count == q->cap && !queue_grow(q)) {
-    q->oom = true;
-    return;
-  }
+bool detour__queue_push(engine_queue *q, const detour_action *a) {
+  if (q->count == q->cap && !queue_grow(q))
+    return false;
   engine_queued_action item = {.action = *a};
-  item.storage = copy_strings(&item.action);
-  if (!item.storage) {
-    q->oom = true;
-    return;
-  }
+  item.storage = copy_strings(q->mem, &item.action);
+  if (!item.storage)
+    return false;
   q->items[(q->head + q->count) % q->cap] = item;
   q->count++;
+  return true;
 }
 
-int engine_queue_pop(engine_queue *q, detour_action *out) {
-  engine_queue_release_popped(q);
+int detour__queue_pop(engine_queue *q, detour_action *out) {
+  detour__queue_release_popped(q);
   if (q->count == 0)
     return 0;
   engine_queued_action *item = &q->items[q->head];

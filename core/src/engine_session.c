@@ -2,23 +2,128 @@
  * engine_session.c - one SMTP dialogue of the engine (SPEC R2, R3, R11).
  *
  * From the greeting to the reply to the final ".": EHLO (HELO when EHLO is
- * refused with 5xx), MAIL with SIZE / BODY=8BITMIME when offered, one RCPT
+ * refused with 5xx), STARTTLS and EHLO again or implicit TLS from the first
+ * byte, AUTH PLAIN or LOGIN (SPEC R13), MAIL with SIZE / BODY=8BITMIME
+ * when offered, one RCPT
  * per pending recipient, DATA and the dot-stuffed body. Optional PIPELINING
  * sends MAIL, every RCPT and DATA as one group (RFC 2920). Replies are
  * matched in order against a queue of expected replies; a reply nobody
  * asked for is a protocol violation.
  *
+ * The dialogue is a state machine with one state per thing it waits for.
+ * Each state is a row of one table: its name, the timeout that guards it
+ * (R11) and the stage a failure in it is classified at. The session moves
+ * only through enter_state(), which checks the move against the table of
+ * allowed moves, records where it came from and arms the state's deadline
+ * (OpenSMTPD's mta_enter_state, Postfix's xfer_timeouts). A new state is a
+ * new row, not a new special case.
+ *
+ * Transport security (R13). The engine never touches TLS itself: it asks
+ * the driver for it with a TLS_START action (server name, CA file) and
+ * waits in SESSION_TLS for "TLS up" or "TLS failed". When TLS is
+ * configured it is required unless the server entry says tls_optional:
+ * no STARTTLS in the EHLO reply then ends the session before AUTH or
+ * MAIL, and AUTH is never sent in clear to a server with TLS configured.
+ * Whatever the server sent after its 220 to STARTTLS and before the
+ * handshake is never read as a reply (CVE-2011-0411): such bytes mean a
+ * broken server or someone in the path, so the session ends as a TLS
+ * failure; after the handshake the reply reader starts empty, earlier
+ * capabilities are forgotten and EHLO is sent again (RFC 3207 4.2).
+ *
  * Every failure becomes a detour_failure, the classification table gives
  * its class, and the class is recorded per recipient: a RCPT failure
  * concerns one recipient (R10), any other failure every recipient of the
- * session. When the dialogue ends, engine.c decides what comes next.
+ * session. The session decides nothing beyond its own dialogue: each entry
+ * point returns a session_outcome (ended, breaker trip, worked, warning)
+ * and engine.c decides what comes next.
  */
+#include <assert.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "engine_internal.h"
+
+/* ------------------------------------------------------------------------ */
+/* States                                                                    */
+
+#define NO_TIMEOUT SIZE_MAX
+#define TIMEOUT(field) offsetof(detour_timeouts, field)
+#define BIT(st) (1u << SESSION_##st)
+
+/* Per state: its name, the detour_timeouts field that guards it (R11), the
+ * stage a timeout or a dropped connection in it is classified at, and the
+ * states it may move to. */
+typedef struct {
+  const char *name;
+  size_t timeout;
+  detour_stage stage;
+  unsigned next;
+} state_row;
+
+static const state_row states[] = {
+    [SESSION_NONE] = {"none", NO_TIMEOUT, DETOUR_STAGE_CONNECT,
+                      BIT(GREETING) | BIT(TLS)},
+    [SESSION_GREETING] = {"greeting", TIMEOUT(greeting), DETOUR_STAGE_GREETING,
+                          BIT(EHLO) | BIT(DONE)},
+    [SESSION_EHLO] = {"ehlo", TIMEOUT(ehlo), DETOUR_STAGE_EHLO,
+                      BIT(HELO) | BIT(STARTTLS) | BIT(AUTH) | BIT(MAIL) |
+                          BIT(DONE)},
+    [SESSION_HELO] = {"helo", TIMEOUT(ehlo), DETOUR_STAGE_HELO,
+                      BIT(AUTH) | BIT(MAIL) | BIT(DONE)},
+    [SESSION_STARTTLS] = {"starttls", TIMEOUT(ehlo), DETOUR_STAGE_STARTTLS,
+                          BIT(TLS) | BIT(DONE)},
+    [SESSION_TLS] = {"tls", TIMEOUT(tls), DETOUR_STAGE_TLS,
+                     BIT(GREETING) | BIT(EHLO_TLS) | BIT(DONE)},
+    [SESSION_EHLO_TLS] = {"ehlo_tls", TIMEOUT(ehlo), DETOUR_STAGE_EHLO,
+                          BIT(AUTH) | BIT(MAIL) | BIT(DONE)},
+    [SESSION_AUTH] = {"auth", TIMEOUT(auth), DETOUR_STAGE_AUTH,
+                      BIT(AUTH) | BIT(MAIL) | BIT(DONE)},
+    [SESSION_MAIL] = {"mail", TIMEOUT(mail), DETOUR_STAGE_MAIL,
+                      BIT(RCPT) | BIT(DATA) | BIT(DONE)},
+    [SESSION_RCPT] = {"rcpt", TIMEOUT(rcpt), DETOUR_STAGE_RCPT,
+                      BIT(RCPT) | BIT(DATA) | BIT(DONE)},
+    [SESSION_DATA] = {"data", TIMEOUT(data_start), DETOUR_STAGE_DATA,
+                      BIT(BODY) | BIT(DONE)},
+    [SESSION_BODY] = {"body", TIMEOUT(data_block), DETOUR_STAGE_END_OF_DATA,
+                      BIT(DOT) | BIT(DONE)},
+    [SESSION_DOT] = {"dot", TIMEOUT(final_dot), DETOUR_STAGE_END_OF_DATA,
+                     BIT(DONE)},
+    [SESSION_DONE] = {"done", NO_TIMEOUT, DETOUR_STAGE_QUIT, 0},
+};
+_Static_assert(sizeof states / sizeof *states == SESSION_STATE_COUNT,
+               "one row per session_state");
+_Static_assert(SESSION_STATE_COUNT <= 32, "moves are bits of an unsigned");
+
+const char *detour__session_state_name(session_state st) {
+  return (unsigned)st < SESSION_STATE_COUNT ? states[st].name : "unknown";
+}
+
+static detour_ms state_timeout(const detour_engine *e, session_state st) {
+  const detour_timeouts *t = &e->cfg.timeouts;
+  detour_ms ms;
+  memcpy(&ms, (const char *)t + states[st].timeout, sizeof ms);
+  return ms;
+}
+
+/* (Re)start the current state's clock: the deadline follows the oldest
+ * unanswered command, so every reply restarts it. */
+static void arm_deadline(detour_engine *e, detour_ms now) {
+  engine_session *s = &e->session;
+  if (s->conn && states[s->state].timeout != NO_TIMEOUT)
+    s->conn->deadline = now + state_timeout(e, s->state);
+}
+
+static void enter_state(detour_engine *e, session_state to, detour_ms now) {
+  engine_session *s = &e->session;
+  assert((states[s->state].next & (1u << to)) && "move not in the table");
+  s->from = s->state;
+  s->state = to;
+  arm_deadline(e, now);
+}
 
 /* ------------------------------------------------------------------------ */
 /* Expected replies                                                          */
@@ -40,54 +145,15 @@ static const engine_expect *expect_head(const engine_session *s) {
   return s->expect_count ? &s->expect[s->expect_head] : NULL;
 }
 
-/* RFC 5321 4.5.3.2 timeouts, per stage (R11). */
-static detour_ms stage_timeout(const detour_engine *e, detour_stage st) {
-  const detour_timeouts *t = &e->cfg.timeouts;
-  switch (st) {
-  case DETOUR_STAGE_CONNECT:
-    return t->connect;
-  case DETOUR_STAGE_GREETING:
-    return t->greeting;
-  case DETOUR_STAGE_EHLO:
-  case DETOUR_STAGE_HELO:
-    return t->ehlo;
-  case DETOUR_STAGE_MAIL:
-    return t->mail;
-  case DETOUR_STAGE_RCPT:
-    return t->rcpt;
-  case DETOUR_STAGE_DATA:
-    return t->data_start;
-  case DETOUR_STAGE_END_OF_DATA:
-    return t->final_dot;
-  case DETOUR_STAGE_QUIT:
-    return t->quit;
-  }
-  return t->greeting;
-}
-
-/* The deadline follows the oldest unanswered command; while the body is
- * still being written, each block has the data-block timeout. */
-static void arm_deadline(detour_engine *e, detour_ms now) {
-  engine_session *s = &e->session;
-  const engine_expect *x = expect_head(s);
-  if (!s->conn || !x)
-    return;
-  if (s->state == SESSION_BODY && !s->body_written)
-    s->conn->deadline = now + e->cfg.timeouts.data_block;
-  else
-    s->conn->deadline = now + stage_timeout(e, x->stage);
-}
-
 static void send_text(detour_engine *e, const char *text) {
   e->session.sends_outstanding++;
-  engine_send(e, e->session.conn->id, text, strlen(text));
+  detour__engine_send(e, e->session.conn->id, text, strlen(text));
 }
 
-static void send_command(detour_engine *e, detour_ms now, detour_stage st,
-                         size_t rcpt, const char *line) {
+static void send_command(detour_engine *e, detour_stage st, size_t rcpt,
+                         const char *line) {
   send_text(e, line);
   expect_push(&e->session, st, rcpt);
-  arm_deadline(e, now);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -117,6 +183,10 @@ static const char *condition_result(detour_condition cond) {
     return "SMTP malformed reply";
   case DETOUR_COND_TLS:
     return "SMTP TLS error";
+  case DETOUR_COND_NO_STARTTLS:
+    return "SMTP STARTTLS not offered";
+  case DETOUR_COND_NO_AUTH:
+    return "SMTP AUTH not offered";
   default:
     return "SMTP error";
   }
@@ -127,9 +197,53 @@ typedef struct {
   detour_failure f;
   char result[256];
   char detail[256];
+  const char *reason; /* for the configuration warning; NULL: by code */
 } failure_note;
 
-static void note_reply(failure_note *n, detour_stage st,
+static void base64(const unsigned char *in, size_t n, char *out);
+
+/* Replace every copy of needle in buf with "[secret]" (in place). */
+static void redact_one(char *buf, size_t cap, const char *needle) {
+  size_t nl = strlen(needle);
+  const char *mask = "[secret]";
+  char *at;
+  while (nl > 0 && (at = strstr(buf, needle)) != NULL) {
+    size_t tail = strlen(at + nl);
+    size_t ml = strlen(mask);
+    if ((size_t)(at - buf) + ml + tail + 1 > cap)
+      tail = cap - (size_t)(at - buf) - ml - 1;
+    memmove(at + ml, at + nl, tail);
+    memcpy(at, mask, ml);
+    at[ml + tail] = '\0';
+  }
+}
+
+/* R13: the secret appears in no log. A server may echo our AUTH line in
+ * its reply text (some do, in "500 unrecognised command: ..."), and that
+ * text goes into log rows: take out the password and the base64 forms
+ * we sent. */
+static void redact(const detour_engine *e, char *buf, size_t cap) {
+  const detour_server *srv = &e->cfg.servers[e->session.server];
+  if (!srv->auth_password[0])
+    return;
+  size_t u = strlen(srv->auth_user), p = strlen(srv->auth_password);
+  unsigned char blob[sizeof srv->auth_user + sizeof srv->auth_password + 2];
+  char b64[sizeof blob * 4 / 3 + 8];
+  redact_one(buf, cap, srv->auth_password);
+  base64((const unsigned char *)srv->auth_password, p, b64);
+  redact_one(buf, cap, b64);
+  blob[0] = 0;
+  memcpy(blob + 1, srv->auth_user, u);
+  blob[1 + u] = 0;
+  memcpy(blob + 2 + u, srv->auth_password, p);
+  base64(blob, 2 + u + p, b64);
+  redact_one(buf, cap, b64);
+  volatile unsigned char *v = blob; /* no copy of the secret left */
+  for (size_t i = 0; i < sizeof blob; i++)
+    v[i] = 0;
+}
+
+static void note_reply(const detour_engine *e, failure_note *n, detour_stage st,
                        const detour_reply *r) {
   memset(n, 0, sizeof *n);
   n->f.stage = st;
@@ -138,6 +252,7 @@ static void note_reply(failure_note *n, detour_stage st,
   memcpy(n->f.enhanced, r->enhanced, sizeof n->f.enhanced);
   n->f.text = r->text;
   reply_result(r, n->result, sizeof n->result);
+  redact(e, n->result, sizeof n->result);
   snprintf(n->detail, sizeof n->detail, "%s: %s", detour_stage_name(st),
            n->result + 5);
 }
@@ -153,12 +268,52 @@ static void note_condition(failure_note *n, detour_stage st,
            why ? why : "");
 }
 
+/* The reason a configuration warning gives for a refusal, by reply code
+ * (RFC 4954 section 6); anything else is "refused". */
+static const struct {
+  int code;
+  const char *reason;
+} refusal_reasons[] = {
+    {530, "authentication required"},
+    {534, "authentication mechanism too weak"},
+    {535, "authentication failed"},
+    {538, "encryption required for the authentication mechanism"},
+};
+
+static const char *warn_reason(const failure_note *n) {
+  const detour_failure *f = &n->f;
+  if (n->reason)
+    return n->reason;
+  if (f->stage == DETOUR_STAGE_TLS && f->cond == DETOUR_COND_TIMEOUT)
+    return "TLS handshake timed out";
+  if (f->stage == DETOUR_STAGE_TLS && f->cond == DETOUR_COND_CLOSED)
+    return "connection closed during the TLS handshake";
+  if (f->cond == DETOUR_COND_NO_STARTTLS)
+    return "STARTTLS not offered";
+  if (f->cond == DETOUR_COND_NO_AUTH)
+    return "no AUTH mechanism we speak (PLAIN, LOGIN) offered";
+  if (f->cond != DETOUR_COND_REPLY)
+    return detour_condition_name(f->cond);
+  if (f->stage == DETOUR_STAGE_STARTTLS)
+    return "STARTTLS refused";
+  for (size_t i = 0; i < sizeof refusal_reasons / sizeof *refusal_reasons; i++)
+    if (refusal_reasons[i].code == f->code)
+      return refusal_reasons[i].reason;
+  return "refused";
+}
+
+/* The class of a failure; a rule that asks for the configuration warning
+ * puts it in the outcome (the first one of the session wins). */
 static detour_class classify(detour_engine *e, const failure_note *n) {
   bool warn = false;
   detour_class cls = detour_classify_failure(
       e->cfg.classify ? e->cfg.classify : e->own_classify, &n->f, &warn);
-  if (warn)
-    engine_warn_auth(e, e->session.server, n->detail);
+  session_outcome *o = &e->session.out;
+  if (warn && !o->warn) {
+    o->warn = true;
+    snprintf(o->warn_reason, sizeof o->warn_reason, "%s", warn_reason(n));
+    snprintf(o->warn_detail, sizeof o->warn_detail, "%s", n->detail);
+  }
   if (cls == DETOUR_CLASS_NONE) /* a failure is never "no failure" */
     cls = DETOUR_CLASS_TRANSIENT;
   return cls;
@@ -180,32 +335,32 @@ static void rcpt_failed(detour_engine *e, detour_ms now, size_t i,
   r->row_this_session = true;
   r->last_class = cls;
   snprintf(r->detail, sizeof r->detail, "%s", n->detail);
-  engine_log(e, now, DETOUR_LOG_SMTP, r, s->server, s->address, n->result, cls,
-             n->detail);
+  detour__engine_log(e, now, DETOUR_LOG_SMTP, r, s->server, s->address,
+                     n->result, cls, n->detail);
   if (cls == DETOUR_CLASS_ABORT) {
     r->state = RCPT_ABORTED;
-    engine_rcpt_final(e, i, DETOUR_RCPT_ABORTED);
+    detour__engine_rcpt_final(e, i, DETOUR_RCPT_ABORTED);
   }
   if (cls == DETOUR_CLASS_CONNECT || cls == DETOUR_CLASS_SWITCH)
-    engine_breaker_trip(e, s->server, now);
+    s->out.trip_breaker = true;
 }
 
 /* Leave the session: QUIT politely when the server is still talking to
- * us, otherwise just close. Then let engine.c pick the next step. */
+ * us, otherwise just close. What comes next is engine.c's decision. */
 static void session_end(detour_engine *e, detour_ms now, bool polite) {
   engine_session *s = &e->session;
   engine_conn *c = s->conn;
-  s->state = SESSION_DONE;
+  enter_state(e, SESSION_DONE, now);
   s->conn = NULL;
   s->expect_count = 0;
   if (polite) {
-    engine_send(e, c->id, "QUIT\r\n", 6);
+    detour__engine_send(e, c->id, "QUIT\r\n", 6);
     c->role = CONN_QUITTING;
     c->deadline = now + e->cfg.timeouts.quit;
   } else {
-    engine_close_conn(e, c);
+    detour__engine_close_conn(e, c);
   }
-  engine_session_over(e, now);
+  s->out.over = true;
 }
 
 /* A failure that concerns the whole session (not one RCPT). */
@@ -226,13 +381,33 @@ static void session_fail(detour_engine *e, detour_ms now, const failure_note *n,
   session_end(e, now, polite);
 }
 
+/* A failure that is not a reply, at the stage of the current state. */
 static void fail_condition(detour_engine *e, detour_ms now,
                            detour_condition cond, const char *why) {
-  const engine_expect *x = expect_head(&e->session);
-  detour_stage st = x ? x->stage : DETOUR_STAGE_GREETING;
   failure_note n;
-  note_condition(&n, st, cond, why);
+  note_condition(&n, states[e->session.state].stage, cond, why);
   /* the connection is no longer trustworthy: close without QUIT */
+  session_fail(e, now, &n, false);
+}
+
+/* We end a session the server runs fine (no STARTTLS, no AUTH we can
+ * use): say QUIT. */
+static void fail_policy(detour_engine *e, detour_ms now, detour_condition cond,
+                        const char *why) {
+  failure_note n;
+  note_condition(&n, states[e->session.state].stage, cond, why);
+  session_fail(e, now, &n, true);
+}
+
+static void fail_tls(detour_engine *e, detour_ms now, detour_tls_failure why,
+                     const char *detail) {
+  failure_note n;
+  char text[200];
+  snprintf(text, sizeof text, "%s%s%s", detour_tls_failure_message(why),
+           detail && *detail ? ": " : "", detail ? detail : "");
+  note_condition(&n, DETOUR_STAGE_TLS, DETOUR_COND_TLS, text);
+  n.f.text = detour_tls_failure_name(why);
+  n.reason = detour_tls_failure_message(why);
   session_fail(e, now, &n, false);
 }
 
@@ -240,35 +415,62 @@ static void fail_condition(detour_engine *e, detour_ms now,
 static void fail_reply(detour_engine *e, detour_ms now, detour_stage st,
                        const detour_reply *r) {
   failure_note n;
-  note_reply(&n, st, r);
+  note_reply(e, &n, st, r);
   session_fail(e, now, &n, r->code != 421);
 }
 
 /* ------------------------------------------------------------------------ */
-/* The dialogue                                                              */
+/* The dialogue: one short on_<state> per awaited reply                      */
 
 static bool is_2xx(const detour_reply *r) { return r->code / 100 == 2; }
 
+static void forget_capabilities(engine_session *s) {
+  s->cap_size = s->cap_8bitmime = s->cap_pipelining = false;
+  s->cap_starttls = s->cap_auth_plain = s->cap_auth_login = false;
+}
+
+static bool word_is(const char *p, size_t n, const char *word) {
+  return n == strlen(word) && strncasecmp(p, word, n) == 0;
+}
+
+/* "AUTH PLAIN LOGIN" (and the old "AUTH=PLAIN LOGIN"): the mechanisms
+ * after the keyword, up to the end of the line. */
+static void parse_auth_mechanisms(engine_session *s, const char *p) {
+  while (*p && *p != '\n') {
+    p += strspn(p, " =");
+    size_t n = strcspn(p, " \n");
+    if (word_is(p, n, "PLAIN"))
+      s->cap_auth_plain = true;
+    else if (word_is(p, n, "LOGIN"))
+      s->cap_auth_login = true;
+    p += n;
+  }
+}
+
 static void parse_capabilities(engine_session *s, const detour_reply *r) {
   const char *p = strchr(r->text, '\n'); /* first line: the domain */
-  s->cap_size = s->cap_8bitmime = s->cap_pipelining = false;
+  forget_capabilities(s);
   while (p) {
     p++;
-    size_t n = strcspn(p, " \n");
-    if (n == 4 && strncasecmp(p, "SIZE", 4) == 0)
+    size_t n = strcspn(p, " =\n");
+    if (word_is(p, n, "SIZE"))
       s->cap_size = true;
-    else if (n == 8 && strncasecmp(p, "8BITMIME", 8) == 0)
+    else if (word_is(p, n, "8BITMIME"))
       s->cap_8bitmime = true;
-    else if (n == 10 && strncasecmp(p, "PIPELINING", 10) == 0)
+    else if (word_is(p, n, "PIPELINING"))
       s->cap_pipelining = true;
+    else if (word_is(p, n, "STARTTLS"))
+      s->cap_starttls = true;
+    else if (word_is(p, n, "AUTH"))
+      parse_auth_mechanisms(s, p + n);
     p = strchr(p, '\n');
   }
 }
 
-static void send_rcpt(detour_engine *e, detour_ms now, size_t i) {
+static void send_rcpt(detour_engine *e, size_t i) {
   char line[1100];
   snprintf(line, sizeof line, "RCPT TO:<%s>\r\n", e->active->rcpts[i].addr);
-  send_command(e, now, DETOUR_STAGE_RCPT, i, line);
+  send_command(e, DETOUR_STAGE_RCPT, i, line);
 }
 
 /* The next pending recipient at or after `from`, or nrcpts. */
@@ -284,27 +486,200 @@ static void start_transaction(detour_engine *e, detour_ms now) {
   char line[1200];
   int n = snprintf(line, sizeof line, "MAIL FROM:<%s>", m->from);
   if (s->cap_size)
-    n += snprintf(line + n, sizeof line - (size_t)n, " SIZE=%zu",
-                  m->wire_len - 3); /* RFC 1870: without the final "." */
+    n += snprintf(line + n, sizeof line - (size_t)n, " SIZE=%llu",
+                  /* RFC 1870: without the final "." */
+                  (unsigned long long)(m->wire_len - 3));
   if (s->cap_8bitmime && m->eight_bit)
     n += snprintf(line + n, sizeof line - (size_t)n, " BODY=8BITMIME");
   snprintf(line + n, sizeof line - (size_t)n, "\r\n");
-  s->state = SESSION_TXN;
   s->accepted = 0;
   s->pipelined = s->cap_pipelining && e->cfg.pipelining;
-  send_command(e, now, DETOUR_STAGE_MAIL, 0, line);
-  if (!s->pipelined)
-    return;
-  for (size_t i = next_pending(m, 0); i < m->nrcpts; i = next_pending(m, i + 1))
-    send_rcpt(e, now, i);
-  send_command(e, now, DETOUR_STAGE_DATA, 0, "DATA\r\n");
+  send_command(e, DETOUR_STAGE_MAIL, 0, line);
+  if (s->pipelined) {
+    for (size_t i = next_pending(m, 0); i < m->nrcpts;
+         i = next_pending(m, i + 1))
+      send_rcpt(e, i);
+    send_command(e, DETOUR_STAGE_DATA, 0, "DATA\r\n");
+  }
+  enter_state(e, SESSION_MAIL, now);
 }
 
-static void send_ehlo(detour_engine *e, detour_ms now, const char *verb,
-                      detour_stage st) {
+static void send_ehlo(detour_engine *e, const char *verb, detour_stage st) {
   char line[300];
   snprintf(line, sizeof line, "%s %s\r\n", verb, e->cfg.helo_name);
-  send_command(e, now, st, 0, line);
+  send_command(e, st, 0, line);
+}
+
+/* ------------------------------------------------------------------------ */
+/* TLS and AUTH (R13)                                                        */
+
+static const detour_server *server_of(const detour_engine *e) {
+  return &e->cfg.servers[e->session.server];
+}
+
+static bool tls_wanted(const detour_engine *e) {
+  return server_of(e)->tls != DETOUR_TLS_MODE_NONE;
+}
+
+/* Overwrite a secret; the volatile keeps the compiler from dropping it. */
+static void wipe(void *p, size_t n) {
+  volatile unsigned char *v = p;
+  while (n--)
+    *v++ = 0;
+}
+
+/* RFC 4648 base64 of n bytes into out (4 * ceil(n / 3) + 1 bytes). */
+static void base64(const unsigned char *in, size_t n, char *out) {
+  static const char abc[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t o = 0;
+  for (size_t i = 0; i < n; i += 3) {
+    unsigned v = (unsigned)in[i] << 16;
+    if (i + 1 < n)
+      v |= (unsigned)in[i + 1] << 8;
+    if (i + 2 < n)
+      v |= in[i + 2];
+    out[o++] = abc[(v >> 18) & 63];
+    out[o++] = abc[(v >> 12) & 63];
+    out[o++] = i + 1 < n ? abc[(v >> 6) & 63] : '=';
+    out[o++] = i + 2 < n ? abc[v & 63] : '=';
+  }
+  out[o] = '\0';
+}
+
+/* "PREFIX<base64 of in>\r\n" as one command; the copies are wiped. */
+static void send_secret(detour_engine *e, const char *prefix,
+                        const unsigned char *in, size_t n) {
+  char line[1100];
+  size_t p = strlen(prefix);
+  memcpy(line, prefix, p);
+  base64(in, n, line + p);
+  strcat(line, "\r\n");
+  send_command(e, DETOUR_STAGE_AUTH, 0, line);
+  wipe(line, sizeof line);
+}
+
+/* A log row per recipient of the session (TLS up, AUTH accepted). */
+static void log_step(detour_engine *e, detour_ms now, detour_log_kind kind,
+                     const char *result, const char *detail) {
+  engine_session *s = &e->session;
+  engine_message *m = e->active;
+  for (size_t i = 0; i < m->nrcpts; i++)
+    if (takes_part(&m->rcpts[i]))
+      detour__engine_log(e, now, kind, &m->rcpts[i], s->server, s->address,
+                         result, DETOUR_CLASS_NONE, detail);
+}
+
+static void start_auth(detour_engine *e, detour_ms now) {
+  engine_session *s = &e->session;
+  const detour_server *srv = server_of(e);
+  s->auth_login = !s->cap_auth_plain;
+  s->auth_step = 0;
+  if (s->auth_login) {
+    send_command(e, DETOUR_STAGE_AUTH, 0, "AUTH LOGIN\r\n");
+  } else { /* RFC 4616: authzid (empty) NUL authcid NUL passwd */
+    unsigned char blob[sizeof srv->auth_user + sizeof srv->auth_password + 2];
+    size_t u = strnlen(srv->auth_user, sizeof srv->auth_user - 1);
+    size_t p = strnlen(srv->auth_password, sizeof srv->auth_password - 1);
+    blob[0] = 0;
+    memcpy(blob + 1, srv->auth_user, u);
+    blob[1 + u] = 0;
+    memcpy(blob + 2 + u, srv->auth_password, p);
+    send_secret(e, "AUTH PLAIN ", blob, 2 + u + p);
+    wipe(blob, sizeof blob);
+  }
+  enter_state(e, SESSION_AUTH, now);
+}
+
+/* After the EHLO that counts (inside TLS when TLS is used): AUTH when
+ * configured, else the transaction. AUTH never goes out in clear to a
+ * server that has TLS configured. */
+static void authenticate_or_mail(detour_engine *e, detour_ms now) {
+  engine_session *s = &e->session;
+  const detour_server *srv = server_of(e);
+  if (!srv->auth_user[0]) {
+    start_transaction(e, now);
+  } else if (tls_wanted(e) && !s->tls_up) {
+    fail_policy(e, now, DETOUR_COND_NO_STARTTLS,
+                "no AUTH in clear to a server with TLS configured");
+  } else if (!s->cap_auth_plain && !s->cap_auth_login) {
+    fail_policy(e, now, DETOUR_COND_NO_AUTH,
+                "the server offers no AUTH PLAIN or LOGIN");
+  } else {
+    start_auth(e, now);
+  }
+}
+
+/* After the first EHLO: STARTTLS when configured and offered. Without
+ * it, a required TLS ends the session before anything else is sent. */
+static void after_ehlo(detour_engine *e, detour_ms now) {
+  engine_session *s = &e->session;
+  const detour_server *srv = server_of(e);
+  if (srv->tls == DETOUR_TLS_MODE_STARTTLS && !s->tls_up) {
+    if (s->cap_starttls) {
+      send_command(e, DETOUR_STAGE_STARTTLS, 0, "STARTTLS\r\n");
+      enter_state(e, SESSION_STARTTLS, now);
+      return;
+    }
+    if (!srv->tls_optional) {
+      fail_policy(e, now, DETOUR_COND_NO_STARTTLS,
+                  "TLS is required and the EHLO reply has no STARTTLS");
+      return;
+    }
+  }
+  authenticate_or_mail(e, now);
+}
+
+/* Ask the driver for TLS on this connection. */
+static void start_tls(detour_engine *e) {
+  engine_session *s = &e->session;
+  const detour_server *srv = server_of(e);
+  detour_action a = {.type = DETOUR_ACT_TLS_START, .conn = s->conn->id};
+  a.u.tls.server_name = srv->host;
+  a.u.tls.ca_file = srv->ca_file;
+  detour__engine_push(e, &a);
+  s->tls_started = true;
+}
+
+static void on_starttls(detour_engine *e, detour_ms now,
+                        const detour_reply *r) {
+  if (!is_2xx(r)) {
+    fail_reply(e, now, DETOUR_STAGE_STARTTLS, r);
+    return;
+  }
+  /* TLS_START goes out once this read is done and shown clean
+   * (detour__session_on_data) */
+  enter_state(e, SESSION_TLS, now);
+}
+
+static void on_auth(detour_engine *e, detour_ms now, const detour_reply *r) {
+  engine_session *s = &e->session;
+  const detour_server *srv = server_of(e);
+  if (r->code == 334 && s->auth_login && s->auth_step < 2) {
+    s->auth_step++;
+    const char *secret =
+        s->auth_step == 1 ? srv->auth_user : srv->auth_password;
+    send_secret(e, "", (const unsigned char *)secret,
+                strnlen(secret, sizeof srv->auth_user - 1));
+    enter_state(e, SESSION_AUTH, now);
+    return;
+  }
+  if (r->code == 334) {
+    fail_condition(e, now, DETOUR_COND_MALFORMED,
+                   "334 where AUTH expected 235 or a refusal");
+    return;
+  }
+  if (!is_2xx(r)) {
+    fail_reply(e, now, DETOUR_STAGE_AUTH, r);
+    return;
+  }
+  char result[64];
+  snprintf(result, sizeof result, "AUTH %s OK",
+           s->auth_login ? "LOGIN" : "PLAIN");
+  char detail[300];
+  snprintf(detail, sizeof detail, "user %.200s", srv->auth_user);
+  log_step(e, now, DETOUR_LOG_AUTH, result, detail);
+  start_transaction(e, now);
 }
 
 static void on_greeting(detour_engine *e, detour_ms now,
@@ -313,18 +688,30 @@ static void on_greeting(detour_engine *e, detour_ms now,
     fail_reply(e, now, DETOUR_STAGE_GREETING, r);
     return;
   }
-  e->session.state = SESSION_EHLO;
-  send_ehlo(e, now, "EHLO", DETOUR_STAGE_EHLO);
+  send_ehlo(e, "EHLO", DETOUR_STAGE_EHLO);
+  enter_state(e, SESSION_EHLO, now);
 }
 
 static void on_ehlo(detour_engine *e, detour_ms now, const detour_reply *r) {
+  engine_session *s = &e->session;
+  const detour_server *srv = server_of(e);
   if (is_2xx(r)) {
-    parse_capabilities(&e->session, r);
-    start_transaction(e, now);
+    parse_capabilities(s, r);
+    if (s->tls_up)
+      authenticate_or_mail(e, now); /* the EHLO again inside TLS */
+    else
+      after_ehlo(e, now);
+  } else if (s->tls_up) {
+    fail_reply(e, now, DETOUR_STAGE_EHLO, r);
+  } else if (r->code / 100 == 5 && srv->tls == DETOUR_TLS_MODE_STARTTLS &&
+             !srv->tls_optional) {
+    /* a server without EHLO has no STARTTLS either */
+    fail_policy(e, now, DETOUR_COND_NO_STARTTLS,
+                "TLS is required and the server refused EHLO");
   } else if (r->code / 100 == 5) {
     /* an old server: RFC 5321 4.1.4 says fall back to HELO */
-    e->session.state = SESSION_HELO;
-    send_ehlo(e, now, "HELO", DETOUR_STAGE_HELO);
+    send_ehlo(e, "HELO", DETOUR_STAGE_HELO);
+    enter_state(e, SESSION_HELO, now);
   } else {
     fail_reply(e, now, DETOUR_STAGE_EHLO, r);
   }
@@ -335,9 +722,17 @@ static void on_helo(detour_engine *e, detour_ms now, const detour_reply *r) {
     fail_reply(e, now, DETOUR_STAGE_HELO, r);
     return;
   }
-  engine_session *s = &e->session;
-  s->cap_size = s->cap_8bitmime = s->cap_pipelining = false;
-  start_transaction(e, now);
+  forget_capabilities(&e->session);
+  authenticate_or_mail(e, now);
+}
+
+/* Pipelined: the state follows the oldest reply still awaited. */
+static void follow_pipeline(detour_engine *e, detour_ms now) {
+  const engine_expect *x = expect_head(&e->session);
+  if (x && x->stage == DETOUR_STAGE_RCPT)
+    enter_state(e, SESSION_RCPT, now);
+  else if (x && x->stage == DETOUR_STAGE_DATA)
+    enter_state(e, SESSION_DATA, now);
 }
 
 static void on_mail(detour_engine *e, detour_ms now, const detour_reply *r) {
@@ -346,22 +741,27 @@ static void on_mail(detour_engine *e, detour_ms now, const detour_reply *r) {
     return;
   }
   engine_session *s = &e->session;
-  if (s->pipelined)
+  if (s->pipelined) {
+    follow_pipeline(e, now);
     return;
+  }
   s->rcpt_cursor = next_pending(e->active, 0);
-  send_rcpt(e, now, s->rcpt_cursor);
+  send_rcpt(e, s->rcpt_cursor);
+  enter_state(e, SESSION_RCPT, now);
 }
 
 /* After the last RCPT reply: DATA when someone was accepted, else end the
  * session (the recipients keep the class of their RCPT failure). */
 static void after_rcpts(detour_engine *e, detour_ms now) {
   engine_session *s = &e->session;
-  if (s->pipelined)
-    return; /* DATA was sent with the group; its reply decides */
-  if (s->accepted > 0)
-    send_command(e, now, DETOUR_STAGE_DATA, 0, "DATA\r\n");
-  else
+  if (s->pipelined) {
+    follow_pipeline(e, now); /* DATA went with the group; its reply decides */
+  } else if (s->accepted > 0) {
+    send_command(e, DETOUR_STAGE_DATA, 0, "DATA\r\n");
+    enter_state(e, SESSION_DATA, now);
+  } else {
     session_end(e, now, true);
+  }
 }
 
 static void on_rcpt(detour_engine *e, detour_ms now, size_t i,
@@ -377,19 +777,58 @@ static void on_rcpt(detour_engine *e, detour_ms now, size_t i,
     s->accepted++;
   } else {
     failure_note n;
-    note_reply(&n, DETOUR_STAGE_RCPT, r);
+    note_reply(e, &n, DETOUR_STAGE_RCPT, r);
     rcpt_failed(e, now, i, &n, classify(e, &n));
   }
   if (!s->pipelined) {
     s->rcpt_cursor = next_pending(e->active, s->rcpt_cursor + 1);
     if (s->rcpt_cursor < e->active->nrcpts) {
-      send_rcpt(e, now, s->rcpt_cursor);
+      send_rcpt(e, s->rcpt_cursor);
+      enter_state(e, SESSION_RCPT, now);
       return;
     }
   } else if (expect_head(s) && expect_head(s)->stage == DETOUR_STAGE_RCPT) {
-    return; /* more RCPT replies of the group to come */
+    enter_state(e, SESSION_RCPT, now); /* more replies of the group */
+    return;
   }
   after_rcpts(e, now);
+}
+
+/* The body source failed: drop the connection without the final "." (the
+ * server discards what it got) and give the message up, since every
+ * attempt would read the same body. */
+static void body_unreadable(detour_engine *e, detour_ms now, int err) {
+  failure_note n;
+  memset(&n, 0, sizeof n);
+  snprintf(n.result, sizeof n.result, "local error");
+  snprintf(n.detail, sizeof n.detail, "data: cannot read the message body: %s",
+           detour_strerror(err));
+  engine_message *m = e->active;
+  for (size_t i = 0; i < m->nrcpts; i++)
+    if (takes_part(&m->rcpts[i]))
+      rcpt_failed(e, now, i, &n, DETOUR_CLASS_TRANSIENT);
+  e->session.out.give_up = true;
+  session_end(e, now, false);
+}
+
+/* Hand the next block of the body to the driver. Its on_sent brings the
+ * one after, so each block gets the data-block timeout of its own (R11,
+ * RFC 5321 4.5.3.2); once the last block (with the final ".") is written,
+ * the reply to the final "." is awaited. */
+static void send_body_block(detour_engine *e, detour_ms now) {
+  engine_session *s = &e->session;
+  int64_t n = detour__body_next_block(e, e->active, &s->body);
+  if (n < 0) {
+    body_unreadable(e, now, (int)n);
+    return;
+  }
+  if (n == 0) {
+    enter_state(e, SESSION_DOT, now);
+    return;
+  }
+  s->sends_outstanding++;
+  detour__engine_send(e, s->conn->id, e->block, (size_t)n);
+  arm_deadline(e, now);
 }
 
 static void on_data_command(detour_engine *e, detour_ms now,
@@ -405,12 +844,10 @@ static void on_data_command(detour_engine *e, detour_ms now,
     fail_reply(e, now, DETOUR_STAGE_DATA, r);
     return;
   }
-  s->state = SESSION_BODY;
-  s->body_written = false;
-  s->sends_outstanding++;
-  engine_send(e, s->conn->id, e->active->wire_body, e->active->wire_len);
+  detour__body_cursor_init(&s->body);
   expect_push(s, DETOUR_STAGE_END_OF_DATA, 0);
-  arm_deadline(e, now);
+  enter_state(e, SESSION_BODY, now);
+  send_body_block(e, now);
 }
 
 static void on_end_of_data(detour_engine *e, detour_ms now,
@@ -430,11 +867,12 @@ static void on_end_of_data(detour_engine *e, detour_ms now,
     rc->server = (int)s->server;
     rc->last_class = DETOUR_CLASS_NONE;
     snprintf(rc->detail, sizeof rc->detail, "eod: %.200s", r->text);
-    engine_log(e, now, DETOUR_LOG_SMTP, rc, s->server, s->address, "SMTP OK",
-               DETOUR_CLASS_NONE, rc->detail);
-    engine_rcpt_final(e, i, DETOUR_RCPT_DELIVERED);
+    redact(e, rc->detail, sizeof rc->detail);
+    detour__engine_log(e, now, DETOUR_LOG_SMTP, rc, s->server, s->address,
+                       "SMTP OK", DETOUR_CLASS_NONE, rc->detail);
+    detour__engine_rcpt_final(e, i, DETOUR_RCPT_DELIVERED);
   }
-  e->hold_until[s->server] = 0; /* R12: it works again */
+  s->out.worked = true; /* R12: it works again */
   session_end(e, now, true);
 }
 
@@ -463,10 +901,18 @@ static void handle_reply(detour_engine *e, detour_ms now,
   case DETOUR_STAGE_END_OF_DATA:
     on_end_of_data(e, now, r);
     break;
+  case DETOUR_STAGE_STARTTLS:
+    on_starttls(e, now, r);
+    break;
+  case DETOUR_STAGE_AUTH:
+    on_auth(e, now, r);
+    break;
   case DETOUR_STAGE_CONNECT:
   case DETOUR_STAGE_QUIT:
+  case DETOUR_STAGE_TLS:
     break;
   }
+  /* a reply that left the state as it was still restarts its clock */
   if (e->session.conn)
     arm_deadline(e, now);
 }
@@ -474,8 +920,14 @@ static void handle_reply(detour_engine *e, detour_ms now,
 /* ------------------------------------------------------------------------ */
 /* Entry points from engine.c                                                */
 
-void session_begin(detour_engine *e, engine_conn *c, detour_ms now,
-                   const char *address) {
+static session_outcome outcome_of(engine_session *s) {
+  session_outcome o = s->out;
+  memset(&s->out, 0, sizeof s->out);
+  return o;
+}
+
+session_outcome detour__session_begin(detour_engine *e, engine_conn *c,
+                                      detour_ms now, const char *address) {
   engine_session *s = &e->session;
   engine_expect *ring = s->expect;
   memset(s, 0, sizeof *s);
@@ -487,105 +939,125 @@ void session_begin(detour_engine *e, engine_conn *c, detour_ms now,
   for (size_t i = 0; i < e->active->nrcpts; i++)
     e->active->rcpts[i].row_this_session = false;
   c->role = CONN_SESSION;
-  s->state = SESSION_GREETING;
-  expect_push(s, DETOUR_STAGE_GREETING, 0);
-  arm_deadline(e, now);
+  if (server_of(e)->tls == DETOUR_TLS_MODE_IMPLICIT) {
+    enter_state(e, SESSION_TLS, now); /* RFC 8314: TLS before the banner */
+    start_tls(e);
+  } else {
+    expect_push(s, DETOUR_STAGE_GREETING, 0);
+    enter_state(e, SESSION_GREETING, now);
+  }
+  return outcome_of(s);
 }
 
-void session_on_data(detour_engine *e, detour_ms now, const char *buf,
-                     size_t len) {
+/* While TLS is being set up, anything in clear is injected (see the top
+ * of this file): fail, and never read it. */
+static bool injected(detour_engine *e, detour_ms now, size_t len) {
   engine_session *s = &e->session;
-  while (len > 0 && s->conn) {
+  if (len == 0 && s->reader.line_len == 0 && !s->reader.in_reply)
+    return false;
+  char why[80];
+  snprintf(why, sizeof why, "%zu bytes in clear before the handshake",
+           len + s->reader.line_len);
+  fail_tls(e, now, DETOUR_TLS_INJECTION, why);
+  return true;
+}
+
+session_outcome detour__session_on_data(detour_engine *e, detour_ms now,
+                                        const char *buf, size_t len) {
+  engine_session *s = &e->session;
+  while (len > 0 && s->conn && s->state != SESSION_TLS) {
     size_t used = 0;
     int rc = detour_reply_reader_feed(&s->reader, buf, len, &used);
     buf += used;
     len -= used;
     if (rc < 0) {
       fail_condition(e, now, DETOUR_COND_MALFORMED, detour_strerror(rc));
-      return;
+      break;
     }
     if (rc == 0)
-      return;
+      break;
     if (!expect_head(s)) {
       fail_condition(e, now, DETOUR_COND_MALFORMED, "reply before command");
-      return;
+      break;
     }
     bool last_expected = s->expect_count == 1;
     handle_reply(e, now, &s->reader.reply);
     /* Bytes after the last awaited reply came before our next command. */
-    if (last_expected && len > 0 && s->conn && !s->pipelined) {
+    if (last_expected && len > 0 && s->conn && !s->pipelined &&
+        s->state != SESSION_TLS) {
       fail_condition(e, now, DETOUR_COND_MALFORMED, "reply before command");
-      return;
+      break;
     }
   }
+  if (s->state == SESSION_TLS && s->conn && !injected(e, now, len) &&
+      !s->tls_started)
+    start_tls(e);
+  return outcome_of(s);
 }
 
-void session_on_sent(detour_engine *e, detour_ms now) {
+session_outcome detour__session_on_sent(detour_engine *e, detour_ms now) {
   engine_session *s = &e->session;
   if (s->sends_outstanding > 0)
     s->sends_outstanding--;
-  if (s->state == SESSION_BODY && !s->body_written &&
-      s->sends_outstanding == 0) {
-    s->body_written = true;
-    arm_deadline(e, now);
+  if (s->state == SESSION_BODY && s->sends_outstanding == 0)
+    send_body_block(e, now);
+  return outcome_of(s);
+}
+
+session_outcome detour__session_on_tls_up(detour_engine *e, detour_ms now,
+                                          const char *version,
+                                          const char *cipher) {
+  engine_session *s = &e->session;
+  if (s->state != SESSION_TLS || !s->tls_started)
+    return outcome_of(s);
+  s->tls_up = true;
+  detour_reply_reader_init(&s->reader); /* nothing from before counts */
+  s->expect_count = 0;
+  forget_capabilities(s);
+  char result[200];
+  snprintf(result, sizeof result, "TLS %.40s %.100s", version ? version : "?",
+           cipher ? cipher : "?");
+  char detail[300];
+  snprintf(detail, sizeof detail, "certificate verified for %.250s",
+           server_of(e)->host);
+  log_step(e, now, DETOUR_LOG_TLS, result, detail);
+  if (server_of(e)->tls == DETOUR_TLS_MODE_IMPLICIT) {
+    expect_push(s, DETOUR_STAGE_GREETING, 0);
+    enter_state(e, SESSION_GREETING, now);
+  } else {
+    send_ehlo(e, "EHLO", DETOUR_STAGE_EHLO);
+    enter_state(e, SESSION_EHLO_TLS, now);
   }
+  return outcome_of(s);
 }
 
-void session_on_closed(detour_engine *e, detour_ms now, const char *detail) {
+session_outcome detour__session_on_tls_failed(detour_engine *e, detour_ms now,
+                                              detour_tls_failure why,
+                                              const char *detail) {
+  engine_session *s = &e->session;
+  if (s->state == SESSION_TLS && s->tls_started)
+    fail_tls(e, now, why, detail);
+  return outcome_of(s);
+}
+
+session_outcome detour__session_on_closed(detour_engine *e, detour_ms now,
+                                          const char *detail) {
   fail_condition(e, now, DETOUR_COND_CLOSED, detail);
+  return outcome_of(&e->session);
 }
 
-void session_on_timeout(detour_engine *e, detour_ms now) {
+session_outcome detour__session_on_timeout(detour_engine *e, detour_ms now) {
   engine_session *s = &e->session;
   char why[80];
-  const engine_expect *x = expect_head(s);
-  if (s->state == SESSION_BODY && !s->body_written)
+  if (s->state == SESSION_BODY)
     snprintf(why, sizeof why, "data block not written in %lld ms",
              (long long)e->cfg.timeouts.data_block);
+  else if (s->state == SESSION_TLS)
+    snprintf(why, sizeof why, "handshake not done in %lld ms",
+             (long long)e->cfg.timeouts.tls);
   else
     snprintf(why, sizeof why, "no reply in %lld ms",
-             (long long)stage_timeout(e, x ? x->stage : DETOUR_STAGE_GREETING));
+             (long long)state_timeout(e, s->state));
   fail_condition(e, now, DETOUR_COND_TIMEOUT, why);
-}
-
-/* ------------------------------------------------------------------------ */
-/* The body on the wire                                                      */
-
-/* Worst case: every byte a line end that grows to CRLF, every line
- * dot-stuffed, plus the final CRLF and ".\r\n". */
-char *session_wire_body(const char *body, size_t len, size_t *out_len,
-                        bool *eight_bit) {
-  if (len > (SIZE_MAX - 8) / 3)
-    return NULL;
-  char *out = malloc(len * 3 + 8);
-  if (!out)
-    return NULL;
-  size_t o = 0;
-  bool line_start = true;
-  *eight_bit = false;
-  for (size_t i = 0; i < len; i++) {
-    unsigned char ch = (unsigned char)body[i];
-    if (ch >= 0x80)
-      *eight_bit = true;
-    if (line_start && ch == '.')
-      out[o++] = '.'; /* RFC 5321 4.5.2 transparency */
-    line_start = false;
-    if (ch == '\r' || ch == '\n') {
-      /* CRLF, bare LF and bare CR all become CRLF */
-      if (ch == '\r' && i + 1 < len && body[i + 1] == '\n')
-        i++;
-      out[o++] = '\r';
-      out[o++] = '\n';
-      line_start = true;
-      continue;
-    }
-    out[o++] = (char)ch;
-  }
-  if (!line_start) {
-    out[o++] = '\r';
-    out[o++] = '\n';
-  }
-  memcpy(out + o, ".\r\n", 3);
-  *out_len = o + 3;
-  return out;
+  return outcome_of(s);
 }

@@ -41,26 +41,41 @@ static const char *const class_names[] = {"NONE", "CONNECT", "TRANSIENT",
 _Static_assert(COUNT_OF(class_names) == DETOUR_CLASS_COUNT,
                "one name per detour_class");
 
-static const char *const stage_names[] = {"connect", "greeting", "ehlo",
-                                          "helo",    "mail",     "rcpt",
-                                          "data",    "eod",      "quit"};
+static const char *const stage_names[] = {
+    "connect", "greeting", "ehlo", "helo",     "mail", "rcpt",
+    "data",    "eod",      "quit", "starttls", "tls",  "auth"};
 _Static_assert(COUNT_OF(stage_names) == DETOUR_STAGE_COUNT,
                "one name per detour_stage");
 
 static const char *const condition_names[] = {
     "reply", "connect_refused", "unreachable", "connect_timeout",
     "dns",   "timeout",         "closed",      "malformed",
-    "tls"};
+    "tls",   "no_starttls",     "no_auth"};
 _Static_assert(COUNT_OF(condition_names) == DETOUR_COND_COUNT,
                "one name per detour_condition");
+
+static const char *const tls_mode_names[] = {"none", "starttls", "implicit"};
+_Static_assert(COUNT_OF(tls_mode_names) == DETOUR_TLS_MODE_IMPLICIT + 1,
+               "one name per detour_tls_mode");
+
+#define TLS_NAME_(name, str, msg) str,
+#define TLS_MSG_(name, str, msg) msg,
+static const char *const tls_failure_names[] = {
+    DETOUR_TLS_FAILURE_MAP(TLS_NAME_)};
+static const char *const tls_failure_messages[] = {
+    DETOUR_TLS_FAILURE_MAP(TLS_MSG_)};
+#undef TLS_NAME_
+#undef TLS_MSG_
+_Static_assert(COUNT_OF(tls_failure_names) == DETOUR_TLS_FAILURE_COUNT,
+               "DETOUR_TLS_FAILURE_COUNT matches the map");
 
 static const char *const rule_names[] = {"any", "sender", "recipient", "all"};
 _Static_assert(COUNT_OF(rule_names) == DETOUR_RULE_ALL + 1,
                "one name per detour_rule");
 
-static const char *const log_kind_names[] = {"connect", "smtp", "warning",
-                                             "breaker", "race"};
-_Static_assert(COUNT_OF(log_kind_names) == DETOUR_LOG_RACE + 1,
+static const char *const log_kind_names[] = {
+    "connect", "smtp", "warning", "breaker", "race", "tls", "auth"};
+_Static_assert(COUNT_OF(log_kind_names) == DETOUR_LOG_KIND_COUNT,
                "one name per detour_log_kind");
 
 static const char *const rcpt_outcome_names[] = {"delivered", "aborted",
@@ -74,8 +89,9 @@ _Static_assert(COUNT_OF(done_status_names) == DETOUR_DONE_DEFERRED + 1,
                "one name per detour_done_status");
 
 static const char *const action_type_names[] = {
-    "connect", "send", "close", "log", "warn", "rcpt_result", "done"};
-_Static_assert(COUNT_OF(action_type_names) == DETOUR_ACT_DONE + 1,
+    "connect",     "send", "close", "log",      "warn",
+    "rcpt_result", "done", "error", "tls_start"};
+_Static_assert(COUNT_OF(action_type_names) == DETOUR_ACT_TLS_START + 1,
                "one name per detour_action_type");
 
 const char *detour_class_name(detour_class cls) {
@@ -115,6 +131,26 @@ int detour_condition_from_name(const char *name, detour_condition *out) {
     return DETOUR_EPARSE;
   *out = (detour_condition)i;
   return 0;
+}
+
+const char *detour_tls_mode_name(detour_tls_mode m) {
+  return name_of(tls_mode_names, COUNT_OF(tls_mode_names), (int)m);
+}
+
+int detour_tls_mode_from_name(const char *name, detour_tls_mode *out) {
+  int i = index_of(tls_mode_names, COUNT_OF(tls_mode_names), name);
+  if (i < 0 || !out)
+    return DETOUR_EPARSE;
+  *out = (detour_tls_mode)i;
+  return 0;
+}
+
+const char *detour_tls_failure_name(detour_tls_failure f) {
+  return name_of(tls_failure_names, COUNT_OF(tls_failure_names), (int)f);
+}
+
+const char *detour_tls_failure_message(detour_tls_failure f) {
+  return name_of(tls_failure_messages, COUNT_OF(tls_failure_messages), (int)f);
 }
 
 const char *detour_rule_name(detour_rule rule) {
@@ -166,6 +202,9 @@ void detour_config_init(detour_config *c) {
   c->timeouts.data_block = MINUTES(3);
   c->timeouts.final_dot = MINUTES(10);
   c->timeouts.quit = MINUTES(5);
+  c->timeouts.tls = MINUTES(5); /* Postfix smtp_starttls_timeout */
+  c->timeouts.auth = MINUTES(5);
+  c->block_size = 64 * 1024;
   strcpy(c->helo_name, "localhost");
 }
 
@@ -191,9 +230,22 @@ int detour_config_add_server(detour_config *c, const char *host, uint16_t port,
   if (priority <= 0 && last == INT_MAX)
     return DETOUR_ERANGE;
   detour_server *s = &c->servers[c->nservers];
+  memset(s, 0, sizeof *s); /* no TLS, no AUTH until the caller says so */
   memcpy(s->host, host, hlen + 1);
   s->port = port;
   s->priority = priority > 0 ? priority : last + 1;
   c->nservers++;
   return 0;
+}
+
+/* Stable insertion sort of indices: equal priorities keep the order in
+ * which they were configured (R1). */
+void detour_config_priority_order(const detour_config *c, size_t *order) {
+  for (size_t i = 0; i < c->nservers; i++) {
+    size_t j = i;
+    for (; j > 0 && c->servers[order[j - 1]].priority > c->servers[i].priority;
+         j--)
+      order[j] = order[j - 1];
+    order[j] = i;
+  }
 }

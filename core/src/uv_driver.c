@@ -16,6 +16,14 @@
  * drained again. User callbacks may call detour_uv_submit (the outer pump
  * picks up the new actions) or detour_uv_free (the pump stops and frees).
  *
+ * TLS (SPEC R13). On a TLS_START action the connection gets a TLS client
+ * (uv_tls.c, OpenSSL over memory BIOs): from then on every byte read goes
+ * into it, and what it decrypts goes to the engine; every SEND is
+ * encrypted and written as one libuv write, so the engine still gets one
+ * on_sent per SEND. Handshake records are written the same way but
+ * report nothing. The handshake's end is an event (TLS up, or TLS failed
+ * with the reason), delivered like any other.
+ *
  * Connection lifetime. A connection ends when the engine says CLOSE, or
  * earlier when the socket fails (refused, EOF, reset, write error): then
  * the driver closes it at once and tells the engine, which answers with a
@@ -28,8 +36,14 @@
 #include <string.h>
 
 #include "detour/detour_uv.h"
+#include "uv_tls.h"
 
-typedef enum { EV_NONE = 0, EV_CONNECT_FAILED, EV_CLOSED } parked_event;
+typedef enum {
+  EV_NONE = 0,
+  EV_CONNECT_FAILED,
+  EV_CLOSED,
+  EV_TLS_FAILED
+} parked_event;
 
 #define DRIVER_MAX_ADDRS 8
 
@@ -54,12 +68,16 @@ struct conn {
   /* A failure waiting to be told to the engine (see "The pump"). */
   parked_event parked;
   detour_condition parked_cond;
-  char parked_detail[128];
+  detour_tls_failure parked_tls;
+  char parked_detail[256];
+  detour__tls *tls; /* after TLS_START */
+  bool tls_up;      /* the handshake completed */
 };
 
 typedef struct {
   uv_write_t req;
   conn *c;
+  bool report; /* one on_sent for the engine (a SEND, not a handshake) */
   char data[]; /* a copy: the action's bytes die at the next engine call */
 } write_req;
 
@@ -73,7 +91,9 @@ struct detour_uv {
   bool pumping;
   bool free_requested; /* detour_uv_free called during the pump */
   bool freeing;        /* waiting for close callbacks, then free */
+  detour__tls_contexts *tls_contexts; /* made at the first TLS_START */
   char rbuf[64 * 1024];
+  char plain[16 * 1024]; /* decrypted bytes, one TLS record at a time */
 };
 
 static void pump(detour_uv *d);
@@ -121,6 +141,7 @@ static void conn_maybe_free(conn *c) {
   while (*p != c)
     p = &(*p)->next;
   *p = c->next;
+  detour__tls_free(c->tls);
   free(c);
   if (d->freeing && d->conns == NULL)
     finish_free(d);
@@ -163,6 +184,11 @@ static void conn_fail(conn *c, parked_event ev, detour_condition cond,
   snprintf(c->parked_detail, sizeof c->parked_detail, "%s", detail);
   conn_close(c);
   pump(c->d); /* a no-op inside the pump, which delivers it later */
+}
+
+static void tls_fail(conn *c, detour_tls_failure why, const char *detail) {
+  c->parked_tls = why;
+  conn_fail(c, EV_TLS_FAILED, DETOUR_COND_TLS, detail);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -218,6 +244,8 @@ static const char *read_error_detail(ssize_t nread, char *buf, size_t len) {
   return buf;
 }
 
+static void tls_received(conn *c, const char *data, size_t len);
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   conn *c = s->data;
   if (c->dead || nread == 0)
@@ -226,6 +254,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     char tmp[96];
     conn_fail(c, EV_CLOSED, DETOUR_COND_CLOSED,
               read_error_detail(nread, tmp, sizeof tmp));
+    return;
+  }
+  if (c->tls) {
+    tls_received(c, buf->base, (size_t)nread);
     return;
   }
   detour_engine_on_data(c->d->engine, c->id, now_of(c->d), buf->base,
@@ -368,6 +400,7 @@ static void act_connect(detour_uv *d, const detour_action *a) {
 static void on_written(uv_write_t *req, int status) {
   write_req *w = req->data;
   conn *c = w->c;
+  bool report = w->report;
   free(w);
   if (status == UV_ECANCELED || c->dead)
     return;
@@ -377,23 +410,26 @@ static void on_written(uv_write_t *req, int status) {
     conn_fail(c, EV_CLOSED, DETOUR_COND_CLOSED, detail);
     return;
   }
-  /* One on_sent per SEND action: the engine counts them. */
+  /* One on_sent per SEND action: the engine counts them. A body goes out
+   * as one SEND per block, so this is also the write progress from which
+   * the engine restarts the data-block timeout (R11). */
+  if (!report)
+    return;
   detour_engine_on_sent(c->d->engine, c->id, now_of(c->d));
   pump(c->d);
 }
 
-static void act_send(detour_uv *d, const detour_action *a) {
-  conn *c = conn_find(d, a->conn);
-  if (c == NULL || c->dead)
-    return;
-  size_t len = a->u.send.len;
+/* Write len bytes (a copy) on c; report says whether the engine gets an
+ * on_sent for it. Returns false after failing the connection. */
+static bool write_bytes(conn *c, const char *data, size_t len, bool report) {
   write_req *w = malloc(sizeof *w + len);
   if (w == NULL) {
     conn_fail(c, EV_CLOSED, DETOUR_COND_CLOSED, "out of memory");
-    return;
+    return false;
   }
-  memcpy(w->data, a->u.send.data, len);
+  memcpy(w->data, data, len);
   w->c = c;
+  w->report = report;
   w->req.data = w;
   uv_buf_t buf = uv_buf_init(w->data, (unsigned)len);
   int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_written);
@@ -402,7 +438,114 @@ static void act_send(detour_uv *d, const detour_action *a) {
     char detail[96];
     snprintf(detail, sizeof detail, "write error: %s", uv_strerror(rc));
     conn_fail(c, EV_CLOSED, DETOUR_COND_CLOSED, detail);
+    return false;
   }
+  return true;
+}
+
+/* Everything the TLS object has for the peer, as one write. */
+static bool tls_flush(conn *c, bool report) {
+  size_t n = detour__tls_pending(c->tls);
+  if (n == 0 && !report)
+    return true;
+  char *buf = malloc(n ? n : 1);
+  if (buf == NULL) {
+    conn_fail(c, EV_CLOSED, DETOUR_COND_CLOSED, "out of memory");
+    return false;
+  }
+  n = detour__tls_take(c->tls, buf, n);
+  bool ok = write_bytes(c, buf, n, report);
+  free(buf);
+  return ok;
+}
+
+static void act_send(detour_uv *d, const detour_action *a) {
+  conn *c = conn_find(d, a->conn);
+  if (c == NULL || c->dead)
+    return;
+  if (c->tls == NULL) {
+    write_bytes(c, a->u.send.data, a->u.send.len, true);
+    return;
+  }
+  char detail[256];
+  if (!c->tls_up || detour__tls_write(c->tls, a->u.send.data, a->u.send.len,
+                                      detail, sizeof detail) < 0) {
+    conn_fail(c, EV_CLOSED, DETOUR_COND_CLOSED,
+              c->tls_up ? detail : "write before the TLS handshake");
+    return;
+  }
+  tls_flush(c, true);
+}
+
+/* ------------------------------------------------------------------------ */
+/* TLS                                                                       */
+
+static void act_tls_start(detour_uv *d, const detour_action *a) {
+  conn *c = conn_find(d, a->conn);
+  if (c == NULL || c->dead || c->tls != NULL)
+    return;
+  detour_tls_failure why = DETOUR_TLS_LOCAL;
+  char detail[256] = "out of memory";
+  if (d->tls_contexts == NULL)
+    d->tls_contexts = detour__tls_contexts_new();
+  if (d->tls_contexts != NULL)
+    c->tls = detour__tls_new(d->tls_contexts, a->u.tls.server_name,
+                             a->u.tls.ca_file, &why, detail, sizeof detail);
+  if (c->tls == NULL) {
+    tls_fail(c, why, detail);
+    return;
+  }
+  if (detour__tls_handshake(c->tls, &why, detail, sizeof detail) < 0) {
+    tls_fail(c, why, detail);
+    return;
+  }
+  tls_flush(c, false); /* the ClientHello */
+}
+
+/* Decrypted bytes to the engine, until the TLS object has none. */
+static void tls_deliver(conn *c) {
+  detour_uv *d = c->d;
+  char detail[256];
+  while (!c->dead && !d->freeing) {
+    ssize_t n = detour__tls_read(c->tls, d->plain, sizeof d->plain, detail,
+                                 sizeof detail);
+    if (n == 0)
+      break;
+    if (n < 0) {
+      conn_fail(c, EV_CLOSED, DETOUR_COND_CLOSED, detail);
+      return;
+    }
+    detour_engine_on_data(d->engine, c->id, now_of(d), d->plain, (size_t)n);
+    pump(d);
+  }
+  if (!c->dead && !d->freeing)
+    tls_flush(c, false); /* e.g. an answer to a key update */
+}
+
+static void tls_received(conn *c, const char *data, size_t len) {
+  detour_uv *d = c->d;
+  if (detour__tls_feed(c->tls, data, len) < 0) {
+    conn_fail(c, EV_CLOSED, DETOUR_COND_CLOSED, "out of memory");
+    return;
+  }
+  if (!c->tls_up) {
+    detour_tls_failure why = DETOUR_TLS_HANDSHAKE;
+    char detail[256];
+    int rc = detour__tls_handshake(c->tls, &why, detail, sizeof detail);
+    if (rc < 0) {
+      tls_flush(c, false); /* the alert, so the peer learns why */
+      tls_fail(c, why, detail);
+      return;
+    }
+    if (!tls_flush(c, false) || rc == 0)
+      return;
+    c->tls_up = true;
+    detour_engine_on_tls_up(d->engine, c->id, now_of(d),
+                            detour__tls_version(c->tls),
+                            detour__tls_cipher(c->tls));
+    pump(d);
+  }
+  tls_deliver(c);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -417,6 +560,9 @@ static void handle_action(detour_uv *d, const detour_action *a) {
     break;
   case DETOUR_ACT_SEND:
     act_send(d, a);
+    break;
+  case DETOUR_ACT_TLS_START:
+    act_tls_start(d, a);
     break;
   case DETOUR_ACT_CLOSE:
     if ((c = conn_find(d, a->conn)) != NULL) {
@@ -442,6 +588,12 @@ static void handle_action(detour_uv *d, const detour_action *a) {
     if (cb->on_done)
       cb->on_done(cb->arg, a->u.done.message, a->u.done.status);
     break;
+  case DETOUR_ACT_ERROR:
+    if (cb->on_error)
+      cb->on_error(cb->arg, a->u.error.code, a->u.error.text);
+    else if (cb->on_warn)
+      cb->on_warn(cb->arg, a->u.error.text);
+    break;
   }
 }
 
@@ -458,6 +610,9 @@ static void deliver_parked(detour_uv *d, conn *c) {
   if (ev == EV_CONNECT_FAILED)
     detour_engine_on_connect_failed(d->engine, c->id, now_of(d), c->parked_cond,
                                     c->parked_detail);
+  else if (ev == EV_TLS_FAILED)
+    detour_engine_on_tls_failed(d->engine, c->id, now_of(d), c->parked_tls,
+                                c->parked_detail);
   else
     detour_engine_on_closed(d->engine, c->id, now_of(d), c->parked_detail);
 }
@@ -538,7 +693,10 @@ bool detour_uv_idle(const detour_uv *d) {
   return d->conns == NULL && detour_engine_idle(d->engine);
 }
 
-static void finish_free(detour_uv *d) { free(d); }
+static void finish_free(detour_uv *d) {
+  detour__tls_contexts_free(d->tls_contexts);
+  free(d);
+}
 
 void detour_uv_free(detour_uv *d) {
   if (d == NULL || d->freeing)

@@ -38,6 +38,11 @@ typedef struct {
   bool bare_lf;
 } fake__style;
 
+/* One AUTH user (strings owned by the script). */
+typedef struct {
+  char *user, *password;
+} fake__user;
+
 struct detour_fake_script {
   char *name;
   char listen[96];
@@ -51,6 +56,10 @@ struct detour_fake_script {
   fake__style style[DETOUR_FAKE_STAGE_COUNT];
   detour_fake_rule *rules; /* strings owned by the script */
   size_t nrules, cap;
+  detour_fake_tls tls; /* strings owned by the script */
+  detour_fake_auth auth;
+  fake__user *users;
+  size_t nusers, users_cap;
 };
 
 /* What a rule is matched against. */
@@ -154,6 +163,9 @@ struct detour_fake_server {
   detour_fake_stats stats;
   detour_fake_observer obs;
   void *obs_arg;
+  struct ssl_ctx_st *tls_ctx; /* made at start when the script has TLS */
+  char *tls_dir;              /* detour_fake_server_set_tls_dir */
+  char tls_cert[256];         /* "expired subject=/O=.../CN=..." */
 };
 
 /* Stamp ev with the clock and uv_hrtime, record it, tell the observer.
@@ -166,5 +178,48 @@ void fake__session_stop(fake__session *s);
 fake__session *fake__session_next(fake__session *s);
 /* A session or the listener finished closing: free srv if it was asked. */
 void fake__server_maybe_free(detour_fake_server *srv);
+
+/* ------------------------------------------------------------------------ */
+/* TLS (tls.c): OpenSSL through memory BIOs                                  */
+
+typedef struct fake__tls fake__tls;
+struct ssl_ctx_st;
+
+/* The server context of s's TLS settings (certificate from the script's
+ * files or CA directory, else from server_dir); desc gets the name of the
+ * certificate served. NULL with the reason in err. */
+struct ssl_ctx_st *fake__tls_ctx_new(const detour_fake_script *s,
+                                     const char *server_dir, char *desc,
+                                     size_t dlen, char *err, size_t errlen);
+void fake__tls_ctx_free(struct ssl_ctx_st *ctx);
+/* A server-side TLS session on memory BIOs, allocated from mem. NULL on
+ * out of memory. */
+fake__tls *fake__tls_new(struct ssl_ctx_st *ctx, const detour_fake_mem *mem);
+void fake__tls_free(fake__tls *t);
+/* Ciphertext from the peer. false on out of memory. */
+bool fake__tls_push(fake__tls *t, const void *p, size_t n);
+/* 1 done, 0 needs more input, -1 failed (fake__tls_error). */
+int fake__tls_handshake(fake__tls *t);
+bool fake__tls_established(const fake__tls *t);
+/* "TLSv1.3", "TLS_AES_256_GCM_SHA384" (after the handshake). */
+const char *fake__tls_version(const fake__tls *t);
+const char *fake__tls_cipher(const fake__tls *t);
+/* Plaintext: > 0 bytes, 0 nothing yet, -1 close_notify, -2 error. */
+long fake__tls_read(fake__tls *t, char *buf, size_t cap);
+/* Encrypt plaintext into the outgoing BIO. false on failure. */
+bool fake__tls_write(fake__tls *t, const void *p, size_t n);
+/* Ciphertext waiting to be written, and taking it. */
+size_t fake__tls_pending(fake__tls *t);
+size_t fake__tls_pull(fake__tls *t, char *buf, size_t cap);
+/* Queue close_notify (once, after a completed handshake). */
+void fake__tls_close_notify(fake__tls *t);
+const char *fake__tls_error(const fake__tls *t);
+/* "version=TLSv1.3 cipher=... sni=... cert=CERT" */
+void fake__tls_describe(const fake__tls *t, const char *cert, char *buf,
+                        size_t len);
+
+/* The user's password, or NULL (auth.c's table lookup in script.c). */
+const char *fake__script_password(const detour_fake_script *s,
+                                  const char *user);
 
 #endif /* DETOUR_FAKE_INTERNAL_H */

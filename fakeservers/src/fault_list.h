@@ -89,7 +89,49 @@
     "a client that reads replies in step may desync and still succeed",        \
     GREETING, FAULT_REPLYING, x_early_reply)                                   \
   X(data_after_quit, "bytes after the 221 reply to QUIT, then close", NONE,    \
-    NO_CLASS, "the message was already accepted", QUIT, 0, x_after_quit)
+    NO_CLASS, "the message was already accepted", QUIT, 0, x_after_quit)      \
+  FAKE_FAULT_LIST_TLS(X)
+
+/* TLS and AUTH (rule R13, docs/rules.md): SWITCH with the configuration
+ * warning for a client that requires TLS or holds credentials; 454 to AUTH
+ * TRANSIENT. */
+#define FAKE_FAULT_LIST_TLS(X)                                                 \
+  X(starttls_stripped,                                                         \
+    "STARTTLS missing from the EHLO reply (stripping); STARTTLS gets 502",     \
+    SWITCH, NO_CLASS,                                                          \
+    "a client that requires TLS sends neither AUTH nor MAIL in clear", EHLO,   \
+    0, x_starttls_stripped)                                                    \
+  X(starttls_454, "454 4.7.0 to STARTTLS", SWITCH, NO_CLASS,                   \
+    "TLS required: configuration warning", STARTTLS, 0, x_starttls_454)        \
+  X(tls_alert, "fatal handshake_failure alert to the ClientHello, close",      \
+    SWITCH, NO_CLASS, "handshake failure", STARTTLS, 0, x_tls_alert)           \
+  X(tls_drop, "half of the server's first flight, then FIN", SWITCH,           \
+    NO_CLASS, "handshake failure", STARTTLS, 0, x_tls_drop)                    \
+  X(cert_expired, "a certificate whose notAfter is in the past", SWITCH,       \
+    NO_CLASS, "certificate failure", STARTTLS, 0, x_cert_expired)              \
+  X(cert_self_signed, "a self-signed certificate", SWITCH, NO_CLASS,           \
+    "certificate failure", STARTTLS, 0, x_cert_self_signed)                    \
+  X(cert_wrong_host, "a certificate for wrong.host.invalid only", SWITCH,      \
+    NO_CLASS, "certificate failure", STARTTLS, 0, x_cert_wrong_host)           \
+  X(cert_unknown_ca, "a certificate signed by a CA the client lacks", SWITCH,  \
+    NO_CLASS, "certificate failure", STARTTLS, 0, x_cert_unknown_ca)           \
+  X(tls_old_only, "TLS 1.0 and 1.1 only (protocol_version alert to 1.2+)",     \
+    SWITCH, NO_CLASS, "handshake failure", STARTTLS, 0, x_tls_old_only)        \
+  X(starttls_injection,                                                        \
+    "220 to STARTTLS and a plaintext '250' in the same segment "               \
+    "(CVE-2011-0411)",                                                         \
+    SWITCH, NONE,                                                              \
+    "a client that discards pre-handshake bytes and goes on is also "          \
+    "correct (NONE); one that reads the 250 as a reply is not",                \
+    STARTTLS, 0, x_starttls_injection)                                         \
+  X(auth_535, "535 5.7.8 to AUTH (bad credentials)", SWITCH, NO_CLASS,         \
+    "authentication failed: configuration warning", AUTH, 0, x_auth_535)       \
+  X(auth_454, "454 4.7.0 to AUTH (temporary)", TRANSIENT, NO_CLASS, "", AUTH,  \
+    0, x_auth_454)                                                             \
+  X(auth_534, "534 5.7.9 to AUTH (mechanism too weak)", SWITCH, NO_CLASS,      \
+    "authentication failed: configuration warning", AUTH, 0, x_auth_534)       \
+  X(auth_required, "530 5.7.0 to MAIL before a successful AUTH", SWITCH,       \
+    NO_CLASS, "a client without credentials", MAIL, 0, x_auth_required)
 /* clang-format on */
 
 #endif /* DETOUR_FAKE_FAULT_LIST_H */

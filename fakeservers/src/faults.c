@@ -29,13 +29,14 @@ typedef struct {
 
 int fake__default_code(detour_fake_stage stage) {
   static const int codes[DETOUR_FAKE_STAGE_COUNT] = {
-      [DETOUR_FAKE_CONNECT] = 0,  [DETOUR_FAKE_GREETING] = 220,
-      [DETOUR_FAKE_EHLO] = 250,   [DETOUR_FAKE_HELO] = 250,
-      [DETOUR_FAKE_MAIL] = 250,   [DETOUR_FAKE_RCPT] = 250,
-      [DETOUR_FAKE_DATA] = 354,   [DETOUR_FAKE_BODY] = 0,
-      [DETOUR_FAKE_EOD] = 250,    [DETOUR_FAKE_RSET] = 250,
-      [DETOUR_FAKE_NOOP] = 250,   [DETOUR_FAKE_QUIT] = 221,
-      [DETOUR_FAKE_UNKNOWN] = 502};
+      [DETOUR_FAKE_CONNECT] = 0,   [DETOUR_FAKE_GREETING] = 220,
+      [DETOUR_FAKE_EHLO] = 250,    [DETOUR_FAKE_HELO] = 250,
+      [DETOUR_FAKE_MAIL] = 250,    [DETOUR_FAKE_RCPT] = 250,
+      [DETOUR_FAKE_DATA] = 354,    [DETOUR_FAKE_BODY] = 0,
+      [DETOUR_FAKE_EOD] = 250,     [DETOUR_FAKE_RSET] = 250,
+      [DETOUR_FAKE_NOOP] = 250,    [DETOUR_FAKE_QUIT] = 221,
+      [DETOUR_FAKE_UNKNOWN] = 502, [DETOUR_FAKE_STARTTLS] = 220,
+      [DETOUR_FAKE_AUTH] = 235};
   return (unsigned)stage < DETOUR_FAKE_STAGE_COUNT ? codes[stage] : 0;
 }
 
@@ -279,6 +280,135 @@ static int x_after_quit(detour_fake_script *s, const detour_fake_fault_args *a,
   r.append = junk;
   r.append_len = sizeof junk - 1;
   return detour_fake_script_add_rule(s, &r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* TLS and AUTH (rule R13, docs/rules.md): a client that requires TLS or    */
+/* holds credentials must SWITCH, with the configuration warning, on every  */
+/* one of these but a 454 to AUTH, which is TRANSIENT                       */
+
+/* Change the TLS settings; a TLS fault on a plaintext script turns
+ * STARTTLS on, since the fault is meaningless without it. */
+static int with_tls(detour_fake_script *s, const detour_fake_fault_args *a,
+                    void (*edit)(detour_fake_tls *t)) {
+  if (!every_conn(a))
+    return DETOUR_EINVAL; /* the TLS context is per server */
+  detour_fake_tls t = *detour_fake_script_tls(s);
+  if (t.mode == DETOUR_FAKE_TLS_NONE)
+    t.mode = DETOUR_FAKE_TLS_STARTTLS;
+  edit(&t);
+  return detour_fake_script_set_tls(s, &t);
+}
+
+static void e_hide(detour_fake_tls *t) { t->hide_starttls = true; }
+static void e_alert(detour_fake_tls *t) {
+  t->handshake = DETOUR_FAKE_TLS_ALERT;
+}
+static void e_drop(detour_fake_tls *t) { t->handshake = DETOUR_FAKE_TLS_DROP; }
+static void e_expired(detour_fake_tls *t) {
+  t->serve = DETOUR_FAKE_CERT_EXPIRED;
+}
+static void e_self(detour_fake_tls *t) {
+  t->serve = DETOUR_FAKE_CERT_SELF_SIGNED;
+}
+static void e_host(detour_fake_tls *t) {
+  t->serve = DETOUR_FAKE_CERT_WRONG_HOST;
+}
+static void e_unknown_ca(detour_fake_tls *t) {
+  t->serve = DETOUR_FAKE_CERT_UNKNOWN_CA;
+}
+static void e_old(detour_fake_tls *t) {
+  t->min_version = 0x0301; /* TLS 1.0 */
+  t->max_version = 0x0302; /* TLS 1.1 */
+}
+
+#define TLS_FAULT(fn, edit)                                                    \
+  static int fn(detour_fake_script *s, const detour_fake_fault_args *a,        \
+                detour_fake_stage st) {                                        \
+    return with_tls(s, a, edit);                                               \
+  }
+TLS_FAULT(x_starttls_stripped, e_hide)
+TLS_FAULT(x_tls_alert, e_alert)
+TLS_FAULT(x_tls_drop, e_drop)
+TLS_FAULT(x_cert_expired, e_expired)
+TLS_FAULT(x_cert_self_signed, e_self)
+TLS_FAULT(x_cert_wrong_host, e_host)
+TLS_FAULT(x_cert_unknown_ca, e_unknown_ca)
+TLS_FAULT(x_tls_old_only, e_old)
+#undef TLS_FAULT
+
+static void ensure_starttls(detour_fake_script *s) {
+  detour_fake_tls t = *detour_fake_script_tls(s);
+  if (t.mode == DETOUR_FAKE_TLS_NONE) {
+    t.mode = DETOUR_FAKE_TLS_STARTTLS;
+    detour_fake_script_set_tls(s, &t);
+  }
+}
+
+static int x_starttls_454(detour_fake_script *s,
+                          const detour_fake_fault_args *a,
+                          detour_fake_stage st) {
+  ensure_starttls(s);
+  return add_reply(s, a, DETOUR_FAKE_STARTTLS, 454, "4.7.0",
+                   "TLS not available due to temporary reason", 0);
+}
+
+/* CVE-2011-0411 from the other side: a reply that only a client which
+ * keeps its plaintext buffer across STARTTLS would read as the answer to
+ * its first command inside TLS. One write, so one segment. */
+static int x_starttls_injection(detour_fake_script *s,
+                                const detour_fake_fault_args *a,
+                                detour_fake_stage st) {
+  static const char injected[] = "250 2.0.0 injected before the handshake\r\n";
+  detour_fake_rule r = fault_rule(a, DETOUR_FAKE_STARTTLS);
+  ensure_starttls(s);
+  r.code = 220;
+  r.enhanced = "2.0.0";
+  r.text = "Ready to start TLS";
+  r.append = injected;
+  r.append_len = sizeof injected - 1;
+  return detour_fake_script_add_rule(s, &r);
+}
+
+/* AUTH faults need AUTH offered; PLAIN and LOGIN unless the script says. */
+static void ensure_auth(detour_fake_script *s, bool required) {
+  detour_fake_auth au = *detour_fake_script_auth(s);
+  if (!au.mechanisms)
+    au.mechanisms = DETOUR_FAKE_AUTH_PLAIN | DETOUR_FAKE_AUTH_LOGIN;
+  au.required = au.required || required;
+  detour_fake_script_set_auth(s, &au);
+}
+
+static int x_auth_535(detour_fake_script *s, const detour_fake_fault_args *a,
+                      detour_fake_stage st) {
+  ensure_auth(s, false);
+  return add_reply(s, a, DETOUR_FAKE_AUTH, 535, "5.7.8",
+                   "Authentication credentials invalid", 0);
+}
+
+static int x_auth_454(detour_fake_script *s, const detour_fake_fault_args *a,
+                      detour_fake_stage st) {
+  ensure_auth(s, false);
+  return add_reply(s, a, DETOUR_FAKE_AUTH, 454, "4.7.0",
+                   "Temporary authentication failure", 0);
+}
+
+static int x_auth_534(detour_fake_script *s, const detour_fake_fault_args *a,
+                      detour_fake_stage st) {
+  ensure_auth(s, false);
+  return add_reply(s, a, DETOUR_FAKE_AUTH, 534, "5.7.9",
+                   "Authentication mechanism is too weak", 0);
+}
+
+/* 530 5.7.0 to MAIL from a client that did not authenticate (the
+ * session's sequence check, so a client that did AUTH gets its 250). */
+static int x_auth_required(detour_fake_script *s,
+                           const detour_fake_fault_args *a,
+                           detour_fake_stage st) {
+  if (!every_conn(a))
+    return DETOUR_EINVAL;
+  ensure_auth(s, true);
+  return 0;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -277,10 +277,11 @@ struct detour_fake_sink {
 };
 
 detour_fake_sink *detour_fake_sink_open(const char *path) {
-  detour_fake_sink *k = calloc(1, sizeof *k);
+  const detour_fake_mem *mem = fake__mem_global();
+  detour_fake_sink *k = fake__calloc(mem, 1, sizeof *k);
   size_t n = strlen(path);
-  if (!k || !(k->dir = malloc(n + sizeof ".bodies"))) {
-    free(k);
+  if (!k || !(k->dir = fake__malloc(mem, n + sizeof ".bodies"))) {
+    fake__free(mem, k);
     errno = ENOMEM;
     return NULL;
   }
@@ -289,8 +290,8 @@ detour_fake_sink *detour_fake_sink_open(const char *path) {
   k->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (k->fd < 0) {
     int e = errno;
-    free(k->dir);
-    free(k);
+    fake__free(mem, k->dir);
+    fake__free(mem, k);
     errno = e;
     return NULL;
   }
@@ -372,7 +373,7 @@ int detour_fake_sink_write(detour_fake_sink *k, const detour_fake_event *ev,
     rc = DETOUR_EIO;
   if (rc == 0)
     rc = write_all(k->fd, buf, len);
-  free(buf);
+  free(buf); /* open_memstream's, from libc */
   rc = rc ? rc : body_rc;
   if (rc)
     k->failed = true;
@@ -385,7 +386,7 @@ int detour_fake_sink_close(detour_fake_sink *k) {
   int rc = k->failed ? DETOUR_EIO : 0;
   if (close(k->fd) != 0)
     rc = DETOUR_EIO;
-  free(k->dir);
-  free(k);
+  fake__free(fake__mem_global(), k->dir);
+  fake__free(fake__mem_global(), k);
   return rc;
 }

@@ -11,6 +11,8 @@
  * the stage's default reply (session.c).
  */
 #include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -21,8 +23,9 @@
 /* Names                                                                     */
 
 static const char *const stage_names[DETOUR_FAKE_STAGE_COUNT] = {
-    "connect", "greeting", "ehlo", "helo", "mail", "rcpt",   "data",
-    "body",    "eod",      "rset", "noop", "quit", "unknown"};
+    "connect", "greeting", "ehlo",    "helo",     "mail",
+    "rcpt",    "data",     "body",    "eod",      "rset",
+    "noop",    "quit",     "unknown", "starttls", "auth"};
 _Static_assert(sizeof stage_names / sizeof stage_names[0] ==
                    DETOUR_FAKE_STAGE_COUNT,
                "one name per stage");
@@ -41,10 +44,10 @@ _Static_assert(sizeof closer_names / sizeof closer_names[0] ==
                "one name per closer");
 
 static const char *const event_names[] = {
-    "listen",  "accept", "command", "reply", "action",
-    "message", "close",  "stop",    "limit", "finding"};
+    "listen", "accept", "command", "reply",   "action", "message",
+    "close",  "stop",   "limit",   "finding", "tls",    "auth"};
 _Static_assert(sizeof event_names / sizeof event_names[0] ==
-                   DETOUR_FAKE_EV_FINDING + 1,
+                   DETOUR_FAKE_EV_AUTH + 1,
                "one name per event type");
 
 #define NAME_OF(table, v)                                                      \
@@ -223,9 +226,30 @@ static void free_keywords(detour_fake_script *s) {
   s->n_ehlo = 0;
 }
 
+static void free_tls_strings(detour_fake_tls *t) {
+  fake__free(MEM, (char *)t->cert_file);
+  fake__free(MEM, (char *)t->key_file);
+  fake__free(MEM, (char *)t->dir);
+  t->cert_file = t->key_file = t->dir = NULL;
+}
+
+static void free_users(detour_fake_script *s) {
+  for (size_t i = 0; i < s->nusers; i++) {
+    fake__free(MEM, s->users[i].user);
+    if (s->users[i].password) /* wipe: freed memory is reused */
+      memset(s->users[i].password, 0, strlen(s->users[i].password));
+    fake__free(MEM, s->users[i].password);
+  }
+  fake__free(MEM, s->users);
+  s->users = NULL;
+  s->nusers = s->users_cap = 0;
+}
+
 void detour_fake_script_free(detour_fake_script *s) {
   if (!s)
     return;
+  free_tls_strings(&s->tls);
+  free_users(s);
   for (size_t i = 0; i < s->nrules; i++)
     rule_free_strings(&s->rules[i]);
   fake__free(MEM, s->rules);
@@ -251,6 +275,13 @@ detour_fake_script *detour_fake_script_clone(const detour_fake_script *s) {
     goto fail;
   for (size_t i = 0; i < s->nrules; i++)
     if (detour_fake_script_add_rule(c, &s->rules[i]) != 0)
+      goto fail;
+  c->auth = s->auth;
+  if (detour_fake_script_set_tls(c, &s->tls) != 0)
+    goto fail;
+  for (size_t i = 0; i < s->nusers; i++)
+    if (detour_fake_script_add_user(c, s->users[i].user,
+                                    s->users[i].password) != 0)
       goto fail;
   return c;
 fail:
@@ -442,4 +473,121 @@ const detour_fake_rule *fake__script_match(const detour_fake_script *s,
       best = r;
   }
   return best;
+}
+
+/* ------------------------------------------------------------------------ */
+/* TLS and AUTH settings                                                     */
+
+int detour_fake_script_set_tls(detour_fake_script *s,
+                               const detour_fake_tls *t) {
+  if (!s || !t || (unsigned)t->mode > DETOUR_FAKE_TLS_IMPLICIT ||
+      (unsigned)t->serve >= DETOUR_FAKE_CERT_COUNT ||
+      (unsigned)t->handshake > DETOUR_FAKE_TLS_DROP ||
+      (t->min_version && t->max_version && t->min_version > t->max_version))
+    return DETOUR_EINVAL;
+  /* Copy first: t may point at s->tls itself. */
+  detour_fake_tls c = *t;
+  c.cert_file = fake__strdup(MEM, t->cert_file);
+  c.key_file = fake__strdup(MEM, t->key_file);
+  c.dir = fake__strdup(MEM, t->dir);
+  if ((t->cert_file && !c.cert_file) || (t->key_file && !c.key_file) ||
+      (t->dir && !c.dir)) {
+    free_tls_strings(&c);
+    return DETOUR_ENOMEM;
+  }
+  free_tls_strings(&s->tls);
+  s->tls = c;
+  return 0;
+}
+
+const detour_fake_tls *detour_fake_script_tls(const detour_fake_script *s) {
+  return &s->tls;
+}
+
+void detour_fake_script_set_auth(detour_fake_script *s,
+                                 const detour_fake_auth *a) {
+  if (s && a)
+    s->auth = *a;
+}
+
+const detour_fake_auth *detour_fake_script_auth(const detour_fake_script *s) {
+  return &s->auth;
+}
+
+int detour_fake_script_add_user(detour_fake_script *s, const char *user,
+                                const char *password) {
+  if (!s || !user || !*user || !password ||
+      strlen(user) >= DETOUR_FAKE_SASL_FIELD_MAX ||
+      strlen(password) >= DETOUR_FAKE_SASL_FIELD_MAX)
+    return DETOUR_EINVAL;
+  char *pw = fake__strdup(MEM, password);
+  if (!pw)
+    return DETOUR_ENOMEM;
+  for (size_t i = 0; i < s->nusers; i++)
+    if (strcmp(s->users[i].user, user) == 0) {
+      memset(s->users[i].password, 0, strlen(s->users[i].password));
+      fake__free(MEM, s->users[i].password);
+      s->users[i].password = pw;
+      return 0;
+    }
+  if (s->nusers == s->users_cap) {
+    size_t cap = s->users_cap ? s->users_cap * 2 : 4;
+    fake__user *v = fake__realloc(MEM, s->users, cap * sizeof *v);
+    if (!v) {
+      fake__free(MEM, pw);
+      return DETOUR_ENOMEM;
+    }
+    s->users = v;
+    s->users_cap = cap;
+  }
+  char *u = fake__strdup(MEM, user);
+  if (!u) {
+    fake__free(MEM, pw);
+    return DETOUR_ENOMEM;
+  }
+  s->users[s->nusers].user = u;
+  s->users[s->nusers++].password = pw;
+  return 0;
+}
+
+const char *fake__script_password(const detour_fake_script *s,
+                                  const char *user) {
+  for (size_t i = 0; i < s->nusers; i++)
+    if (strcmp(s->users[i].user, user) == 0)
+      return s->users[i].password;
+  return NULL;
+}
+
+int detour_fake_script_load_users(detour_fake_script *s, const char *path,
+                                  char *err, size_t errlen) {
+  char line[2 * DETOUR_FAKE_SASL_FIELD_MAX + 4];
+  unsigned lineno = 0;
+  int rc = 0;
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    return DETOUR_EIO;
+  }
+  while (rc == 0 && fgets(line, sizeof line, f)) {
+    lineno++;
+    size_t n = strcspn(line, "\r\n");
+    bool whole = line[n] != '\0' || feof(f);
+    line[n] = '\0';
+    char *colon = strchr(line, ':');
+    if (!whole ||
+        (line[0] != '#' && line[0] != '\0' && (!colon || colon == line))) {
+      /* Name the place, never the line: it may hold a password. */
+      snprintf(err, errlen, "%s:%u: expected user:password", path, lineno);
+      rc = DETOUR_EPARSE;
+    } else if (colon && line[0] != '#') {
+      *colon = '\0';
+      rc = detour_fake_script_add_user(s, line, colon + 1);
+      if (rc)
+        snprintf(err, errlen, "%s:%u: expected user:password (%s)", path,
+                 lineno, rc == DETOUR_EINVAL ? "too long" : "out of memory");
+    }
+    memset(line, 0, sizeof line);
+  }
+  fclose(f);
+  return rc;
 }

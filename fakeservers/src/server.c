@@ -100,6 +100,8 @@ bool fake__emit(detour_fake_server *srv, detour_fake_event *ev) {
   else if (ev->type == DETOUR_FAKE_EV_FINDING)
     srv->stats.findings++;
   bool ok = fake__record_event(&srv->rec, ev) != FAKE_REC_NOMEM;
+  if (!ok && ev->conn == 0)
+    srv->stats.nomem++; /* no session to end: the item is lost, counted */
   if (srv->obs)
     srv->obs(srv->obs_arg, srv, ev);
   if (fake__record_limit_hit(&srv->rec)) {
@@ -218,6 +220,34 @@ static int fill_queue(detour_fake_server *srv, char *err, size_t errlen) {
   return 0;
 }
 
+int detour_fake_server_set_tls_dir(detour_fake_server *srv, const char *dir) {
+  if (!srv)
+    return DETOUR_EINVAL;
+  char *d = dir ? fake__strdup(&srv->mem, dir) : NULL;
+  if (srv->started || (dir && !d)) {
+    fake__free(&srv->mem, d);
+    return DETOUR_EINVAL;
+  }
+  fake__free(&srv->mem, srv->tls_dir);
+  srv->tls_dir = d;
+  return 0;
+}
+
+/* The TLS context, made once per server so that a bad certificate path
+ * fails the start, not every connection. */
+static int start_tls(detour_fake_server *srv, char *err, size_t errlen) {
+  char why[512] = "";
+  if (srv->script->tls.mode == DETOUR_FAKE_TLS_NONE)
+    return 0;
+  srv->tls_ctx = fake__tls_ctx_new(srv->script, srv->tls_dir, srv->tls_cert,
+                                   sizeof srv->tls_cert, why, sizeof why);
+  if (srv->tls_ctx)
+    return 0;
+  if (err)
+    snprintf(err, errlen, "%s: %s", srv->script->listen, why);
+  return DETOUR_EIO;
+}
+
 int detour_fake_server_start(detour_fake_server *srv, char *err,
                              size_t errlen) {
   int rc;
@@ -236,7 +266,9 @@ int detour_fake_server_start(detour_fake_server *srv, char *err,
       rc = fill_queue(srv, err, errlen);
     break;
   default:
-    rc = start_normal(srv, err, errlen);
+    rc = start_tls(srv, err, errlen);
+    if (rc == 0)
+      rc = start_normal(srv, err, errlen);
   }
   if (rc == 0)
     emit_server_event(srv, DETOUR_FAKE_EV_LISTEN, srv->address);
@@ -280,6 +312,8 @@ void fake__server_maybe_free(detour_fake_server *srv) {
     return;
   fake__record_clear(&srv->rec);
   detour_fake_script_free(srv->script);
+  fake__tls_ctx_free(srv->tls_ctx);
+  fake__free(&srv->mem, srv->tls_dir);
   fake__free(&srv->mem, srv->spool_dir);
   detour_fake_mem mem = srv->mem;
   fake__free(&mem, srv);
@@ -371,6 +405,32 @@ void detour_fake_server_clear_record(detour_fake_server *srv) {
 
 /* Without the event list, synthesise accept/close/message events from
  * what SUMMARY keeps. */
+/* A connection's TLS and AUTH as tls/auth events (at the accept time:
+ * the summary keeps no event times). Never a password: none is kept. */
+static int write_summary_tls(const detour_fake_server *srv,
+                             const detour_fake_conn *c, detour_fake_event *ev,
+                             FILE *f) {
+  char data[DETOUR_FAKE_SASL_FIELD_MAX + 128];
+  int rc = 0;
+  if (c->tls_version[0]) {
+    int n = snprintf(data, sizeof data, "version=%s cipher=%s", c->tls_version,
+                     c->tls_cipher);
+    ev->type = DETOUR_FAKE_EV_TLS;
+    ev->data = data;
+    ev->len = n < 0 ? 0 : strlen(data);
+    rc = detour_fake_event_write_json(ev, srv->script->name, f);
+  }
+  if (rc == 0 && c->auth_user[0]) {
+    snprintf(data, sizeof data, "mechanism=%s user=%s accepted=%s",
+             c->auth_mechanism, c->auth_user, c->auth_ok ? "yes" : "no");
+    ev->type = DETOUR_FAKE_EV_AUTH;
+    ev->data = data;
+    ev->len = strlen(data);
+    rc = detour_fake_event_write_json(ev, srv->script->name, f);
+  }
+  return rc;
+}
+
 static int write_summary(const detour_fake_server *srv, FILE *f) {
   int rc = 0;
   for (size_t i = 0; rc == 0 && i < srv->rec.nconns; i++) {
@@ -382,6 +442,8 @@ static int write_summary(const detour_fake_server *srv, FILE *f) {
                             .data = c->peer,
                             .len = strlen(c->peer)};
     rc = detour_fake_event_write_json(&ev, srv->script->name, f);
+    if (rc == 0)
+      rc = write_summary_tls(srv, c, &ev, f);
     if (rc == 0 && c->closed_by != DETOUR_FAKE_BY_NONE) {
       ev.type = DETOUR_FAKE_EV_CLOSE;
       ev.time = c->close_time;

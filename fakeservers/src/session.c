@@ -4,7 +4,13 @@
  * endless) or act its fault (close, reset, stall), record everything.
  *
  * A session is a small state machine:
- *   WAIT_GREETING -> COMMAND <-> BODY, and STALLED from anywhere.
+ *   WAIT_GREETING -> COMMAND <-> BODY, and STALLED from anywhere;
+ *   COMMAND <-> AUTH_CONT (the client's lines of an AUTH exchange);
+ *   COMMAND -> TLS_HANDSHAKE -> COMMAND after a 220 to STARTTLS, and
+ *   TLS_HANDSHAKE -> WAIT_GREETING first on an implicit-TLS server.
+ * With TLS on, on_read passes the ciphertext through tls.c (memory BIOs)
+ * before the bytes reach the command buffer, and sess_write encrypts:
+ * everything above those two hooks sees plaintext.
  * While a step is in progress (a delay, a drip, an endless reply) the
  * session is `busy`: bytes that arrive are kept and read afterwards, one
  * command at a time, so pipelined clients get their replies in order.
@@ -24,7 +30,14 @@
 #define BODY_CHUNK 65536 /* body bytes unstuffed at a time */
 #define ENDLESS_EVERY_MS 1000
 
-typedef enum { WAIT_GREETING, COMMAND, BODY, STALLED } sess_state;
+typedef enum {
+  WAIT_GREETING,
+  COMMAND,
+  BODY,
+  STALLED,
+  TLS_HANDSHAKE, /* reading the client's handshake; no commands */
+  AUTH_CONT      /* a 334 challenge was sent: the next line answers it */
+} sess_state;
 
 /* A byte buffer. `p`/`len` are the live bytes; `off` bytes before `p` were
  * consumed and not moved yet, so taking one pipelined command off a large
@@ -80,6 +93,14 @@ struct fake__session {
   detour_ms drip_every;
   unsigned endless_left;
   void (*on_timer)(fake__session *s);
+  /* TLS and AUTH */
+  fake__tls *tls;              /* NULL until STARTTLS (or accept, implicit) */
+  bool tls_before_greeting;    /* implicit TLS: greet once the handshake ends */
+  detour_fake_sasl sasl;       /* the AUTH exchange in progress */
+  bool authed;                 /* a 235 was sent in this TLS state */
+  bool cred_ok;                /* the last credentials matched the table */
+  bool need_ehlo;              /* after STARTTLS (RFC 3207 4.2) */
+  detour_fake_rule auth_reply; /* 334 challenges, AUTH sequence errors */
 };
 
 static void pump(fake__session *s);
@@ -230,7 +251,8 @@ static void on_write(uv_write_t *req, int status) {
     pump(s); /* the queue drained: read and answer again */
 }
 
-static void sess_write(fake__session *s, const char *p, size_t n) {
+/* Bytes as they go on the wire (ciphertext when TLS is on). */
+static void wire_write(fake__session *s, const char *p, size_t n) {
   if (n == 0 || s->closing)
     return;
   write_req *w = fake__malloc(mem_of(s), sizeof *w + n);
@@ -250,6 +272,37 @@ static void sess_write(fake__session *s, const char *p, size_t n) {
   s->srv->stats.bytes_out += n;
 }
 
+/* Write what OpenSSL queued in the outgoing memory BIO, as one write. */
+static void tls_flush(fake__session *s) {
+  size_t n = s->tls ? fake__tls_pending(s->tls) : 0;
+  if (n == 0 || s->closing)
+    return;
+  char *tmp = fake__malloc(mem_of(s), n);
+  if (!tmp) {
+    sess_nomem(s);
+    return;
+  }
+  n = fake__tls_pull(s->tls, tmp, n);
+  wire_write(s, tmp, n);
+  fake__free(mem_of(s), tmp);
+}
+
+/* Plaintext out: through TLS once it is up (one record per call, so a
+ * drip still decides the pieces). */
+static void sess_write(fake__session *s, const char *p, size_t n) {
+  if (n == 0 || s->closing)
+    return;
+  if (!s->tls) {
+    wire_write(s, p, n);
+    return;
+  }
+  if (!fake__tls_write(s->tls, p, n)) {
+    sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
+    return;
+  }
+  tls_flush(s);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Closing                                                                   */
 
@@ -264,7 +317,8 @@ static void on_closed(uv_handle_t *h) {
   ev.type = DETOUR_FAKE_EV_CLOSE;
   ev.conn = s->id;
   ev.closed_by = s->info.closed_by;
-  fake__emit(srv, &ev); /* best effort: the session is gone anyway */
+  if (!fake__emit(srv, &ev))
+    srv->stats.nomem++; /* the session is gone anyway: only counted */
   if (s->prev)
     s->prev->next = s->next;
   else
@@ -276,6 +330,8 @@ static void on_closed(uv_handle_t *h) {
   buf_free(&s->in);
   buf_free(&s->out);
   buf_free(&s->body);
+  fake__tls_free(s->tls);
+  memset(&s->sasl, 0, sizeof s->sasl); /* it may hold a password */
   if (s->spool)
     fclose(s->spool);
   for (size_t i = 0; i < s->nrcpts; i++)
@@ -298,6 +354,17 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 static void sess_close(fake__session *s, detour_fake_closer by) {
   if (s->closing)
     return;
+  /* An orderly end of a TLS session says close_notify first (not after a
+   * reset, nor without memory: flushing allocates, and its failure comes
+   * back here as NOMEM). */
+  if (s->tls && by != DETOUR_FAKE_BY_SERVER_RESET &&
+      by != DETOUR_FAKE_BY_CLIENT_RESET && by != DETOUR_FAKE_BY_NOMEM &&
+      fake__tls_established(s->tls)) {
+    fake__tls_close_notify(s->tls);
+    tls_flush(s);
+    if (s->closing)
+      return;
+  }
   s->closing = true;
   s->busy = true;
   s->info.closed_by = by;
@@ -314,6 +381,8 @@ static void sess_close(fake__session *s, detour_fake_closer by) {
     /* Without memory for the request, close at once (pending writes are
      * dropped, but the session still ends). */
     uv_shutdown_t *req = fake__malloc(mem_of(s), sizeof *req);
+    if (!req)
+      s->srv->stats.nomem++;
     if (req) {
       req->data = s;
       if (uv_shutdown(req, (uv_stream_t *)&s->tcp, on_shutdown) == 0)
@@ -368,6 +437,10 @@ static const char *default_text(fake__session *s, detour_fake_stage st,
     return "Bye";
   case DETOUR_FAKE_UNKNOWN:
     return "Error: command not recognized";
+  case DETOUR_FAKE_STARTTLS:
+    return "Ready to start TLS";
+  case DETOUR_FAKE_AUTH:
+    return "Authentication successful";
   default:
     return "Ok";
   }
@@ -386,6 +459,10 @@ static const char *default_enhanced(detour_fake_stage st) {
     return "2.0.0";
   case DETOUR_FAKE_UNKNOWN:
     return "5.5.2";
+  case DETOUR_FAKE_STARTTLS:
+    return "2.0.0";
+  case DETOUR_FAKE_AUTH:
+    return "2.7.0";
   default:
     return NULL;
   }
@@ -408,8 +485,20 @@ static const char *generic_text(int code) {
 static bool sequence_error(fake__session *s, int *code, const char **enh,
                            const char **text) {
   const char *e = "5.5.1";
-  if ((s->stage == DETOUR_FAKE_MAIL || s->stage == DETOUR_FAKE_RCPT) &&
-      s->arg_bad) {
+  const detour_fake_auth *auth = &s->srv->script->auth;
+  if (s->stage == DETOUR_FAKE_AUTH && !s->cred_ok) {
+    *code = 535; /* RFC 4954 6 */
+    e = "5.7.8";
+    *text = "Authentication credentials invalid";
+  } else if (s->stage == DETOUR_FAKE_MAIL && s->need_ehlo) {
+    *code = 503;
+    *text = "Error: send EHLO first (after STARTTLS)";
+  } else if (s->stage == DETOUR_FAKE_MAIL && auth->required && !s->authed) {
+    *code = 530;
+    e = "5.7.0";
+    *text = "Authentication required";
+  } else if ((s->stage == DETOUR_FAKE_MAIL || s->stage == DETOUR_FAKE_RCPT) &&
+             s->arg_bad) {
     *code = 501;
     e = "5.5.4";
     *text = "Syntax error in parameters";
@@ -445,14 +534,39 @@ static void add_line(buf *b, int code, bool more, const char *enh,
   buf_add(b, bare_lf ? "\n" : "\r\n", bare_lf ? 1 : 2);
 }
 
-/* The EHLO reply: hostname, then the keywords. */
+static bool offers_starttls(const fake__session *s) {
+  const detour_fake_tls *t = &s->srv->script->tls;
+  return t->mode == DETOUR_FAKE_TLS_STARTTLS && !t->hide_starttls && !s->tls;
+}
+
+/* AUTH is there when configured, and with after_tls only inside TLS. */
+static bool offers_auth(const fake__session *s) {
+  const detour_fake_auth *a = &s->srv->script->auth;
+  return a->mechanisms && (!a->after_tls || s->tls);
+}
+
+/* The EHLO reply: hostname, then the keywords (the script's, then
+ * STARTTLS and AUTH as the session's TLS state allows). */
 static void add_ehlo(fake__session *s, int code, bool bare_lf, bool endless) {
   const detour_fake_script *sc = s->srv->script;
-  add_line(&s->out, code, sc->n_ehlo > 0 || endless, NULL, sc->hostname,
+  const char *kw[66];
+  size_t n = 0;
+  char auth[32];
+  for (size_t i = 0; i < sc->n_ehlo && n < 64; i++)
+    kw[n++] = sc->ehlo_kw[i];
+  if (offers_starttls(s))
+    kw[n++] = "STARTTLS";
+  if (offers_auth(s)) {
+    snprintf(auth, sizeof auth, "AUTH%s%s",
+             sc->auth.mechanisms & DETOUR_FAKE_AUTH_PLAIN ? " PLAIN" : "",
+             sc->auth.mechanisms & DETOUR_FAKE_AUTH_LOGIN ? " LOGIN" : "");
+    kw[n++] = auth;
+  }
+  add_line(&s->out, code, n > 0 || endless, NULL, sc->hostname,
            strlen(sc->hostname), bare_lf);
-  for (size_t i = 0; i < sc->n_ehlo; i++)
-    add_line(&s->out, code, i + 1 < sc->n_ehlo || endless, NULL, sc->ehlo_kw[i],
-             strlen(sc->ehlo_kw[i]), bare_lf);
+  for (size_t i = 0; i < n; i++)
+    add_line(&s->out, code, i + 1 < n || endless, NULL, kw[i], strlen(kw[i]),
+             bare_lf);
 }
 
 /* Lines of text (separated by '\n') as one reply. */
@@ -595,7 +709,8 @@ static void record_message(fake__session *s, bool complete, int code) {
   ev.type = DETOUR_FAKE_EV_MESSAGE;
   ev.conn = s->id;
   ev.msg = &m;
-  fake__emit(srv, &ev);
+  if (!fake__emit(srv, &ev))
+    sess_nomem(s);
 }
 
 /* Streaming: the body goes to an unlinked file in the spool directory. */
@@ -634,6 +749,8 @@ static void enter_body(fake__session *s) {
     open_spool(s);
 }
 
+static void start_tls(fake__session *s);
+
 /* What a reply does to the session once it is written. */
 static void apply_effects(fake__session *s) {
   bool ok = s->code / 100 == 2;
@@ -643,9 +760,29 @@ static void apply_effects(fake__session *s) {
     break;
   case DETOUR_FAKE_EHLO:
   case DETOUR_FAKE_HELO:
+    if (ok)
+      s->need_ehlo = false;
+    /* fall through */
   case DETOUR_FAKE_RSET:
     if (ok)
       reset_tx(s);
+    break;
+  case DETOUR_FAKE_STARTTLS:
+    if (s->code == 220)
+      start_tls(s);
+    break;
+  case DETOUR_FAKE_AUTH:
+    if (s->code == 334)
+      s->state = AUTH_CONT;
+    else {
+      s->state = COMMAND;
+      s->authed = s->authed || s->code == 235;
+      if (s->code == 235 && s->info.auth_user[0]) {
+        s->info.auth_ok = true;
+        sync_record(s);
+      }
+      memset(&s->sasl, 0, sizeof s->sasl);
+    }
     break;
   case DETOUR_FAKE_MAIL:
     if (ok) {
@@ -705,6 +842,7 @@ static void step_done(fake__session *s) {
     break;
   }
   s->busy = false;
+  touch_idle(s); /* idle counts from the end of our reply */
   /* A step that finished inside pump() (a reply written at once) returns
    * to pump's loop instead of calling it again: calling it would recurse
    * once per pipelined command, and 100k commands in one write would
@@ -782,11 +920,14 @@ static void send_reply(fake__session *s) {
 static void do_action(fake__session *s, detour_fake_action a) {
   const char *name = detour_fake_action_name(a);
   emit(s, DETOUR_FAKE_EV_ACTION, s->stage, name, strlen(name));
-  /* A cut at the final dot or mid-body: keep what arrived. */
-  if (s->stage == DETOUR_FAKE_EOD)
-    record_message(s, true, 0);
-  else if (s->stage == DETOUR_FAKE_BODY)
-    record_message(s, false, 0);
+  /* A cut at the final dot or mid-body: keep what arrived (once: the
+   * close below must not record it again). */
+  if (s->stage == DETOUR_FAKE_EOD || s->stage == DETOUR_FAKE_BODY) {
+    s->state = COMMAND;
+    record_message(s, s->stage == DETOUR_FAKE_EOD, 0);
+    if (s->closing)
+      return;
+  }
   if (a == DETOUR_FAKE_ACT_CLOSE)
     sess_close(s, DETOUR_FAKE_BY_SERVER);
   else if (a == DETOUR_FAKE_ACT_RESET)
@@ -846,12 +987,14 @@ static detour_fake_stage verb_stage(const char *line, size_t len) {
   } verbs[] = {{"EHLO", DETOUR_FAKE_EHLO}, {"HELO", DETOUR_FAKE_HELO},
                {"MAIL", DETOUR_FAKE_MAIL}, {"RCPT", DETOUR_FAKE_RCPT},
                {"DATA", DETOUR_FAKE_DATA}, {"RSET", DETOUR_FAKE_RSET},
-               {"NOOP", DETOUR_FAKE_NOOP}, {"QUIT", DETOUR_FAKE_QUIT}};
+               {"NOOP", DETOUR_FAKE_NOOP}, {"QUIT", DETOUR_FAKE_QUIT},
+               {"AUTH", DETOUR_FAKE_AUTH}, {"STARTTLS", DETOUR_FAKE_STARTTLS}};
   size_t vl = 0;
   while (vl < len && line[vl] != ' ')
     vl++;
   for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
-    if (vl == 4 && strncasecmp(line, verbs[i].verb, 4) == 0)
+    if (vl == strlen(verbs[i].verb) &&
+        strncasecmp(line, verbs[i].verb, vl) == 0)
       return verbs[i].stage;
   return DETOUR_FAKE_UNKNOWN;
 }
@@ -906,12 +1049,147 @@ static void too_many_rcpts(fake__session *s) {
   step_begin(s, DETOUR_FAKE_RCPT, &too_many);
 }
 
+/* ------------------------------------------------------------------------ */
+/* AUTH (RFC 4954): the exchange is auth.c's pure decoder; the verdict is   */
+/* the AUTH stage, so a script's rule or a catalogue fault can replace it.  */
+
+#define REDACTED "<redacted>"
+
+/* A reply of the exchange itself (334 challenge, 5xx sequence errors): no
+ * rule applies to those. */
+static void auth_say(fake__session *s, int code, const char *enh,
+                     const char *text) {
+  memset(&s->auth_reply, 0, sizeof s->auth_reply);
+  s->auth_reply.stage = DETOUR_FAKE_AUTH;
+  s->auth_reply.code = code;
+  s->auth_reply.enhanced = enh;
+  s->auth_reply.text = text;
+  step_begin(s, DETOUR_FAKE_AUTH, &s->auth_reply);
+}
+
+/* Credentials complete: compare, record (never the password), then the
+ * AUTH stage's rule or the default 235 / 535. */
+static void auth_verdict(fake__session *s) {
+  const char *want = fake__script_password(s->srv->script, s->sasl.user);
+  char line[DETOUR_FAKE_SASL_FIELD_MAX + 96];
+  s->cred_ok = want && strcmp(want, s->sasl.password) == 0;
+  int n =
+      snprintf(line, sizeof line, "mechanism=%s user=%s password=%s",
+               s->sasl.mechanism == DETOUR_FAKE_AUTH_PLAIN ? "PLAIN" : "LOGIN",
+               s->sasl.user,
+               s->cred_ok ? "match"
+               : want     ? "mismatch"
+                          : "unknown_user");
+  memset(s->sasl.password, 0, sizeof s->sasl.password);
+  snprintf(s->info.auth_user, sizeof s->info.auth_user, "%s", s->sasl.user);
+  snprintf(s->info.auth_mechanism, sizeof s->info.auth_mechanism, "%s",
+           s->sasl.mechanism == DETOUR_FAKE_AUTH_PLAIN ? "PLAIN" : "LOGIN");
+  s->info.auth_ok = false; /* until the 235 */
+  sync_record(s);
+  emit(s, DETOUR_FAKE_EV_AUTH, DETOUR_FAKE_AUTH, line,
+       n < 0                     ? 0
+       : (size_t)n < sizeof line ? (size_t)n
+                                 : sizeof line - 1);
+  run_stage(s, DETOUR_FAKE_AUTH, false);
+}
+
+static void auth_status(fake__session *s, detour_fake_sasl_status st) {
+  switch (st) {
+  case DETOUR_FAKE_SASL_CHALLENGE:
+    auth_say(s, 334, NULL, s->sasl.challenge);
+    return;
+  case DETOUR_FAKE_SASL_DONE:
+    auth_verdict(s);
+    return;
+  case DETOUR_FAKE_SASL_CANCELLED:
+    auth_say(s, 501, "5.7.0", "Authentication cancelled");
+    return;
+  case DETOUR_FAKE_SASL_BAD_MECH:
+    auth_say(s, 504, "5.5.4", "Unrecognized authentication type");
+    return;
+  default:
+    auth_say(s, 501, "5.5.2", "Cannot decode the response");
+  }
+}
+
+/* The AUTH command on a server that offers AUTH. */
+static void auth_command(fake__session *s, const char *line, size_t len) {
+  s->cred_ok = false;
+  if (!offers_auth(s))
+    auth_say(s, 538, "5.7.11",
+             "Encryption required for requested authentication mechanism");
+  else if (s->authed)
+    auth_say(s, 503, "5.5.1", "Error: already authenticated");
+  else if (s->in_tx)
+    auth_say(s, 503, "5.5.1", "Error: MAIL transaction in progress");
+  else
+    auth_status(s, detour_fake_sasl_begin(&s->sasl, line, len,
+                                          s->srv->script->auth.mechanisms));
+}
+
+/* A line answering a 334 challenge: recorded redacted, never as sent. */
+static void auth_line(fake__session *s, const char *line, size_t len) {
+  s->info.commands++;
+  s->srv->stats.commands++;
+  emit(s, DETOUR_FAKE_EV_COMMAND, DETOUR_FAKE_AUTH, REDACTED,
+       sizeof REDACTED - 1);
+  auth_status(s, detour_fake_sasl_step(&s->sasl, line, len));
+}
+
+/* "AUTH PLAIN dGVzdA..." -> "AUTH PLAIN <redacted>" into out. */
+static size_t redact_auth(const char *line, size_t len, char *out, size_t cap) {
+  const char *sp1 = memchr(line, ' ', len);
+  const char *sp2 =
+      sp1 ? memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - line)) : NULL;
+  size_t keep = sp2 ? (size_t)(sp2 - line) : len;
+  int n = snprintf(out, cap, "%.*s%s", (int)(keep < 64 ? keep : 64), line,
+                   sp2 ? " " REDACTED : "");
+  return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* STARTTLS (RFC 3207)                                                       */
+
+/* After the 220: forget what the client sent in clear (4.2: data that
+ * arrived before the handshake must not be taken as commands) and the
+ * session state, then read the handshake. */
+static void start_tls(fake__session *s) {
+  buf_consume(&s->in, s->in.len);
+  fake__line_reader_init(&s->lines, s->srv->script->limits.max_line);
+  reset_tx(s);
+  s->authed = false;
+  s->need_ehlo = true;
+  s->tls = fake__tls_new(s->srv->tls_ctx, mem_of(s));
+  if (!s->tls) {
+    sess_nomem(s);
+    return;
+  }
+  s->state = TLS_HANDSHAKE;
+}
+
 static void handle_command(fake__session *s, char *line, size_t len) {
   detour_fake_stage st = verb_stage(line, len);
   bool params = false;
+  char redacted[96];
   s->info.commands++;
   s->srv->stats.commands++;
-  emit(s, DETOUR_FAKE_EV_COMMAND, st, line, len);
+  /* STARTTLS and AUTH are commands only where the script offers them. */
+  if (st == DETOUR_FAKE_STARTTLS && !offers_starttls(s))
+    st = DETOUR_FAKE_UNKNOWN;
+  if (st == DETOUR_FAKE_AUTH && !s->srv->script->auth.mechanisms)
+    st = DETOUR_FAKE_UNKNOWN;
+  if (st == DETOUR_FAKE_AUTH || (len >= 4 && strncasecmp(line, "AUTH", 4) == 0))
+    emit(s, DETOUR_FAKE_EV_COMMAND, st, redacted,
+         redact_auth(line, len, redacted, sizeof redacted));
+  else
+    emit(s, DETOUR_FAKE_EV_COMMAND, st, line, len);
+  if (st == DETOUR_FAKE_AUTH) {
+    fake__free(mem_of(s), s->arg);
+    s->arg = NULL;
+    s->arg_bad = false;
+    auth_command(s, line, len);
+    return;
+  }
   if (st == DETOUR_FAKE_MAIL)
     parse_path(s, line, "FROM:", &params);
   else if (st == DETOUR_FAKE_RCPT)
@@ -937,9 +1215,14 @@ static void line_too_long(fake__session *s, const char *p, size_t len) {
                                             .code = 500,
                                             .enhanced = "5.5.6",
                                             .text = "Line too long"};
+  char redacted[96];
   s->info.commands++;
   s->srv->stats.commands++;
-  emit(s, DETOUR_FAKE_EV_COMMAND, DETOUR_FAKE_UNKNOWN, p, len);
+  if (len >= 4 && strncasecmp(p, "AUTH", 4) == 0) /* a secret, however long */
+    emit(s, DETOUR_FAKE_EV_COMMAND, DETOUR_FAKE_UNKNOWN, redacted,
+         redact_auth(p, len, redacted, sizeof redacted));
+  else
+    emit(s, DETOUR_FAKE_EV_COMMAND, DETOUR_FAKE_UNKNOWN, p, len);
   /* Every time (not once): each is a reply the client got. */
   s->limits_said &= ~(unsigned)SAID_LINE;
   note_limit(s, SAID_LINE, DETOUR_FAKE_UNKNOWN,
@@ -967,10 +1250,14 @@ static bool take_command(fake__session *s) {
     sess_nomem(s);
     return false;
   }
-  if (l.kind == FAKE_LINE_TOO_LONG)
+  touch_idle(s);
+  if (s->state == AUTH_CONT) /* whatever its length: it is a secret */
+    auth_line(s, line, l.len);
+  else if (l.kind == FAKE_LINE_TOO_LONG)
     line_too_long(s, line, l.len);
   else
     handle_command(s, line, l.len);
+  memset(line, 0, l.len); /* an AUTH line holds a password */
   fake__free(mem_of(s), line);
   return true;
 }
@@ -1046,6 +1333,8 @@ static bool take_body(fake__session *s) {
     fake__body_next(&s->bodyr, s->in.p + used, n, out, &c);
     used += c.used;
     s->body_raw += c.used;
+    if (c.end || memchr(out, '\n', c.out_len))
+      touch_idle(s); /* a whole line of the message */
     body_add(s, out, c.out_len);
     if (c.bare_lf_dot)
       bare_lf_dot_finding(s);
@@ -1110,7 +1399,7 @@ static void pump(fake__session *s) {
   s->pumping = true;
   while (!s->busy && !s->closing && queued(s) < limits(s)->max_output) {
     bool progress;
-    if (s->state == COMMAND)
+    if (s->state == COMMAND || s->state == AUTH_CONT)
       progress = s->in.len > 0 && take_command(s);
     else if (s->state == BODY)
       progress = (s->in.len > 0 || (s->body_rule && !s->body_fired &&
@@ -1135,6 +1424,103 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
   *b = uv_buf_init(scratch, sizeof scratch);
 }
 
+/* Plaintext into the command buffer; false when the session closed. */
+static bool take_input(fake__session *s, const char *p, size_t n) {
+  if (!buf_add(&s->in, p, n)) {
+    sess_nomem(s);
+    return false;
+  }
+  return true;
+}
+
+/* The tls_drop fault: half of the server's first flight, then FIN. */
+static void tls_drop(fake__session *s) {
+  size_t n = fake__tls_pending(s->tls);
+  char *tmp = fake__malloc(mem_of(s), n ? n : 1);
+  if (tmp) {
+    n = fake__tls_pull(s->tls, tmp, n);
+    wire_write(s, tmp, n / 2);
+    fake__free(mem_of(s), tmp);
+  }
+  emit(s, DETOUR_FAKE_EV_TLS, s->stage, "dropped mid-handshake", 21);
+  sess_close(s, DETOUR_FAKE_BY_SERVER);
+}
+
+/* The handshake is over: record it, then greet (implicit TLS) or wait for
+ * the new EHLO (STARTTLS). */
+static void tls_ready(fake__session *s) {
+  char desc[512];
+  fake__tls_describe(s->tls, s->srv->tls_cert, desc, sizeof desc);
+  snprintf(s->info.tls_version, sizeof s->info.tls_version, "%s",
+           fake__tls_version(s->tls));
+  snprintf(s->info.tls_cipher, sizeof s->info.tls_cipher, "%s",
+           fake__tls_cipher(s->tls));
+  sync_record(s);
+  emit(s, DETOUR_FAKE_EV_TLS, s->stage, desc, strlen(desc));
+  if (s->tls_before_greeting) {
+    s->tls_before_greeting = false;
+    s->state = WAIT_GREETING;
+    run_stage(s, DETOUR_FAKE_CONNECT, false);
+  } else {
+    s->state = COMMAND;
+  }
+}
+
+/* Ciphertext in: drive the handshake, then decrypt into the command
+ * buffer. Returns false when the session closed. */
+static bool tls_input(fake__session *s, const char *p, size_t n) {
+  static _Thread_local char plain[16 * 1024];
+  if (!fake__tls_push(s->tls, p, n)) {
+    sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
+    return false;
+  }
+  if (s->state == TLS_HANDSHAKE) {
+    int rc = fake__tls_handshake(s->tls);
+    if (s->srv->script->tls.handshake == DETOUR_FAKE_TLS_DROP) {
+      if (rc == 0 && fake__tls_pending(s->tls) == 0)
+        return true; /* the ClientHello is not complete yet */
+      tls_drop(s);
+      return false;
+    }
+    tls_flush(s);
+    if (rc < 0) {
+      /* What failed, and what we had offered (the certificate the
+       * client rejected, the SNI it asked for). */
+      char why[768], desc[512];
+      bool alert = s->srv->script->tls.handshake == DETOUR_FAKE_TLS_ALERT;
+      fake__tls_describe(s->tls, s->srv->tls_cert, desc, sizeof desc);
+      int k = snprintf(why, sizeof why, "handshake failed: %s; %s",
+                       alert ? "alert handshake_failure sent (tls_alert)"
+                             : fake__tls_error(s->tls),
+                       desc);
+      emit(s, DETOUR_FAKE_EV_TLS, s->stage, why,
+           k < 0                    ? 0
+           : (size_t)k < sizeof why ? (size_t)k
+                                    : sizeof why - 1);
+      sess_close(s, DETOUR_FAKE_BY_SERVER);
+      return false;
+    }
+    if (rc == 0 || s->closing)
+      return !s->closing;
+    tls_ready(s);
+  }
+  for (;;) {
+    long k = fake__tls_read(s->tls, plain, sizeof plain);
+    tls_flush(s); /* a read may answer (key update, ...) */
+    if (s->closing)
+      return false;
+    if (k == 0)
+      return true;
+    if (k < 0) {
+      sess_close(s,
+                 k == -1 ? DETOUR_FAKE_BY_CLIENT : DETOUR_FAKE_BY_CLIENT_RESET);
+      return false;
+    }
+    if (s->state != STALLED && !take_input(s, plain, (size_t)k))
+      return false;
+  }
+}
+
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
   fake__session *s = st->data;
   if (n == 0 || s->closing)
@@ -1146,12 +1532,16 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
   }
   s->info.bytes_in += (uint64_t)n;
   s->srv->stats.bytes_in += (uint64_t)n;
-  touch_idle(s);
+  /* No touch_idle here: bytes trickling in (slowloris) are not progress;
+   * a whole command line or message line is (take_command, take_body). */
   if (s->state == STALLED)
     return; /* read and drop: we stopped answering, not listening */
   /* Bounded by flow(): past max_input reading pauses, so at most one
-   * read more than the limit is ever buffered. */
-  if (!buf_add(&s->in, b->base, (size_t)n)) {
+   * read more than the limit is ever buffered (TLS: one read's plaintext). */
+  if (s->tls) {
+    if (!tls_input(s, b->base, (size_t)n))
+      return;
+  } else if (!buf_add(&s->in, b->base, (size_t)n)) {
     sess_nomem(s);
     return;
   }
@@ -1201,10 +1591,20 @@ static void begin(fake__session *s) {
   }
   uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
   touch_idle(s);
-  if (s->srv->stats.active > limits(s)->max_sessions)
+  if (s->srv->stats.active > limits(s)->max_sessions) {
     too_many_sessions(s);
-  else
+  } else if (s->srv->script->tls.mode == DETOUR_FAKE_TLS_IMPLICIT) {
+    /* RFC 8314: TLS from the first byte; the greeting comes after it. */
+    s->tls = fake__tls_new(s->srv->tls_ctx, mem_of(s));
+    if (!s->tls) {
+      sess_nomem(s);
+      return;
+    }
+    s->tls_before_greeting = true;
+    s->state = TLS_HANDSHAKE;
+  } else {
     run_stage(s, DETOUR_FAKE_CONNECT, false);
+  }
 }
 
 static void on_reject_closed(uv_handle_t *h) {

@@ -449,8 +449,8 @@ static int fault_key(ctx *c, yaml_node_t *k, yaml_node_t *v,
     if (detour_fake_stage_from_name(st, &a->stage) != 0)
       return fail(c, v,
                   "expected a stage (connect, greeting, ehlo, helo, mail, "
-                  "rcpt, data, body, eod, rset, noop, quit, unknown), got "
-                  "'%s'",
+                  "rcpt, data, body, eod, rset, noop, quit, unknown, "
+                  "starttls, auth), got '%s'",
                   st);
     return 0;
   }
@@ -525,6 +525,194 @@ static int add_faults(ctx *c, detour_fake_script *s, yaml_node_t *n,
     if (rc)
       return rc;
   }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* TLS and AUTH: the server keys `tls:` and `auth:` (README "TLS and AUTH")  */
+
+static yaml_node_t *lookup(ctx *c, yaml_node_t *n, const char *name);
+
+static int get_tls_version(ctx *c, yaml_node_t *n, int *out) {
+  static const char *const names[] = {"1.0", "1.1", "1.2", "1.3", NULL};
+  static const int versions[] = {0x0301, 0x0302, 0x0303, 0x0304};
+  int i;
+  if (get_choice(c, n, names, "a TLS version: 1.0, 1.1, 1.2 or 1.3", &i))
+    return DETOUR_EPARSE;
+  *out = versions[i];
+  return 0;
+}
+
+static const char *const tls_modes[] = {"none", "starttls", "implicit", NULL};
+
+static int tls_key(ctx *c, yaml_node_t *k, yaml_node_t *v, detour_fake_tls *t) {
+  static const char *const keys[] = {
+      "mode",      "cert",        "key",         "dir",       "serve",
+      "advertise", "min_version", "max_version", "handshake", NULL};
+  const char *key = scalar(c, k, "a tls key");
+  const char *val;
+  int i = 0;
+  bool b;
+  if (!key)
+    return DETOUR_EPARSE;
+  switch (one_of(key, keys)) {
+  case 0:
+    if (get_choice(c, v, tls_modes, "one of none, starttls, implicit", &i))
+      return DETOUR_EPARSE;
+    t->mode = (detour_fake_tls_mode)i;
+    return 0;
+  case 1:
+    return (t->cert_file = scalar(c, v, "a PEM certificate file"))
+               ? 0
+               : DETOUR_EPARSE;
+  case 2:
+    return (t->key_file = scalar(c, v, "a PEM key file")) ? 0 : DETOUR_EPARSE;
+  case 3:
+    return (t->dir = scalar(c, v, "a test CA directory")) ? 0 : DETOUR_EPARSE;
+  case 4:
+    if (!(val = scalar(c, v, "a certificate name")))
+      return DETOUR_EPARSE;
+    if (detour_fake_cert_from_name(val, &t->serve) != 0)
+      return fail(c, v,
+                  "expected a certificate: server, expired, self_signed, "
+                  "wrong_host or unknown_ca; got '%s'",
+                  val);
+    return 0;
+  case 5:
+    if (get_bool(c, v, &b))
+      return DETOUR_EPARSE;
+    t->hide_starttls = !b;
+    return 0;
+  case 6:
+    return get_tls_version(c, v, &t->min_version);
+  case 7:
+    return get_tls_version(c, v, &t->max_version);
+  case 8:
+    if (get_choice(c, v, (const char *const[]){"ok", "alert", "drop", NULL},
+                   "one of ok, alert, drop", &i))
+      return DETOUR_EPARSE;
+    t->handshake = (detour_fake_tls_handshake)i;
+    return 0;
+  default:
+    return fail(c, k,
+                "unknown tls key '%s' (expected mode, cert, key, dir, serve, "
+                "advertise, min_version, max_version, handshake)",
+                key);
+  }
+}
+
+/* tls: starttls | implicit | none, or a mapping of tls keys. */
+static int get_tls(ctx *c, detour_fake_script *s, yaml_node_t *n) {
+  detour_fake_tls t = *detour_fake_script_tls(s);
+  int i = 0;
+  if (n->type == YAML_SCALAR_NODE) {
+    if (get_choice(c, n, tls_modes, "one of none, starttls, implicit", &i))
+      return DETOUR_EPARSE;
+    t.mode = (detour_fake_tls_mode)i;
+  } else if (n->type == YAML_MAPPING_NODE) {
+    if (!lookup(c, n, "mode"))
+      t.mode = DETOUR_FAKE_TLS_STARTTLS;
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+         p < n->data.mapping.pairs.top; p++)
+      if (tls_key(c, node_at(c, p->key), node_at(c, p->value), &t))
+        return DETOUR_EPARSE;
+  } else {
+    return fail(c, n, "expected tls: starttls, implicit, none or a mapping");
+  }
+  if ((t.cert_file == NULL) != (t.key_file == NULL))
+    return fail(c, n, "expected both tls cert and key, or neither");
+  if (t.min_version && t.max_version && t.min_version > t.max_version)
+    return fail(c, n, "expected min_version <= max_version");
+  return detour_fake_script_set_tls(s, &t) ? fail(c, n, "out of memory") : 0;
+}
+
+static int get_mechanisms(ctx *c, yaml_node_t *n, unsigned *out) {
+  *out = 0;
+  if (n->type != YAML_SEQUENCE_NODE)
+    return fail(c, n, "expected a list of mechanisms: [PLAIN, LOGIN]");
+  for (yaml_node_item_t *it = n->data.sequence.items.start;
+       it < n->data.sequence.items.top; it++) {
+    int i;
+    if (get_choice(c, node_at(c, *it),
+                   (const char *const[]){"PLAIN", "LOGIN", NULL},
+                   "a mechanism: PLAIN or LOGIN", &i))
+      return DETOUR_EPARSE;
+    *out |= i == 0 ? DETOUR_FAKE_AUTH_PLAIN : DETOUR_FAKE_AUTH_LOGIN;
+  }
+  return *out ? 0 : fail(c, n, "expected at least one mechanism");
+}
+
+/* users: { name: password, ... }. An error never quotes a password. */
+static int get_users(ctx *c, detour_fake_script *s, yaml_node_t *n) {
+  if (n->type != YAML_MAPPING_NODE)
+    return fail(c, n, "expected users: a mapping user: password");
+  for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+       p < n->data.mapping.pairs.top; p++) {
+    yaml_node_t *k = node_at(c, p->key), *v = node_at(c, p->value);
+    const char *user = scalar(c, k, "a user name");
+    if (!user)
+      return DETOUR_EPARSE;
+    if (v->type != YAML_SCALAR_NODE)
+      return fail(c, v, "expected the password of '%s' (a string)", user);
+    if (detour_fake_script_add_user(s, user,
+                                    (const char *)v->data.scalar.value) != 0)
+      return fail(c, k,
+                  "expected a user name and a password of at most %d "
+                  "bytes each",
+                  DETOUR_FAKE_SASL_FIELD_MAX - 1);
+  }
+  return 0;
+}
+
+static int auth_key(ctx *c, detour_fake_script *s, yaml_node_t *k,
+                    yaml_node_t *v, detour_fake_auth *a) {
+  static const char *const keys[] = {"mechanisms", "offer",      "required",
+                                     "users",      "users_file", NULL};
+  const char *key = scalar(c, k, "an auth key"), *val;
+  char why[512];
+  int i = 0;
+  if (!key)
+    return DETOUR_EPARSE;
+  switch (one_of(key, keys)) {
+  case 0:
+    return get_mechanisms(c, v, &a->mechanisms);
+  case 1:
+    if (get_choice(c, v, (const char *const[]){"always", "after_tls", NULL},
+                   "one of always, after_tls", &i))
+      return DETOUR_EPARSE;
+    a->after_tls = i == 1;
+    return 0;
+  case 2:
+    return get_bool(c, v, &a->required);
+  case 3:
+    return get_users(c, s, v);
+  case 4:
+    if (!(val = scalar(c, v, "a file of user:password lines")))
+      return DETOUR_EPARSE;
+    if (detour_fake_script_load_users(s, val, why, sizeof why) != 0)
+      return fail(c, v, "%s", why);
+    return 0;
+  default:
+    return fail(c, k,
+                "unknown auth key '%s' (expected mechanisms, offer, required, "
+                "users, users_file)",
+                key);
+  }
+}
+
+/* auth: a mapping; AUTH PLAIN and LOGIN unless mechanisms says. */
+static int get_auth(ctx *c, detour_fake_script *s, yaml_node_t *n) {
+  detour_fake_auth a = *detour_fake_script_auth(s);
+  if (n->type != YAML_MAPPING_NODE)
+    return fail(c, n,
+                "expected auth: a mapping (users, mechanisms, offer, "
+                "required, users_file)");
+  a.mechanisms = DETOUR_FAKE_AUTH_PLAIN | DETOUR_FAKE_AUTH_LOGIN;
+  for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+       p < n->data.mapping.pairs.top; p++)
+    if (auth_key(c, s, node_at(c, p->key), node_at(c, p->value), &a))
+      return DETOUR_EPARSE;
+  detour_fake_script_set_auth(s, &a);
   return 0;
 }
 
@@ -646,7 +834,7 @@ static int limits_block(ctx *c, detour_fake_script *s, yaml_node_t *n) {
 static const char *const server_keys[] = {
     "name",   "listen",       "mode",     "hostname",    "ehlo_keywords",
     "record", "idle_timeout", "max_body", "connections", "limits",
-    NULL};
+    "tls",    "auth",         NULL};
 
 static int server_key(ctx *c, detour_fake_script *s, yaml_node_t *k,
                       yaml_node_t *v) {
@@ -704,15 +892,21 @@ static int server_key(ctx *c, detour_fake_script *s, yaml_node_t *k,
     return 0;
   case 9:
     return limits_block(c, s, v);
+  case 10:
+    return get_tls(c, s, v);
+  case 11:
+    /* At server level auth: is the configuration; rules for the AUTH
+     * verdict go in connection blocks (auth: there is the stage). */
+    return get_auth(c, s, v);
   }
   rc = common_key(c, s, key, v, 0, 0);
   if (rc == 1)
     return fail(c, k,
                 "unknown key '%s' (expected name, listen, mode, hostname, "
                 "ehlo_keywords, record, idle_timeout, max_body, connections, "
-                "limits, "
-                "fault(s), or a stage: connect, greeting, ehlo, helo, mail, "
-                "rcpt, data, body, eod, rset, noop, quit, unknown)",
+                "limits, tls, auth, fault(s), or a stage: connect, greeting, "
+                "ehlo, helo, mail, rcpt, data, body, eod, rset, noop, quit, "
+                "unknown, starttls)",
                 key);
   return rc;
 }

@@ -1,7 +1,7 @@
 /*
  * cert.c - the certification summary: each SPEC rule with pass / fail /
  * not covered and the scenarios behind it. The rules come from each
- * result's `rules` array (the ids a scenario file names); R1..R12 are
+ * result's `rules` array (the ids a scenario file names); R1..R13 are
  * always listed so a gap in coverage shows as "not covered" instead of
  * silently missing.
  */
@@ -24,22 +24,9 @@ const char *detour_cert_status_name(detour_cert_status st) {
   return "not covered";
 }
 
-/* 1..12 when id names a SPEC rule ("R3", "r3", "R3.timeout"), else 0. */
-static int spec_rule(const char *id) {
-  if (!id || (id[0] != 'R' && id[0] != 'r') || !isdigit((unsigned char)id[1]))
-    return 0;
-  int n = 0;
-  const char *p = id + 1;
-  while (isdigit((unsigned char)*p) && n < 100)
-    n = n * 10 + (*p++ - '0');
-  if (isdigit((unsigned char)*p))
-    return 0;
-  return n >= 1 && n <= REP_SPEC_RULES ? n : 0;
-}
-
 /* The row for id, appended when new. NULL on out of memory. */
 static detour_cert_rule *rule_for(detour_cert *c, const char *id) {
-  int spec = spec_rule(id);
+  int spec = rep_rule_number(id);
   if (spec)
     return &c->rules[spec - 1];
   for (size_t i = REP_SPEC_RULES; i < c->n; i++)

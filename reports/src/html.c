@@ -2,8 +2,8 @@
  * html.c - the HTML report: one self-contained file (inline CSS, inline
  * SVG, a few lines of inline script, a Content-Security-Policy that
  * forbids every fetch), opening with the totals and the certification
- * summary by SPEC rule, then one collapsible section per scenario with its
- * failures, its timeline, the send log in the layout of Fig. 6, the
+ * summary by rule (docs/rules.md), then one collapsible section per scenario
+ * with its failures, its timeline, the send log in the layout of Fig. 6, the
  * recipients' outcomes and what each fake server saw. Passing scenarios
  * start collapsed and a filter narrows the list, so a 200-scenario run
  * stays readable. The layout is in reports/README.md.
@@ -84,6 +84,8 @@ static const char css[] =
     "#d9480f}.x.k-transient{stroke:#e67700}.x.k-switch{stroke:#6741d9}"
     ".x.k-abort{stroke:#c92a2a}"
     ".warn{fill:#f08c00}.r12{fill:#495057}"
+    ".tls{fill:none;stroke:#1971c2;stroke-width:1.5}.tls-body{fill:#1971c2}"
+    ".auth{fill:none;stroke:#0c8599;stroke-width:1.5}"
     ".retry{stroke:#495057;stroke-dasharray:5 3;stroke-width:1.2}"
     ".rl{fill:#495057;text-anchor:middle;font-size:10px}"
     ".legend{font-size:12px;color:#495057}.legend i{display:inline-block;"
@@ -213,15 +215,38 @@ static void cert_links(FILE *f, const detour_suite *s,
     fputs("</details>", f);
 }
 
-static void cert_row(FILE *f, const detour_suite *s,
-                     const detour_cert_rule *r) {
+/* A rule id as a link to its section of docs/rules.md (with its sentence
+ * as the tooltip); other ids as text. */
+static void rule_link(FILE *f, const char *id, const detour_report_meta *m) {
+  int n = rep_rule_number(id);
+  if (!n) {
+    rep_xml(f, id, false);
+    return;
+  }
+  fputs("<a class=\"rule\" href=\"", f);
+  rep_xml(f, rep_meta_rules_url(m), true);
+  fprintf(f, "#r%d\" title=\"", n);
+  rep_xml(f, rep_rule_sentence(n), true);
+  fputs("\">", f);
+  rep_xml(f, id, false);
+  fputs("</a>", f);
+}
+
+static void cert_row(FILE *f, const detour_suite *s, const detour_cert_rule *r,
+                     const detour_report_meta *m) {
   const char *css_class = r->status == DETOUR_CERT_PASS   ? "pass"
                           : r->status == DETOUR_CERT_FAIL ? "fail"
                                                           : "nc";
   fprintf(f, "<tr class=\"%s\"><td>", css_class);
-  rep_xml(f, r->rule, false);
+  rule_link(f, r->rule, m);
   fputs("</td><td>", f);
   rep_xml(f, r->title, false);
+  int n = rep_rule_number(r->rule);
+  if (n) {
+    fputs("<div class=\"dim\">", f);
+    rep_xml(f, rep_rule_sentence(n), false);
+    fputs("</div>", f);
+  }
   fprintf(f, "</td><td><span class=\"badge %s\">%s</span></td>", css_class,
           detour_cert_status_name(r->status));
   fprintf(f, "<td>%zu</td><td>%zu</td><td>%zu</td><td>", r->passed, r->failed,
@@ -230,14 +255,61 @@ static void cert_row(FILE *f, const detour_suite *s,
   fputs("</td></tr>\n", f);
 }
 
-static void cert_section(FILE *f, const detour_suite *s, const detour_cert *c) {
-  fputs("<section id=\"certification\">\n<h2>Certification by SPEC rule</h2>"
-        "\n<table class=\"cert\"><thead><tr><th>rule</th><th>title</th>"
+/* One line for the whole run: FAIL when a scenario failed or could not
+ * run, else PASS; then how many rules failed and how many no scenario
+ * covered. */
+static void overall_verdict(FILE *f, const detour_suite *s,
+                            const detour_cert *c, const detour_report_meta *m) {
+  size_t failed = 0, uncovered = 0;
+  for (size_t i = 0; i < c->n; i++) {
+    failed += c->rules[i].status == DETOUR_CERT_FAIL;
+    uncovered +=
+        i < REP_SPEC_RULES && c->rules[i].status == DETOUR_CERT_NOT_COVERED;
+  }
+  bool fail = rep_count(s, DETOUR_VERDICT_FAIL) > 0 ||
+              rep_count(s, DETOUR_VERDICT_ERROR) > 0 || failed > 0;
+  fprintf(f,
+          "<p class=\"verdict\">Overall: <span class=\"badge %s\">%s</span> ",
+          fail ? "fail" : "pass", fail ? "FAIL" : "PASS");
+  if (failed) {
+    fprintf(f, "%zu rule%s failed:", failed, failed == 1 ? "" : "s");
+    for (size_t i = 0; i < c->n; i++)
+      if (c->rules[i].status == DETOUR_CERT_FAIL) {
+        fputc(' ', f);
+        rule_link(f, c->rules[i].rule, m);
+      }
+    fputs("; ", f);
+  } else if (fail) {
+    fputs("a scenario failed or could not run; ", f);
+  } else {
+    fputs("every scenario that ran passed; ", f);
+  }
+  fprintf(f, "%zu of %d rules covered", (size_t)REP_SPEC_RULES - uncovered,
+          REP_SPEC_RULES);
+  if (uncovered) {
+    fputs(" (not covered:", f);
+    for (size_t i = 0; i < REP_SPEC_RULES && i < c->n; i++)
+      if (c->rules[i].status == DETOUR_CERT_NOT_COVERED) {
+        fputc(' ', f);
+        rule_link(f, c->rules[i].rule, m);
+      }
+    fputc(')', f);
+  }
+  fputs(". Rules: <a href=\"", f);
+  rep_xml(f, rep_meta_rules_url(m), true);
+  fputs("\">docs/rules.md</a>.</p>\n", f);
+}
+
+static void cert_section(FILE *f, const detour_suite *s, const detour_cert *c,
+                         const detour_report_meta *m) {
+  fputs("<section id=\"certification\">\n<h2>Certification by rule</h2>\n", f);
+  overall_verdict(f, s, c, m);
+  fputs("<table class=\"cert\"><thead><tr><th>rule</th><th>title</th>"
         "<th>result</th><th>passed</th><th>failed</th><th>skipped</th>"
         "<th>scenarios</th></tr></thead>\n<tbody>\n",
         f);
   for (size_t i = 0; i < c->n; i++)
-    cert_row(f, s, &c->rules[i]);
+    cert_row(f, s, &c->rules[i], m);
   fputs("</tbody></table>\n</section>\n", f);
 }
 
@@ -254,7 +326,8 @@ static void failures(FILE *f, const detour_scenario_result *r) {
 
 static void legend(FILE *f) {
   fputs("<div class=\"legend\">bar = connection, tick = SMTP result, "
-        "&#x2715; = TCP connect failed, dashed = retry of the same server"
+        "&#x2715; = TCP connect failed, dashed = retry of the same server, "
+        "padlock = TLS up, key = AUTH accepted"
         "<i class=\"k-ok\"></i>OK<i class=\"k-connect\"></i>CONNECT"
         "<i class=\"k-transient\"></i>TRANSIENT<i class=\"k-switch\"></i>SWITCH"
         "<i class=\"k-abort\"></i>ABORT<i class=\"k-none\"></i>no result"
@@ -413,7 +486,8 @@ static void servers(FILE *f, const detour_scenario_result *r,
   fputs("</details>\n", f);
 }
 
-static void summary_line(FILE *f, const detour_scenario_result *r) {
+static void summary_line(FILE *f, const detour_scenario_result *r,
+                         const detour_report_meta *m) {
   char end[32];
   rep_offset(r->end_t, end, sizeof end);
   fprintf(f, "<summary><span class=\"badge %s\">%s</span> <b>",
@@ -422,7 +496,7 @@ static void summary_line(FILE *f, const detour_scenario_result *r) {
   fputs("</b><span class=\"rules\">", f);
   for (size_t i = 0; i < r->nrules; i++) {
     fputc(' ', f);
-    rep_xml(f, r->rules[i], false);
+    rule_link(f, r->rules[i], m);
   }
   fprintf(f, "</span><span class=\"dim\">%zu rows, ends at +%s", r->nrows, end);
   if (r->nfailures)
@@ -453,7 +527,7 @@ static void scenario(FILE *f, const detour_scenario_result *r, size_t idx,
           idx, v);
   search_attr(f, r);
   fputs(open ? " open>\n" : ">\n", f);
-  summary_line(f, r);
+  summary_line(f, r, m);
   fputs("<div class=\"body\">\n<p class=\"dim\">", f);
   rep_xml(f, r->description, false);
   if (r->file) {
@@ -500,7 +574,7 @@ int detour_report_html(const detour_suite *s, const detour_report_meta *m,
   head(f, m);
   fputs("<body>\n", f);
   header(f, s, m);
-  cert_section(f, s, &cert);
+  cert_section(f, s, &cert, m);
   fputs("<section id=\"scenarios\">\n<h2>Scenarios</h2>\n", f);
   controls(f);
   for (size_t i = 0; i < s->n; i++) {
@@ -511,7 +585,9 @@ int detour_report_html(const detour_suite *s, const detour_report_meta *m,
   }
   fputs("</section>\n<footer class=\"dim\"><p>detour ", f);
   rep_xml(f, rep_meta_version(m), false);
-  fputs(" &middot; rules from SPEC.md (R1..R12)</p></footer>\n<script>", f);
+  fputs(" &middot; rules R1..R13: <a href=\"", f);
+  rep_xml(f, rep_meta_rules_url(m), true);
+  fputs("\">docs/rules.md</a></p></footer>\n<script>", f);
   fputs(script, f);
   fputs("</script>\n</body>\n</html>\n", f);
   detour_cert_free(&cert);

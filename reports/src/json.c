@@ -117,13 +117,21 @@ static void run_part(jw *w, const detour_suite *s,
   close_(w, '}');
 }
 
-static void cert_part(jw *w, const detour_suite *s, const detour_cert *c) {
+static void cert_part(jw *w, const detour_suite *s, const detour_cert *c,
+                      const detour_report_meta *m) {
   open_(w, "certification", '[');
   for (size_t i = 0; c && i < c->n; i++) {
     const detour_cert_rule *r = &c->rules[i];
+    int n = rep_rule_number(r->rule);
+    char url[1024];
+    snprintf(url, sizeof url, "%s#r%d", rep_meta_rules_url(m), n);
     open_(w, NULL, '{');
     str(w, "rule", r->rule);
     str(w, "title", r->title);
+    if (n) {
+      str(w, "description", rep_rule_sentence(n));
+      str(w, "url", url);
+    }
     str(w, "status", detour_cert_status_name(r->status));
     num(w, "passed", (int64_t)r->passed);
     num(w, "failed", (int64_t)r->failed);
@@ -302,7 +310,7 @@ int detour_report_json(const detour_suite *s, const detour_report_meta *m,
   w.depth = 1;
   str(&w, "schema", "detour-report/1");
   run_part(&w, s, m);
-  cert_part(&w, s, &cert);
+  cert_part(&w, s, &cert, m);
   open_(&w, "scenarios", '[');
   for (size_t i = 0; i < s->n; i++)
     scenario(&w, &s->results[i], m);

@@ -89,6 +89,7 @@ static void properties(FILE *f, const detour_report_meta *m) {
   property(f, "mode", m ? m->mode : NULL);
   property(f, "started", m ? m->started : NULL);
   property(f, "command", m ? m->command : NULL);
+  property(f, "rules", rep_meta_rules_url(m));
   fputs("    </properties>\n", f);
 }
 
@@ -123,13 +124,33 @@ static void verdict_elem(FILE *f, const detour_scenario_result *r) {
   fprintf(f, "</%s>\n", tag);
 }
 
-static void system_out(FILE *f, const detour_scenario_result *r) {
+/* Each rule of docs/rules.md the scenario names, with the link to its
+ * section and its sentence, so a CI page says what was checked. */
+static void rule_lines(FILE *f, const detour_scenario_result *r,
+                       const detour_report_meta *m) {
+  for (size_t i = 0; i < r->nrules; i++) {
+    int n = rep_rule_number(r->rules[i]);
+    if (!n)
+      continue;
+    fputs("  ", f);
+    rep_xml(f, r->rules[i], false);
+    fputs(" ", f);
+    rep_xml(f, rep_meta_rules_url(m), false);
+    fprintf(f, "#r%d ", n);
+    rep_xml(f, rep_rule_sentence(n), false);
+    fputc('\n', f);
+  }
+}
+
+static void system_out(FILE *f, const detour_scenario_result *r,
+                       const detour_report_meta *m) {
   fputs("      <system-out>rules:", f);
   for (size_t i = 0; i < r->nrules; i++) {
     fputc(' ', f);
     rep_xml(f, r->rules[i], false);
   }
   fputs("\n", f);
+  rule_lines(f, r, m);
   rep_xml(f, detour_log_table_header(), false);
   fputc('\n', f);
   for (size_t i = 0; i < r->nrows; i++) {
@@ -160,7 +181,7 @@ static void testcase(FILE *f, const detour_scenario_result *r, const char *g,
   time_attr(f, r->wall_ms, m);
   fputs(">\n", f);
   verdict_elem(f, r);
-  system_out(f, r);
+  system_out(f, r, m);
   fputs("    </testcase>\n", f);
 }
 

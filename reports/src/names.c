@@ -6,6 +6,7 @@
  */
 #include "rep_internal.h"
 
+#include <ctype.h>
 #include <string.h>
 
 const char *rep_verdict_css(detour_verdict v) {
@@ -22,7 +23,7 @@ const char *rep_verdict_css(detour_verdict v) {
   return "error";
 }
 
-/* The headings of SPEC.md, R1..R12. */
+/* The headings of docs/rules.md, R1..R13. */
 static const char *const rule_titles[REP_SPEC_RULES] = {
     "Server list",
     "One attempt",
@@ -36,7 +37,62 @@ static const char *const rule_titles[REP_SPEC_RULES] = {
     "Several recipients",
     "Per-session timeouts",
     "Circuit breaker and connection racing",
+    "Transport security and authentication",
 };
+
+/* The one-sentence descriptions of docs/rules.md's summary table. */
+static const char *const rule_sentences[REP_SPEC_RULES] = {
+    "The client holds one or more servers in priority order and sends "
+    "through priority 1 unless a rule below moves it on.",
+    "An attempt is a TCP connect, then, when it succeeds, one SMTP "
+    "transaction; success ends the message.",
+    "Every failure falls into exactly one class (CONNECT, TRANSIENT, "
+    "SWITCH, ABORT), looked up in a table, and the class decides the next "
+    "step.",
+    "Whether a message may use a backup server is decided per message by a "
+    "sender/recipient permission table or by the sender's override.",
+    "When detour is allowed and a next server exists, the client connects "
+    "to it at once and applies R2..R7 to it.",
+    "Without detour, or with no next server, the normal server is retried "
+    "every interval up to a per-server attempt limit.",
+    "A server that reaches its limit is reported once as a configuration "
+    "error and skipped; when every allowed server is exhausted the message "
+    "fails.",
+    "Every failed TCP connect and every SMTP transaction writes a log row: "
+    "time, recipient, server, result.",
+    "The intent: a failed server never stops mail, the normal server is "
+    "preferred, an unreachable one costs no delay, and no useless traffic "
+    "is sent.",
+    "Each recipient has its own outcome, and no recipient receives the "
+    "message twice through this client.",
+    "Every wait for a server has a timeout, by default those of RFC 5321 "
+    "section 4.5.3.2 and 30 s for a TCP connect.",
+    "Optional, off by default: a circuit breaker that skips a server which "
+    "just failed, and connection racing to the next server.",
+    "TLS and AUTH are configured per server; when configured they are "
+    "required, and their failures move on to another server with a "
+    "warning.",
+};
+
+const char *rep_rule_sentence(int i) {
+  return i >= 1 && i <= REP_SPEC_RULES ? rule_sentences[i - 1] : "";
+}
+
+int rep_rule_number(const char *id) {
+  if (!id || (id[0] != 'R' && id[0] != 'r') || !isdigit((unsigned char)id[1]))
+    return 0;
+  int n = 0;
+  const char *p = id + 1;
+  while (isdigit((unsigned char)*p) && n < 100)
+    n = n * 10 + (*p++ - '0');
+  if (isdigit((unsigned char)*p))
+    return 0;
+  return n >= 1 && n <= REP_SPEC_RULES ? n : 0;
+}
+
+const char *rep_meta_rules_url(const detour_report_meta *m) {
+  return m && m->rules_url ? m->rules_url : "docs/rules.md";
+}
 
 const char *rep_rule_title(int i) {
   return i >= 1 && i <= REP_SPEC_RULES ? rule_titles[i - 1] : "";

@@ -40,9 +40,18 @@ void rep_xmln(FILE *f, const char *s, size_t n, bool attr);
 /* ---- names.c ----------------------------------------------------------- */
 
 const char *rep_verdict_css(detour_verdict v); /* "pass" ... */
-/* The SPEC title of rule R<i> (1..12), "" otherwise. */
+/* The rules of docs/rules.md: R1 .. R<REP_SPEC_RULES>. */
+#define REP_SPEC_RULES 13
+/* The heading of rule R<i> in docs/rules.md, "" when i is not a rule. */
 const char *rep_rule_title(int i);
-#define REP_SPEC_RULES 12
+/* The one-sentence description of rule R<i>, "" when i is not a rule. */
+const char *rep_rule_sentence(int i);
+/* 1..REP_SPEC_RULES when id names a rule ("R3", "r3", "R3.timeout"),
+ * else 0. */
+int rep_rule_number(const char *id);
+/* Where docs/rules.md is (meta->rules_url or "docs/rules.md"); a rule's
+ * section is that plus "#r<n>". */
+const char *rep_meta_rules_url(const detour_report_meta *m);
 
 /* "2002-07-01T10:15:30.000Z" for an absolute time; "?" when impossible. */
 void rep_iso(detour_ms t, char *buf, size_t len);

@@ -247,7 +247,8 @@ static void conns(FILE *f, const layout *l, const detour_scenario_result *r) {
 }
 
 /* The mark of one row: a tick for an SMTP result, a cross for a failed
- * connect, a triangle for a warning, a diamond for R12 events. */
+ * connect, a triangle for a warning, a padlock for TLS up and a key-like
+ * ring for AUTH accepted (R13), a diamond for R12 events. */
 static void mark_shape(FILE *f, const detour_scenario_row *row, double x,
                        double y) {
   const char *k = class_css(row->cls);
@@ -264,6 +265,19 @@ static void mark_shape(FILE *f, const detour_scenario_row *row, double x,
     break;
   case DETOUR_LOG_WARNING:
     fprintf(f, "<path class=\"warn\" d=\"M%.1f %.1fl5 9h-10z\"/>", x, y + 1);
+    break;
+  case DETOUR_LOG_TLS: /* a padlock: shackle over a body */
+    fprintf(f,
+            "<path class=\"tls\" d=\"M%.1f %.1fv-3a3 3 0 0 1 6 0v3\"/>"
+            "<rect class=\"tls-body\" x=\"%.1f\" y=\"%.1f\" width=\"9\" "
+            "height=\"7\"/>",
+            x - 3, y + 18, x - 4.5, y + 18);
+    break;
+  case DETOUR_LOG_AUTH: /* a key: ring and bit */
+    fprintf(f,
+            "<circle class=\"auth\" cx=\"%.1f\" cy=\"%.1f\" r=\"3\"/>"
+            "<path class=\"auth\" d=\"M%.1f %.1fh6v3\"/>",
+            x - 3, y + 20, x, y + 20);
     break;
   default:
     fprintf(f, "<path class=\"r12\" d=\"M%.1f %.1fl5 5l-5 5l-5 -5z\"/>", x,

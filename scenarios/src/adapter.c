@@ -80,6 +80,20 @@ static bool keys_ok(const detour_scenario *s, const detour_adapter *a,
     }
     p += k + (p[k] == ' ');
   }
+  /* R13 settings per server: an adapter renders them when it lists
+   * "tls" among its keys; otherwise the client would meet a TLS server
+   * in clear, which tests something else. */
+  for (size_t i = 0; i < s->nclient_servers; i++) {
+    const scn_client_server *cs = &s->client_servers[i];
+    if ((cs->tls != DETOUR_TLS_MODE_NONE || cs->auth_user[0]) &&
+        !has_word(a->keys, "tls", 3)) {
+      snprintf(why, len,
+               "skipped: client.servers has TLS/AUTH settings (R13), which "
+               "the %s adapter does not render (it renders: %s)",
+               a->name, a->keys);
+      return false;
+    }
+  }
   return true;
 }
 

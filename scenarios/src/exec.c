@@ -52,9 +52,10 @@ struct run {
   uv_loop_t loop;
   detour_clock *clock;
   detour_fake_server *srv[SCN_MAX_SERVERS];
-  char labels[DETOUR_MAX_SERVERS][300]; /* "host:port" as the engine says */
-  const char *label_names[DETOUR_MAX_SERVERS];
-  size_t nlabels;
+  /* The fake-server name of each configured server (NULL for a server
+   * that is not one of ours), indexed as the engine names servers. */
+  const char *names[DETOUR_MAX_SERVERS];
+  size_t nnames;
   detour_settings st; /* copy of the scenario's, servers filled in */
   detour_engine *engine;
   detour_uv *driver;
@@ -69,17 +70,23 @@ struct run {
   bool hook_started;
   size_t rows_cap, warn_cap, rcpt_cap;
   char failure[512]; /* a setup error */
+  char ca_dir[256];  /* the run-local CA (R13), "" when none is needed */
 };
 
 static detour_ms now_off(const run *r) {
   return detour_clock_now(r->clock) - r->res->start;
 }
 
+/* The name of configured server i: its fake server's, else its label. */
+static const char *name_of(const run *r, size_t i) {
+  return r->names[i] ? r->names[i] : detour_engine_server_label(r->engine, i);
+}
+
 /* The fake-server name for an engine label, or the label itself. */
 static const char *name_of_label(const run *r, const char *label) {
-  for (size_t i = 0; i < r->nlabels; i++)
-    if (strcmp(r->labels[i], label) == 0)
-      return r->label_names[i];
+  for (size_t i = 0; i < r->nnames; i++)
+    if (strcmp(detour_engine_server_label(r->engine, i), label) == 0)
+      return name_of(r, i);
   return label;
 }
 
@@ -90,11 +97,12 @@ static char *names_in(const run *r, const char *text) {
   while (*p) {
     size_t best = 0;
     const char *name = NULL;
-    for (size_t i = 0; i < r->nlabels; i++) {
-      size_t n = strlen(r->labels[i]);
-      if (n > best && strncmp(p, r->labels[i], n) == 0) {
+    for (size_t i = 0; i < r->nnames; i++) {
+      const char *label = detour_engine_server_label(r->engine, i);
+      size_t n = strlen(label);
+      if (n > best && strncmp(p, label, n) == 0) {
         best = n;
-        name = r->label_names[i];
+        name = name_of(r, i);
       }
     }
     if (name) {
@@ -150,9 +158,9 @@ static void on_rcpt(void *arg, size_t message, size_t index,
   o->message = message;
   o->recipient = scn_strdup(recipient);
   o->outcome = outcome;
-  /* server is an index in priority order: the engine's sorted list */
-  o->server = server >= 0 && (size_t)server < r->nlabels
-                  ? scn_strdup(r->label_names[server])
+  /* server is the configured index (detour_engine_server_label) */
+  o->server = server >= 0 && (size_t)server < r->nnames
+                  ? scn_strdup(name_of(r, (size_t)server))
                   : NULL;
   o->detail = names_in(r, detail);
   o->t = now_off(r);
@@ -174,8 +182,36 @@ static void on_done(void *arg, size_t message, detour_done_status status) {
 
 /* Over a simulated network each server listens on its namespace's address
  * (a non-loopback address, but one only the run's namespaces can reach). */
+/* SPEC R13: a run that uses TLS anywhere gets its own CA, made now and
+ * removed at teardown (nothing is fetched, no key is kept). The fake
+ * servers serve certificates from it; the engine trusts its ca.pem. */
+static bool run_uses_tls(const detour_scenario *s) {
+  for (size_t i = 0; i < s->nservers; i++)
+    if (detour_fake_script_tls(s->servers[i].script)->mode !=
+        DETOUR_FAKE_TLS_NONE)
+      return true;
+  for (size_t i = 0; i < s->nclient_servers; i++)
+    if (s->client_servers[i].tls != DETOUR_TLS_MODE_NONE)
+      return true;
+  return false;
+}
+
+static int make_ca(run *r) {
+  char err[256] = "";
+  r->ca_dir[0] = '\0';
+  if (detour_fake_ca_make(r->ca_dir, sizeof r->ca_dir, NULL, 0, err,
+                          sizeof err) != 0) {
+    snprintf(r->failure, sizeof r->failure, "run-local CA: %s", err);
+    r->ca_dir[0] = '\0';
+    return -1;
+  }
+  return 0;
+}
+
 static int start_servers(run *r) {
   const detour_scenario *s = r->s;
+  if (run_uses_tls(s) && make_ca(r) < 0)
+    return -1;
   for (size_t i = 0; i < s->nservers; i++) {
     int err = 0;
     char listen[64];
@@ -186,6 +222,11 @@ static int start_servers(run *r) {
     if (!r->srv[i]) {
       snprintf(r->failure, sizeof r->failure, "fake server %s: %s",
                s->servers[i].name, detour_strerror(err));
+      return -1;
+    }
+    if (r->ca_dir[0] && detour_fake_server_set_tls_dir(r->srv[i], r->ca_dir)) {
+      snprintf(r->failure, sizeof r->failure, "fake server %s: TLS directory",
+               s->servers[i].name);
       return -1;
     }
     char why[256] = "";
@@ -199,44 +240,35 @@ static int start_servers(run *r) {
   return 0;
 }
 
-/* The engine sorts servers by priority (stably); so do we, to know which
- * label is which name and what a priority-order index means. */
+/* The servers go to the client in the scenario's order, which is how the
+ * engine names them in its actions (its configured index). */
 static int fill_servers(run *r) {
   const detour_scenario *s = r->s;
-  size_t order[DETOUR_MAX_SERVERS];
-  size_t n = s->nclient_servers;
-  for (size_t i = 0; i < n; i++)
-    order[i] = i;
-  for (size_t i = 1; i < n; i++)
-    for (size_t j = i; j > 0 && s->client_servers[order[j - 1]].priority >
-                                    s->client_servers[order[j]].priority;
-         j--) {
-      size_t t = order[j];
-      order[j] = order[j - 1];
-      order[j - 1] = t;
-    }
   r->st.cfg.nservers = 0;
-  for (size_t k = 0; k < n; k++) {
-    const scn_client_server *cs = &s->client_servers[order[k]];
+  for (size_t k = 0; k < s->nclient_servers; k++) {
+    const scn_client_server *cs = &s->client_servers[k];
     const char *host = cs->host;
     uint16_t port = cs->port;
-    const char *name = NULL;
+    r->names[k] = NULL;
     if (cs->fake >= 0) {
       host = detour_fake_server_ip(r->srv[cs->fake]);
       port = detour_fake_server_port(r->srv[cs->fake]);
-      name = s->servers[cs->fake].name;
+      r->names[k] = s->servers[cs->fake].name;
     }
     if (detour_config_add_server(&r->st.cfg, host, port, cs->priority) < 0) {
       snprintf(r->failure, sizeof r->failure, "server %s:%u refused", host,
                (unsigned)port);
       return -1;
     }
-    bool v6 = strchr(host, ':') != NULL;
-    snprintf(r->labels[k], sizeof r->labels[k], v6 ? "[%s]:%u" : "%s:%u", host,
-             (unsigned)port);
-    r->label_names[k] = name ? name : r->labels[k];
+    detour_server *sv = &r->st.cfg.servers[r->st.cfg.nservers - 1];
+    sv->tls = cs->tls;
+    sv->tls_optional = cs->tls_optional;
+    if (r->ca_dir[0])
+      snprintf(sv->ca_file, sizeof sv->ca_file, "%s/ca.pem", r->ca_dir);
+    memcpy(sv->auth_user, cs->auth_user, sizeof sv->auth_user);
+    memcpy(sv->auth_password, cs->auth_password, sizeof sv->auth_password);
   }
-  r->nlabels = n;
+  r->nnames = s->nclient_servers;
   return 0;
 }
 
@@ -349,13 +381,17 @@ static detour_ms real_limit(const detour_scenario *s) {
  * on the servers' addresses in priority order; its thread submits. */
 static int setup_external(run *r) {
   detour_adapter_server sv[DETOUR_MAX_SERVERS];
-  for (size_t k = 0; k < r->nlabels; k++) {
-    sv[k].name = r->label_names[k];
-    snprintf(sv[k].host, sizeof sv[k].host, "%s", r->st.cfg.servers[k].host);
-    sv[k].port = r->st.cfg.servers[k].port;
-    sv[k].priority = r->st.cfg.servers[k].priority;
+  size_t order[DETOUR_MAX_SERVERS];
+  const detour_config *cfg = &r->st.cfg;
+  detour_config_priority_order(cfg, order);
+  for (size_t k = 0; k < cfg->nservers; k++) {
+    const detour_server *srv = &cfg->servers[order[k]];
+    sv[k].name = r->names[order[k]] ? r->names[order[k]] : srv->host;
+    snprintf(sv[k].host, sizeof sv[k].host, "%s", srv->host);
+    sv[k].port = srv->port;
+    sv[k].priority = srv->priority;
   }
-  r->ext = scn_ext_new(r->s, sv, r->nlabels, r->failure, sizeof r->failure);
+  r->ext = scn_ext_new(r->s, sv, cfg->nservers, r->failure, sizeof r->failure);
   if (!r->ext)
     return -1;
   hook_started(r);
@@ -395,7 +431,7 @@ static int setup(run *r) {
     snprintf(r->failure, sizeof r->failure, "engine: %s", detour_strerror(err));
     return -1;
   }
-  detour_uv_callbacks cb = {on_log, on_warn, on_rcpt, on_done, r};
+  detour_uv_callbacks cb = {on_log, on_warn, on_rcpt, on_done, r, NULL};
   r->driver = detour_uv_new(r->clock, r->engine, &cb);
   if (!r->driver)
     return -1;
@@ -636,6 +672,9 @@ static void teardown(run *r) {
   if (scn_net_stop(r->net, err, sizeof err) < 0)
     scn_fail(r->res, "%s", err);
   r->net = NULL;
+  if (r->ca_dir[0])
+    detour_fake_ca_remove(r->ca_dir);
+  r->ca_dir[0] = '\0';
 }
 
 static int fill_header(const detour_scenario *s, detour_scenario_result *res) {

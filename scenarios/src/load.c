@@ -38,9 +38,11 @@ static int on_rules(ld *l, yaml_node_t *v, const char *path) {
     const char *r = l->s->rules[i];
     char *end;
     long k = r[0] == 'R' ? strtol(r + 1, &end, 10) : 0;
-    if (k < 1 || k > 12 || *end)
+    if (k < 1 || k > 13 || *end)
       return scn_ld_fail(l, v, path,
-                         "expected SPEC rule ids R1 .. R12, got '%s'", r);
+                         "expected rule ids R1 .. R13 (docs/rules.md), "
+                         "got '%s'",
+                         r);
   }
   return 0;
 }

@@ -169,15 +169,16 @@ static int on_row_kind(ld *l, yaml_node_t *v, const char *path) {
   const char *s = scn_want_scalar(l, v, path, "a row kind");
   if (!s)
     return DETOUR_EPARSE;
-  for (int k = 0; k <= DETOUR_LOG_RACE; k++)
+  for (int k = 0; k < DETOUR_LOG_KIND_COUNT; k++)
     if (!strcmp(s, detour_log_kind_name((detour_log_kind)k))) {
       cur_row(l)->kind = k;
       return 0;
     }
-  return scn_ld_fail(l, v, path,
-                     "expected connect, smtp, warning, breaker or race, "
-                     "got '%s'",
-                     s);
+  return scn_ld_fail(
+      l, v, path,
+      "expected connect, smtp, warning, breaker, race, tls or auth, "
+      "got '%s'",
+      s);
 }
 
 static const key_entry row_keys[] = {

@@ -83,6 +83,45 @@ int scn_on_servers(ld *l, yaml_node_t *v, const char *path) {
 /* ------------------------------------------------------------------------ */
 /* The client: our server list, the rest to the configuration loader         */
 
+/* SPEC R13 keys of a client.servers entry: tls (none | starttls |
+ * implicit), tls_required (default true with TLS), auth: {user, password}
+ * (a scenario is test data and names its users' passwords; the engine
+ * gets them as a configuration file would give them, and the runner's
+ * outputs never show them). */
+static int read_client_tls(ld *l, scn_client_server *cs, const char *k,
+                           yaml_node_t *v, const char *path) {
+  if (!strcmp(k, "tls")) {
+    const char *t = scn_want_scalar(l, v, path, "none, starttls or implicit");
+    if (!t)
+      return DETOUR_EPARSE;
+    if (detour_tls_mode_from_name(t, &cs->tls) != 0)
+      return scn_ld_fail(l, v, path,
+                         "tls: expected none, starttls or implicit");
+    return 0;
+  }
+  if (!strcmp(k, "tls_required")) {
+    bool req = true;
+    if (scn_want_bool(l, v, path, &req) < 0)
+      return DETOUR_EPARSE;
+    cs->tls_optional = !req;
+    return 0;
+  }
+  if (scn_want_map(l, v, path) < 0)
+    return DETOUR_EPARSE;
+  yaml_node_t *user = scn_map_get(l, v, "user");
+  yaml_node_t *pw = scn_map_get(l, v, "password");
+  const char *u = user ? scn_ld_text(user) : NULL;
+  const char *p = pw ? scn_ld_text(pw) : NULL;
+  if (!u || !p || !*u || !*p || strlen(u) >= sizeof cs->auth_user ||
+      strlen(p) >= sizeof cs->auth_password ||
+      v->data.mapping.pairs.top - v->data.mapping.pairs.start != 2)
+    return scn_ld_fail(l, v, path,
+                       "auth: expected { user: NAME, password: TEXT }");
+  snprintf(cs->auth_user, sizeof cs->auth_user, "%s", u);
+  snprintf(cs->auth_password, sizeof cs->auth_password, "%s", p);
+  return 0;
+}
+
 static int read_client_server(ld *l, yaml_node_t *item, const char *path,
                               int prev_priority) {
   detour_scenario *s = l->s;
@@ -112,10 +151,14 @@ static int read_client_server(ld *l, yaml_node_t *item, const char *path,
         if (scn_want_long(l, scn_ld_node(l, p->value), path, 1, 65535, &v) < 0)
           return DETOUR_EPARSE;
         cs->port = (uint16_t)v;
+      } else if (k && (!strcmp(k, "tls") || !strcmp(k, "tls_required") ||
+                       !strcmp(k, "auth"))) {
+        if (read_client_tls(l, cs, k, scn_ld_node(l, p->value), path) < 0)
+          return DETOUR_EPARSE;
       } else if (!k || (strcmp(k, "server") && strcmp(k, "host"))) {
         return scn_ld_fail(l, scn_ld_node(l, p->key), path,
                            "unknown key '%s' (expected server, host, port, "
-                           "priority)",
+                           "priority, tls, tls_required, auth)",
                            k ? k : "?");
       }
     }

@@ -27,6 +27,12 @@ typedef struct {
   char host[256];
   uint16_t port;
   int priority;
+  /* SPEC R13: how the client meets this server. The CA file is the run's
+   * (a run-local CA, made when any server or client entry uses TLS). */
+  detour_tls_mode tls;
+  bool tls_optional;
+  char auth_user[256];
+  char auth_password[256]; /* test data: scenarios hold their users */
 } scn_client_server;
 
 typedef struct {

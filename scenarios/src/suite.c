@@ -6,11 +6,13 @@
  * as soon as every earlier one is done, plus a progress line on a
  * terminal. Writes the results files for `--out DIR`.
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <uv.h>
 
@@ -127,6 +129,7 @@ typedef struct {
   size_t printed; /* results printed so far */
   size_t ndone;
   uint64_t t0;
+  char running[128]; /* the scenario started last, for the progress line */
 } pool;
 
 static const char *basename_of(const char *p) {
@@ -134,14 +137,66 @@ static const char *basename_of(const char *p) {
   return s ? s + 1 : p;
 }
 
-/* The filter matches the scenario name, the file name, or the path. */
+/* "R4", "r12": a rule id of docs/rules.md's form. */
+static bool is_rule_id(const char *f) {
+  if ((f[0] != 'R' && f[0] != 'r') || !isdigit((unsigned char)f[1]))
+    return false;
+  for (f++; *f; f++)
+    if (!isdigit((unsigned char)*f))
+      return false;
+  return true;
+}
+
+/* Whether a scenario naming rule id r counts for filter f ("R4" takes
+ * "R4" and "R4.timeout", not "R40"). */
+static bool rule_matches(const char *f, const char *r) {
+  size_t n = strlen(f);
+  return strncasecmp(f, r, n) == 0 && !isdigit((unsigned char)r[n]);
+}
+
+/* One --filter against a scenario (s NULL: a file that did not load, known
+ * by its path only). */
+static bool filter_matches(const char *f, const char *file,
+                           const detour_scenario *s) {
+  if (is_rule_id(f)) {
+    size_t n = s ? detour_scenario_rule_count(s) : 0;
+    for (size_t i = 0; i < n; i++)
+      if (rule_matches(f, detour_scenario_rule(s, i)))
+        return true;
+    return false;
+  }
+  const char *name = s ? detour_scenario_name(s) : NULL;
+  if (strpbrk(f, "*?["))
+    return (name && detour_scenario_glob(f, name)) ||
+           detour_scenario_glob(f, basename_of(file)) ||
+           detour_scenario_glob(f, file);
+  return (name && strstr(name, f)) || strstr(file, f);
+}
+
+/* The old filter (a glob) and any of the new ones must match. */
 static bool wanted(const detour_suite_options *o, const char *file,
                    const detour_scenario *s) {
-  if (!o->filter)
+  if (o->filter &&
+      !((s && detour_scenario_glob(o->filter, detour_scenario_name(s))) ||
+        detour_scenario_glob(o->filter, basename_of(file)) ||
+        detour_scenario_glob(o->filter, file)))
+    return false;
+  if (o->nfilters == 0)
     return true;
-  return detour_scenario_glob(o->filter, detour_scenario_name(s)) ||
-         detour_scenario_glob(o->filter, basename_of(file)) ||
-         detour_scenario_glob(o->filter, file);
+  for (size_t i = 0; i < o->nfilters; i++)
+    if (filter_matches(o->filters[i], file, s))
+      return true;
+  return false;
+}
+
+static void print_progress(pool *p);
+
+/* The progress line names the scenario that starts now. */
+static void show_running(pool *p, size_t i) {
+  pthread_mutex_lock(&p->mu);
+  snprintf(p->running, sizeof p->running, "%s", basename_of(p->files[i]));
+  print_progress(p);
+  pthread_mutex_unlock(&p->mu);
 }
 
 /* Load and run file i into results[i]. Returns false when it was filtered
@@ -152,9 +207,12 @@ static bool run_one(pool *p, size_t i, detour_scenario_result *res) {
   int rc = detour_scenario_load_file(p->files[i], &p->o->scenario, &s, err,
                                      sizeof err);
   if (rc < 0) {
-    if (p->o->filter &&
-        !detour_scenario_glob(p->o->filter, basename_of(p->files[i])) &&
-        !detour_scenario_glob(p->o->filter, p->files[i]))
+    /* A broken file is reported (ERROR) unless a filter leaves it out by
+     * its path; a rule filter cannot know its rules, so it is kept. */
+    bool rule_filter = false;
+    for (size_t k = 0; k < p->o->nfilters; k++)
+      rule_filter |= is_rule_id(p->o->filters[k]);
+    if (!rule_filter && !wanted(p->o, p->files[i], NULL))
       return false;
     detour_scenario_result_error(res, p->files[i], err);
     return true;
@@ -163,6 +221,7 @@ static bool run_one(pool *p, size_t i, detour_scenario_result *res) {
     detour_scenario_free(s);
     return false;
   }
+  show_running(p, i);
   if (detour_scenario_run(s, res) < 0)
     detour_scenario_result_error(res, p->files[i], "out of memory");
   detour_scenario_free(s);
@@ -195,8 +254,8 @@ static void print_progress(pool *p) {
   if (!f)
     return;
   double s = (double)(uv_hrtime() - p->t0) / 1e9;
-  fprintf(f, "\r\033[K[%zu/%zu] %zu failed  %.1f s", p->ndone, p->nfiles,
-          p->suite->failed, s);
+  fprintf(f, "\r\033[K[%zu/%zu] %zu failed  %.1f s  %s", p->ndone, p->nfiles,
+          p->suite->failed, s, p->running);
   fflush(f);
 }
 
@@ -226,6 +285,8 @@ static void count(detour_suite *s, const detour_scenario_result *r) {
     s->skipped++;
   else
     s->failed++;
+  if (r->verdict == DETOUR_VERDICT_ERROR)
+    s->errors++;
 }
 
 static void *worker(void *arg) {

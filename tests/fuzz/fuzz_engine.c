@@ -8,6 +8,9 @@
  * close before, no event is needed after a CLOSE, and once the script ends
  * the engine always finishes (every message gets DONE) when the servers
  * keep failing, within a bounded number of steps: no hang, no lost mail.
+ * With bit 2 of the first byte set, one allocation of the engine fails
+ * (which one follows from the input's length): the same promises hold
+ * through the out-of-memory sweep, and nothing is queued after ERROR.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -18,8 +21,31 @@
 
 #define MAX_CONNS 4096
 
+/* An allocator that fails its fail_at-th call (0: none). */
+static unsigned long mem_calls, mem_fail_at;
+
+static void *f_malloc(size_t n, void *u) {
+  (void)u;
+  return ++mem_calls == mem_fail_at ? NULL : malloc(n);
+}
+static void *f_calloc(size_t n, size_t size, void *u) {
+  (void)u;
+  return ++mem_calls == mem_fail_at ? NULL : calloc(n, size);
+}
+static void *f_realloc(void *p, size_t n, void *u) {
+  (void)u;
+  return ++mem_calls == mem_fail_at ? NULL : realloc(p, n);
+}
+static void f_free(void *p, void *u) {
+  (void)u;
+  free(p);
+}
+static const detour_mem failing_mem = {f_malloc, f_realloc, f_calloc, f_free,
+                                       NULL};
+
 typedef struct {
   detour_engine *e;
+  bool failed; /* an ERROR action came */
   detour_ms now;
   unsigned last_conn;
   unsigned char state[MAX_CONNS]; /* 0 unknown, 1 open, 2 closed */
@@ -38,6 +64,7 @@ static void drain(world *w) {
   while (detour_engine_next_action(w->e, &a) == 1) {
     switch (a.type) {
     case DETOUR_ACT_CONNECT:
+      check(!w->failed, "CONNECT after ERROR");
       check(a.conn > 0 && a.conn < MAX_CONNS, "connection id in range");
       check(w->state[a.conn] == 0, "connection id reused");
       w->state[a.conn] = 1;
@@ -52,9 +79,19 @@ static void drain(world *w) {
       check(a.conn < MAX_CONNS && w->state[a.conn] == 1,
             "SEND on a connection that is not open");
       check(a.u.send.len > 0, "empty SEND");
+      check(!w->failed, "SEND after ERROR");
       break;
     case DETOUR_ACT_DONE:
       w->done++;
+      break;
+    case DETOUR_ACT_TLS_START:
+      check(a.conn < MAX_CONNS && w->state[a.conn] == 1,
+            "TLS_START on a connection that is not open");
+      check(a.u.tls.server_name && a.u.tls.server_name[0], "no server name");
+      break;
+    case DETOUR_ACT_ERROR:
+      check(!w->failed && a.u.error.code == DETOUR_ENOMEM, "one ERROR");
+      w->failed = true;
       break;
     default:
       break;
@@ -85,7 +122,7 @@ static int step(world *w, const uint8_t **p, const uint8_t *end) {
   if (!op)
     return 0;
   unsigned c = w->last_conn;
-  switch (*op % 8) {
+  switch (*op % 10) {
   case 0:
     detour_engine_on_connected(w->e, c, w->now, "127.0.0.1:25");
     break;
@@ -119,14 +156,34 @@ static int step(world *w, const uint8_t **p, const uint8_t *end) {
     /* a well-formed reply, so deep states are reached often */
     if ((arg = take(p, end, 1))) {
       static const char *const replies[] = {
-          "220 hi\r\n",       "250 ok\r\n",
-          "354 go\r\n",       "421 bye\r\n",
-          "450 busy\r\n",     "452 4.3.1 full\r\n",
-          "550 5.1.1 no\r\n", "250-x\r\n250 PIPELINING\r\n",
-          "555 5.5.4 no\r\n", "221 bye\r\n"};
-      const char *r = replies[*arg % 10];
+          "220 hi\r\n",
+          "250 ok\r\n",
+          "354 go\r\n",
+          "421 bye\r\n",
+          "450 busy\r\n",
+          "452 4.3.1 full\r\n",
+          "550 5.1.1 no\r\n",
+          "250-x\r\n250 PIPELINING\r\n",
+          "555 5.5.4 no\r\n",
+          "221 bye\r\n",
+          "250-x\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN\r\n",
+          "250-x\r\n250 AUTH=LOGIN\r\n",
+          "220 go\r\n250 injected\r\n",
+          "334 VXNlcm5hbWU6\r\n",
+          "235 ok\r\n",
+          "535 5.7.8 no\r\n",
+          "454 4.7.0 later\r\n"};
+      const char *r = replies[*arg % 17];
       detour_engine_on_data(w->e, c, w->now, r, strlen(r));
     }
+    break;
+  case 8: /* R13: the driver's verdicts */
+    detour_engine_on_tls_up(w->e, c, w->now, "TLSv1.3", "X");
+    break;
+  case 9:
+    if ((arg = take(p, end, 1)))
+      detour_engine_on_tls_failed(w->e, c, w->now,
+                                  (detour_tls_failure)(*arg % 11), "x");
     break;
   }
   drain(w);
@@ -152,7 +209,7 @@ static void must_finish(world *w) {
   check(detour_engine_idle(w->e), "engine not idle after every DONE");
 }
 
-static detour_engine *make_engine(uint8_t flags) {
+static detour_engine *make_engine(uint8_t flags, size_t size) {
   detour_config cfg;
   detour_config_init(&cfg);
   detour_config_add_server(&cfg, "127.0.0.1", 25, 1);
@@ -160,11 +217,21 @@ static detour_engine *make_engine(uint8_t flags) {
   detour_config_add_server(&cfg, "127.0.0.3", 25, 3);
   cfg.max_attempts = 1 + flags % 3;
   cfg.retry_interval = 1000;
-  cfg.timeouts =
-      (detour_timeouts){500, 600, 700, 800, 900, 1000, 1100, 1200, 1300};
+  cfg.timeouts = (detour_timeouts){500,  600,  700,  800,  900, 1000,
+                                   1100, 1200, 1300, 1400, 1500};
   cfg.pipelining = flags & 8;
   cfg.breaker_hold = (flags & 16) ? 5000 : 0;
   cfg.race_delay = (flags & 32) ? 300 : 0;
+  if (flags & 4) { /* R13: STARTTLS + AUTH, implicit TLS */
+    cfg.servers[0].tls = DETOUR_TLS_MODE_STARTTLS;
+    strcpy(cfg.servers[0].auth_user, "u");
+    strcpy(cfg.servers[0].auth_password, "pw");
+    cfg.servers[1].tls = DETOUR_TLS_MODE_IMPLICIT;
+  }
+  cfg.block_size = 16 + flags % 7; /* bodies in several blocks */
+  mem_calls = 0;
+  mem_fail_at = (flags & 64) ? 1 + size % 97 : 0;
+  cfg.mem = &failing_mem;
   return detour_engine_new(&cfg, NULL);
 }
 
@@ -174,7 +241,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static world w;
   memset(&w, 0, sizeof w);
   w.now = 1000000;
-  w.e = make_engine(data[0]);
+  w.e = make_engine(data[0], size);
   if (!w.e)
     return 0;
   static const char *const rcpts[] = {"a@y.test", "b@y.test", "A@y.test"};

@@ -1,7 +1,7 @@
 /*
  * detour.h - the public API of libdetour (target detour::core).
  *
- * libdetour is the SMTP failover engine of ../shared/SPEC.md as a pure
+ * libdetour is the SMTP failover engine of docs/rules.md as a pure
  * ("sans-I/O") state machine plus the pure pieces it is made of: the SMTP
  * reply parser, the failure classification table (R3), the detour
  * permission table (R4) and the send-log formatter (R8).
@@ -104,12 +104,15 @@ typedef enum {
   DETOUR_STAGE_RCPT,
   DETOUR_STAGE_DATA,        /* the DATA command (354 expected) */
   DETOUR_STAGE_END_OF_DATA, /* the reply to the final "." */
-  DETOUR_STAGE_QUIT
+  DETOUR_STAGE_QUIT,
+  DETOUR_STAGE_STARTTLS, /* the reply to STARTTLS (220 expected) */
+  DETOUR_STAGE_TLS,      /* the TLS handshake and certificate check */
+  DETOUR_STAGE_AUTH      /* the AUTH exchange (235 expected) */
 } detour_stage;
-#define DETOUR_STAGE_COUNT 9
+#define DETOUR_STAGE_COUNT 12
 
 /* "connect", "greeting", "ehlo", "helo", "mail", "rcpt", "data", "eod",
- * "quit". Static. */
+ * "quit", "starttls", "tls", "auth". Static. */
 const char *detour_stage_name(detour_stage stage);
 /* Inverse of detour_stage_name (also accepts "end_of_data"). */
 int detour_stage_from_name(const char *name, detour_stage *out);
@@ -124,14 +127,47 @@ typedef enum {
   DETOUR_COND_TIMEOUT,         /* no (complete) reply within the timeout */
   DETOUR_COND_CLOSED,          /* connection closed or reset mid-session */
   DETOUR_COND_MALFORMED,       /* the reply broke the protocol */
-  DETOUR_COND_TLS              /* TLS failure (reserved) */
+  DETOUR_COND_TLS,             /* TLS handshake or certificate failed, or
+                                  plaintext injected after STARTTLS */
+  DETOUR_COND_NO_STARTTLS,     /* TLS required, STARTTLS not offered */
+  DETOUR_COND_NO_AUTH          /* AUTH configured, no mechanism we speak
+                                  (PLAIN, LOGIN) offered */
 } detour_condition;
-#define DETOUR_COND_COUNT 9
+#define DETOUR_COND_COUNT 11
 
 /* "reply", "connect_refused", "unreachable", "connect_timeout", "dns",
- * "timeout", "closed", "malformed", "tls". Static. */
+ * "timeout", "closed", "malformed", "tls", "no_starttls", "no_auth".
+ * Static. */
 const char *detour_condition_name(detour_condition cond);
 int detour_condition_from_name(const char *name, detour_condition *out);
+
+/* Why TLS failed (SPEC R13): the driver maps its TLS library's verdict to
+ * one of these; the engine names it in the log and the warning. */
+#define DETOUR_TLS_FAILURE_MAP(XX)                                             \
+  XX(HANDSHAKE, "handshake", "TLS handshake failed")                           \
+  XX(PROTOCOL_VERSION, "protocol_version",                                     \
+     "no TLS version in common (1.2 or later required)")                       \
+  XX(CERT_EXPIRED, "cert_expired", "certificate expired")                      \
+  XX(CERT_NOT_YET_VALID, "cert_not_yet_valid", "certificate not yet valid")    \
+  XX(NAME_MISMATCH, "name_mismatch", "certificate name mismatch")              \
+  XX(SELF_SIGNED, "self_signed", "self-signed certificate")                    \
+  XX(UNKNOWN_CA, "unknown_ca", "certificate from an unknown CA")               \
+  XX(CERT_INVALID, "cert_invalid", "certificate invalid")                      \
+  XX(INJECTION, "injection",                                                   \
+     "plaintext after the 220 to STARTTLS (response injection)")               \
+  XX(LOCAL, "local", "local TLS setup failed")
+
+typedef enum {
+#define DETOUR_XX_(name, str, msg) DETOUR_TLS_##name,
+  DETOUR_TLS_FAILURE_MAP(DETOUR_XX_)
+#undef DETOUR_XX_
+} detour_tls_failure;
+#define DETOUR_TLS_FAILURE_COUNT 10
+
+/* "handshake", "cert_expired", ... Static. "unknown" outside the enum. */
+const char *detour_tls_failure_name(detour_tls_failure f);
+/* "certificate expired", ... Static. */
+const char *detour_tls_failure_message(detour_tls_failure f);
 
 /* One failure, as the classification table sees it. */
 typedef struct {
@@ -264,8 +300,11 @@ typedef enum {
   DETOUR_LOG_SMTP,        /* an SMTP transaction (its result) */
   DETOUR_LOG_WARNING,     /* "configuration error": limit reached */
   DETOUR_LOG_BREAKER,     /* R12: server skipped / held down */
-  DETOUR_LOG_RACE         /* R12: a racing connect started / lost */
+  DETOUR_LOG_RACE,        /* R12: a racing connect started / lost */
+  DETOUR_LOG_TLS,         /* R13: TLS is up (version, cipher) */
+  DETOUR_LOG_AUTH         /* R13: AUTH accepted (mechanism, user) */
 } detour_log_kind;
+#define DETOUR_LOG_KIND_COUNT 7
 
 typedef struct {
   detour_ms time;
@@ -298,12 +337,85 @@ const char *detour_log_table_header(void);
 int detour_log_format_json(const detour_log_row *row, char *buf, size_t len);
 
 /* ------------------------------------------------------------------------ */
-/* The engine (SPEC R2, R5-R7, R10-R12).                                     */
+/* Message bodies on the wire (RFC 5321 4.5.2).                             */
+
+/* An incremental encoder of a body into its DATA form: every line end (CRLF,
+ * bare LF, bare CR) becomes CRLF, a line that starts with "." gets one
+ * more, and the end adds CRLF when the last line has none, then ".\r\n".
+ * The body may be fed in pieces of any size, so a message of any length
+ * goes out in fixed-size blocks. Pure; no allocation. */
+typedef struct {
+  bool line_start;   /* the next byte starts a line */
+  bool after_cr;     /* the last byte was a CR: an LF now belongs to it */
+  bool eight_bit;    /* a byte >= 0x80 was seen */
+  uint64_t wire_len; /* bytes produced so far (counted when out is NULL) */
+} detour_dot_encoder;
+
+void detour_dot_encoder_init(detour_dot_encoder *enc);
+/* Encode from in (in_len bytes) into out (out_cap bytes). Each input byte
+ * becomes at most 2 output bytes; encoding stops before a byte that would
+ * not fit. Returns the input bytes consumed; *out_len gets the bytes
+ * written. With out NULL nothing is written and everything is consumed
+ * (to measure: enc->wire_len and enc->eight_bit). */
+size_t detour_dot_encode(detour_dot_encoder *enc, const char *in, size_t in_len,
+                         char *out, size_t out_cap, size_t *out_len);
+/* The end of the body: CRLF when the last line is open, then ".\r\n".
+ * Writes at most DETOUR_DOT_END_MAX bytes to out (NULL: count only);
+ * returns how many. */
+#define DETOUR_DOT_END_MAX 5
+size_t detour_dot_encode_end(detour_dot_encoder *enc, char *out);
+
+/* A body kept by the caller (a file, a spool) that the engine reads in
+ * blocks, from the start again on every attempt, instead of a copy in
+ * memory. read_at copies up to len bytes of the body (as given: LF or CRLF
+ * line ends, not dot-stuffed) starting at byte off into buf and returns
+ * how many (0 only at the end of the body), or a negative detour_error.
+ * It is called from inside detour_engine_* calls. A read error during an
+ * attempt ends the message: the connection is dropped without the final
+ * "." (the server discards the partial body) and every recipient not yet
+ * delivered is deferred. */
+typedef struct {
+  int64_t (*read_at)(void *arg, uint64_t off, char *buf, size_t len);
+  void *arg;
+} detour_body_source;
+
+/* ------------------------------------------------------------------------ */
+/* Allocation (nghttp2_mem style): every allocation of the engine goes      */
+/* through these, so a caller can bound, count or fail them.                */
 
 typedef struct {
-  char host[256]; /* IP address or host name, as configured */
+  void *(*malloc)(size_t size, void *user);
+  void *(*realloc)(void *p, size_t size, void *user);
+  void *(*calloc)(size_t n, size_t size, void *user);
+  void (*free)(void *p, void *user);
+  void *user;
+} detour_mem;
+
+/* ------------------------------------------------------------------------ */
+/* The engine (SPEC R2, R5-R7, R10-R12).                                     */
+
+/* Transport security per server (SPEC R13). */
+typedef enum {
+  DETOUR_TLS_MODE_NONE = 0, /* plain SMTP */
+  DETOUR_TLS_MODE_STARTTLS, /* RFC 3207: upgrade after EHLO */
+  DETOUR_TLS_MODE_IMPLICIT  /* RFC 8314: TLS from the first byte (465) */
+} detour_tls_mode;
+/* "none", "starttls", "implicit". Static. */
+const char *detour_tls_mode_name(detour_tls_mode m);
+int detour_tls_mode_from_name(const char *name, detour_tls_mode *out);
+
+typedef struct {
+  char host[256]; /* IP address or host name, as configured; also the
+                     name TLS sends (SNI) and checks the certificate for */
   uint16_t port;
   int priority; /* 1 = normal server, 2 = first backup, ... */
+  /* R13. Zero means: no TLS, no AUTH. */
+  detour_tls_mode tls;
+  bool tls_optional;       /* STARTTLS only when offered (default: TLS is
+                              required whenever configured) */
+  char ca_file[256];       /* PEM trust anchors; "" = the system store */
+  char auth_user[256];     /* "" = no AUTH */
+  char auth_password[256]; /* the secret; never logged */
 } detour_server;
 
 /* Per-state timeouts (R11; RFC 5321 4.5.3.2 defaults). */
@@ -317,6 +429,8 @@ typedef struct {
   detour_ms data_block; /* 3 min: each block of the body written */
   detour_ms final_dot;  /* 10 min: the reply to the final "." */
   detour_ms quit;       /* 5 min: the reply to QUIT (mail already sent) */
+  detour_ms tls;        /* 5 min: the TLS handshake */
+  detour_ms auth;       /* 5 min: each reply of the AUTH exchange */
 } detour_timeouts;
 
 #define DETOUR_MAX_SERVERS 64
@@ -335,14 +449,26 @@ typedef struct {
   bool pipelining;                 /* use PIPELINING when offered */
   detour_ms breaker_hold;          /* R12 circuit breaker, 0 = off */
   detour_ms race_delay;            /* R12 connection racing, 0 = off */
+  size_t block_size; /* wire bytes per SEND of a body: 64 KiB; each
+                        block has the data_block timeout (R11) */
+  /* Every allocation of the engine (copied at detour_engine_new; NULL =
+   * libc), except the built-in classification table it makes when
+   * classify is NULL (detour_classify_new_default uses libc). */
+  const detour_mem *mem;
 } detour_config;
 
 /* Fill c with the SPEC defaults and no servers. */
 void detour_config_init(detour_config *c);
 /* Add a server; priority <= 0 means "after the last one". Returns 0,
- * DETOUR_ERANGE (list full) or DETOUR_EINVAL. */
+ * DETOUR_ERANGE (list full) or DETOUR_EINVAL. The new server is
+ * c->servers[c->nservers - 1], without TLS or AUTH: set those fields
+ * there. */
 int detour_config_add_server(detour_config *c, const char *host, uint16_t port,
                              int priority);
+/* The order in which the engine tries the servers: order[k] is the
+ * configured index of the k-th (priority ascending; equal priorities keep
+ * their configured order). order holds c->nservers entries. */
+void detour_config_priority_order(const detour_config *c, size_t *order);
 
 typedef struct {
   const char *from;
@@ -351,6 +477,10 @@ typedef struct {
   const char *body; /* RFC 5322 message, LF or CRLF line ends */
   size_t body_len;
   detour_override override; /* R4 per-send override */
+  /* Instead of body/body_len (copied): a body the caller keeps, read in
+   * blocks. The struct is copied; its arg must stay valid until the
+   * message's DONE action. */
+  const detour_body_source *source;
 } detour_message;
 
 typedef enum {
@@ -374,7 +504,12 @@ typedef enum {
   DETOUR_ACT_LOG,         /* a send-log row */
   DETOUR_ACT_WARN,        /* a warning line for the operator */
   DETOUR_ACT_RCPT_RESULT, /* a recipient's final outcome */
-  DETOUR_ACT_DONE         /* a message is finished */
+  DETOUR_ACT_DONE,        /* a message is finished */
+  DETOUR_ACT_ERROR,       /* the engine failed (out of memory): the
+                             actions after it close every connection and
+                             finish every message (DEFERRED); then free */
+  DETOUR_ACT_TLS_START    /* start TLS (client) on conn: answer with
+                             detour_engine_on_tls_up / _on_tls_failed */
 } detour_action_type;
 const char *detour_action_type_name(detour_action_type t);
 
@@ -385,7 +520,7 @@ typedef struct {
   unsigned conn; /* CONNECT, SEND, CLOSE: the connection id (>= 1) */
   union {
     struct {
-      size_t server; /* index in priority order */
+      size_t server; /* index in the configured list (cfg->servers) */
       const char *host;
       uint16_t port;
     } connect;
@@ -402,13 +537,23 @@ typedef struct {
       size_t index; /* recipient index in the message */
       const char *recipient;
       detour_rcpt_outcome outcome;
-      int server;         /* priority-order index; -1 when none */
+      int server;         /* configured index (cfg->servers); -1: none */
       const char *detail; /* the last result for this recipient */
     } rcpt;
     struct {
       size_t message;
       detour_done_status status;
     } done;
+    struct {
+      int code; /* DETOUR_ENOMEM */
+      const char *text;
+    } error;
+    struct {
+      const char *server_name; /* SNI and the name the certificate must
+                                  carry (an IP address: no SNI, the
+                                  certificate must carry the address) */
+      const char *ca_file;     /* "" = the system trust store */
+    } tls;
   } u;
 } detour_action;
 
@@ -420,9 +565,22 @@ typedef struct detour_engine detour_engine;
 detour_engine *detour_engine_new(const detour_config *cfg, int *err);
 void detour_engine_free(detour_engine *e);
 
-/* Queue a message (copied). Messages are sent one after another in
- * submission order; the first starts at once. Returns the message index
- * (>= 0) or DETOUR_EINVAL (no sender, no recipient) / DETOUR_ENOMEM. */
+/* Servers are named by their index in the configured list, the order of
+ * cfg->servers given to detour_engine_new (not the priority order the
+ * engine tries them in): CONNECT and RCPT_RESULT actions carry it. */
+/* The server at configured index i, or NULL when i is out of range. Owned
+ * by the engine, valid for its life. */
+const detour_server *detour_engine_server(const detour_engine *e, size_t i);
+/* Its label, as log rows and warnings write it: "host:port", or
+ * "[v6addr]:port". NULL when i is out of range. Valid for the engine's
+ * life. */
+const char *detour_engine_server_label(const detour_engine *e, size_t i);
+
+/* Queue a message (copied, except a body source). Messages are sent one
+ * after another in submission order; the first starts at once. Returns
+ * the message index (>= 0) or DETOUR_EINVAL (no sender, no recipient),
+ * DETOUR_ENOMEM (nothing queued), the body source's read error, or the
+ * error of an engine that has failed (see DETOUR_ACT_ERROR). */
 int detour_engine_submit(detour_engine *e, const detour_message *m,
                          detour_ms now);
 
@@ -433,11 +591,23 @@ int detour_engine_next_action(detour_engine *e, detour_action *out);
  * DETOUR_NO_DEADLINE. */
 detour_ms detour_engine_next_deadline(const detour_engine *e);
 
-/* True when every submitted message is done and no action is queued. */
+/* The SMTP session's state ("greeting", "starttls", "tls", "ehlo_tls",
+ * "auth", "mail", ..., "none" before the first session) and, in *from when
+ * not NULL, the state it entered this one from: the last move the
+ * session made, for tests and for a driver's debug output. Static. */
+const char *detour_engine_session_state(const detour_engine *e,
+                                        const char **from);
+
+/* True when every submitted message is done and no action is queued
+ * (after an ERROR: when every closing action has been popped). */
 bool detour_engine_idle(const detour_engine *e);
 
 /* Events. conn is the id from the CONNECT action; events for a connection
- * the engine closed are ignored. */
+ * the engine closed are ignored, and so is every event once the engine
+ * has failed (DETOUR_ACT_ERROR). Out of memory inside an event makes the
+ * engine fail: it then hands out an ERROR action followed by a CLOSE for
+ * every open connection and the outcome of every unfinished message, and
+ * allocates nothing more. */
 void detour_engine_on_timer(detour_engine *e, detour_ms now);
 void detour_engine_on_connected(detour_engine *e, unsigned conn, detour_ms now,
                                 const char *address);
@@ -446,8 +616,18 @@ void detour_engine_on_connect_failed(detour_engine *e, unsigned conn,
                                      const char *detail);
 void detour_engine_on_data(detour_engine *e, unsigned conn, detour_ms now,
                            const char *buf, size_t len);
-/* Every SEND action's bytes were written. */
+/* One SEND action's bytes were all written (handed to the socket): one
+ * call per SEND. A body goes out in blocks; each on_sent restarts the
+ * data-block timeout for the next block (R11, RFC 5321 4.5.3.2). */
 void detour_engine_on_sent(detour_engine *e, unsigned conn, detour_ms now);
+/* TLS_START finished: the handshake completed and the certificate was
+ * verified. version ("TLSv1.3") and cipher are for the log. From now on
+ * on_data carries decrypted bytes and SEND bytes are encrypted. */
+void detour_engine_on_tls_up(detour_engine *e, unsigned conn, detour_ms now,
+                             const char *version, const char *cipher);
+/* TLS_START failed; detail says more (the library's words). */
+void detour_engine_on_tls_failed(detour_engine *e, unsigned conn, detour_ms now,
+                                 detour_tls_failure why, const char *detail);
 /* The peer closed, reset, or a read/write failed. */
 void detour_engine_on_closed(detour_engine *e, unsigned conn, detour_ms now,
                              const char *detail);

@@ -84,6 +84,14 @@ int detour_settings_load_node(detour_settings *s, struct yaml_document_s *doc,
 int detour_parse_server_address(const char *text, char *host, size_t hostlen,
                                 uint16_t *port);
 
+/* Read a secret (SPEC R13): the first line of the file at path, without
+ * its line end, into out (cap bytes, NUL-terminated). Returns 0,
+ * DETOUR_EIO (cannot read), DETOUR_EPARSE (empty) or DETOUR_ERANGE (does
+ * not fit), with a message in err that names the file and never holds
+ * the secret. The buffer used for reading is wiped. */
+int detour_read_secret_file(const char *path, char *out, size_t cap, char *err,
+                            size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

@@ -86,6 +86,10 @@ typedef struct {
                   int server, const char *detail);
   void (*on_done)(void *arg, size_t message, detour_done_status status);
   void *arg;
+  /* The engine failed (out of memory): every connection is then closed
+   * and every unfinished message gets on_rcpt/on_done as DEFERRED. NULL:
+   * the text goes to on_warn. */
+  void (*on_error)(void *arg, int code, const char *text);
 } detour_uv_callbacks;
 
 /* A driver for engine e on clock c (and c's loop). Borrows e and c. */

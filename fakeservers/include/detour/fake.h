@@ -10,6 +10,11 @@
  * per-occurrence sequencing. Scripts come from YAML (fakeservers/README.md
  * documents the format) or from the C API below.
  *
+ * A script may also offer STARTTLS (RFC 3207) or implicit TLS (RFC 8314)
+ * with certificates from a run-local test CA (detour_fake_ca_make), and
+ * AUTH PLAIN/LOGIN (RFC 4954) against a user table; passwords never enter
+ * the record.
+ *
  * Every timer goes through a detour_clock (detour_uv.h), so the servers run
  * in virtual time next to the engine's driver: "delay 3m before greeting"
  * then takes no real time. The library knows nothing of the engine.
@@ -57,12 +62,16 @@ typedef enum {
   DETOUR_FAKE_RSET,
   DETOUR_FAKE_NOOP,
   DETOUR_FAKE_QUIT,
-  DETOUR_FAKE_UNKNOWN /* any other command (VRFY, STARTTLS, ...) */
+  DETOUR_FAKE_UNKNOWN,  /* any other command (VRFY, ...), and STARTTLS or
+                           AUTH when the script offers neither */
+  DETOUR_FAKE_STARTTLS, /* STARTTLS on a server with tls mode starttls */
+  DETOUR_FAKE_AUTH      /* the verdict of an AUTH exchange (after the
+                           credentials arrived) on a server with auth */
 } detour_fake_stage;
-#define DETOUR_FAKE_STAGE_COUNT 13
+#define DETOUR_FAKE_STAGE_COUNT 15
 
 /* "connect", "greeting", "ehlo", "helo", "mail", "rcpt", "data", "body",
- * "eod", "rset", "noop", "quit", "unknown". Static. */
+ * "eod", "rset", "noop", "quit", "unknown", "starttls", "auth". Static. */
 const char *detour_fake_stage_name(detour_fake_stage stage);
 /* Inverse (also "end_of_data"). 0 or DETOUR_EPARSE. */
 int detour_fake_stage_from_name(const char *name, detour_fake_stage *out);
@@ -166,6 +175,140 @@ void detour_fake_script_set_idle_timeout(detour_fake_script *s, detour_ms t);
 /* Keep at most this many bytes of each message body (default 16 MiB).
  * The same as limits.max_body. */
 void detour_fake_script_set_max_body(detour_fake_script *s, size_t bytes);
+
+/* ------------------------------------------------------------------------ */
+/* TLS and AUTH (fakeservers/README.md, "TLS and AUTH")                      */
+
+typedef enum {
+  DETOUR_FAKE_TLS_NONE = 0, /* plaintext only (the default) */
+  DETOUR_FAKE_TLS_STARTTLS, /* RFC 3207: STARTTLS in the EHLO reply */
+  DETOUR_FAKE_TLS_IMPLICIT  /* RFC 8314: TLS from the first byte (465) */
+} detour_fake_tls_mode;
+
+/* The certificates of a run-local test CA (detour_fake_ca_make). */
+typedef enum {
+  DETOUR_FAKE_CERT_GOOD = 0,    /* signed by the CA, for the hosts asked */
+  DETOUR_FAKE_CERT_EXPIRED,     /* as good, but notAfter is in the past */
+  DETOUR_FAKE_CERT_SELF_SIGNED, /* the hosts, signed by its own key */
+  DETOUR_FAKE_CERT_WRONG_HOST,  /* signed by the CA for wrong.host.invalid */
+  DETOUR_FAKE_CERT_UNKNOWN_CA   /* the hosts, signed by a CA not in ca.pem */
+} detour_fake_cert;
+#define DETOUR_FAKE_CERT_COUNT 5
+/* "server", "expired", "self_signed", "wrong_host", "unknown_ca": also the
+ * file names in the CA directory (NAME.pem, NAME.key). Static. */
+const char *detour_fake_cert_name(detour_fake_cert c);
+int detour_fake_cert_from_name(const char *name, detour_fake_cert *out);
+
+/* What the handshake does. */
+typedef enum {
+  DETOUR_FAKE_TLS_OK = 0, /* complete it */
+  DETOUR_FAKE_TLS_ALERT,  /* answer the ClientHello with a fatal
+                             handshake_failure alert, then close */
+  DETOUR_FAKE_TLS_DROP    /* send half of the first server flight, then
+                             close (FIN) in the middle of the handshake */
+} detour_fake_tls_handshake;
+
+typedef struct {
+  detour_fake_tls_mode mode;
+  /* Certificate and key: explicit PEM files, or `serve` from a CA
+   * directory (`dir`, else the server's, detour_fake_server_set_tls_dir). */
+  const char *cert_file, *key_file;
+  const char *dir;
+  detour_fake_cert serve;
+  bool hide_starttls; /* do not advertise STARTTLS (stripping); STARTTLS
+                         is then an unknown command (502) */
+  int min_version;    /* TLS1_VERSION (0x0301) .. TLS1_3_VERSION (0x0304);
+                         0 = TLS 1.2 */
+  int max_version;    /* 0 = the highest the library has */
+  detour_fake_tls_handshake handshake;
+} detour_fake_tls;
+
+/* SASL mechanisms (bit mask). */
+#define DETOUR_FAKE_AUTH_PLAIN 1u
+#define DETOUR_FAKE_AUTH_LOGIN 2u
+
+typedef struct {
+  unsigned mechanisms; /* 0 = AUTH off; else offered in EHLO */
+  bool after_tls;      /* offer AUTH only once TLS is on (else 538 5.7.11) */
+  bool required;       /* 530 5.7.0 to MAIL before a successful AUTH */
+} detour_fake_auth;
+
+/* Set the script's TLS settings (strings copied). 0, DETOUR_EINVAL or
+ * DETOUR_ENOMEM. */
+int detour_fake_script_set_tls(detour_fake_script *s, const detour_fake_tls *t);
+/* The current settings (pointers valid until the next set or free). */
+const detour_fake_tls *detour_fake_script_tls(const detour_fake_script *s);
+void detour_fake_script_set_auth(detour_fake_script *s,
+                                 const detour_fake_auth *a);
+const detour_fake_auth *detour_fake_script_auth(const detour_fake_script *s);
+/* Add a user to the AUTH table (copied; a user added twice gets the new
+ * password). The password is kept only to be compared: it never enters
+ * the record, an event or an error message. 0, DETOUR_EINVAL or
+ * DETOUR_ENOMEM. */
+int detour_fake_script_add_user(detour_fake_script *s, const char *user,
+                                const char *password);
+/* Users from a file of "user:password" lines ('#' comments, blank lines
+ * skipped). 0, DETOUR_EIO (cannot read: reason in err), DETOUR_EPARSE
+ * ("file:line: expected user:password" in err; never the line itself). */
+int detour_fake_script_load_users(detour_fake_script *s, const char *path,
+                                  char *err, size_t errlen);
+
+/* A run-local test CA, made in directory `dir` (dirlen bytes; created
+ * 0700 when missing; when dir is "" a fresh private directory under
+ * $TMPDIR or /tmp is made and its path written back into dir). Writes, all
+ * mode 0600, with a fresh P-256 key per certificate (keys are never
+ * reused between runs and never leave the directory):
+ *   ca.pem                    the CA certificate a client trusts
+ *   server.pem/.key           DETOUR_FAKE_CERT_GOOD
+ *   expired.pem/.key, self_signed.pem/.key, wrong_host.pem/.key,
+ *   unknown_ca.pem/.key       the bad ones (detour_fake_cert)
+ *   other-ca.pem              the CA unknown_ca.pem is signed by (not
+ *                             trusted; for tests that want to check it)
+ * hosts: the names the certificates are for (DNS names or IP addresses,
+ * as subjectAltName entries); n = 0 means localhost, mx.fake.test, ::1
+ * and 127.0.0.1 to 127.0.0.16. Returns 0, or DETOUR_EIO / DETOUR_EINVAL
+ * with the reason in err. */
+int detour_fake_ca_make(char *dir, size_t dirlen, const char *const *hosts,
+                        size_t n, char *err, size_t errlen);
+/* "DIR/NAME.pem" (or .key) into out. 0 or DETOUR_ERANGE (too long). */
+int detour_fake_ca_file(const char *dir, detour_fake_cert which, bool key,
+                        char *out, size_t len);
+/* Remove what detour_fake_ca_make wrote into dir, then dir if empty. */
+void detour_fake_ca_remove(const char *dir);
+
+/* Pure SASL decoding of the server side of RFC 4954 (what the fake server
+ * runs; exposed for fuzzing and tests). An exchange starts with the AUTH
+ * command line and goes on with one client line per 334 challenge. */
+typedef enum {
+  DETOUR_FAKE_SASL_CHALLENGE = 0, /* send "334 " + challenge, read a line */
+  DETOUR_FAKE_SASL_DONE,          /* user and password decoded */
+  DETOUR_FAKE_SASL_CANCELLED,     /* the client sent "*": 501 5.7.0 */
+  DETOUR_FAKE_SASL_BAD_MECH,      /* unknown or not offered: 504 5.5.4 */
+  DETOUR_FAKE_SASL_SYNTAX         /* not base64 / bad PLAIN: 501 5.5.2 */
+} detour_fake_sasl_status;
+
+#define DETOUR_FAKE_SASL_FIELD_MAX 256
+typedef struct {
+  unsigned mechanism;    /* DETOUR_FAKE_AUTH_PLAIN or _LOGIN once known */
+  int step;              /* challenges sent so far */
+  const char *challenge; /* base64 text after "334 " (static) */
+  char authzid[DETOUR_FAKE_SASL_FIELD_MAX];
+  char user[DETOUR_FAKE_SASL_FIELD_MAX];
+  char password[DETOUR_FAKE_SASL_FIELD_MAX]; /* wipe after use */
+} detour_fake_sasl;
+
+/* "AUTH PLAIN [initial-response]" / "AUTH LOGIN [initial-response]"
+ * (line without CRLF) against the mechanisms offered (bit mask). */
+detour_fake_sasl_status detour_fake_sasl_begin(detour_fake_sasl *x,
+                                               const char *line, size_t len,
+                                               unsigned offered);
+/* The client's answer to the last challenge (line without CRLF). */
+detour_fake_sasl_status detour_fake_sasl_step(detour_fake_sasl *x,
+                                              const char *line, size_t len);
+/* Strict RFC 4648 base64 (padding required, no whitespace). Returns the
+ * decoded length, or -1 (bad input or more than cap bytes). */
+long detour_fake_base64_decode(const char *in, size_t len, unsigned char *out,
+                               size_t cap);
 
 /* What one server lets a client make it hold, and what happens at each
  * limit (fakeservers/README.md, "Limits and hostile clients"). Every limit
@@ -296,6 +439,12 @@ typedef struct {
   detour_fake_closer closed_by;
   size_t commands, messages;
   uint64_t bytes_in, bytes_out;
+  /* TLS and AUTH, kept at every record level ("" when none happened): */
+  char tls_version[12];   /* "TLSv1.3" once a handshake completed */
+  char tls_cipher[48];    /* "TLS_AES_256_GCM_SHA384" */
+  char auth_mechanism[8]; /* the last AUTH's: "PLAIN", "LOGIN" */
+  char auth_user[64];     /* its user (cut to 63 bytes; the event has all) */
+  bool auth_ok;           /* it got 235 */
 } detour_fake_conn;
 
 typedef struct {
@@ -329,11 +478,21 @@ typedef enum {
   DETOUR_FAKE_EV_STOP,       /* server stopped */
   DETOUR_FAKE_EV_LIMIT,      /* a limit was hit: data = "KEY: what happened"
                                 (fakeservers/README.md, "Limits") */
-  DETOUR_FAKE_EV_FINDING     /* the client did something a certification
+  DETOUR_FAKE_EV_FINDING,    /* the client did something a certification
                                 reports: data = "bare LF dot: ..." */
+  DETOUR_FAKE_EV_TLS,        /* handshake done: data = "version=TLSv1.3
+                                cipher=... sni=... cert=NAME subject=...";
+                                or "failed: reason" / "alert sent" /
+                                "dropped" */
+  DETOUR_FAKE_EV_AUTH        /* AUTH credentials decoded: data =
+                                "mechanism=PLAIN user=NAME password=match"
+                                (or mismatch / unknown_user); never the
+                                password. COMMAND events of an AUTH
+                                exchange carry "AUTH PLAIN <redacted>" and
+                                "<redacted>" instead of the base64. */
 } detour_fake_event_type;
 /* "listen", "accept", "command", "reply", "action", "message", "close",
- * "stop", "limit", "finding". Static. */
+ * "stop", "limit", "finding", "tls", "auth". Static. */
 const char *detour_fake_event_name(detour_fake_event_type t);
 
 typedef struct {
@@ -358,6 +517,11 @@ typedef struct detour_fake_server detour_fake_server;
  * in ev are valid during the call only. */
 typedef void (*detour_fake_observer)(void *arg, detour_fake_server *srv,
                                      const detour_fake_event *ev);
+
+/* The CA directory (detour_fake_ca_make) a TLS script without cert files
+ * or dir of its own takes its certificate from. Before start. 0 or
+ * DETOUR_EINVAL. */
+int detour_fake_server_set_tls_dir(detour_fake_server *srv, const char *dir);
 
 /* The allocator of libdetour-fake, as nghttp2_mem: every allocation of a
  * script, a server, its sessions and its record goes through one. A
@@ -436,7 +600,9 @@ typedef struct {
   uint64_t accept_errors; /* accept() failed (EMFILE, ...) */
   uint64_t limits_hit;    /* DETOUR_FAKE_EV_LIMIT events */
   uint64_t findings;      /* DETOUR_FAKE_EV_FINDING events */
-  uint64_t nomem;         /* sessions closed for lack of memory */
+  uint64_t nomem;         /* allocations that failed: each ended its
+                             session (closed_by NOMEM), refused a
+                             connection, or lost a server-level event */
   uint64_t not_kept;      /* record items over max_record_* (not kept) */
   uint64_t paused;        /* times reading was paused (max_input,
                              max_output) */

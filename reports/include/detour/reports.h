@@ -4,7 +4,8 @@
  * (JUnit XML), a browser (one self-contained HTML file with a timeline per
  * scenario), a program (one JSON document), Wireshark (a pcap per
  * scenario) and a person at a terminal (one line per scenario). The
- * certification summary groups the verdicts by SPEC rule R1..R12.
+ * certification summary groups the verdicts by rule, R1..R13 of
+ * docs/rules.md.
  *
  * The writers read the suite and never change it. Every string that came
  * from a fake server or a scenario file is treated as hostile: escaped for
@@ -34,6 +35,10 @@ typedef struct {
   const char *mode;    /* "virtual" or "realtime" */
   const char *command; /* the command line, for the record */
   const char *subject; /* the client under test; "detour (built-in engine)" */
+  /* Where docs/rules.md is for a reader of the report (a path relative to
+   * the report, or a URL); each rule id links to its section, this plus
+   * "#r3". "docs/rules.md" when NULL. */
+  const char *rules_url;
   /* Leave out everything that changes from run to run even in virtual
    * time: wall-clock durations (JSON: omitted; JUnit: time="0") and the
    * fake servers' bound addresses. Golden tests set it. */
@@ -50,7 +55,7 @@ int detour_report_html(const detour_suite *s, const detour_report_meta *m,
                        FILE *f);
 
 /* ------------------------------------------------------------------------ */
-/* Certification summary: SPEC rule -> pass / fail / not covered.            */
+/* Certification summary: rule -> pass / fail / not covered.                 */
 
 typedef enum {
   DETOUR_CERT_NOT_COVERED = 0, /* no scenario naming it ran (skips only) */
@@ -62,8 +67,8 @@ typedef enum {
 const char *detour_cert_status_name(detour_cert_status st);
 
 typedef struct {
-  char *rule;        /* "R1" .. "R12", then other ids the scenarios name */
-  const char *title; /* the SPEC heading, "" for ids not in SPEC. Static */
+  char *rule;        /* "R1" .. "R13", then other ids the scenarios name */
+  const char *title; /* the heading in docs/rules.md, "" for other ids */
   detour_cert_status status;
   size_t passed, failed, skipped; /* scenarios naming it, by verdict */
   size_t *scenarios; /* indexes into the suite's results, file order */
@@ -71,13 +76,13 @@ typedef struct {
 } detour_cert_rule;
 
 typedef struct {
-  detour_cert_rule *rules; /* R1..R12 always, in order, then the others */
+  detour_cert_rule *rules; /* R1..R13 always, in order, then the others */
   size_t n;
 } detour_cert;
 
 /* Group s's results by the rules each names. A rule id counts for R<n>
  * when it is "R<n>" or "R<n>" followed by a non-digit ("R3.timeout", case
- * ignored); anything else is listed as its own id after R12. Fills *out;
+ * ignored); anything else is listed as its own id after R13. Fills *out;
  * 0 or DETOUR_ENOMEM / DETOUR_EINVAL. Free with detour_cert_free. */
 int detour_cert_compute(const detour_suite *s, detour_cert *out);
 void detour_cert_free(detour_cert *c);

@@ -250,7 +250,13 @@ typedef struct {
   const char *const *paths; /* files or directories (searched for *.yaml) */
   size_t npaths;
   const char *filter; /* glob on the scenario name or file; NULL all */
-  unsigned jobs;      /* scenarios run at once (0 or 1: one) */
+  /* More filters, any of which selects a scenario (with filter, when both
+   * are given): a rule id ("R4": every scenario that names R4 or R4.x), a
+   * glob when it holds '*', '?' or '[', else a substring of the scenario's
+   * name or file. */
+  const char *const *filters;
+  size_t nfilters;
+  unsigned jobs; /* scenarios run at once (0 or 1: one) */
   detour_scenario_options scenario;
   FILE *out;      /* one line per scenario; NULL = quiet */
   bool color;     /* ANSI colours in out */
@@ -262,6 +268,7 @@ typedef struct {
   detour_scenario_result *results; /* in file order */
   size_t n;
   size_t passed, failed, skipped; /* failed counts ERROR too */
+  size_t errors; /* of failed: ERROR, a scenario that could not run */
   double wall_ms;
 } detour_suite;
 
