@@ -232,3 +232,24 @@ Test(yaml_load, messages_are_one_line) {
   cr_expect(strstr(g_err, "unknown fault 'disk\\r\\n\\x1b[2Jfull'"), "%s",
             g_err);
 }
+
+/* Found by fuzz_fake_script: "params: 3all" (not a boolean) read an
+ * uninitialised bool before reporting the error (UBSan: "load of value
+ * 224, which is not a valid value for type 'bool'"; CTest fails the
+ * sanitizer build on it). The stack is filled first so the bad value is
+ * there to read whatever ran before. */
+static void __attribute__((noinline)) dirty_stack(void) {
+  volatile unsigned char junk[65536];
+  for (size_t i = 0; i < sizeof junk; i++)
+    junk[i] = 0xe0; /* what an uninitialised local would then hold */
+}
+
+Test(yaml_load, fake_rule_params_not_a_bool) {
+  const char *text = "name: x\ngreeting: { code: 220, params: 3all }\n";
+  size_t n = 0;
+  dirty_stack();
+  cr_assert_null(detour_fake_load_string(text, strlen(text), "s.yaml", &n,
+                                         g_err, sizeof g_err));
+  cr_expect(strstr(g_err, "s.yaml:2:32: expected true or false, got '3all'"),
+            "%s", g_err);
+}

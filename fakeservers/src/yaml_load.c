@@ -249,9 +249,9 @@ enum {
 static int rule_key(ctx *c, yaml_node_t *k, yaml_node_t *v, detour_fake_rule *r,
                     char *tmp, size_t tlen) {
   const char *key = scalar(c, k, "a rule key");
-  unsigned long long x;
+  unsigned long long x = 0;
   int i = 0, rc = 0;
-  bool b;
+  bool b = false;
   if (!key)
     return DETOUR_EPARSE;
   switch (one_of(key, rule_keys)) {
@@ -321,8 +321,10 @@ static int rule_key(ctx *c, yaml_node_t *k, yaml_node_t *v, detour_fake_rule *r,
     if (v->type == YAML_SCALAR_NODE &&
         strcasecmp((const char *)v->data.scalar.value, "any") == 0)
       return r->params = 0, 0;
-    rc = get_bool(c, v, &b);
-    r->params = b ? 1 : 2;
+    /* b is read only when get_bool set it (found by fuzz_fake_script:
+     * "params: 3all" loaded an uninitialised bool) */
+    if ((rc = get_bool(c, v, &b)) == 0)
+      r->params = b ? 1 : 2;
     return rc;
   case K_BARE_LF:
     return get_bool(c, v, &r->bare_lf);
