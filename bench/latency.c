@@ -2,26 +2,28 @@
  * latency.c - the failover-latency bench behind `detour bench`.
  *
  * One run: a primary fake server with one fault of the catalogue, a
- * healthy backup, both on loopback, and W workers (an engine and a libuv
- * driver each, on one real clock) that submit N messages between them,
- * each worker one message at a time, each message its own submission. A
- * message's latency runs from just before detour_uv_submit() to the final
- * "." as the server that took it recorded it: both are uv_hrtime()
- * (monotonic) on the same loop, so no clock can drift between them.
+ * healthy backup, and a client that sends N messages, each its own
+ * submission. The client is either the built-in engine (W workers, an
+ * engine and a libuv driver each, on one real clock, each one message at
+ * a time) or an external client through its adapter (detour/adapter.h:
+ * one worker; the adapter's blocking submit runs on libuv's thread pool
+ * while the loop serves the fake servers). A message's latency runs from
+ * just before the submission to the final "." as the server that took it
+ * recorded it: both are uv_hrtime() (monotonic), so no clock can drift
+ * between them.
  *
- * The Postfix side-by-side uses the same servers and the same timing; one
- * worker then hands the messages to a private Postfix instance instead of
- * an engine, through the scenario runner's Postfix adapter
- * (detour/adapter.h: the one place that knows how to configure, start,
- * feed and stop Postfix), with relayhost = the primary and
- * smtp_fallback_relay = the backup. The adapter's submit blocks, so it
- * runs on libuv's thread pool while the loop serves the fake servers.
+ * Over a simulated network (netsim.h) each server listens inside its own
+ * namespace and the loop thread enters the client's for the run: only the
+ * engine's connections leave from there. External clients are not run
+ * there (their adapters accept loopback servers only).
  *
- * Everything is bounded: the message count, the worker count, and a
- * real-time deadline per run after which every handle is closed.
+ * Everything is bounded: the message count, the worker count, a real-time
+ * deadline per run after which every handle is closed, and for an
+ * external client a deadline per message.
  */
 #include "latency.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,38 +31,68 @@
 
 #include <uv.h>
 
-#include "detour/adapter.h"
 #include "detour/detour_uv.h"
 #include "detour/fake.h"
+#include "detour/scenario.h"
+#ifdef DETOUR_BENCH_HAVE_NETSIM
+#include "netsim.h"
+#endif
 
 /* ------------------------------------------------------------------------ */
-/* The fault kinds: those where failover is immediate or bounded.           */
+/* The fault kinds                                                           */
 
-#define ATTEMPTS DETOUR_BENCH_MAX_ATTEMPTS
-#define RETRY DETOUR_BENCH_RETRY_INTERVAL
-
-/* The budget is what the policy itself must cost: a CONNECT or SWITCH
- * failure moves on at once (R3, R5); a blackhole costs the connect
- * timeout; a TRANSIENT failure retries the same server after the interval
- * until the attempt limit, then moves on (R6, R7). */
 static const detour_bench_fault FAULTS[] = {
-    {"none", NULL, -1, DETOUR_CLASS_NONE, 0, "baseline, primary healthy"},
-    {"refuse", "refuse", -1, DETOUR_CLASS_CONNECT, 0, "immediate"},
-    {"greeting_421", "greeting_421", -1, DETOUR_CLASS_SWITCH, 0, "immediate"},
-    {"greeting_554", "greeting_554", -1, DETOUR_CLASS_SWITCH, 0, "immediate"},
-    {"disk_full", "disk_full", DETOUR_FAKE_RCPT, DETOUR_CLASS_SWITCH, 0,
-     "immediate (452 at RCPT)"},
-    {"unsupported", "unsupported", DETOUR_FAKE_MAIL, DETOUR_CLASS_SWITCH, 0,
-     "immediate (555 at MAIL)"},
+    {"none", NULL, -1, DETOUR_CLASS_NONE, "baseline, primary healthy", false},
+    {"refuse", "refuse", -1, DETOUR_CLASS_CONNECT, "connection refused (RST)",
+     false},
     {"blackhole", "blackhole", -1, DETOUR_CLASS_CONNECT,
-     DETOUR_BENCH_CONNECT_TIMEOUT, "connect timeout"},
+     "SYNs unanswered: connect timeout", false},
     {"silent", "silent", -1, DETOUR_CLASS_TRANSIENT,
-     ATTEMPTS *DETOUR_BENCH_GREETING_TIMEOUT + (ATTEMPTS - 1) * RETRY,
-     "2 greeting timeouts + 1 retry interval"},
+     "accepts, never greets: greeting timeout", false},
+    {"greeting_421", "greeting_421", -1, DETOUR_CLASS_SWITCH,
+     "421 4.3.2 greeting", false},
+    {"greeting_554", "greeting_554", -1, DETOUR_CLASS_SWITCH,
+     "554 5.3.2 greeting", false},
+    {"mail_555", "unsupported", DETOUR_FAKE_MAIL, DETOUR_CLASS_SWITCH,
+     "555 5.5.4 at MAIL", false},
+    {"rcpt_452", "disk_full", DETOUR_FAKE_RCPT, DETOUR_CLASS_SWITCH,
+     "452 4.3.1 at RCPT", false},
+    {"rcpt_450", "busy", DETOUR_FAKE_RCPT, DETOUR_CLASS_TRANSIENT,
+     "450 4.2.1 at RCPT", false},
+    {"eod_552", "disk_full", DETOUR_FAKE_EOD, DETOUR_CLASS_SWITCH,
+     "552 5.3.1 after the final dot", false},
     {"reset", "reset", DETOUR_FAKE_MAIL, DETOUR_CLASS_TRANSIENT,
-     (ATTEMPTS - 1) * RETRY, "RST at MAIL: 1 retry interval"},
+     "RST instead of the reply to MAIL", false},
+    {"drop_mid_data", "drop_mid_data", -1, DETOUR_CLASS_TRANSIENT,
+     "RST 64 bytes into the message", false},
+    /* TLS (rule R13, docs/rules.md): the client requires STARTTLS at the
+     * primary and trusts the run's CA; each of these makes TLS impossible there
+     */
+    {"starttls_stripped", "starttls_stripped", -1, DETOUR_CLASS_SWITCH,
+     "STARTTLS not offered (stripped)", true},
+    {"starttls_454", "starttls_454", -1, DETOUR_CLASS_SWITCH,
+     "454 4.7.0 to STARTTLS", true},
+    {"tls_alert", "tls_alert", -1, DETOUR_CLASS_SWITCH,
+     "handshake_failure alert", true},
+    {"tls_drop", "tls_drop", -1, DETOUR_CLASS_SWITCH,
+     "half a handshake, then FIN", true},
+    {"cert_expired", "cert_expired", -1, DETOUR_CLASS_SWITCH,
+     "expired certificate", true},
+    {"cert_self_signed", "cert_self_signed", -1, DETOUR_CLASS_SWITCH,
+     "self-signed certificate", true},
+    {"cert_wrong_host", "cert_wrong_host", -1, DETOUR_CLASS_SWITCH,
+     "certificate for another host", true},
+    {"cert_unknown_ca", "cert_unknown_ca", -1, DETOUR_CLASS_SWITCH,
+     "certificate from an unknown CA", true},
+    {"tls_old_only", "tls_old_only", -1, DETOUR_CLASS_SWITCH,
+     "TLS 1.0/1.1 only", true},
 };
 #define NFAULTS (sizeof FAULTS / sizeof *FAULTS)
+
+/* Names of earlier versions of the bench. */
+static const struct {
+  const char *alias, *name;
+} ALIASES[] = {{"disk_full", "rcpt_452"}, {"unsupported", "mail_555"}};
 
 size_t detour_bench_fault_count(void) { return NFAULTS; }
 
@@ -69,16 +101,99 @@ const detour_bench_fault *detour_bench_fault_at(size_t i) {
 }
 
 const detour_bench_fault *detour_bench_fault_find(const char *name) {
+  for (size_t i = 0; name && i < sizeof ALIASES / sizeof *ALIASES; i++)
+    if (strcmp(ALIASES[i].alias, name) == 0)
+      name = ALIASES[i].name;
   for (size_t i = 0; name && i < NFAULTS; i++)
     if (strcmp(FAULTS[i].name, name) == 0)
       return &FAULTS[i];
   return NULL;
 }
 
+void detour_bench_default_settings(detour_bench_settings *s) {
+  memset(s, 0, sizeof *s);
+  s->retry_interval = DETOUR_BENCH_RETRY_INTERVAL;
+  s->max_attempts = DETOUR_BENCH_MAX_ATTEMPTS;
+  detour_timeouts *t = &s->timeouts;
+  t->connect = DETOUR_BENCH_CONNECT_TIMEOUT;
+  t->greeting = DETOUR_BENCH_GREETING_TIMEOUT;
+  t->ehlo = t->mail = t->rcpt = t->data_start = t->data_block = t->final_dot =
+      t->quit = DETOUR_BENCH_REPLY_TIMEOUT;
+}
+
+/* Does the adapter render key ("timeouts.connect")? A top-level key
+ * ("timeouts") covers its sub-keys. NULL keys: the engine, everything. */
+static bool renders(const char *keys, const char *key) {
+  if (!keys)
+    return true;
+  size_t top = strcspn(key, ".");
+  for (const char *p = keys; *p;) {
+    size_t k = strcspn(p, " ");
+    if ((k == strlen(key) && !strncmp(p, key, k)) ||
+        (k == top && !strncmp(p, key, top)))
+      return true;
+    p += k + (p[k] == ' ');
+  }
+  return false;
+}
+
+/* The budget is what the policy itself must cost: a CONNECT or SWITCH
+ * failure moves on at once (R3, R5); a blackhole costs the connect
+ * timeout; a TRANSIENT failure retries the same server after the interval
+ * until the attempt limit, then moves on (R6, R7). A client without an
+ * attempt limit is counted with one attempt at the primary: what it does
+ * next (the backup at once, or a retry) is what the bench measures. */
+detour_ms detour_bench_budget(const detour_bench_fault *f,
+                              const detour_bench_settings *s, const char *keys,
+                              char *note, size_t notelen) {
+  if (note && notelen)
+    note[0] = '\0';
+  unsigned attempts = renders(keys, "retry.max_attempts") ? s->max_attempts : 1;
+  if (attempts == 0)
+    attempts = 1;
+  detour_ms retries = (detour_ms)(attempts - 1) * s->retry_interval;
+  const char *needs = NULL;
+  detour_ms budget = 0;
+  if (f->expected == DETOUR_CLASS_TRANSIENT)
+    budget = retries;
+  if (f->fault && !strcmp(f->fault, "blackhole")) {
+    needs = "timeouts.connect";
+    budget = s->timeouts.connect;
+  } else if (f->fault && !strcmp(f->fault, "silent")) {
+    needs = "timeouts.greeting";
+    budget = (detour_ms)attempts * s->timeouts.greeting + retries;
+  }
+  if (needs && !renders(keys, needs)) {
+    if (note && notelen)
+      snprintf(note, notelen, "%s not settable: the client's own", needs);
+    return -1;
+  }
+  if (f->expected == DETOUR_CLASS_TRANSIENT && attempts == 1 && note &&
+      notelen && !needs)
+    snprintf(note, notelen, "no attempt limit: + its retries");
+  return budget;
+}
+
+static const char *const OUTCOME_NAMES[] = {"primary", "backup", "bounced",
+                                            "deferred", "not sent"};
+
+const char *detour_bench_outcome_name(detour_bench_outcome o) {
+  return o < DETOUR_BENCH_OUTCOMES ? OUTCOME_NAMES[o] : "?";
+}
+
+void detour_bench_result_free(detour_bench_result *r) {
+  if (!r)
+    return;
+  free(r->samples);
+  r->samples = NULL;
+  r->nsamples = 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* One run                                                                   */
 
-enum { PRIMARY = 0, BACKUP = 1, NOBODY = -1 };
+enum { PRIMARY = 0, BACKUP = 1 };
+#define PENDING ((signed char)-1)
 
 typedef struct bench_run bench_run;
 
@@ -86,10 +201,13 @@ typedef struct {
   bench_run *run;
   detour_engine *engine; /* NULL when the worker feeds an external client */
   detour_uv *driver;
-  uv_work_t work; /* the external client's submit, on the thread pool */
-  int submit_rc;  /* its result, read in the loop once the work is done */
-  size_t msg;     /* the message in flight, SIZE_MAX when none */
-  bool done;      /* the engine (or the client) finished msg */
+  uv_work_t work;    /* the external client's submit, on the thread pool */
+  uv_timer_t expire; /* an external client's per-message deadline */
+  int submit_rc;     /* its result, read in the loop once the work is done */
+  size_t msg;        /* the message in flight, SIZE_MAX when none */
+  bool done;         /* the engine (or the client's submit) finished msg */
+  bool expired;      /* the message's deadline passed */
+  bool timer_ok;
   detour_done_status status;
 } worker;
 
@@ -97,18 +215,25 @@ struct bench_run {
   uv_loop_t loop;
   detour_clock *clock;
   detour_fake_server *srv[2]; /* PRIMARY, BACKUP */
-  int expect;                 /* which one should take the mail */
-  bool wait_accept;           /* a client: its 250 comes before the delivery */
+  const detour_bench_spec *spec;
   const detour_adapter *client; /* NULL: the workers are engines */
   void *inst;                   /* the client's instance */
   char client_err[256];         /* why the first failed submit failed */
-  worker w[DETOUR_BENCH_CONCURRENCY_MAX];
+  worker *w;
   size_t nw;
   uint64_t *submit_ns, *accept_ns;
-  signed char *by; /* NOBODY, PRIMARY, BACKUP */
-  size_t n, next, finished;
+  signed char *out; /* detour_bench_outcome, PENDING until known */
+  size_t n, limit;  /* messages asked for; to send (less after giving up) */
+  size_t next, finished, failed_first; /* submitted, finished, failed */
+  bool stopped_early;
   uv_timer_t deadline; /* also the stopper, restarted at 0 ms */
+  uv_timer_t watch;    /* looks for an interrupt (Ctrl-C) every 100 ms */
   bool loop_ok, stopping, timed_out;
+  char ca_dir[256]; /* a TLS fault: the run-local CA, "" when none */
+#ifdef DETOUR_BENCH_HAVE_NETSIM
+  detour_netsim *ns;
+  int saved_ns; /* the loop thread's own namespace; -1: not entered */
+#endif
 };
 
 static const char BODY[] = "Subject: detour failover bench\r\n"
@@ -142,17 +267,57 @@ static void stop_soon(bench_run *r) {
   uv_timer_start(&r->deadline, stop_now, 0, 0);
 }
 
-/* A worker moves on once its message is finished: done by the engine, and
- * for Postfix also delivered (or given up by the submission). */
+/* An external client holds a message it did not deliver: still queued
+ * (deferred), or gone (bounced or dropped). Asked once, at the deadline
+ * or after a synchronous submit. */
+static detour_bench_outcome client_verdict(bench_run *r) {
+  char err[128];
+  int done = r->client->wait_done(r->inst, 0, err, sizeof err);
+  return done == 1 ? DETOUR_BENCH_BOUNCED : DETOUR_BENCH_DEFERRED;
+}
+
+/* The message's outcome once the client is finished with it, or PENDING
+ * while it may still arrive. */
+static signed char settle(worker *w) {
+  bench_run *r = w->run;
+  size_t k = w->msg;
+  if (r->out[k] != PENDING)
+    return r->out[k];
+  if (!r->client) /* the engine's word: it delivers before done */
+    return (signed char)(w->status == DETOUR_DONE_DEFERRED
+                             ? DETOUR_BENCH_DEFERRED
+                             : DETOUR_BENCH_BOUNCED);
+  if (w->submit_rc != 0)
+    return DETOUR_BENCH_BOUNCED; /* the client refused the submission */
+  if (!w->expired)
+    return PENDING;
+  return (signed char)client_verdict(r);
+}
+
+/* A worker moves on once its message is finished: done by the engine (or
+ * the client's submit returned), and for a client also delivered or past
+ * its deadline. */
 static void maybe_next(worker *w) {
   bench_run *r = w->run;
   if (w->msg == SIZE_MAX || !w->done)
     return;
-  if (r->wait_accept && w->status == DETOUR_DONE_DELIVERED &&
-      r->by[w->msg] == NOBODY)
+  signed char o = settle(w);
+  if (o == PENDING)
     return;
+  r->out[w->msg] = o;
+  if (w->timer_ok)
+    uv_timer_stop(&w->expire);
+  bool arrived = o == DETOUR_BENCH_PRIMARY || o == DETOUR_BENCH_BACKUP;
+  if (!arrived && r->finished == r->failed_first)
+    r->failed_first++;
   w->msg = SIZE_MAX;
-  if (++r->finished == r->n)
+  ++r->finished;
+  size_t give_up = r->spec->give_up_after;
+  if (give_up && r->failed_first >= give_up && r->finished == r->failed_first) {
+    r->stopped_early = true;
+    r->limit = r->next; /* the rest are not sent */
+  }
+  if (r->finished == r->next && r->next >= r->limit)
     stop_soon(r);
   else
     submit_next(w);
@@ -162,17 +327,22 @@ static void on_message(void *arg, detour_fake_server *srv,
                        const detour_fake_event *ev) {
   bench_run *r = arg;
   size_t k;
+  /* accepted: the whole message, and a 2xx to its final dot (a 552 there
+   * is the fault itself, the message refused) */
   if (ev->type != DETOUR_FAKE_EV_MESSAGE || !ev->msg->complete ||
-      !message_number(ev->msg->from, &k) || k >= r->n || r->by[k] != NOBODY)
+      ev->msg->code / 100 != 2 || !message_number(ev->msg->from, &k) ||
+      k >= r->n || r->out[k] != PENDING)
     return;
   r->accept_ns[k] = ev->msg->mono;
-  r->by[k] = srv == r->srv[PRIMARY] ? PRIMARY : BACKUP;
+  r->out[k] = (signed char)(srv == r->srv[PRIMARY] ? DETOUR_BENCH_PRIMARY
+                                                   : DETOUR_BENCH_BACKUP);
   for (size_t i = 0; i < r->nw; i++)
     if (r->w[i].msg == k)
       maybe_next(&r->w[i]);
 }
 
 static void on_done(void *arg, size_t message, detour_done_status status) {
+  (void)message;
   worker *w = arg;
   w->done = true;
   w->status = status;
@@ -199,24 +369,32 @@ static void client_submit(uv_work_t *req) {
     snprintf(r->client_err, sizeof r->client_err, "%s", err);
 }
 
-/* In the loop: a message the client did not take is counted as lost. */
 static void client_submitted(uv_work_t *req, int status) {
   worker *w = req->data;
   w->done = true;
-  w->status = status == 0 && w->submit_rc == 0 ? DETOUR_DONE_DELIVERED
-                                               : DETOUR_DONE_DEFERRED;
+  if (status != 0 && w->submit_rc == 0)
+    w->submit_rc = -1;
+  maybe_next(w);
+}
+
+static void on_expire(uv_timer_t *t) {
+  worker *w = t->data;
+  w->expired = true;
   maybe_next(w);
 }
 
 static void submit_next(worker *w) {
   bench_run *r = w->run;
-  if (r->stopping || r->next >= r->n)
+  if (r->stopping || r->next >= r->limit)
     return;
   size_t k = r->next++;
   w->msg = k;
   w->done = false;
+  w->expired = false;
   if (r->client) {
     w->work.data = w;
+    w->submit_rc = 0;
+    uv_timer_start(&w->expire, on_expire, (uint64_t)r->spec->msg_deadline, 0);
     if (uv_queue_work(&r->loop, &w->work, client_submit, client_submitted) < 0)
       client_submitted(&w->work, UV_ECANCELED);
     return;
@@ -229,7 +407,7 @@ static void submit_next(worker *w) {
                       .body = BODY,
                       .body_len = sizeof BODY - 1};
   r->submit_ns[k] = uv_hrtime();
-  if (detour_uv_submit(w->driver, &m) < 0) { /* counted as lost */
+  if (detour_uv_submit(w->driver, &m) < 0) { /* counted as not delivered */
     w->done = true;
     w->status = DETOUR_DONE_DEFERRED;
     maybe_next(w);
@@ -240,12 +418,31 @@ static void submit_next(worker *w) {
  * handles, the deadline timer is the last one. */
 static void stop_now(uv_timer_t *t) {
   bench_run *r = t->data;
+  if (r->stopping)
+    return;
   r->stopping = true;
-  for (size_t i = 0; i < r->nw; i++)
+  for (size_t i = 0; i < r->nw; i++) {
     detour_uv_free(r->w[i].driver);
-  for (int i = 0; i < 2; i++)
+    r->w[i].driver = NULL;
+    if (r->w[i].timer_ok)
+      uv_close((uv_handle_t *)&r->w[i].expire, NULL);
+  }
+  for (int i = 0; i < 2; i++) {
     detour_fake_server_free(r->srv[i]);
+    r->srv[i] = NULL;
+  }
+  uv_close((uv_handle_t *)&r->watch, NULL);
   uv_close((uv_handle_t *)&r->deadline, NULL);
+}
+
+/* SIGINT/SIGTERM (detour_scenario_interrupt): stop like at the deadline,
+ * so that an external client is torn down, not left running. */
+static void on_watch(uv_timer_t *t) {
+  bench_run *r = t->data;
+  if (detour_scenario_interrupted() && !r->stopping) {
+    r->timed_out = true;
+    stop_now(&r->deadline);
+  }
 }
 
 static void on_deadline(uv_timer_t *t) {
@@ -256,20 +453,30 @@ static void on_deadline(uv_timer_t *t) {
 /* ------------------------------------------------------------------------ */
 /* Setting up and tearing down                                               */
 
-static int run_init(bench_run *r, size_t n, char *err, size_t errlen) {
+static int run_init(bench_run *r, const detour_bench_spec *spec, char *err,
+                    size_t errlen) {
   memset(r, 0, sizeof *r);
-  r->n = n;
+  size_t n = spec->messages;
+  r->spec = spec;
+  r->client = spec->client;
+  r->n = r->limit = n;
+#ifdef DETOUR_BENCH_HAVE_NETSIM
+  r->saved_ns = -1;
+#endif
   r->submit_ns = calloc(n, sizeof *r->submit_ns);
   r->accept_ns = calloc(n, sizeof *r->accept_ns);
-  r->by = malloc(n);
-  if (!r->submit_ns || !r->accept_ns || !r->by)
+  r->out = malloc(n);
+  r->w = calloc(spec->client ? 1 : spec->concurrency, sizeof *r->w);
+  if (!r->submit_ns || !r->accept_ns || !r->out || !r->w)
     return set_err(err, errlen, "bench", "out of memory"), DETOUR_ENOMEM;
-  memset(r->by, NOBODY, n);
+  memset(r->out, PENDING, n);
   if (uv_loop_init(&r->loop) != 0)
     return set_err(err, errlen, "bench", "uv_loop_init"), DETOUR_EIO;
   r->loop_ok = true;
   uv_timer_init(&r->loop, &r->deadline);
   r->deadline.data = r;
+  uv_timer_init(&r->loop, &r->watch);
+  r->watch.data = r;
   r->clock = detour_clock_new_real(&r->loop);
   if (!r->clock)
     return set_err(err, errlen, "bench", "clock"), DETOUR_ENOMEM;
@@ -293,53 +500,118 @@ static detour_fake_script *primary_script(const detour_bench_fault *f) {
   return s;
 }
 
+#ifdef DETOUR_BENCH_HAVE_NETSIM
+typedef struct {
+  detour_fake_server *srv;
+  char *why;
+  size_t whylen;
+} listen_call;
+
+/* Runs inside the server's namespace: the listening socket is made here
+ * and stays in it; accepted sessions inherit it. */
+static int listen_inside(void *arg) {
+  listen_call *c = arg;
+  return detour_fake_server_start(c->srv, c->why, c->whylen) < 0 ? -1 : 0;
+}
+#endif
+
+static int listen_server(bench_run *r, int which, char *err, size_t errlen) {
+#ifdef DETOUR_BENCH_HAVE_NETSIM
+  if (r->ns) {
+    char why[256] = "";
+    listen_call c = {r->srv[which], why, sizeof why};
+    if (detour_netsim_run_in(r->ns, which, listen_inside, &c) != 0)
+      return set_err(err, errlen, "server", why[0] ? why : "namespace"),
+             DETOUR_EIO;
+    return 0;
+  }
+#endif
+  return detour_fake_server_start(r->srv[which], err, errlen);
+}
+
 static int start_server(bench_run *r, int which, detour_fake_script *s,
                         const char *listen, char *err, size_t errlen) {
   int e = 0;
   if (!s)
     return set_err(err, errlen, listen, "script"), DETOUR_ENOMEM;
-  r->srv[which] = detour_fake_server_new(r->clock, s, listen, 0, &e);
+  bool net = false;
+#ifdef DETOUR_BENCH_HAVE_NETSIM
+  net = r->ns != NULL;
+#endif
+  r->srv[which] = detour_fake_server_new(
+      r->clock, s, listen, net ? DETOUR_FAKE_ALLOW_PUBLIC : 0, &e);
   detour_fake_script_free(s);
   if (!r->srv[which])
     return set_err(err, errlen, listen, detour_strerror(e)), e;
   detour_fake_server_set_observer(r->srv[which], on_message, r);
-  return detour_fake_server_start(r->srv[which], err, errlen);
+  if (r->ca_dir[0] && detour_fake_server_set_tls_dir(r->srv[which], r->ca_dir))
+    return set_err(err, errlen, listen, "TLS directory"), DETOUR_EIO;
+  return listen_server(r, which, err, errlen);
 }
 
-/* Primary on 127.0.0.2, backup on 127.0.0.3, ephemeral ports. */
-static int start_servers(bench_run *r, const detour_bench_fault *f, char *err,
-                         size_t errlen) {
-  int rc =
-      start_server(r, PRIMARY, primary_script(f), "127.0.0.2:0", err, errlen);
+/* The server addresses: 127.0.0.2 and .3 on ephemeral ports; for a
+ * client whose list is one name's addresses, both on the primary's port;
+ * over a network, each namespace's address on port 25. */
+static void server_addr(bench_run *r, int which, char *host, size_t len,
+                        char *listen, size_t llen) {
+#ifdef DETOUR_BENCH_HAVE_NETSIM
+  if (r->ns) {
+    snprintf(host, len, "%s", detour_netsim_addr(r->ns, which));
+    snprintf(listen, llen, "%s:25", host);
+    return;
+  }
+#endif
+  snprintf(host, len, "127.0.0.%d", which + 2);
+  bool same = r->client && r->client->placement == DETOUR_PLACE_SAME_PORT;
+  if (which == BACKUP && same)
+    snprintf(listen, llen, "%s:%u", host,
+             (unsigned)detour_fake_server_port(r->srv[PRIMARY]));
+  else
+    snprintf(listen, llen, "%s:0", host);
+}
+
+static int start_servers(bench_run *r, char *err, size_t errlen) {
+  char host[64], listen[80];
+  server_addr(r, PRIMARY, host, sizeof host, listen, sizeof listen);
+  int rc = start_server(r, PRIMARY, primary_script(r->spec->fault), listen, err,
+                        errlen);
   if (rc != 0)
     return rc;
   detour_fake_script *b = detour_fake_script_new("backup");
   if (b)
     detour_fake_script_set_record(b, DETOUR_FAKE_RECORD_OFF);
-  return start_server(r, BACKUP, b, "127.0.0.3:0", err, errlen);
+  server_addr(r, BACKUP, host, sizeof host, listen, sizeof listen);
+  return start_server(r, BACKUP, b, listen, err, errlen);
 }
 
-/* The bench's engine tuning (latency.h): short timeouts, short retry. */
-static void bench_config(detour_config *c) {
+static void engine_config(const detour_bench_settings *s, detour_config *c) {
   detour_config_init(c);
-  c->retry_interval = DETOUR_BENCH_RETRY_INTERVAL;
-  c->max_attempts = DETOUR_BENCH_MAX_ATTEMPTS;
-  detour_timeouts *t = &c->timeouts;
-  t->connect = DETOUR_BENCH_CONNECT_TIMEOUT;
-  t->greeting = DETOUR_BENCH_GREETING_TIMEOUT;
-  t->ehlo = t->mail = t->rcpt = t->data_start = t->data_block = t->final_dot =
-      t->quit = DETOUR_BENCH_REPLY_TIMEOUT;
+  c->retry_interval = s->retry_interval;
+  c->max_attempts = s->max_attempts;
+  c->timeouts = s->timeouts;
 }
 
-static int start_workers(bench_run *r, const detour_config *cfg, size_t nw,
-                         char *err, size_t errlen) {
-  r->nw = nw;
-  for (size_t i = 0; i < nw; i++) {
+static int start_engines(bench_run *r, char *err, size_t errlen) {
+  detour_config cfg;
+  engine_config(&r->spec->settings, &cfg);
+  for (int i = PRIMARY; i <= BACKUP; i++) {
+    char host[64], listen[80];
+    server_addr(r, i, host, sizeof host, listen, sizeof listen);
+    detour_config_add_server(&cfg, host, detour_fake_server_port(r->srv[i]),
+                             i + 1);
+  }
+  if (r->ca_dir[0]) { /* STARTTLS required at the primary, the run's CA */
+    cfg.servers[PRIMARY].tls = DETOUR_TLS_MODE_STARTTLS;
+    snprintf(cfg.servers[PRIMARY].ca_file, sizeof cfg.servers[PRIMARY].ca_file,
+             "%s/ca.pem", r->ca_dir);
+  }
+  r->nw = r->spec->concurrency;
+  for (size_t i = 0; i < r->nw; i++) {
     worker *w = &r->w[i];
     int e = 0;
     w->run = r;
     w->msg = SIZE_MAX;
-    w->engine = detour_engine_new(cfg, &e);
+    w->engine = detour_engine_new(&cfg, &e);
     if (!w->engine)
       return set_err(err, errlen, "engine", detour_strerror(e)), e;
     detour_uv_callbacks cb = {.on_done = on_done, .arg = w};
@@ -350,9 +622,41 @@ static int start_workers(bench_run *r, const detour_config *cfg, size_t nw,
   return 0;
 }
 
+/* The client's settings are the engine's, which the adapter rounds up to
+ * what the client understands (whole seconds for most). */
+static int start_client(bench_run *r, char *err, size_t errlen) {
+  const detour_adapter *a = r->spec->client;
+  const detour_bench_settings *s = &r->spec->settings;
+  detour_adapter_server sv[2];
+  for (int i = PRIMARY; i <= BACKUP; i++) {
+    char listen[80];
+    sv[i] = (detour_adapter_server){.name = i == PRIMARY ? "primary" : "backup",
+                                    .port = detour_fake_server_port(r->srv[i]),
+                                    .priority = i + 1};
+    server_addr(r, i, sv[i].host, sizeof sv[i].host, listen, sizeof listen);
+  }
+  detour_adapter_config c = {.scenario = "detour-bench",
+                             .servers = sv,
+                             .nservers = 2,
+                             .retry_interval = s->retry_interval,
+                             .max_attempts = s->max_attempts,
+                             .timeouts = s->timeouts};
+  r->inst = a->prepare(a, &c, err, errlen);
+  if (!r->inst)
+    return DETOUR_EIO;
+  r->nw = 1; /* one message at a time, each after the previous finished */
+  r->w[0] = (worker){.run = r, .msg = SIZE_MAX};
+  uv_timer_init(&r->loop, &r->w[0].expire);
+  r->w[0].expire.data = &r->w[0];
+  r->w[0].timer_ok = true;
+  return 0;
+}
+
 /* Run until every message finished or the deadline. */
 static void run_loop(bench_run *r, detour_ms timeout_ms) {
+  uv_update_time(&r->loop);
   uv_timer_start(&r->deadline, on_deadline, (uint64_t)timeout_ms, 0);
+  uv_timer_start(&r->watch, on_watch, 100, 100);
   for (size_t i = 0; i < r->nw; i++)
     submit_next(&r->w[i]);
   uv_run(&r->loop, UV_RUN_DEFAULT);
@@ -366,7 +670,7 @@ static void run_free(bench_run *r) {
       stop_now(&r->deadline);
     uv_run(&r->loop, UV_RUN_DEFAULT);
   }
-  for (size_t i = 0; i < r->nw; i++)
+  for (size_t i = 0; r->w && i < r->nw; i++)
     detour_engine_free(r->w[i].engine);
   detour_clock_free(r->clock);
   if (r->loop_ok) {
@@ -376,7 +680,8 @@ static void run_free(bench_run *r) {
   }
   free(r->submit_ns);
   free(r->accept_ns);
-  free(r->by);
+  free(r->out);
+  free(r->w);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -389,148 +694,190 @@ static int cmp_double(const void *a, const void *b) {
 
 /* Nearest rank: the smallest value with at least q of the sample at or
  * below it. */
-static double percentile(const double *sorted, size_t n, double q) {
-  size_t rank = (size_t)(q * (double)n + 0.999999);
-  return sorted[rank == 0 ? 0 : rank - 1];
+double detour_bench_percentile(const double *sorted, size_t n, double q) {
+  if (n == 0)
+    return 0;
+  size_t rank = (size_t)ceil(q * (double)n - 1e-9);
+  return sorted[rank == 0 ? 0 : (rank > n ? n : rank) - 1];
 }
 
 static void figures(const bench_run *r, detour_bench_result *out) {
   memset(out, 0, sizeof *out);
-  out->n = r->next;
+  out->n = r->n;
   out->timed_out = r->timed_out;
-  double *lat = malloc((r->n ? r->n : 1) * sizeof *lat);
+  out->stopped_early = r->stopped_early;
+  out->msg_deadline = r->spec->msg_deadline;
+  int expect =
+      r->spec->fault->fault ? DETOUR_BENCH_BACKUP : DETOUR_BENCH_PRIMARY;
+  out->samples = malloc((r->n ? r->n : 1) * sizeof *out->samples);
+  double *sorted = malloc((r->n ? r->n : 1) * sizeof *sorted);
   uint64_t first = UINT64_MAX, last = 0;
   double sum = 0;
-  for (size_t k = 0; lat && k < r->next; k++) {
-    if (r->by[k] == NOBODY) {
-      out->lost++;
+  for (size_t k = 0; k < r->n; k++) {
+    signed char o = r->out[k];
+    if (o == PENDING) /* submitted and cut by the deadline, or never */
+      o = k < r->next ? DETOUR_BENCH_DEFERRED : DETOUR_BENCH_NOT_SENT;
+    out->count[(int)o]++;
+    if (o != expect || !out->samples || !sorted)
       continue;
-    }
-    if (r->by[k] != r->expect) {
-      out->wrong++;
-      continue;
-    }
-    lat[out->ok] = (double)(r->accept_ns[k] - r->submit_ns[k]) / 1e6;
-    sum += lat[out->ok++];
+    double ms = (double)(r->accept_ns[k] - r->submit_ns[k]) / 1e6;
+    out->samples[out->nsamples++] = ms;
+    sum += ms;
     first = r->submit_ns[k] < first ? r->submit_ns[k] : first;
     last = r->accept_ns[k] > last ? r->accept_ns[k] : last;
   }
-  if (lat && out->ok) {
-    qsort(lat, out->ok, sizeof *lat, cmp_double);
-    out->p50 = percentile(lat, out->ok, 0.50);
-    out->p90 = percentile(lat, out->ok, 0.90);
-    out->p99 = percentile(lat, out->ok, 0.99);
-    out->max = lat[out->ok - 1];
-    out->mean = sum / (double)out->ok;
+  out->ok = out->nsamples;
+  if (out->nsamples) {
+    memcpy(sorted, out->samples, out->nsamples * sizeof *sorted);
+    qsort(sorted, out->nsamples, sizeof *sorted, cmp_double);
+    out->p50 = detour_bench_percentile(sorted, out->nsamples, 0.50);
+    out->p90 = detour_bench_percentile(sorted, out->nsamples, 0.90);
+    out->p99 = detour_bench_percentile(sorted, out->nsamples, 0.99);
+    out->max = sorted[out->nsamples - 1];
+    out->mean = sum / (double)out->nsamples;
     if (last > first)
       out->per_sec = (double)out->ok / ((double)(last - first) / 1e9);
   }
-  free(lat);
-}
-
-int detour_bench_run(const detour_bench_fault *f, size_t messages,
-                     size_t concurrency, detour_ms timeout_ms,
-                     detour_bench_result *out, char *err, size_t errlen) {
-  if (!f || !out || messages == 0 || messages > DETOUR_BENCH_MESSAGES_MAX ||
-      concurrency == 0 || concurrency > DETOUR_BENCH_CONCURRENCY_MAX ||
-      timeout_ms <= 0)
-    return set_err(err, errlen, "bench", "bad arguments"), DETOUR_EINVAL;
-  bench_run r;
-  int rc = run_init(&r, messages, err, errlen);
-  r.expect = f->fault ? BACKUP : PRIMARY;
-  if (rc == 0)
-    rc = start_servers(&r, f, err, errlen);
-  detour_config cfg;
-  bench_config(&cfg);
-  if (rc == 0) {
-    detour_config_add_server(&cfg, "127.0.0.2",
-                             detour_fake_server_port(r.srv[PRIMARY]), 1);
-    detour_config_add_server(&cfg, "127.0.0.3",
-                             detour_fake_server_port(r.srv[BACKUP]), 2);
-    rc = start_workers(&r, &cfg, concurrency, err, errlen);
-  }
-  uint64_t t0 = uv_hrtime();
-  if (rc == 0)
-    run_loop(&r, timeout_ms);
-  figures(&r, out);
-  out->wall_s = (double)(uv_hrtime() - t0) / 1e9;
-  run_free(&r);
-  return rc;
+  free(sorted);
 }
 
 /* ------------------------------------------------------------------------ */
-/* Postfix, side by side, through the scenario runner's adapter             */
+/* The network                                                               */
 
-/* The client's tuning is the engine's (bench_config), which the adapter
- * rounds up to what the client understands (whole seconds for Postfix):
- * for refuse and none it never waits on one of them anyway. */
-static int client_start(bench_run *r, const detour_adapter *a, char *err,
-                        size_t errlen) {
-  detour_config cfg;
-  bench_config(&cfg);
-  detour_adapter_server sv[2] = {
-      {.name = "primary",
-       .host = "127.0.0.2",
-       .port = detour_fake_server_port(r->srv[PRIMARY]),
-       .priority = 1},
-      {.name = "backup",
-       .host = "127.0.0.3",
-       .port = detour_fake_server_port(r->srv[BACKUP]),
-       .priority = 2}};
-  detour_adapter_config c = {.scenario = "detour bench",
-                             .servers = sv,
-                             .nservers = 2,
-                             .retry_interval = cfg.retry_interval,
-                             .max_attempts = cfg.max_attempts,
-                             .timeouts = cfg.timeouts};
-  r->inst = a->prepare(&c, err, errlen);
-  if (!r->inst)
-    return DETOUR_EIO;
-  r->client = a;
-  r->nw = 1; /* one message at a time, each after the previous arrived */
-  r->w[0] = (worker){.run = r, .msg = SIZE_MAX};
+int detour_bench_network_available(char *why, size_t len) {
+#ifdef DETOUR_BENCH_HAVE_NETSIM
+  return detour_netsim_available(why, len);
+#else
+  snprintf(why, len, "built without the network simulation (detour_netsim)");
+  return 0;
+#endif
+}
+
+#ifdef DETOUR_BENCH_HAVE_NETSIM
+static int net_start(bench_run *r, char *err, size_t errlen) {
+  const detour_bench_network *n = r->spec->network;
+  detour_netsim_spec sp = {.nservers = 2};
+  sp.client.delay_ms = n->client_delay;
+  sp.client.loss = n->loss;
+  for (int i = 0; i < 2; i++) {
+    sp.servers[i].delay_ms = n->server_delay;
+    sp.servers[i].jitter_ms = n->jitter;
+    sp.servers[i].rate_bps = n->rate_bps;
+  }
+  return detour_netsim_start(&sp, &r->ns, err, errlen);
+}
+
+static void no_work(uv_work_t *w) { (void)w; }
+static void no_work_done(uv_work_t *w, int status) {
+  (void)status;
+  *(bool *)w->data = true;
+}
+
+/* libuv's thread pool threads keep the namespace of the thread that made
+ * them: start it before the loop thread enters the client's. */
+static void warm_thread_pool(uv_loop_t *loop) {
+  uv_work_t w;
+  bool done = false;
+  w.data = &done;
+  if (uv_queue_work(loop, &w, no_work, no_work_done) != 0)
+    return;
+  uint64_t end = uv_hrtime() + 2000000000u;
+  while (!done && uv_hrtime() < end)
+    uv_run(loop, UV_RUN_NOWAIT);
+}
+
+static int net_enter(bench_run *r, char *err, size_t errlen) {
+  warm_thread_pool(&r->loop);
+  if (detour_netsim_enter(r->ns, DETOUR_NETSIM_CLIENT, &r->saved_ns) != 0)
+    return set_err(err, errlen, "network", "cannot enter the client namespace"),
+           DETOUR_EIO;
   return 0;
 }
 
-static int client_measure(const detour_adapter *a, const detour_bench_fault *f,
-                          size_t messages, detour_ms timeout_ms,
-                          detour_bench_result *out, char *err, size_t errlen) {
-  bench_run r;
-  int rc = run_init(&r, messages, err, errlen);
-  r.expect = f->fault ? BACKUP : PRIMARY;
-  r.wait_accept = true;
+static void net_stop(bench_run *r) {
+  if (r->saved_ns >= 0)
+    detour_netsim_leave(r->saved_ns);
+  r->saved_ns = -1;
+  if (r->ns)
+    detour_netsim_stop(r->ns);
+  r->ns = NULL;
+}
+#endif
+
+static int setup(bench_run *r, char *err, size_t errlen) {
+  const detour_bench_spec *spec = r->spec;
+  int rc = 0;
+  if (spec->network) {
+#ifdef DETOUR_BENCH_HAVE_NETSIM
+    rc = net_start(r, err, errlen);
+#else
+    return set_err(err, errlen, "network", "not built"), 1;
+#endif
+  }
+  if (rc == 0 && spec->fault->tls &&
+      detour_fake_ca_make(r->ca_dir, sizeof r->ca_dir, NULL, 0, err, errlen))
+    rc = DETOUR_EIO;
   if (rc == 0)
-    rc = start_servers(&r, f, err, errlen);
+    rc = start_servers(r, err, errlen);
   if (rc == 0)
-    rc = client_start(&r, a, err, errlen);
-  uint64_t t0 = uv_hrtime();
-  if (rc == 0)
-    run_loop(&r, timeout_ms);
-  figures(&r, out);
-  out->wall_s = (double)(uv_hrtime() - t0) / 1e9;
-  if (r.client_err[0])
-    fprintf(stderr, "detour bench: %s did not take a message: %s\n", a->name,
-            r.client_err);
-  /* uv_run returned: no submit is in flight any more */
-  if (r.inst)
-    a->teardown(r.inst);
-  run_free(&r);
+    rc = spec->client ? start_client(r, err, errlen)
+                      : start_engines(r, err, errlen);
+#ifdef DETOUR_BENCH_HAVE_NETSIM
+  if (rc == 0 && r->ns)
+    rc = net_enter(r, err, errlen);
+#endif
   return rc;
 }
 
-int detour_bench_postfix(const char *fault, size_t messages,
-                         detour_ms timeout_ms, detour_bench_result *out,
-                         char *err, size_t errlen) {
-  if (!out)
-    return set_err(err, errlen, "postfix", "bad arguments"), DETOUR_EINVAL;
+int detour_bench_run(const detour_bench_spec *spec, detour_bench_result *out,
+                     char *err, size_t errlen) {
+  if (!spec || !spec->fault || !out || spec->messages == 0 ||
+      spec->messages > DETOUR_BENCH_MESSAGES_MAX || spec->concurrency == 0 ||
+      spec->concurrency > DETOUR_BENCH_CONCURRENCY_MAX ||
+      spec->timeout_ms <= 0 || (spec->client && spec->msg_deadline <= 0))
+    return set_err(err, errlen, "bench", "bad arguments"), DETOUR_EINVAL;
   memset(out, 0, sizeof *out);
-  const detour_adapter *a = detour_adapter_find("postfix");
   char why[256] = "";
-  if (!a || !a->available(why, sizeof why))
-    return set_err(err, errlen, "postfix", a ? why : "no adapter"), 1;
-  const detour_bench_fault *f = detour_bench_fault_find(fault);
-  if (!f || messages == 0 || messages > DETOUR_BENCH_MESSAGES_MAX ||
-      timeout_ms <= 0)
-    return set_err(err, errlen, "postfix", "bad arguments"), DETOUR_EINVAL;
-  return client_measure(a, f, messages, timeout_ms, out, err, errlen);
+  if (spec->client && !spec->client->available(spec->client, why, sizeof why))
+    return set_err(err, errlen, spec->client->name, why), 1;
+  if (spec->client && spec->fault->tls)
+    return set_err(err, errlen, spec->client->name,
+                   "not configured for TLS (its manifest renders no TLS "
+                   "settings)"),
+           1;
+  if (spec->client && spec->network)
+    return set_err(err, errlen, spec->client->name,
+                   "not run over the simulated network (its adapter takes "
+                   "loopback servers only)"),
+           1;
+  if (spec->network && !detour_bench_network_available(why, sizeof why))
+    return set_err(err, errlen, "network", why), 1;
+  bench_run r;
+  int rc = run_init(&r, spec, err, errlen);
+  if (rc == 0)
+    rc = setup(&r, err, errlen);
+  uint64_t t0 = uv_hrtime();
+  if (rc == 0)
+    run_loop(&r, spec->timeout_ms);
+  figures(&r, out);
+  out->wall_s = (double)(uv_hrtime() - t0) / 1e9;
+  if (r.client_err[0])
+    fprintf(stderr, "detour bench: %s did not take a message: %s\n",
+            spec->client->name, r.client_err);
+  /* uv_run returned: no submit is in flight any more */
+  if (r.inst)
+    spec->client->teardown(r.inst);
+#ifdef DETOUR_BENCH_HAVE_NETSIM
+  if (r.saved_ns >= 0) {
+    detour_netsim_leave(r.saved_ns);
+    r.saved_ns = -1;
+  }
+#endif
+  run_free(&r);
+  if (r.ca_dir[0])
+    detour_fake_ca_remove(r.ca_dir);
+#ifdef DETOUR_BENCH_HAVE_NETSIM
+  net_stop(&r);
+#endif
+  return rc < 0 ? rc : rc > 0 ? 1 : 0;
 }

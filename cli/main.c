@@ -32,10 +32,13 @@ static int serve(int argc, char **argv) { return detour_cli_serve(argc, argv); }
 
 /* `run` needs the scenario runner (scenarios/, cli/run.c). */
 #ifdef DETOUR_HAVE_SCENARIO
+#include "certify.h"
 #include "run.h"
 #define run_scenarios detour_cli_run
+#define certify detour_cli_certify
 #else
 #define run_scenarios not_built
+#define certify not_built
 #endif
 
 typedef struct {
@@ -50,6 +53,7 @@ static const command commands[] = {
     {"send", detour_cli_send, "send one message from stdin, with failover"},
     {"serve", serve, "run scripted fake SMTP servers"},
     {"run", run_scenarios, "run scenario files"},
+    {"certify", certify, "certify an SMTP client: certificate, scorecard"},
     {"bench", detour_cli_bench, "failover latency per fault, real time"},
     {"sendmail", detour_cli_sendmail,
      "the sendmail command line (cron, PHP, git send-email)"},

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "detour/adapter.h"
 #include "detour/reports.h"
 #include "detour/scenario.h"
 #include "opts.h"
@@ -198,8 +199,9 @@ static int take_option(run_opts *o, int id, const char *name, const char *v) {
     o->mutations[o->nmutations++] = v;
     return 0;
   case OPT_CLIENT:
-    if (!detour_scenario_client_exists(v))
-      return bad("unknown client '%s' (expected builtin or postfix)", v);
+    if (!detour_scenario_client_exists(v) &&
+        !detour_adapter_load(v, err, sizeof err))
+      return bad("%s", err);
     o->client = v;
     return 0;
   case OPT_OUT:
@@ -446,6 +448,20 @@ static void join_args(int argc, char **argv, char *buf, size_t len) {
     o += (size_t)snprintf(buf + o, len - o, " %s", argv[i]);
 }
 
+/* "postfix 3.7.11 (external client, ...)" for an external client, else
+ * NULL (the reports' default: the built-in engine). */
+static const char *subject_of(const char *client, char *buf, size_t len) {
+  const detour_adapter *a = detour_adapter_find(client);
+  if (!a)
+    return NULL;
+  char version[128] = "";
+  if (!a->version || !a->version(a, version, sizeof version))
+    snprintf(version, sizeof version, "version unknown");
+  snprintf(buf, len, "%s %s (external client, judged by the fake servers)",
+           a->name, version);
+  return buf;
+}
+
 /* The JSON, JUnit and HTML files asked for; prints where they went. */
 static int write_reports(const run_opts *o, const detour_suite *s,
                          const char *started, const char *command) {
@@ -461,7 +477,11 @@ static int write_reports(const run_opts *o, const detour_suite *s,
                              .started = started,
                              .mode = o->realtime || o->client ? "realtime"
                                                               : "virtual",
-                             .command = command};
+                             .command = command,
+                             .mutations = o->mutations,
+                             .nmutations = o->nmutations};
+  char subject[512];
+  meta.subject = subject_of(o->client, subject, sizeof subject);
   detour_report_paths p = {o->json, o->junit, o->html};
   char err[1024] = "";
   if (detour_report_write_files(s, &meta, &p, err, sizeof err) != 0) {
@@ -550,6 +570,13 @@ int detour_cli_run(int argc, char **argv) {
   detour_pcap_hooks_free(caps);
   printf("wall time: %.2f s (%s time, %u job%s)\n", suite.wall_ms / 1000.0,
          time_mode(&suite, o.realtime), o.jobs, o.jobs == 1 ? "" : "s");
+  char subject[512];
+  if (subject_of(o.client, subject, sizeof subject))
+    printf("client under test: %s\n", subject);
+  if (o.nmutations)
+    printf("MUTATED run: the client was broken on purpose (%zu "
+           "mutation%s); no verdict here certifies anything\n",
+           o.nmutations, o.nmutations == 1 ? "" : "s");
   /* The closing line CI systems read: a broken scenario file (ERROR) is
    * counted apart from a scenario whose expectations failed (FAIL). */
   printf("%zu passed, %zu failed", suite.passed, suite.failed - suite.errors);

@@ -18,7 +18,11 @@ packages=(
   tshark libxml2-utils chromium        # report checks: pcap, JUnit XML, HTML
   fonts-dejavu-core                    # text in the HTML screenshot
   postfix                              # certified as an external client
+  msmtp libidn12 util-linux            # msmtp; Exim's library; unshare/nsenter
 )
+# Peers certified privately (clients/*.yaml), unpacked into a folder of the
+# build and never installed: nothing of theirs runs as the system's MTA.
+peer_packages=(exim4-daemon-light nullmailer opensmtpd dma)
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -45,3 +49,17 @@ if command -v postfix >/dev/null 2>&1; then
   $sudo postfix status >/dev/null 2>&1 && $sudo postfix stop >/dev/null 2>&1 || true
   $sudo update-rc.d postfix disable >/dev/null 2>&1 || true
 fi
+
+# The peers: `apt-get download` + `dpkg-deb -x` into build/peers/PACKAGE
+# (or $DETOUR_PEERS), which the manifests in clients/ find as {peers}.
+peers=${DETOUR_PEERS:-"$(cd "$(dirname "$0")/.." && pwd)/build/peers"}
+mkdir -p "$peers"
+for p in "${peer_packages[@]}"; do
+  [ -d "$peers/$p/usr" ] && continue
+  dl=$(mktemp -d)
+  chmod 755 "$dl" # apt's download user writes here
+  (cd "$dl" && apt-get download -q "$p") &&
+    dpkg-deb -x "$dl"/"${p}"_*.deb "$peers/$p" &&
+    echo "setup: unpacked $p into $peers/$p"
+  rm -rf "$dl"
+done

@@ -429,3 +429,55 @@ Test(files, write_all_into_new_nested_folder) {
   rmdir(sub);
   rmdir(dir);
 }
+
+/* An external client's run names it everywhere, shows no exit code (the
+ * client's word is no evidence), and a --mutate run says so in every
+ * format. */
+Test(meta, external_client_named_and_no_exit_code) {
+  detour_suite *s = fixture_suite(0);
+  for (size_t i = 0; i < s->n; i++) {
+    s->results[i].client = strdup("pyclient");
+    s->results[i].exit_code = -1;
+  }
+  detour_report_meta m = fixture_meta();
+  m.subject = "pyclient 1.0 (external client)";
+  char *h = render(detour_report_html, s, &m, NULL);
+  char *j = render(detour_report_json, s, &m, NULL);
+  char *x = render(detour_report_junit, s, &m, NULL);
+  cr_assert_null(strstr(h, "built-in engine"));
+  cr_assert_null(strstr(j, "built-in engine"));
+  cr_assert_null(strstr(x, "built-in engine"));
+  cr_assert_not_null(strstr(h, "pyclient 1.0 (external client)"));
+  cr_assert_null(strstr(h, "exit code"), "no exit code shown");
+  cr_assert_eq(count_of(j, "\"exit_code\": null"), 5);
+  cr_assert_eq(count_of(j, "\"client\": \"pyclient\""), 5);
+  free(h);
+  free(j);
+  free(x);
+  fixture_suite_free(s);
+}
+
+Test(meta, mutated_run_marked_in_every_format) {
+  detour_suite *s = fixture_suite(0);
+  for (size_t i = 0; i < s->n; i++)
+    s->results[i].mutated = true;
+  detour_report_meta m = fixture_meta();
+  const char *muts[] = {"classify:timeout=SWITCH"};
+  m.mutations = muts;
+  m.nmutations = 1;
+  char *h = render(detour_report_html, s, &m, NULL);
+  char *j = render(detour_report_json, s, &m, NULL);
+  char *x = render(detour_report_junit, s, &m, NULL);
+  cr_assert_not_null(strstr(h, "<title>MUTATED "));
+  cr_assert_not_null(strstr(h, "<h1>MUTATED "));
+  cr_assert_not_null(strstr(h, "classify:timeout=SWITCH"));
+  cr_assert_eq(count_of(h, "<b>mutated</b>"), 5, "each scenario too");
+  cr_assert_not_null(strstr(j, "\"mutated\": true,\n    \"mutations\""));
+  cr_assert_eq(count_of(j, "\"mutated\": true"), 6);
+  cr_assert_not_null(strstr(x, "<testsuites name=\"MUTATED "));
+  cr_assert_not_null(strstr(x, "name=\"mutated\" value=\"true\""));
+  free(h);
+  free(j);
+  free(x);
+  fixture_suite_free(s);
+}

@@ -35,8 +35,9 @@ _detour() {
     run) opts="--filter --jobs --realtime --mutate --client --out --json
                --junit --html --pcap --report-dir --verbose --quiet
                --no-progress --help --version" ;;
-    bench) opts="--messages --concurrency --throughput-concurrency --timeout
-                 --faults --json --postfix --help --version" ;;
+    bench) opts="--client --faults --messages --network --html --json
+                 --compare --threshold --noise-floor --results --concurrency
+                 --throughput-concurrency --timeout --help --version" ;;
     sendmail) opts="-t -i -oi -f -r -F -bm -C -v --help --version" ;;
     help) COMPREPLY=($(compgen -W "send serve run bench sendmail" -- "$cur"))
           return ;;

@@ -18,6 +18,10 @@
 #define FAKE_DEFAULT_MAX_OUTPUT ((size_t)1 << 20)
 #define FAKE_DEFAULT_MAX_RECORD_EVENTS ((size_t)1000000)
 #define FAKE_DEFAULT_MAX_RECORD_BYTES ((size_t)256 << 20)
+/* Streaming: a body stays in the session's memory up to this size and
+ * goes to a spool file only beyond (session.c, spool_memory). Bounded
+ * like a session's input buffer, far below it. */
+#define FAKE_STREAM_INLINE_BODY ((size_t)16 << 10)
 
 /* ------------------------------------------------------------------------ */
 /* Allocation (mem.c): every allocation of the library goes through a

@@ -251,9 +251,26 @@ static void on_write(uv_write_t *req, int status) {
     pump(s); /* the queue drained: read and answer again */
 }
 
-/* Bytes as they go on the wire (ciphertext when TLS is on). */
+/* Bytes as they go on the wire (ciphertext when TLS is on). When nothing
+ * is queued they go straight to the socket (uv_try_write: one write(2), no
+ * request, no copy, no callback; a queued uv_write also makes libuv
+ * re-arm the socket in epoll after every reply, an epoll_ctl per reply).
+ * What the socket does not take at once is queued, in order. */
 static void wire_write(fake__session *s, const char *p, size_t n) {
   if (n == 0 || s->closing)
+    return;
+  uv_buf_t now = uv_buf_init((char *)p, (unsigned)n);
+  int done = uv_try_write((uv_stream_t *)&s->tcp, &now, 1);
+  if (done < 0 && done != UV_EAGAIN && done != UV_ENOSYS) {
+    sess_close(s, DETOUR_FAKE_BY_CLIENT_RESET);
+    return;
+  }
+  size_t sent = done > 0 ? (size_t)done : 0;
+  s->info.bytes_out += sent;
+  s->srv->stats.bytes_out += sent;
+  p += sent;
+  n -= sent;
+  if (n == 0)
     return;
   write_req *w = fake__malloc(mem_of(s), sizeof *w + n);
   if (!w) {
@@ -734,6 +751,23 @@ static void open_spool(fake__session *s) {
   }
 }
 
+/* Streaming: a body that outgrows FAKE_STREAM_INLINE_BODY moves from
+ * memory to the spool file, which then takes the rest. Most bodies never
+ * get there, so a message costs no file (a temporary file's create and
+ * unlink were most of the fake server's time under smtp-source load).
+ * false when the body cannot be kept (the message is marked truncated). */
+static bool spool_memory(fake__session *s) {
+  if (s->body_trunc)
+    return false; /* the spool failed before: said once, not retried */
+  open_spool(s);
+  if (!s->spool)
+    return false;
+  if (s->body.len && fwrite(s->body.p, 1, s->body.len, s->spool) != s->body.len)
+    s->body_trunc = true;
+  s->body.len = 0;
+  return true;
+}
+
 static void enter_body(fake__session *s) {
   fake__match_ctx ctx = {DETOUR_FAKE_BODY, s->id, ++s->nth[DETOUR_FAKE_BODY],
                          NULL, false};
@@ -745,8 +779,6 @@ static void enter_body(fake__session *s) {
   s->body_finding = false;
   s->body_fired = false;
   s->body_rule = fake__script_match(s->srv->script, &ctx);
-  if (s->srv->streaming)
-    open_spool(s);
 }
 
 static void start_tls(fake__session *s);
@@ -1280,8 +1312,11 @@ static void body_add(fake__session *s, const char *p, size_t n) {
   }
   if (n == 0 || s->closing)
     return;
-  if (s->srv->streaming) {
-    if (s->spool && fwrite(p, 1, n, s->spool) == n)
+  if (s->srv->streaming && !s->spool &&
+      s->body_len + n > FAKE_STREAM_INLINE_BODY && !spool_memory(s))
+    return;
+  if (s->spool) {
+    if (fwrite(p, 1, n, s->spool) == n)
       s->body_len += n;
     else
       s->body_trunc = true;

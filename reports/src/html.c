@@ -53,6 +53,7 @@ static const char css[] =
     "pre{background:#f8f9fa;padding:6px 8px;overflow-x:auto;margin:4px 0;"
     "font-size:12px;white-space:pre-wrap;word-break:break-all}"
     "pre.failure{background:#fff5f5;border-left:3px solid #c92a2a}"
+    "p.banner{background:#fff5f5;border:2px solid #c92a2a;padding:.5em}"
     "table.log{font:12px ui-monospace,monospace}"
     "table.log td:nth-child(-n+2){white-space:nowrap}"
     "table.log td.r{font-weight:600}"
@@ -140,6 +141,7 @@ static void head(FILE *f, const detour_report_meta *m) {
         "<meta name=\"viewport\" content=\"width=device-width, "
         "initial-scale=1\">\n<title>",
         f);
+  fputs(REP_MUTATED_PREFIX(m), f);
   rep_xml(f, rep_meta_title(m), false);
   fputs(" - detour report</title>\n<style>", f);
   fputs(css, f);
@@ -170,8 +172,22 @@ static void totals(FILE *f, const detour_suite *s) {
 static void header(FILE *f, const detour_suite *s,
                    const detour_report_meta *m) {
   fputs("<header>\n<h1>", f);
+  fputs(REP_MUTATED_PREFIX(m), f);
   rep_xml(f, rep_meta_title(m), false);
-  fputs("</h1>\n<p class=\"meta\">", f);
+  fputs("</h1>\n", f);
+  if (rep_meta_mutated(m)) {
+    fputs("<p class=\"banner fail\"><b>Mutated run</b>: the client was "
+          "broken on purpose (",
+          f);
+    for (size_t i = 0; i < m->nmutations; i++) {
+      fputs(i ? ", " : "", f);
+      rep_xml(f, m->mutations[i], false);
+    }
+    fputs("); these verdicts prove the suite notices a wrong client, they "
+          "are no certificate.</p>\n",
+          f);
+  }
+  fputs("<p class=\"meta\">", f);
   meta_item(f, "client under test", rep_meta_subject(m));
   meta_item(f, "version", rep_meta_version(m));
   meta_item(f, "mode", m ? m->mode : NULL);
@@ -534,8 +550,16 @@ static void scenario(FILE *f, const detour_scenario_result *r, size_t idx,
     fputs(r->description ? " &middot; " : "", f);
     rep_xml(f, r->file, false);
   }
-  fprintf(f, " &middot; %s time &middot; exit code %d</p>\n",
-          r->realtime ? "real" : "virtual", r->exit_code);
+  fprintf(f, " &middot; %s time", r->realtime ? "real" : "virtual");
+  if (r->client) {
+    fputs(" &middot; client ", f);
+    rep_xml(f, r->client, false);
+  }
+  if (r->exit_code >= 0)
+    fprintf(f, " &middot; exit code %d", r->exit_code);
+  if (r->mutated)
+    fputs(" &middot; <b>mutated</b>", f);
+  fputs("</p>\n", f);
   failures(f, r);
   rep_timeline_svg(f, r);
   legend(f);

@@ -101,6 +101,13 @@ static void run_part(jw *w, const detour_suite *s,
   str(w, "title", rep_meta_title(m));
   str(w, "version", rep_meta_version(m));
   str(w, "subject", rep_meta_subject(m));
+  boolean(w, "mutated", rep_meta_mutated(m));
+  if (rep_meta_mutated(m)) {
+    open_(w, "mutations", '[');
+    for (size_t i = 0; i < m->nmutations; i++)
+      str(w, NULL, m->mutations[i]);
+    close_(w, ']');
+  }
   str(w, "started", m ? m->started : NULL);
   str(w, "mode", m ? m->mode : NULL);
   str(w, "command", m ? m->command : NULL);
@@ -280,7 +287,12 @@ static void scenario(jw *w, const detour_scenario_result *r,
     str(w, NULL, r->rules[i]);
   close_(w, ']');
   str(w, "verdict", detour_verdict_name(r->verdict));
-  num(w, "exit_code", r->exit_code);
+  str(w, "client", r->client ? r->client : "builtin");
+  boolean(w, "mutated", r->mutated);
+  if (r->exit_code >= 0)
+    num(w, "exit_code", r->exit_code);
+  else
+    null(w, "exit_code"); /* no exit code that means anything */
   open_(w, "failures", '[');
   for (size_t i = 0; i < r->nfailures; i++)
     str(w, NULL, r->failures[i]);

@@ -86,6 +86,7 @@ static void properties(FILE *f, const detour_report_meta *m) {
   fputs("    <properties>\n", f);
   property(f, "version", rep_meta_version(m));
   property(f, "subject", rep_meta_subject(m));
+  property(f, "mutated", rep_meta_mutated(m) ? "true" : "false");
   property(f, "mode", m ? m->mode : NULL);
   property(f, "started", m ? m->started : NULL);
   property(f, "command", m ? m->command : NULL);
@@ -219,7 +220,9 @@ int detour_report_junit(const detour_suite *s, const detour_report_meta *m,
   if (!s || !f)
     return DETOUR_EINVAL;
   fputs("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites", f);
-  attr(f, "name", rep_meta_title(m));
+  char name[300];
+  snprintf(name, sizeof name, "%s%s", REP_MUTATED_PREFIX(m), rep_meta_title(m));
+  attr(f, "name", name);
   totals all = count(s, NULL);
   all.ms = s->wall_ms; /* scenarios may run in parallel: not the sum */
   totals_attrs(f, all, m);

@@ -113,6 +113,10 @@ const char *rep_meta_title(const detour_report_meta *m) {
   return m && m->title ? m->title : "detour";
 }
 
+bool rep_meta_mutated(const detour_report_meta *m) {
+  return m && m->nmutations > 0;
+}
+
 const char *rep_meta_version(const detour_report_meta *m) {
   return m && m->version ? m->version : DETOUR_VERSION;
 }

@@ -60,6 +60,10 @@ void rep_offset(detour_ms t, char *buf, size_t len);
 
 /* The meta's fields with their defaults. */
 const char *rep_meta_title(const detour_report_meta *m);
+/* A --mutate run: the client was broken on purpose. */
+bool rep_meta_mutated(const detour_report_meta *m);
+/* "MUTATED " before every title of a mutated run, else "". */
+#define REP_MUTATED_PREFIX(m) (rep_meta_mutated(m) ? "MUTATED " : "")
 const char *rep_meta_version(const detour_report_meta *m);
 const char *rep_meta_subject(const detour_report_meta *m);
 

@@ -6,8 +6,11 @@
  * message at its time, then wait for the client to finish, bounded by the
  * scenario's limit), and the recipients' outcomes rebuilt from what the
  * fake servers saw, so that `recipients:` and `latency:` expectations
- * judge an external client by evidence, never by its word.
+ * judge an external client by evidence, never by its word. Adapters are
+ * client manifests (clients/README.md), loaded on first use.
  */
+#define _GNU_SOURCE /* strndup */
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,9 +18,11 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "adapter.h"
+#include "manifest.h"
 #include "scn_internal.h"
 
 /* Each wait_done call is this short, so a stop request is seen soon. */
@@ -27,28 +32,158 @@
 /* The part of the client's log a failure shows. */
 #define LOG_TAIL_BYTES 3000
 
-static const detour_adapter *const adapters[] = {&scn_adapter_postfix};
-#define NADAPTERS (sizeof adapters / sizeof *adapters)
+/* ------------------------------------------------------------------------ */
+/* The registry: manifests loaded at run time, kept until the process ends  */
+
+#define MAX_LOADED 64
+
+typedef struct {
+  char *client; /* as asked: a name or a path */
+  detour_adapter *a;
+} loaded;
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static loaded registry[MAX_LOADED];
+static size_t nregistry;
 
 bool scn_adapter_is_builtin(const char *name) {
   return !name || !*name || !strcmp(name, "builtin") || !strcmp(name, "detour");
 }
 
-const detour_adapter *detour_adapter_find(const char *name) {
-  for (size_t i = 0; name && i < NADAPTERS; i++)
-    if (!strcmp(adapters[i]->name, name))
-      return adapters[i];
-  return NULL;
+static bool is_path(const char *client) {
+  size_t n = strlen(client);
+  return strchr(client, '/') || (n > 5 && !strcmp(client + n - 5, ".yaml"));
+}
+
+/* The folders manifests are looked for in, in order. */
+static size_t manifest_dirs(const char *dirs[3]) {
+  size_t n = 0;
+  const char *env = getenv("DETOUR_CLIENTS");
+  if (env && *env)
+    dirs[n++] = env;
+  dirs[n++] = "clients";
+#ifdef DETOUR_CLIENTS_DIR
+  dirs[n++] = DETOUR_CLIENTS_DIR;
+#endif
+  return n;
+}
+
+/* The manifest file for client, or false with why. */
+static bool manifest_path(const char *client, char *path, size_t len, char *err,
+                          size_t errlen) {
+  if (is_path(client)) {
+    snprintf(path, len, "%s", client);
+    return true;
+  }
+  for (const char *p = client; *p; p++)
+    if (!(*p == '-' || *p == '_' || (*p >= 'a' && *p <= 'z') ||
+          (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9'))) {
+      snprintf(err, errlen,
+               "'%s' is no client name (letters, digits, '-', "
+               "'_') nor a manifest path",
+               client);
+      return false;
+    }
+  const char *dirs[3];
+  size_t n = manifest_dirs(dirs);
+  for (size_t i = 0; i < n; i++) {
+    snprintf(path, len, "%s/%s.yaml", dirs[i], client);
+    if (access(path, R_OK) == 0)
+      return true;
+  }
+  char known[1024];
+  detour_adapter_names(known, sizeof known);
+  snprintf(err, errlen,
+           "unknown client '%s' (expected builtin, a manifest "
+           "path, or one of: %s)",
+           client, known);
+  return false;
+}
+
+const detour_adapter *detour_adapter_load(const char *client, char *err,
+                                          size_t errlen) {
+  char dummy[8];
+  if (!err || !errlen) {
+    err = dummy;
+    errlen = sizeof dummy;
+  }
+  err[0] = '\0';
+  if (scn_adapter_is_builtin(client))
+    return NULL;
+  pthread_mutex_lock(&registry_lock);
+  detour_adapter *found = NULL;
+  for (size_t i = 0; i < nregistry && !found; i++)
+    if (!strcmp(registry[i].client, client))
+      found = registry[i].a;
+  char path[1024];
+  mf_manifest *m = NULL;
+  if (!found && nregistry < MAX_LOADED &&
+      manifest_path(client, path, sizeof path, err, errlen) &&
+      scn_manifest_load(path, &m, err, errlen) == 0) {
+    found = scn_manifest_adapter(m);
+    char *key = strdup(client);
+    if (found && key) {
+      registry[nregistry++] = (loaded){key, found};
+    } else {
+      snprintf(err, errlen, "out of memory");
+      free(key);
+      free(found);
+      scn_manifest_free(m);
+      found = NULL;
+    }
+  }
+  pthread_mutex_unlock(&registry_lock);
+  return found;
+}
+
+const detour_adapter *detour_adapter_find(const char *client) {
+  return detour_adapter_load(client, NULL, 0);
+}
+
+const detour_adapter *scn_adapter_of(const detour_scenario *s) {
+  if (s->device)
+    return scn_device_adapter(s->device);
+  return detour_adapter_find(s->adapter);
 }
 
 bool detour_scenario_client_exists(const char *name) {
   return scn_adapter_is_builtin(name) || detour_adapter_find(name) != NULL;
 }
 
-const char *scn_adapter_names(void) {
-  /* one adapter so far: keep this list in step with adapters[] */
-  _Static_assert(NADAPTERS == 1, "list every adapter here");
-  return "postfix";
+static int by_name(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+void detour_adapter_names(char *buf, size_t len) {
+  const char *dirs[3];
+  size_t nd = manifest_dirs(dirs);
+  char *names[128];
+  size_t n = 0;
+  for (size_t i = 0; i < nd; i++) {
+    DIR *d = opendir(dirs[i]);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL && n < 128) {
+      size_t k = strlen(e->d_name);
+      if (k <= 5 || strcmp(e->d_name + k - 5, ".yaml"))
+        continue;
+      bool dup = false;
+      for (size_t j = 0; j < n && !dup; j++)
+        dup = strlen(names[j]) == k - 5 && !strncmp(names[j], e->d_name, k - 5);
+      if (!dup && (names[n] = strndup(e->d_name, k - 5)))
+        n++;
+    }
+    if (d)
+      closedir(d);
+  }
+  qsort(names, n, sizeof *names, by_name);
+  buf[0] = '\0';
+  for (size_t i = 0; i < n; i++) {
+    snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", i ? " " : "",
+             names[i]);
+    free(names[i]);
+  }
+  if (!n)
+    snprintf(buf, len, "(no manifest found in ./clients)");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -71,7 +206,8 @@ static bool keys_ok(const detour_scenario *s, const detour_adapter *a,
                     char *why, size_t len) {
   for (const char *p = s->client_keys; *p;) {
     size_t k = strcspn(p, " ");
-    if (!has_word(a->keys, p, k)) {
+    size_t top = strcspn(p, ". ");
+    if (!has_word(a->keys, p, k) && !has_word(a->keys, p, top)) {
       snprintf(why, len,
                "skipped: client key '%.*s' has no equivalent in the %s "
                "adapter (it renders: %s)",
@@ -148,7 +284,7 @@ static bool setup_ok(const detour_scenario *s, char *why, size_t len) {
 }
 
 bool scn_ext_skip(const detour_scenario *s, char *why, size_t len) {
-  const detour_adapter *a = detour_adapter_find(s->adapter);
+  const detour_adapter *a = scn_adapter_of(s);
   char reason[256] = "";
   why[0] = '\0';
   if (!a) {
@@ -158,7 +294,7 @@ bool scn_ext_skip(const detour_scenario *s, char *why, size_t len) {
   if (!setup_ok(s, why, len) || !keys_ok(s, a, why, len) ||
       !expectations_ok(s, why, len))
     return true;
-  if (!a->available(reason, sizeof reason)) {
+  if (!a->available(a, reason, sizeof reason)) {
     snprintf(why, len, "skipped: %s cannot run here: %s", a->name, reason);
     return true;
   }
@@ -192,15 +328,16 @@ scn_ext *scn_ext_new(const detour_scenario *s,
     return NULL;
   }
   x->s = s;
-  x->a = detour_adapter_find(s->adapter);
+  x->a = scn_adapter_of(s);
   detour_adapter_config c = {.scenario = s->name,
                              .servers = servers,
                              .nservers = nservers,
+                             .hostname = NULL,
                              .retry_interval = s->settings.cfg.retry_interval,
                              .max_attempts = s->settings.cfg.max_attempts,
                              .timeouts = s->settings.cfg.timeouts,
                              .helo_name = s->settings.cfg.helo_name};
-  x->inst = x->a ? x->a->prepare(&c, err, errlen) : NULL;
+  x->inst = x->a ? x->a->prepare(x->a, &c, err, errlen) : NULL;
   if (!x->inst) {
     free(x);
     return NULL;
@@ -291,7 +428,7 @@ void scn_ext_collect(scn_ext *x, detour_scenario_result *r) {
   else if (x->nsubmitted < x->s->nmsgs)
     scn_fail(r, "client %s: only %zu of %zu messages were submitted",
              x->a->name, x->nsubmitted, x->s->nmsgs);
-  else if (x->done == 0 && !scn_interrupted())
+  else if (x->done == 0 && !scn_interrupted() && !x->s->device)
     scn_fail(r,
              "client %s still held a message at the end of the run "
              "(limit: key): neither delivered nor given up",

@@ -23,13 +23,22 @@
 #include "detour/detour.h"
 #include "detour/scenario.h"
 
-/* "postfix" (every known name, space-separated), for messages. */
-const char *scn_adapter_names(void);
 /* true when name means the built-in engine (NULL, "", builtin, detour). */
 bool scn_adapter_is_builtin(const char *name);
 
-/* adapter_postfix.c */
-extern const detour_adapter scn_adapter_postfix;
+/* adapter_device.c: the adapter of device mode (`detour certify
+ * --device`), for the options o. */
+const detour_adapter *scn_device_adapter(const detour_device_options *o);
+/* The adapter of s: its device, or the manifest s->adapter names. */
+const detour_adapter *scn_adapter_of(const detour_scenario *s);
+
+/* adapter_smtp.c: a client that takes mail over SMTP (its own listener).
+ * A connected socket with I/O timeouts, or -1. */
+int scn_smtp_connect(const char *host, uint16_t port);
+/* Hand m over (EHLO, MAIL, RCPT TO:<r> rcpt_params, DATA); 0 or -1 with
+ * err. Bounded by socket timeouts. */
+int scn_smtp_submit(const char *host, uint16_t port, const char *rcpt_params,
+                    const detour_adapter_message *m, char *err, size_t errlen);
 
 /* ------------------------------------------------------------------------ */
 /* The runner's side (adapter.c): one external-client run                   */

@@ -20,7 +20,6 @@
  * its own submits the messages, and the outcomes come from what the fake
  * servers saw.
  */
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
@@ -182,6 +181,43 @@ static void on_done(void *arg, size_t message, detour_done_status status) {
 
 /* Over a simulated network each server listens on its namespace's address
  * (a non-loopback address, but one only the run's namespaces can reach). */
+/* Device mode: the k-th server of the client's list (priority order) on
+ * --listen, port + k, so the operator configures the device once; a
+ * server the client does not list gets port + 16 + its index. */
+static const char *device_listen(const run *r, size_t i, char *buf,
+                                 size_t len) {
+  const detour_scenario *s = r->s;
+  unsigned pos = 16 + (unsigned)i;
+  for (size_t k = 0; k < s->nclient_servers; k++)
+    if (s->client_servers[k].fake == (int)i) {
+      pos = 0;
+      for (size_t j = 0; j < s->nclient_servers; j++)
+        pos +=
+            s->client_servers[j].priority < s->client_servers[k].priority ||
+            (s->client_servers[j].priority == s->client_servers[k].priority &&
+             j < k);
+    }
+  snprintf(buf, len, "%s:%u", s->device->listen,
+           (unsigned)(s->device->port + pos));
+  return buf;
+}
+
+/* A client whose list is one name's addresses (DETOUR_PLACE_SAME_PORT)
+ * gets every server on the first one's port, each on its own loopback
+ * address. NULL: the server's own listen address. */
+static const char *listen_of(run *r, size_t i, char *buf, size_t len) {
+  if (r->net)
+    return scn_net_listen(r->net, i, buf, len);
+  if (r->s->device)
+    return device_listen(r, i, buf, len);
+  const detour_adapter *a = r->s->adapter ? scn_adapter_of(r->s) : NULL;
+  if (!a || a->placement != DETOUR_PLACE_SAME_PORT || i == 0)
+    return NULL;
+  snprintf(buf, len, "127.0.0.%zu:%u", i + 2,
+           (unsigned)detour_fake_server_port(r->srv[0]));
+  return buf;
+}
+
 /* SPEC R13: a run that uses TLS anywhere gets its own CA, made now and
  * removed at teardown (nothing is fetched, no key is kept). The fake
  * servers serve certificates from it; the engine trusts its ca.pem. */
@@ -216,9 +252,8 @@ static int start_servers(run *r) {
     int err = 0;
     char listen[64];
     r->srv[i] = detour_fake_server_new(
-        r->clock, s->servers[i].script,
-        r->net ? scn_net_listen(r->net, i, listen, sizeof listen) : NULL,
-        r->net ? DETOUR_FAKE_ALLOW_PUBLIC : 0, &err);
+        r->clock, s->servers[i].script, listen_of(r, i, listen, sizeof listen),
+        r->net || r->s->device ? DETOUR_FAKE_ALLOW_PUBLIC : 0, &err);
     if (!r->srv[i]) {
       snprintf(r->failure, sizeof r->failure, "fake server %s: %s",
                s->servers[i].name, detour_strerror(err));
@@ -304,12 +339,30 @@ static void on_limit(detour_timer *t, void *arg) {
   r->limit_hit = true;
 }
 
+/* Every recipient of every message accepted by some server (2xx to the
+ * final dot): how a device's run ends before its limit. */
+static bool all_accepted(run *r) {
+  size_t want = 0, got = 0;
+  for (size_t i = 0; i < r->s->nmsgs; i++)
+    want += r->s->msgs[i].nto;
+  for (size_t i = 0; i < r->s->nservers; i++) {
+    size_t n = detour_fake_server_message_count(r->srv[i]);
+    for (size_t k = 0; k < n; k++) {
+      detour_fake_message m;
+      if (detour_fake_server_message(r->srv[i], k, &m) == 0 && m.complete &&
+          m.code / 100 == 2)
+        got += m.nrcpts;
+    }
+  }
+  return got >= want;
+}
+
 static bool all_done(void *arg) {
   run *r = arg;
   if (r->limit_hit || scn_interrupted())
     return true;
   if (r->ext)
-    return scn_ext_finished(r->ext);
+    return scn_ext_finished(r->ext) || (r->s->device && all_accepted(r));
   return r->submitted == r->s->nmsgs && r->done >= r->s->nmsgs &&
          detour_uv_idle(r->driver);
 }
@@ -622,6 +675,26 @@ static int copy_servers(run *r) {
   return 0;
 }
 
+/* Device mode: only the device may connect; a connection from anywhere
+ * else is evidence of something else on the wire, and fails the run. */
+static void check_peers(run *r) {
+  const char *peer = r->s->device->peer;
+  size_t plen = strlen(peer);
+  for (size_t i = 0; i < r->s->nservers && r->srv[i]; i++) {
+    size_t n = detour_fake_server_conn_count(r->srv[i]);
+    for (size_t k = 0; k < n; k++) {
+      detour_fake_conn c;
+      if (detour_fake_server_conn(r->srv[i], k, &c) < 0)
+        continue;
+      if (strncmp(c.peer, peer, plen) != 0 || c.peer[plen] != ':')
+        scn_fail(r->res,
+                 "server %s: a connection from %s, which is not the device "
+                 "(--peer %s)",
+                 r->s->servers[i].name, c.peer, peer);
+    }
+  }
+}
+
 /* What the external client's thread learnt, and the outcomes from the
  * servers' records; returns the client's log tail (for a failure). */
 static char *collect_external(run *r) {
@@ -690,6 +763,13 @@ static int fill_header(const detour_scenario *s, detour_scenario_result *res) {
       return DETOUR_ENOMEM;
   res->nmsgs = s->nmsgs;
   res->realtime = s->realtime;
+  res->mutated = s->mutated;
+  res->exit_code = -1; /* until the built-in engine ran */
+  if (s->adapter) {
+    const detour_adapter *a = scn_adapter_of(s);
+    if (!(res->client = strdup(a ? a->name : s->adapter)))
+      return DETOUR_ENOMEM;
+  }
   res->network = s->net.enabled;
   return 0;
 }
@@ -712,12 +792,6 @@ static bool skipped(const detour_scenario *s, detour_scenario_result *out) {
   out->verdict = DETOUR_VERDICT_SKIP;
   return true;
 }
-
-static atomic_int interrupted;
-
-void detour_scenario_interrupt(void) { atomic_store(&interrupted, 1); }
-bool detour_scenario_interrupted(void) { return atomic_load(&interrupted); }
-bool scn_interrupted(void) { return atomic_load(&interrupted) != 0; }
 
 int detour_scenario_run(const detour_scenario *s, detour_scenario_result *out) {
   memset(out, 0, sizeof *out);
@@ -742,11 +816,15 @@ int detour_scenario_run(const detour_scenario *s, detour_scenario_result *out) {
     execute(r);
     if (copy_servers(r) < 0)
       scn_fail(out, "out of memory copying the servers' records");
+    else if (s->device)
+      check_peers(r);
   }
   char *client_log = r->ext && out->verdict != DETOUR_VERDICT_ERROR
                          ? collect_external(r)
                          : NULL;
-  out->exit_code = exit_code_of(out);
+  /* an external client's exit status is no evidence (and there is none
+   * for a client that runs as a daemon): only the engine's means much */
+  out->exit_code = r->ext || s->adapter ? -1 : exit_code_of(out);
   if (r->loop_inited)
     teardown(r);
   free(r);
@@ -764,6 +842,7 @@ int detour_scenario_run(const detour_scenario *s, detour_scenario_result *out) {
 int detour_scenario_result_error(detour_scenario_result *out, const char *file,
                                  const char *text) {
   memset(out, 0, sizeof *out);
+  out->exit_code = -1;
   out->file = scn_strdup(file);
   const char *slash = file ? strrchr(file, '/') : NULL;
   out->name = scn_strdup(slash ? slash + 1 : file ? file : "?");
@@ -799,6 +878,7 @@ void detour_scenario_result_free(detour_scenario_result *r) {
   free(r->name);
   free(r->file);
   free(r->description);
+  free(r->client);
   free_strs(r->rules, r->nrules);
   free_strs(r->failures, r->nfailures);
   for (size_t i = 0; i < r->nrows; i++) {

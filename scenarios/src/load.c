@@ -65,10 +65,10 @@ static int on_adapter(ld *l, yaml_node_t *v, const char *path) {
   const char *name = scn_want_scalar(l, v, path, "a client's adapter name");
   if (!name)
     return DETOUR_EPARSE;
-  if (!scn_adapter_is_builtin(name) && !detour_adapter_find(name))
-    return scn_ld_fail(l, v, path,
-                       "unknown client '%s' (expected builtin or one of: %s)",
-                       name, scn_adapter_names());
+  char why[512];
+  if (!scn_adapter_is_builtin(name) &&
+      !detour_adapter_load(name, why, sizeof why))
+    return scn_ld_fail(l, v, path, "%s", why);
   free(l->s->adapter);
   l->s->adapter = NULL;
   if (!scn_adapter_is_builtin(name) && !(l->s->adapter = strdup(name)))
@@ -255,16 +255,21 @@ int scn_apply_mutations(detour_settings *st, const detour_scenario_options *o,
 static int choose_client(ld *l, const detour_scenario_options *opt) {
   detour_scenario *s = l->s;
   if (opt && opt->client) {
+    char why[512];
     if (!scn_adapter_is_builtin(opt->client) &&
-        !detour_adapter_find(opt->client))
-      return scn_ld_fail(l, NULL, "",
-                         "unknown client '%s' (expected builtin or one of: %s)",
-                         opt->client, scn_adapter_names());
+        !detour_adapter_load(opt->client, why, sizeof why))
+      return scn_ld_fail(l, NULL, "", "%s", why);
     free(s->adapter);
     s->adapter =
         scn_adapter_is_builtin(opt->client) ? NULL : strdup(opt->client);
     if (!scn_adapter_is_builtin(opt->client) && !s->adapter)
       return DETOUR_ENOMEM;
+  }
+  if (opt && opt->device) {
+    free(s->adapter);
+    if (!(s->adapter = strdup("device")))
+      return DETOUR_ENOMEM;
+    s->device = opt->device;
   }
   if (s->adapter)
     s->realtime = true;
@@ -279,6 +284,7 @@ static int load_parsed(ld *l, const detour_scenario_options *opt) {
     rc = detour_settings_init(&l->s->settings);
   if (rc == 0)
     rc = scn_apply_mutations(&l->s->settings, opt, l->y.err, l->y.errlen);
+  l->s->mutated = opt && opt->nmutations > 0;
   if (rc == 0)
     rc = choose_client(l, opt);
   if (rc == DETOUR_ENOMEM)

@@ -205,6 +205,27 @@ static int read_client_servers(ld *l, yaml_node_t *v) {
   return 0;
 }
 
+/* Record key for the adapter check; retry and timeouts by sub-key, as a
+ * client may render the interval and not the attempt limit. */
+static void add_client_key(ld *l, const char *k, yaml_node_t *v) {
+  char *keys = l->s->client_keys;
+  size_t cap = sizeof l->s->client_keys;
+  bool split = (!strcmp(k, "retry") || !strcmp(k, "timeouts")) &&
+               v->type == YAML_MAPPING_NODE;
+  if (!split) {
+    snprintf(keys + strlen(keys), cap - strlen(keys), "%s%s", *keys ? " " : "",
+             k);
+    return;
+  }
+  for (yaml_node_pair_t *p = v->data.mapping.pairs.start;
+       p < v->data.mapping.pairs.top; p++) {
+    const char *sub = scn_ld_text(scn_ld_node(l, p->key));
+    if (sub)
+      snprintf(keys + strlen(keys), cap - strlen(keys), "%s%s.%s",
+               *keys ? " " : "", k, sub);
+  }
+}
+
 /* Runs last: it adds a node to the document, which may move every
  * yaml_node_t, so nobody may hold a node pointer across it. */
 int scn_read_client(ld *l, int client_id) {
@@ -218,14 +239,12 @@ int scn_read_client(ld *l, int client_id) {
     return DETOUR_ENOMEM;
   memcpy(pairs, c->data.mapping.pairs.start, npairs * sizeof *pairs);
   int rc = 0, servers_id = 0;
-  char *keys = l->s->client_keys;
   for (size_t i = 0; i < npairs; i++) {
     const char *k = scn_ld_text(scn_ld_node(l, pairs[i].key));
     if (k && !strcmp(k, "servers"))
       servers_id = pairs[i].value;
     if (k) /* an external client's adapter checks what it can render */
-      snprintf(keys + strlen(keys), sizeof l->s->client_keys - strlen(keys),
-               "%s%s", *keys ? " " : "", k);
+      add_client_key(l, k, scn_ld_node(l, pairs[i].value));
   }
   if (servers_id)
     rc = read_client_servers(l, scn_ld_node(l, servers_id));

@@ -135,10 +135,15 @@ static void json_result(FILE *f, const detour_scenario_result *r) {
   }
   fputs("],\"verdict\":", f);
   json_cstr(f, detour_verdict_name(r->verdict));
-  fprintf(f,
-          ",\"realtime\":%s,\"exit\":%d,\"wall_ms\":%.1f,\"end_ms\":%lld,"
-          "\"failures\":[",
-          r->realtime ? "true" : "false", r->exit_code, r->wall_ms,
+  fputs(",\"client\":", f);
+  json_cstr(f, r->client ? r->client : "builtin");
+  fprintf(f, ",\"mutated\":%s,\"realtime\":%s,\"exit\":",
+          r->mutated ? "true" : "false", r->realtime ? "true" : "false");
+  if (r->exit_code >= 0)
+    fprintf(f, "%d", r->exit_code);
+  else
+    fputs("null", f);
+  fprintf(f, ",\"wall_ms\":%.1f,\"end_ms\":%lld,\"failures\":[", r->wall_ms,
           (long long)r->end_t);
   for (size_t i = 0; i < r->nfailures; i++) {
     fputs(i ? "," : "", f);

@@ -159,7 +159,10 @@ struct detour_scenario {
   /* The client: NULL the built-in engine, else an adapter's name
    * (adapter.h) from `adapter:` or the options (which win). */
   char *adapter;
-  char client_keys[256]; /* the `client:` section's top-level keys */
+  const detour_device_options *device; /* device mode, else NULL */
+  char client_keys[512]; /* the `client:` section's keys (retry.* and
+                            timeouts.* by sub-key) */
+  bool mutated;          /* --mutate applied on top of the client section */
 };
 
 /* util.c */

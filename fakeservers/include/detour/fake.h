@@ -457,11 +457,12 @@ typedef struct {
   size_t nrcpts;
   const char *body; /* exact bytes after dot-unstuffing, line ends as
                        sent, without the final ".\r\n"; NUL added.
-                       NULL on a streaming server: see body_file */
+                       NULL when the body was spooled: see body_file */
   size_t body_len;
-  FILE *body_file; /* streaming server (detour_fake_server_set_streaming),
-                      during the MESSAGE event only: the body_len bytes
-                      of the body, positioned at 0; else NULL */
+  FILE *body_file; /* a streaming server's body over 16 KiB
+                      (detour_fake_server_set_streaming), during the
+                      MESSAGE event only: the body_len bytes of the
+                      body, positioned at 0; else NULL */
   bool complete;   /* false: cut mid-DATA by an after_bytes fault */
   bool truncated;  /* body longer than max_body: the rest dropped */
   int code;        /* reply to the final "." (0: none was sent) */
@@ -560,9 +561,10 @@ detour_fake_server_new_mem(detour_clock *c, const detour_fake_script *s,
                            const detour_fake_mem *mem, int *err);
 /* Streaming (for long runs such as detour serve; call before start):
  * keep no record in memory (the getters below see nothing; the observer
- * sees every event), and spool each body to an unlinked temporary file in
- * spool_dir (NULL: $TMPDIR or /tmp) while it arrives, so that memory does
- * not grow with messages or time. The MESSAGE event then carries
+ * sees every event), and keep each body in the session's memory up to
+ * 16 KiB, beyond that in an unlinked temporary file in spool_dir (NULL:
+ * $TMPDIR or /tmp) while it arrives, so that memory does not grow with
+ * messages or time. The MESSAGE event of a spooled body carries
  * msg->body_file instead of msg->body. 0 or DETOUR_EINVAL (started). */
 int detour_fake_server_set_streaming(detour_fake_server *srv,
                                      const char *spool_dir);

@@ -35,6 +35,10 @@ typedef struct {
   const char *mode;    /* "virtual" or "realtime" */
   const char *command; /* the command line, for the record */
   const char *subject; /* the client under test; "detour (built-in engine)" */
+  /* --mutate: the client was broken on purpose; every writer says so (a
+   * title prefix, a banner, a JSON field, a JUnit property) */
+  const char *const *mutations;
+  size_t nmutations;
   /* Where docs/rules.md is for a reader of the report (a path relative to
    * the report, or a URL); each rule id links to its section, this plus
    * "#r3". "docs/rules.md" when NULL. */
@@ -86,6 +90,56 @@ typedef struct {
  * 0 or DETOUR_ENOMEM / DETOUR_EINVAL. Free with detour_cert_free. */
 int detour_cert_compute(const detour_suite *s, detour_cert *out);
 void detour_cert_free(detour_cert *c);
+
+/* ------------------------------------------------------------------------ */
+/* Certificate of one client (`detour certify`).                             */
+
+typedef struct {
+  const char *client;          /* the client's name ("postfix") */
+  const char *client_version;  /* from its manifest's `version` command */
+  const char *manifest;        /* the manifest's path; NULL built-in */
+  const char *profile;         /* the profile's folder */
+  const char *profile_version; /* scenarios/cert/VERSION */
+  const char *profile_hash;    /* detour_report_hash_files of its files */
+  const char *started, *command;
+  const char *report_dir; /* where pcap/ is, for links; NULL: none */
+  bool mutated;
+} detour_certificate_meta;
+
+/* SHA-256 over the files in the given order (each its base name, a NUL,
+ * then its bytes), as 64 hex digits. 0 or DETOUR_EIO. */
+int detour_report_hash_files(const char *const *files, size_t n, char hex[65]);
+/* The one overall line: "PASS: postfix 3.7.11 on profile 2: 40 passed, 0
+ * failed, 8 skipped (...) of 48 scenarios"; FAIL when anything failed. */
+void detour_certificate_overall(const detour_suite *s,
+                                const detour_certificate_meta *m, char *buf,
+                                size_t len);
+/* The certificate: per SPEC rule, its status and the scenarios behind it
+ * with their evidence. 0 or DETOUR_EINVAL / DETOUR_ENOMEM / DETOUR_EIO. */
+int detour_report_certificate_json(const detour_suite *s,
+                                   const detour_certificate_meta *m, FILE *f);
+int detour_report_certificate_html(const detour_suite *s,
+                                   const detour_certificate_meta *m, FILE *f);
+
+/* A scorecard: several clients on one profile (`detour certify
+ * --clients`). Each column is one client's run of the same profile. */
+typedef struct {
+  const char *client;  /* its name */
+  const char *version; /* its version line */
+  const char *link; /* its certificate, relative ("postfix/certificate.html") */
+  const detour_suite *suite;
+} detour_scorecard_column;
+
+/* One matrix: a row per scenario, grouped by the first SPEC rule it
+ * names, a column per client, PASS / FAIL / SKIP with the reason on
+ * hover (HTML) or as a field (JSON). Scenarios are matched by name; a
+ * client that lacks one shows "-". 0 or DETOUR_EINVAL / DETOUR_EIO. */
+int detour_report_scorecard_html(const detour_scorecard_column *cols, size_t n,
+                                 const char *profile_version,
+                                 const char *profile_hash, FILE *f);
+int detour_report_scorecard_json(const detour_scorecard_column *cols, size_t n,
+                                 const char *profile_version,
+                                 const char *profile_hash, FILE *f);
 
 /* ------------------------------------------------------------------------ */
 /* Terminal.                                                                 */

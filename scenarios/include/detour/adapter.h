@@ -12,7 +12,11 @@
  * Every call is blocking and bounded. A caller that serves the fake
  * servers from an event loop calls submit and wait_done from another
  * thread, so that a client connecting during a call is answered at once.
- * Adapters are static: nothing here is freed by the caller.
+ *
+ * Most adapters are client manifests (clients/NAME.yaml, clients/README.md)
+ * loaded at run time by detour_adapter_load and kept until the process
+ * ends; the C interface below is what a manifest compiles to, and stays
+ * for what a manifest cannot say. Nothing here is freed by the caller.
  */
 #ifndef DETOUR_ADAPTER_H
 #define DETOUR_ADAPTER_H
@@ -39,10 +43,24 @@ typedef struct {
 
 /* What a generic client can be told. Its time values are rounded up to
  * what the client understands (whole seconds for Postfix). */
+/* How the fake servers must be placed for a client (the runner binds
+ * them; the adapter only says which shape its client's list needs). */
+typedef enum {
+  /* each server its own loopback address and port (127.0.0.2:P1, ...) */
+  DETOUR_PLACE_PORTS = 0,
+  /* distinct loopback addresses on one port, behind one host name: for
+   * clients whose list is one name's addresses (the adapter makes the
+   * name resolve, e.g. a private /etc/hosts) */
+  DETOUR_PLACE_SAME_PORT
+} detour_adapter_placement;
+
 typedef struct {
   const char *scenario; /* the caller's run, for messages and temp names */
   const detour_adapter_server *servers;
   size_t nservers;
+  /* DETOUR_PLACE_SAME_PORT: the one name the servers' addresses are
+   * behind (every server has the same port) */
+  const char *hostname;
   detour_ms retry_interval; /* R6 */
   unsigned max_attempts;    /* R6; most clients have no such limit */
   detour_timeouts timeouts; /* R11 */
@@ -57,18 +75,26 @@ typedef struct {
   size_t body_len;
 } detour_adapter_message;
 
-typedef struct {
-  const char *name; /* what `--client` and `adapter:` say */
-  /* Top-level keys of a scenario's `client:` section the adapter
-   * renders, space-separated ("servers retry timeouts"). */
+typedef struct detour_adapter detour_adapter;
+struct detour_adapter {
+  const char *name; /* the client's name, for reports and messages */
+  /* Keys of a scenario's `client:` section the adapter renders,
+   * space-separated: a top-level key ("servers", "timeouts") covers its
+   * sub-keys, a dotted one ("retry.interval") only itself. */
   const char *keys;
+  detour_adapter_placement placement;
+  void *data; /* the adapter's own (a loaded manifest); for self */
   /* Can the client run here? false with the reason (not installed, not
    * root) in why. */
-  bool (*available)(char *why, size_t len);
+  bool (*available)(const detour_adapter *self, char *why, size_t len);
+  /* The client's version, one line, into buf; false when unknown. May be
+   * NULL. */
+  bool (*version)(const detour_adapter *self, char *buf, size_t len);
   /* Write the client's configuration and start it. Returns an instance,
    * owned by the caller until teardown, or NULL with err (and nothing
    * left behind). */
-  void *(*prepare)(const detour_adapter_config *c, char *err, size_t errlen);
+  void *(*prepare)(const detour_adapter *self, const detour_adapter_config *c,
+                   char *err, size_t errlen);
   /* Hand the client one message; returns once the client has taken it
    * (0) or failed to (-1 with err). Bounded. */
   int (*submit)(void *inst, const detour_adapter_message *m, char *err,
@@ -81,11 +107,21 @@ typedef struct {
   /* Stop the client and remove everything prepare made; bounded, safe
    * after a failed submit or wait, and the end of inst. */
   void (*teardown)(void *inst);
-} detour_adapter;
+};
 
-/* The adapter called name ("postfix"), or NULL. The built-in engine is no
- * adapter ("builtin" and "detour" give NULL too). Static; never freed. */
-const detour_adapter *detour_adapter_find(const char *name);
+/* The adapter for `client`: a manifest's NAME (clients/NAME.yaml, looked
+ * for in $DETOUR_CLIENTS, ./clients and the source tree's clients/) or a
+ * manifest's PATH (it has a '/' or ends in .yaml). Loaded once per
+ * process and kept (thread-safe); NULL with "file:line:col: ..." or "no
+ * client named ..." in err. The built-in engine is no adapter ("builtin"
+ * and "detour" give NULL with err ""). */
+const detour_adapter *detour_adapter_load(const char *client, char *err,
+                                          size_t errlen);
+/* detour_adapter_load without the message. */
+const detour_adapter *detour_adapter_find(const char *client);
+/* The client names found in the manifest folders, space-separated, into
+ * buf (for messages and `--clients all`). */
+void detour_adapter_names(char *buf, size_t len);
 
 #ifdef __cplusplus
 }

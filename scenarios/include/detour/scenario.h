@@ -56,6 +56,25 @@ typedef struct {
   void *arg;
 } detour_scenario_hooks;
 
+/* Device mode (`detour certify --device`): the client is a device
+ * elsewhere on a LAN, which an operator configures once and triggers per
+ * message. The fake servers listen on `listen` (the only way a fake
+ * server listens off loopback): the normal server on `port`, the k-th
+ * server of the client's list (priority order) on port + k; only `peer`
+ * may connect (a connection from anywhere else fails the scenario). The
+ * device's queue cannot be seen: a run ends when every recipient was
+ * accepted, or at the scenario's limit. */
+typedef struct {
+  const char *listen; /* an IPv4 address of this host */
+  const char *peer;   /* the device's address */
+  uint16_t port;      /* the normal server's port */
+  /* per message: a shell command that makes the device send it (env
+   * DETOUR_FROM, DETOUR_TO space-separated, DETOUR_MESSAGE a file with
+   * the message); NULL: print what the operator must trigger */
+  const char *trigger;
+  FILE *say; /* where instructions go (stdout when NULL) */
+} detour_device_options;
+
 typedef struct {
   bool realtime; /* real timers; timing expectations use the tolerance */
   /* Deliberate mistakes applied on top of every client configuration, to
@@ -73,6 +92,8 @@ typedef struct {
    * scenario's own `adapter:` key. External clients always run in real
    * time and are judged only by what the fake servers saw. */
   const char *client;
+  /* Device mode (client "device"); NULL otherwise. Must outlive the run. */
+  const detour_device_options *device;
 } detour_scenario_options;
 
 /* true when name is a client `--client` accepts: "builtin" (or NULL) or
@@ -202,7 +223,14 @@ typedef struct {
   size_t nmsgs;
   detour_scenario_server *servers;
   size_t nservers;
-  int exit_code; /* the `detour send` convention: 0, 67, 75 */
+  /* the `detour send` convention (0, 67, 75) for the built-in engine;
+   * -1 where no exit code means anything (an external client, which is
+   * judged by the servers alone, or a scenario that did not run) */
+  int exit_code;
+  /* the client under test: NULL the built-in engine, else the external
+   * client's name (its manifest's `name`) */
+  char *client;
+  bool mutated; /* run with --mutate: a deliberately broken client */
   bool realtime;
   detour_ms start; /* absolute time of t = 0 */
   detour_ms end_t; /* offset when the run ended */
