@@ -2,7 +2,7 @@
 # check_symbols.sh LIB:PREFIX... - every symbol a static library exports
 # (nm: defined, external) starts with detour_ / DETOUR_ (public, or
 # detour__ for internal ones), or with that library's own module prefix
-# when one is given (fake__ for libdetour-fake). A linked program then
+# when one is given (none is, today: every library uses detour__). A linked program then
 # cannot collide with an internal name such as engine_log or
 # session_begin. Exit 0 clean, 1 with the offenders listed.
 set -u

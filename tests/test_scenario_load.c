@@ -226,7 +226,7 @@ static void write_file(const char *path, const char *head, size_t pad,
  * went unread, so the scenario passed. Here the expectation past 17 MiB
  * could never hold (99 connections). */
 Test(scenario_load, file_too_large_is_refused_not_cut) {
-  char path[] = "/tmp/scn_big_XXXXXX";
+  char path[] = "/tmp/detour__scn_big_XXXXXX";
   int fd = mkstemp(path);
   cr_assert_geq(fd, 0);
   close(fd);

@@ -7,13 +7,13 @@
 
 #include <string.h>
 
-void fake__line_reader_init(fake__line_reader *r, size_t max) {
+void detour__fake_line_reader_init(detour__fake_line_reader *r, size_t max) {
   r->max = max;
   r->discarding = false;
 }
 
-void fake__line_next(fake__line_reader *r, const char *in, size_t n,
-                     fake__line *out) {
+void detour__fake_line_next(detour__fake_line_reader *r, const char *in,
+                            size_t n, detour__fake_line *out) {
   memset(out, 0, sizeof *out);
   const char *lf = n ? memchr(in, '\n', n) : NULL;
   if (r->discarding) {
@@ -60,14 +60,14 @@ enum {
   IN_LINE_CR  /* inside a line, after a CR */
 };
 
-void fake__body_reader_init(fake__body_reader *r) {
+void detour__fake_body_reader_init(detour__fake_body_reader *r) {
   memset(r, 0, sizeof *r);
   r->state = AT_BOL;
   r->prev_crlf = true; /* the DATA command's line end */
 }
 
 /* One byte inside a line (not a held dot). */
-static size_t in_line(fake__body_reader *r, char c, char *out) {
+static size_t in_line(detour__fake_body_reader *r, char c, char *out) {
   out[0] = c;
   if (c == '\n') {
     r->prev_crlf = r->state == IN_LINE_CR;
@@ -78,8 +78,8 @@ static size_t in_line(fake__body_reader *r, char c, char *out) {
   return 1;
 }
 
-void fake__body_next(fake__body_reader *r, const char *in, size_t n, char *out,
-                     fake__body_chunk *res) {
+void detour__fake_body_next(detour__fake_body_reader *r, const char *in,
+                            size_t n, char *out, detour__fake_body_chunk *res) {
   size_t o = 0, i = 0;
   memset(res, 0, sizeof res[0]);
   while (i < n) {
@@ -139,7 +139,7 @@ void fake__body_next(fake__body_reader *r, const char *in, size_t n, char *out,
   res->out_len = o;
 }
 
-size_t fake__body_flush(fake__body_reader *r, char *out) {
+size_t detour__fake_body_flush(detour__fake_body_reader *r, char *out) {
   size_t o = 0;
   if (r->state == AT_DOT || r->state == AT_DOT_CR)
     out[o++] = '.';

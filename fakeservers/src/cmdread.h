@@ -33,28 +33,28 @@ typedef enum {
   FAKE_LINE_OK,       /* a command line */
   FAKE_LINE_TOO_LONG  /* a line over the limit: its first `max` bytes
                          are in[0..len); the rest is being discarded */
-} fake__line_kind;
+} detour__fake_line_kind;
 
 typedef struct {
   size_t max;      /* longest line accepted, without its line end */
   bool discarding; /* inside the tail of an overlong line */
-} fake__line_reader;
+} detour__fake_line_reader;
 
 typedef struct {
-  fake__line_kind kind;
+  detour__fake_line_kind kind;
   size_t used;  /* bytes of the input consumed */
   size_t len;   /* OK, TOO_LONG: bytes of the line at in[0], no line end */
   bool bare_lf; /* OK: ended by LF without CR */
   bool nul;     /* OK: holds a NUL byte */
-} fake__line;
+} detour__fake_line;
 
-void fake__line_reader_init(fake__line_reader *r, size_t max);
+void detour__fake_line_reader_init(detour__fake_line_reader *r, size_t max);
 /* Read at most one line from in[0..n). The caller drops `used` bytes and
  * calls again while `used` > 0. Never consumes a partial line of at most
  * `max` + 1 bytes, so a caller that keeps what is not consumed buffers at
  * most max + 1 bytes plus one read. */
-void fake__line_next(fake__line_reader *r, const char *in, size_t n,
-                     fake__line *out);
+void detour__fake_line_next(detour__fake_line_reader *r, const char *in,
+                            size_t n, detour__fake_line *out);
 
 /* ------------------------------------------------------------------------ */
 /* The message after DATA                                                    */
@@ -63,25 +63,25 @@ typedef struct {
   int state;             /* where in a line we are (cmdread.c) */
   bool prev_crlf;        /* the previous line ended with CRLF */
   uint64_t bare_lf_dots; /* "." lines next to a bare LF, so far */
-} fake__body_reader;
+} detour__fake_body_reader;
 
 typedef struct {
   size_t used;      /* input bytes consumed (with the final ".\r\n") */
   size_t out_len;   /* body bytes written to out */
   bool end;         /* the final CRLF "." CRLF was read */
   bool bare_lf_dot; /* a "." line next to a bare LF came in this call */
-} fake__body_chunk;
+} detour__fake_body_chunk;
 
 /* At the start of a message (right after the 354 reply). */
-void fake__body_reader_init(fake__body_reader *r);
+void detour__fake_body_reader_init(detour__fake_body_reader *r);
 /* Read body bytes from in[0..n) into out (room for n + 2 bytes: a held
  * "." or ".\r" from the previous call may come out now), unstuffed, line
  * ends as sent. Stops right after the end of the message. */
-void fake__body_next(fake__body_reader *r, const char *in, size_t n, char *out,
-                     fake__body_chunk *res);
+void detour__fake_body_next(detour__fake_body_reader *r, const char *in,
+                            size_t n, char *out, detour__fake_body_chunk *res);
 /* The bytes held back (a "." or ".\r" at the start of a line, waiting to
  * see what follows), written to out (room for 2); for a message cut before
  * its end. Returns their count and forgets them. */
-size_t fake__body_flush(fake__body_reader *r, char *out);
+size_t detour__fake_body_flush(detour__fake_body_reader *r, char *out);
 
 #endif /* DETOUR_FAKE_CMDREAD_H */

@@ -27,7 +27,7 @@ typedef struct {
 
 #define BIT(s) (1u << (s))
 
-int fake__default_code(detour_fake_stage stage) {
+int detour__fake_default_code(detour_fake_stage stage) {
   static const int codes[DETOUR_FAKE_STAGE_COUNT] = {
       [DETOUR_FAKE_CONNECT] = 0,   [DETOUR_FAKE_GREETING] = 220,
       [DETOUR_FAKE_EHLO] = 250,    [DETOUR_FAKE_HELO] = 250,
@@ -230,14 +230,14 @@ static int add_raw(detour_fake_script *s, const detour_fake_fault_args *a,
 static int x_overlong(detour_fake_script *s, const detour_fake_fault_args *a,
                       detour_fake_stage st) {
   enum { N = 2000 }; /* four times the RFC 5321 limit of 512 */
-  char *buf = fake__malloc(fake__mem_global(), N + 8);
+  char *buf = detour__fake_malloc(detour__fake_mem_global(), N + 8);
   if (!buf)
     return DETOUR_ENOMEM;
-  int n = snprintf(buf, 8, "%d ", fake__default_code(st));
+  int n = snprintf(buf, 8, "%d ", detour__fake_default_code(st));
   memset(buf + n, 'x', N);
   memcpy(buf + n + N, "\r\n", 2);
   int rc = add_raw(s, a, st, buf, (size_t)n + N + 2);
-  fake__free(fake__mem_global(), buf);
+  detour__fake_free(detour__fake_mem_global(), buf);
   return rc;
 }
 
@@ -258,7 +258,7 @@ static int x_garbage(detour_fake_script *s, const detour_fake_fault_args *a,
 static int x_nul(detour_fake_script *s, const detour_fake_fault_args *a,
                  detour_fake_stage st) {
   char buf[64];
-  int n = snprintf(buf, sizeof buf, "%d mx", fake__default_code(st));
+  int n = snprintf(buf, sizeof buf, "%d mx", detour__fake_default_code(st));
   static const char tail[] = "\0 ready\0\r\n"; /* NULs inside the text */
   memcpy(buf + n, tail, sizeof tail - 1);
   return add_raw(s, a, st, buf, (size_t)n + sizeof tail - 1);

@@ -21,21 +21,21 @@ void detour_fake_set_mem(const detour_fake_mem *mem) {
   global_mem = mem ? *mem : libc_mem;
 }
 
-const detour_fake_mem *fake__mem_global(void) { return &global_mem; }
+const detour_fake_mem *detour__fake_mem_global(void) { return &global_mem; }
 
-void *fake__malloc(const detour_fake_mem *m, size_t n) {
+void *detour__fake_malloc(const detour_fake_mem *m, size_t n) {
   return m->malloc(n ? n : 1, m->user);
 }
 
-void *fake__calloc(const detour_fake_mem *m, size_t n, size_t size) {
+void *detour__fake_calloc(const detour_fake_mem *m, size_t n, size_t size) {
   return m->calloc(n ? n : 1, size ? size : 1, m->user);
 }
 
-void *fake__realloc(const detour_fake_mem *m, void *p, size_t n) {
+void *detour__fake_realloc(const detour_fake_mem *m, void *p, size_t n) {
   return m->realloc(p, n ? n : 1, m->user);
 }
 
-void fake__free(const detour_fake_mem *m, void *p) {
+void detour__fake_free(const detour_fake_mem *m, void *p) {
   if (p)
     m->free(p, m->user);
 }

@@ -17,9 +17,10 @@
 
 #include "fake_internal.h"
 
-void fake__record_init(fake__record *r, detour_fake_record_level level,
-                       const detour_fake_mem *mem,
-                       const detour_fake_limits *lim) {
+void detour__fake_record_init(detour__fake_record *r,
+                              detour_fake_record_level level,
+                              const detour_fake_mem *mem,
+                              const detour_fake_limits *lim) {
   memset(r, 0, sizeof *r);
   r->level = level;
   r->keep = true;
@@ -30,37 +31,37 @@ void fake__record_init(fake__record *r, detour_fake_record_level level,
 
 static void free_message(const detour_fake_mem *mem, detour_fake_message *m) {
   for (size_t i = 0; i < m->nrcpts; i++)
-    fake__free(mem, (char *)m->rcpts[i]);
-  fake__free(mem, (void *)m->rcpts);
-  fake__free(mem, (char *)m->from);
-  fake__free(mem, (char *)m->body);
+    detour__fake_free(mem, (char *)m->rcpts[i]);
+  detour__fake_free(mem, (void *)m->rcpts);
+  detour__fake_free(mem, (char *)m->from);
+  detour__fake_free(mem, (char *)m->body);
 }
 
-void fake__record_clear(fake__record *r) {
+void detour__fake_record_clear(detour__fake_record *r) {
   for (size_t i = 0; i < r->nevents; i++)
-    fake__free(r->mem, (char *)r->events[i].ev.data);
+    detour__fake_free(r->mem, (char *)r->events[i].ev.data);
   for (size_t i = 0; i < r->nmsgs; i++)
     free_message(r->mem, &r->msgs[i].m);
-  fake__free(r->mem, r->conns);
-  fake__free(r->mem, r->events);
-  fake__free(r->mem, r->msgs);
+  detour__fake_free(r->mem, r->conns);
+  detour__fake_free(r->mem, r->events);
+  detour__fake_free(r->mem, r->msgs);
   detour_fake_limits lim = {.max_record_events = r->max_items,
                             .max_record_bytes = r->max_bytes};
   bool keep = r->keep;
-  fake__record_init(r, r->level, r->mem, &lim);
+  detour__fake_record_init(r, r->level, r->mem, &lim);
   r->keep = keep;
 }
 
 /* Room for one more item of `bytes` bytes of data under the limits; a
  * refusal is counted (and said once, by the caller's LIMIT event). */
-static bool within_limits(fake__record *r, size_t n, size_t bytes) {
+static bool within_limits(detour__fake_record *r, size_t n, size_t bytes) {
   if (n < r->max_items && bytes <= r->max_bytes - r->bytes)
     return true;
   r->not_kept++;
   return false;
 }
 
-bool fake__record_limit_hit(fake__record *r) {
+bool detour__fake_record_limit_hit(detour__fake_record *r) {
   if (r->not_kept == 0 || r->limit_noted)
     return false;
   r->limit_noted = true;
@@ -73,7 +74,7 @@ static bool grow(const detour_fake_mem *mem, void **v, size_t *cap, size_t n,
   if (n < *cap)
     return true;
   size_t nc = *cap ? *cap * 2 : 64;
-  void *p = fake__realloc(mem, *v, nc * sz);
+  void *p = detour__fake_realloc(mem, *v, nc * sz);
   if (!p)
     return false;
   *v = p;
@@ -81,7 +82,8 @@ static bool grow(const detour_fake_mem *mem, void **v, size_t *cap, size_t n,
   return true;
 }
 
-long fake__record_conn(fake__record *r, const detour_fake_conn *c) {
+long detour__fake_record_conn(detour__fake_record *r,
+                              const detour_fake_conn *c) {
   if (!r->keep || r->level == DETOUR_FAKE_RECORD_OFF ||
       !within_limits(r, r->nconns, 0))
     return -1;
@@ -91,49 +93,53 @@ long fake__record_conn(fake__record *r, const detour_fake_conn *c) {
   return (long)r->nconns++;
 }
 
-detour_fake_conn *fake__record_conn_at(fake__record *r, long index) {
+detour_fake_conn *detour__fake_record_conn_at(detour__fake_record *r,
+                                              long index) {
   return index >= 0 && (size_t)index < r->nconns ? &r->conns[index] : NULL;
 }
 
-long fake__record_event(fake__record *r, const detour_fake_event *ev) {
+long detour__fake_record_event(detour__fake_record *r,
+                               const detour_fake_event *ev) {
   /* A LIMIT event about the record itself is kept past the limit, once. */
   bool about_record = ev->type == DETOUR_FAKE_EV_LIMIT && ev->conn == 0;
   if (!r->keep || r->level != DETOUR_FAKE_RECORD_FULL ||
       (!about_record && !within_limits(r, r->nevents, ev->len)))
     return -1;
   if (!grow(r->mem, (void **)&r->events, &r->events_cap, r->nevents,
-            sizeof(fake__event)))
+            sizeof(detour__fake_event)))
     return FAKE_REC_NOMEM;
-  fake__event *e = &r->events[r->nevents];
+  detour__fake_event *e = &r->events[r->nevents];
   e->ev = *ev;
   e->ev.msg = NULL;
   e->msg_index = ev->msg ? ev->msg->index : 0;
-  e->ev.data = fake__memdup(r->mem, ev->data ? ev->data : "", ev->len);
+  e->ev.data = detour__fake_memdup(r->mem, ev->data ? ev->data : "", ev->len);
   if (!e->ev.data)
     return FAKE_REC_NOMEM;
   r->bytes += ev->len;
   return (long)r->nevents++;
 }
 
-long fake__record_message(fake__record *r, const detour_fake_message *m) {
+long detour__fake_record_message(detour__fake_record *r,
+                                 const detour_fake_message *m) {
   if (!r->keep || r->level == DETOUR_FAKE_RECORD_OFF ||
       !within_limits(r, r->nmsgs, m->body_len))
     return -1;
   if (!grow(r->mem, (void **)&r->msgs, &r->msgs_cap, r->nmsgs,
-            sizeof(fake__message)))
+            sizeof(detour__fake_message)))
     return FAKE_REC_NOMEM;
   detour_fake_message *d = &r->msgs[r->nmsgs].m;
   *d = *m;
   d->body_file = NULL;
   d->rcpts = NULL;
   d->nrcpts = 0;
-  d->from = fake__strdup(r->mem, m->from ? m->from : "");
-  d->body = fake__memdup(r->mem, m->body ? m->body : "", m->body_len);
-  const char **rc = fake__calloc(r->mem, m->nrcpts ? m->nrcpts : 1, sizeof *rc);
+  d->from = detour__fake_strdup(r->mem, m->from ? m->from : "");
+  d->body = detour__fake_memdup(r->mem, m->body ? m->body : "", m->body_len);
+  const char **rc =
+      detour__fake_calloc(r->mem, m->nrcpts ? m->nrcpts : 1, sizeof *rc);
   d->rcpts = rc;
   bool ok = d->from && d->body && rc;
   for (size_t i = 0; ok && i < m->nrcpts; i++, d->nrcpts++)
-    ok = (rc[i] = fake__strdup(r->mem, m->rcpts[i])) != NULL;
+    ok = (rc[i] = detour__fake_strdup(r->mem, m->rcpts[i])) != NULL;
   if (!ok) {
     free_message(r->mem, d);
     return FAKE_REC_NOMEM;
@@ -277,11 +283,11 @@ struct detour_fake_sink {
 };
 
 detour_fake_sink *detour_fake_sink_open(const char *path) {
-  const detour_fake_mem *mem = fake__mem_global();
-  detour_fake_sink *k = fake__calloc(mem, 1, sizeof *k);
+  const detour_fake_mem *mem = detour__fake_mem_global();
+  detour_fake_sink *k = detour__fake_calloc(mem, 1, sizeof *k);
   size_t n = strlen(path);
-  if (!k || !(k->dir = fake__malloc(mem, n + sizeof ".bodies"))) {
-    fake__free(mem, k);
+  if (!k || !(k->dir = detour__fake_malloc(mem, n + sizeof ".bodies"))) {
+    detour__fake_free(mem, k);
     errno = ENOMEM;
     return NULL;
   }
@@ -290,8 +296,8 @@ detour_fake_sink *detour_fake_sink_open(const char *path) {
   k->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (k->fd < 0) {
     int e = errno;
-    fake__free(mem, k->dir);
-    fake__free(mem, k);
+    detour__fake_free(mem, k->dir);
+    detour__fake_free(mem, k);
     errno = e;
     return NULL;
   }
@@ -386,7 +392,7 @@ int detour_fake_sink_close(detour_fake_sink *k) {
   int rc = k->failed ? DETOUR_EIO : 0;
   if (close(k->fd) != 0)
     rc = DETOUR_EIO;
-  fake__free(fake__mem_global(), k->dir);
-  fake__free(fake__mem_global(), k);
+  detour__fake_free(detour__fake_mem_global(), k->dir);
+  detour__fake_free(detour__fake_mem_global(), k);
   return rc;
 }

@@ -93,8 +93,8 @@ int detour_fake_action_from_name(const char *name, detour_fake_action *out) {
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
 
-void *fake__memdup(const detour_fake_mem *m, const void *p, size_t len) {
-  char *d = fake__malloc(m, len + 1);
+void *detour__fake_memdup(const detour_fake_mem *m, const void *p, size_t len) {
+  char *d = detour__fake_malloc(m, len + 1);
   if (!d)
     return NULL;
   if (len)
@@ -103,15 +103,15 @@ void *fake__memdup(const detour_fake_mem *m, const void *p, size_t len) {
   return d;
 }
 
-char *fake__strdup(const detour_fake_mem *m, const char *s) {
-  return s ? fake__memdup(m, s, strlen(s)) : NULL;
+char *detour__fake_strdup(const detour_fake_mem *m, const char *s) {
+  return s ? detour__fake_memdup(m, s, strlen(s)) : NULL;
 }
 
-bool fake__glob(const char *p, const char *t) {
+bool detour__fake_glob(const char *p, const char *t) {
   return detour_glob(p, t, DETOUR_GLOB_NOCASE);
 }
 
-int fake__parse_addr(const char *text, struct sockaddr_storage *out) {
+int detour__fake_parse_addr(const char *text, struct sockaddr_storage *out) {
   char host[80];
   const char *port_s = NULL;
   memset(out, 0, sizeof *out);
@@ -152,7 +152,7 @@ int fake__parse_addr(const char *text, struct sockaddr_storage *out) {
   return DETOUR_EINVAL;
 }
 
-bool fake__is_loopback(const struct sockaddr *sa) {
+bool detour__fake_is_loopback(const struct sockaddr *sa) {
   if (sa->sa_family == AF_INET) {
     const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
     return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
@@ -165,8 +165,8 @@ bool fake__is_loopback(const struct sockaddr *sa) {
   return false;
 }
 
-void fake__format_addr(const struct sockaddr *sa, char *buf, size_t len,
-                       char *ip, size_t iplen) {
+void detour__fake_format_addr(const struct sockaddr *sa, char *buf, size_t len,
+                              char *ip, size_t iplen) {
   char host[64] = "?";
   int port = 0;
   if (sa->sa_family == AF_INET) {
@@ -190,16 +190,16 @@ void fake__format_addr(const struct sockaddr *sa, char *buf, size_t len,
 /* Scripts                                                                   */
 
 /* Scripts allocate with the process-wide allocator. */
-#define MEM fake__mem_global()
+#define MEM detour__fake_mem_global()
 
 detour_fake_script *detour_fake_script_new(const char *name) {
-  detour_fake_script *s = fake__calloc(MEM, 1, sizeof *s);
+  detour_fake_script *s = detour__fake_calloc(MEM, 1, sizeof *s);
   if (!s)
     return NULL;
   static const char *const kw[] = {"PIPELINING", "8BITMIME",
                                    "ENHANCEDSTATUSCODES", "SIZE 52428800"};
-  s->name = fake__strdup(MEM, name ? name : "fake");
-  s->hostname = fake__strdup(MEM, FAKE_DEFAULT_HOSTNAME);
+  s->name = detour__fake_strdup(MEM, name ? name : "fake");
+  s->hostname = detour__fake_strdup(MEM, FAKE_DEFAULT_HOSTNAME);
   snprintf(s->listen, sizeof s->listen, "%s", FAKE_DEFAULT_LISTEN);
   detour_fake_limits_init(&s->limits);
   if (!s->name || !s->hostname ||
@@ -211,36 +211,36 @@ detour_fake_script *detour_fake_script_new(const char *name) {
 }
 
 static void rule_free_strings(detour_fake_rule *r) {
-  fake__free(MEM, (char *)r->address);
-  fake__free(MEM, (char *)r->enhanced);
-  fake__free(MEM, (char *)r->text);
-  fake__free(MEM, (char *)r->raw);
-  fake__free(MEM, (char *)r->append);
+  detour__fake_free(MEM, (char *)r->address);
+  detour__fake_free(MEM, (char *)r->enhanced);
+  detour__fake_free(MEM, (char *)r->text);
+  detour__fake_free(MEM, (char *)r->raw);
+  detour__fake_free(MEM, (char *)r->append);
 }
 
 static void free_keywords(detour_fake_script *s) {
   for (size_t i = 0; i < s->n_ehlo; i++)
-    fake__free(MEM, s->ehlo_kw[i]);
-  fake__free(MEM, s->ehlo_kw);
+    detour__fake_free(MEM, s->ehlo_kw[i]);
+  detour__fake_free(MEM, s->ehlo_kw);
   s->ehlo_kw = NULL;
   s->n_ehlo = 0;
 }
 
 static void free_tls_strings(detour_fake_tls *t) {
-  fake__free(MEM, (char *)t->cert_file);
-  fake__free(MEM, (char *)t->key_file);
-  fake__free(MEM, (char *)t->dir);
+  detour__fake_free(MEM, (char *)t->cert_file);
+  detour__fake_free(MEM, (char *)t->key_file);
+  detour__fake_free(MEM, (char *)t->dir);
   t->cert_file = t->key_file = t->dir = NULL;
 }
 
 static void free_users(detour_fake_script *s) {
   for (size_t i = 0; i < s->nusers; i++) {
-    fake__free(MEM, s->users[i].user);
+    detour__fake_free(MEM, s->users[i].user);
     if (s->users[i].password) /* wipe: freed memory is reused */
       memset(s->users[i].password, 0, strlen(s->users[i].password));
-    fake__free(MEM, s->users[i].password);
+    detour__fake_free(MEM, s->users[i].password);
   }
-  fake__free(MEM, s->users);
+  detour__fake_free(MEM, s->users);
   s->users = NULL;
   s->nusers = s->users_cap = 0;
 }
@@ -252,11 +252,11 @@ void detour_fake_script_free(detour_fake_script *s) {
   free_users(s);
   for (size_t i = 0; i < s->nrules; i++)
     rule_free_strings(&s->rules[i]);
-  fake__free(MEM, s->rules);
+  detour__fake_free(MEM, s->rules);
   free_keywords(s);
-  fake__free(MEM, s->name);
-  fake__free(MEM, s->hostname);
-  fake__free(MEM, s);
+  detour__fake_free(MEM, s->name);
+  detour__fake_free(MEM, s->hostname);
+  detour__fake_free(MEM, s);
 }
 
 detour_fake_script *detour_fake_script_clone(const detour_fake_script *s) {
@@ -296,7 +296,7 @@ const char *detour_fake_script_name(const detour_fake_script *s) {
 int detour_fake_script_set_listen(detour_fake_script *s, const char *addr) {
   struct sockaddr_storage ss;
   if (!addr || strlen(addr) >= sizeof s->listen ||
-      fake__parse_addr(addr, &ss) != 0)
+      detour__fake_parse_addr(addr, &ss) != 0)
     return DETOUR_EINVAL;
   snprintf(s->listen, sizeof s->listen, "%s", addr);
   return 0;
@@ -320,24 +320,24 @@ void detour_fake_script_set_record(detour_fake_script *s,
 }
 
 int detour_fake_script_set_hostname(detour_fake_script *s, const char *h) {
-  char *d = fake__strdup(MEM, h);
+  char *d = detour__fake_strdup(MEM, h);
   if (!d)
     return h ? DETOUR_ENOMEM : DETOUR_EINVAL;
-  fake__free(MEM, s->hostname);
+  detour__fake_free(MEM, s->hostname);
   s->hostname = d;
   return 0;
 }
 
 int detour_fake_script_set_ehlo_keywords(detour_fake_script *s,
                                          const char *const *kw, size_t n) {
-  char **v = n ? fake__calloc(MEM, n, sizeof *v) : NULL;
+  char **v = n ? detour__fake_calloc(MEM, n, sizeof *v) : NULL;
   if (n && !v)
     return DETOUR_ENOMEM;
   for (size_t i = 0; i < n; i++) {
-    if (!(v[i] = fake__strdup(MEM, kw[i]))) {
+    if (!(v[i] = detour__fake_strdup(MEM, kw[i]))) {
       while (i--)
-        fake__free(MEM, v[i]);
-      fake__free(MEM, v);
+        detour__fake_free(MEM, v[i]);
+      detour__fake_free(MEM, v);
       return DETOUR_ENOMEM;
     }
   }
@@ -390,11 +390,12 @@ void detour_fake_script_limits(const detour_fake_script *s,
 /* Deep-copy r's strings into d. */
 static int rule_copy(detour_fake_rule *d, const detour_fake_rule *r) {
   *d = *r;
-  d->address = fake__strdup(MEM, r->address);
-  d->enhanced = fake__strdup(MEM, r->enhanced);
-  d->text = fake__strdup(MEM, r->text);
-  d->raw = r->raw ? fake__memdup(MEM, r->raw, r->raw_len) : NULL;
-  d->append = r->append ? fake__memdup(MEM, r->append, r->append_len) : NULL;
+  d->address = detour__fake_strdup(MEM, r->address);
+  d->enhanced = detour__fake_strdup(MEM, r->enhanced);
+  d->text = detour__fake_strdup(MEM, r->text);
+  d->raw = r->raw ? detour__fake_memdup(MEM, r->raw, r->raw_len) : NULL;
+  d->append =
+      r->append ? detour__fake_memdup(MEM, r->append, r->append_len) : NULL;
   if ((r->address && !d->address) || (r->enhanced && !d->enhanced) ||
       (r->text && !d->text) || (r->raw && !d->raw) ||
       (r->append && !d->append)) {
@@ -425,7 +426,7 @@ int detour_fake_script_add_rule(detour_fake_script *s,
     return DETOUR_EINVAL;
   if (s->nrules == s->cap) {
     size_t cap = s->cap ? s->cap * 2 : 16;
-    detour_fake_rule *v = fake__realloc(MEM, s->rules, cap * sizeof *v);
+    detour_fake_rule *v = detour__fake_realloc(MEM, s->rules, cap * sizeof *v);
     if (!v)
       return DETOUR_ENOMEM;
     s->rules = v;
@@ -444,14 +445,15 @@ static bool in_range(unsigned v, unsigned first, unsigned last) {
 }
 
 static bool rule_matches(const detour_fake_rule *r,
-                         const fake__match_ctx *ctx) {
+                         const detour__fake_match_ctx *ctx) {
   if (r->stage != ctx->stage)
     return false;
   if (!in_range(ctx->conn, r->conn_first, r->conn_last) ||
       !in_range(ctx->nth, r->nth_first, r->nth_last))
     return false;
   /* No address (a syntax error) matches no address pattern. */
-  if (r->address && (!ctx->address || !fake__glob(r->address, ctx->address)))
+  if (r->address &&
+      (!ctx->address || !detour__fake_glob(r->address, ctx->address)))
     return false;
   if (r->params == 1 && !ctx->has_params)
     return false;
@@ -464,8 +466,9 @@ static int precedence(const detour_fake_rule *r) {
   return (r->conn_first || r->conn_last ? 2 : 0) + (r->from_fault ? 1 : 0);
 }
 
-const detour_fake_rule *fake__script_match(const detour_fake_script *s,
-                                           const fake__match_ctx *ctx) {
+const detour_fake_rule *
+detour__fake_script_match(const detour_fake_script *s,
+                          const detour__fake_match_ctx *ctx) {
   const detour_fake_rule *best = NULL;
   for (size_t i = 0; i < s->nrules; i++) {
     const detour_fake_rule *r = &s->rules[i];
@@ -487,9 +490,9 @@ int detour_fake_script_set_tls(detour_fake_script *s,
     return DETOUR_EINVAL;
   /* Copy first: t may point at s->tls itself. */
   detour_fake_tls c = *t;
-  c.cert_file = fake__strdup(MEM, t->cert_file);
-  c.key_file = fake__strdup(MEM, t->key_file);
-  c.dir = fake__strdup(MEM, t->dir);
+  c.cert_file = detour__fake_strdup(MEM, t->cert_file);
+  c.key_file = detour__fake_strdup(MEM, t->key_file);
+  c.dir = detour__fake_strdup(MEM, t->dir);
   if ((t->cert_file && !c.cert_file) || (t->key_file && !c.key_file) ||
       (t->dir && !c.dir)) {
     free_tls_strings(&c);
@@ -520,29 +523,29 @@ int detour_fake_script_add_user(detour_fake_script *s, const char *user,
       strlen(user) >= DETOUR_FAKE_SASL_FIELD_MAX ||
       strlen(password) >= DETOUR_FAKE_SASL_FIELD_MAX)
     return DETOUR_EINVAL;
-  char *pw = fake__strdup(MEM, password);
+  char *pw = detour__fake_strdup(MEM, password);
   if (!pw)
     return DETOUR_ENOMEM;
   for (size_t i = 0; i < s->nusers; i++)
     if (strcmp(s->users[i].user, user) == 0) {
       memset(s->users[i].password, 0, strlen(s->users[i].password));
-      fake__free(MEM, s->users[i].password);
+      detour__fake_free(MEM, s->users[i].password);
       s->users[i].password = pw;
       return 0;
     }
   if (s->nusers == s->users_cap) {
     size_t cap = s->users_cap ? s->users_cap * 2 : 4;
-    fake__user *v = fake__realloc(MEM, s->users, cap * sizeof *v);
+    detour__fake_user *v = detour__fake_realloc(MEM, s->users, cap * sizeof *v);
     if (!v) {
-      fake__free(MEM, pw);
+      detour__fake_free(MEM, pw);
       return DETOUR_ENOMEM;
     }
     s->users = v;
     s->users_cap = cap;
   }
-  char *u = fake__strdup(MEM, user);
+  char *u = detour__fake_strdup(MEM, user);
   if (!u) {
-    fake__free(MEM, pw);
+    detour__fake_free(MEM, pw);
     return DETOUR_ENOMEM;
   }
   s->users[s->nusers].user = u;
@@ -550,8 +553,8 @@ int detour_fake_script_add_user(detour_fake_script *s, const char *user,
   return 0;
 }
 
-const char *fake__script_password(const detour_fake_script *s,
-                                  const char *user) {
+const char *detour__fake_script_password(const detour_fake_script *s,
+                                         const char *user) {
   for (size_t i = 0; i < s->nusers; i++)
     if (strcmp(s->users[i].user, user) == 0)
       return s->users[i].password;

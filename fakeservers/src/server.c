@@ -42,11 +42,11 @@ detour_fake_server_new_mem(detour_clock *c, const detour_fake_script *s,
   int e = DETOUR_EINVAL;
   detour_fake_server *srv = NULL;
   if (!mem)
-    mem = fake__mem_global();
+    mem = detour__fake_mem_global();
   if (!c || !s)
     goto fail;
   e = DETOUR_ENOMEM;
-  if (!(srv = fake__calloc(mem, 1, sizeof *srv)))
+  if (!(srv = detour__fake_calloc(mem, 1, sizeof *srv)))
     goto fail;
   srv->mem = *mem;
   if (!(srv->script = detour_fake_script_clone(s)))
@@ -54,24 +54,24 @@ detour_fake_server_new_mem(detour_clock *c, const detour_fake_script *s,
   e = DETOUR_EINVAL;
   if (listen && detour_fake_script_set_listen(srv->script, listen) != 0)
     goto fail;
-  if (fake__parse_addr(srv->script->listen, &srv->want) != 0)
+  if (detour__fake_parse_addr(srv->script->listen, &srv->want) != 0)
     goto fail;
   /* The bench only talks to loopback unless the operator asks. */
-  if (!fake__is_loopback((struct sockaddr *)&srv->want) &&
+  if (!detour__fake_is_loopback((struct sockaddr *)&srv->want) &&
       !(flags & DETOUR_FAKE_ALLOW_PUBLIC))
     goto fail;
   srv->clock = c;
   srv->loop = detour_clock_loop(c);
   srv->raw_fd = srv->filler_fd = -1;
-  fake__record_init(&srv->rec, srv->script->record, &srv->mem,
-                    &srv->script->limits);
+  detour__fake_record_init(&srv->rec, srv->script->record, &srv->mem,
+                           &srv->script->limits);
   srv->stats.refused = srv->script->mode == DETOUR_FAKE_MODE_NORMAL ? 0 : -1;
   return srv;
 fail:
   if (srv)
     detour_fake_script_free(srv->script);
   if (srv)
-    fake__free(mem, srv);
+    detour__fake_free(mem, srv);
   if (err)
     *err = e;
   return NULL;
@@ -82,29 +82,29 @@ int detour_fake_server_set_streaming(detour_fake_server *srv,
   char *dir = NULL;
   if (srv->started)
     return DETOUR_EINVAL;
-  if (spool_dir && !(dir = fake__strdup(&srv->mem, spool_dir)))
+  if (spool_dir && !(dir = detour__fake_strdup(&srv->mem, spool_dir)))
     return DETOUR_ENOMEM;
-  fake__free(&srv->mem, srv->spool_dir);
+  detour__fake_free(&srv->mem, srv->spool_dir);
   srv->spool_dir = dir;
   srv->streaming = true;
-  fake__record_clear(&srv->rec);
+  detour__fake_record_clear(&srv->rec);
   srv->rec.keep = false;
   return 0;
 }
 
-bool fake__emit(detour_fake_server *srv, detour_fake_event *ev) {
+bool detour__fake_emit(detour_fake_server *srv, detour_fake_event *ev) {
   ev->time = detour_clock_now(srv->clock);
   ev->mono = uv_hrtime();
   if (ev->type == DETOUR_FAKE_EV_LIMIT)
     srv->stats.limits_hit++;
   else if (ev->type == DETOUR_FAKE_EV_FINDING)
     srv->stats.findings++;
-  bool ok = fake__record_event(&srv->rec, ev) != FAKE_REC_NOMEM;
+  bool ok = detour__fake_record_event(&srv->rec, ev) != FAKE_REC_NOMEM;
   if (!ok && ev->conn == 0)
     srv->stats.nomem++; /* no session to end: the item is lost, counted */
   if (srv->obs)
     srv->obs(srv->obs_arg, srv, ev);
-  if (fake__record_limit_hit(&srv->rec)) {
+  if (detour__fake_record_limit_hit(&srv->rec)) {
     /* Said once, and kept past the limit (record.c). */
     static const char what[] =
         "max_record_events/max_record_bytes: the record is full; later "
@@ -114,7 +114,7 @@ bool fake__emit(detour_fake_server *srv, detour_fake_event *ev) {
     lim.type = DETOUR_FAKE_EV_LIMIT;
     lim.data = what;
     lim.len = sizeof what - 1;
-    fake__emit(srv, &lim);
+    detour__fake_emit(srv, &lim);
   }
   return ok;
 }
@@ -126,7 +126,7 @@ static void emit_server_event(detour_fake_server *srv, detour_fake_event_type t,
   ev.type = t;
   ev.data = data;
   ev.len = strlen(data);
-  fake__emit(srv, &ev);
+  detour__fake_emit(srv, &ev);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -140,8 +140,8 @@ static socklen_t addr_len(const struct sockaddr_storage *ss) {
 /* Learn the bound address (the port when 0 was asked). */
 static void note_bound(detour_fake_server *srv,
                        const struct sockaddr_storage *ss) {
-  fake__format_addr((const struct sockaddr *)ss, srv->address,
-                    sizeof srv->address, srv->ip, sizeof srv->ip);
+  detour__fake_format_addr((const struct sockaddr *)ss, srv->address,
+                           sizeof srv->address, srv->ip, sizeof srv->ip);
   srv->port = ntohs(ss->ss_family == AF_INET6
                         ? ((const struct sockaddr_in6 *)ss)->sin6_port
                         : ((const struct sockaddr_in *)ss)->sin_port);
@@ -160,7 +160,7 @@ static void on_connection(uv_stream_t *l, int status) {
     srv->stats.accept_errors++;
     return;
   }
-  fake__session_accept(srv);
+  detour__fake_session_accept(srv);
 }
 
 static int start_normal(detour_fake_server *srv, char *err, size_t errlen) {
@@ -223,12 +223,12 @@ static int fill_queue(detour_fake_server *srv, char *err, size_t errlen) {
 int detour_fake_server_set_tls_dir(detour_fake_server *srv, const char *dir) {
   if (!srv)
     return DETOUR_EINVAL;
-  char *d = dir ? fake__strdup(&srv->mem, dir) : NULL;
+  char *d = dir ? detour__fake_strdup(&srv->mem, dir) : NULL;
   if (srv->started || (dir && !d)) {
-    fake__free(&srv->mem, d);
+    detour__fake_free(&srv->mem, d);
     return DETOUR_EINVAL;
   }
-  fake__free(&srv->mem, srv->tls_dir);
+  detour__fake_free(&srv->mem, srv->tls_dir);
   srv->tls_dir = d;
   return 0;
 }
@@ -239,8 +239,9 @@ static int start_tls(detour_fake_server *srv, char *err, size_t errlen) {
   char why[512] = "";
   if (srv->script->tls.mode == DETOUR_FAKE_TLS_NONE)
     return 0;
-  srv->tls_ctx = fake__tls_ctx_new(srv->script, srv->tls_dir, srv->tls_cert,
-                                   sizeof srv->tls_cert, why, sizeof why);
+  srv->tls_ctx =
+      detour__fake_tls_ctx_new(srv->script, srv->tls_dir, srv->tls_cert,
+                               sizeof srv->tls_cert, why, sizeof why);
   if (srv->tls_ctx)
     return 0;
   if (err)
@@ -281,7 +282,7 @@ int detour_fake_server_start(detour_fake_server *srv, char *err,
 static void on_listener_closed(uv_handle_t *h) {
   detour_fake_server *srv = h->data;
   srv->listener_open = false;
-  fake__server_maybe_free(srv);
+  detour__fake_server_maybe_free(srv);
 }
 
 void detour_fake_server_stop(detour_fake_server *srv) {
@@ -295,9 +296,9 @@ void detour_fake_server_stop(detour_fake_server *srv) {
   if (srv->filler_fd >= 0)
     close(srv->filler_fd);
   srv->raw_fd = srv->filler_fd = -1;
-  for (fake__session *s = srv->sessions, *n; s; s = n) {
-    n = fake__session_next(s);
-    fake__session_stop(s);
+  for (detour__fake_session *s = srv->sessions, *n; s; s = n) {
+    n = detour__fake_session_next(s);
+    detour__fake_session_stop(s);
   }
   if (srv->started)
     emit_server_event(srv, DETOUR_FAKE_EV_STOP, srv->address);
@@ -307,16 +308,16 @@ bool detour_fake_server_idle(const detour_fake_server *srv) {
   return !srv->listener_open && !srv->sessions && !srv->reject_busy;
 }
 
-void fake__server_maybe_free(detour_fake_server *srv) {
+void detour__fake_server_maybe_free(detour_fake_server *srv) {
   if (!srv->freeing || !detour_fake_server_idle(srv))
     return;
-  fake__record_clear(&srv->rec);
+  detour__fake_record_clear(&srv->rec);
   detour_fake_script_free(srv->script);
-  fake__tls_ctx_free(srv->tls_ctx);
-  fake__free(&srv->mem, srv->tls_dir);
-  fake__free(&srv->mem, srv->spool_dir);
+  detour__fake_tls_ctx_free(srv->tls_ctx);
+  detour__fake_free(&srv->mem, srv->tls_dir);
+  detour__fake_free(&srv->mem, srv->spool_dir);
   detour_fake_mem mem = srv->mem;
-  fake__free(&mem, srv);
+  detour__fake_free(&mem, srv);
 }
 
 void detour_fake_server_free(detour_fake_server *srv) {
@@ -325,7 +326,7 @@ void detour_fake_server_free(detour_fake_server *srv) {
   srv->obs = NULL; /* the caller is done listening */
   detour_fake_server_stop(srv);
   srv->freeing = true;
-  fake__server_maybe_free(srv);
+  detour__fake_server_maybe_free(srv);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -379,7 +380,7 @@ int detour_fake_server_event(const detour_fake_server *srv, size_t i,
                              detour_fake_event *out) {
   if (i >= srv->rec.nevents)
     return DETOUR_ERANGE;
-  const fake__event *e = &srv->rec.events[i];
+  const detour__fake_event *e = &srv->rec.events[i];
   *out = e->ev;
   if (e->ev.type == DETOUR_FAKE_EV_MESSAGE && e->msg_index < srv->rec.nmsgs)
     out->msg = &srv->rec.msgs[e->msg_index].m;
@@ -399,7 +400,7 @@ int detour_fake_server_message(const detour_fake_server *srv, size_t i,
 }
 
 void detour_fake_server_clear_record(detour_fake_server *srv) {
-  fake__record_clear(&srv->rec);
+  detour__fake_record_clear(&srv->rec);
   srv->generation++;
 }
 

@@ -50,10 +50,10 @@ typedef struct {
   bool failed; /* an append ran out of memory */
 } buf;
 
-struct fake__session {
+struct detour__fake_session {
   uv_tcp_t tcp;
   detour_fake_server *srv;
-  fake__session *prev, *next;
+  detour__fake_session *prev, *next;
   unsigned id;
   long rec_index;
   unsigned rec_generation;
@@ -67,8 +67,8 @@ struct fake__session {
   unsigned limits_said; /* LIMIT events already recorded (bit per kind) */
   unsigned nth[DETOUR_FAKE_STAGE_COUNT];
   buf in;
-  fake__line_reader lines; /* command lines from `in` (cmdread.c) */
-  fake__body_reader bodyr; /* the message after DATA */
+  detour__fake_line_reader lines; /* command lines from `in` (cmdread.c) */
+  detour__fake_body_reader bodyr; /* the message after DATA */
   /* the transaction */
   char *arg;    /* address of the MAIL/RCPT being answered */
   bool arg_bad; /* syntax error in it */
@@ -92,9 +92,9 @@ struct fake__session {
   size_t out_off, drip_bytes;
   detour_ms drip_every;
   unsigned endless_left;
-  void (*on_timer)(fake__session *s);
+  void (*on_timer)(detour__fake_session *s);
   /* TLS and AUTH */
-  fake__tls *tls;              /* NULL until STARTTLS (or accept, implicit) */
+  detour__fake_tls *tls;       /* NULL until STARTTLS (or accept, implicit) */
   bool tls_before_greeting;    /* implicit TLS: greet once the handshake ends */
   detour_fake_sasl sasl;       /* the AUTH exchange in progress */
   bool authed;                 /* a 235 was sent in this TLS state */
@@ -103,9 +103,9 @@ struct fake__session {
   detour_fake_rule auth_reply; /* 334 challenges, AUTH sequence errors */
 };
 
-static void pump(fake__session *s);
-static void sess_close(fake__session *s, detour_fake_closer by);
-static void sess_nomem(fake__session *s);
+static void pump(detour__fake_session *s);
+static void sess_close(detour__fake_session *s, detour_fake_closer by);
+static void sess_nomem(detour__fake_session *s);
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
@@ -124,7 +124,7 @@ static bool buf_add(buf *b, const void *p, size_t n) {
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->off + b->len + n + 1)
       cap *= 2;
-    char *q = fake__realloc(b->mem, b->p ? b->p - b->off : NULL, cap);
+    char *q = detour__fake_realloc(b->mem, b->p ? b->p - b->off : NULL, cap);
     if (!q) {
       b->failed = true;
       return false;
@@ -154,24 +154,28 @@ static void buf_consume(buf *b, size_t n) {
 
 static void buf_free(buf *b) {
   const detour_fake_mem *mem = b->mem;
-  fake__free(mem, b->p ? b->p - b->off : NULL);
+  detour__fake_free(mem, b->p ? b->p - b->off : NULL);
   memset(b, 0, sizeof *b);
   b->mem = mem;
 }
 
-static const detour_fake_mem *mem_of(fake__session *s) { return &s->srv->mem; }
+static const detour_fake_mem *mem_of(detour__fake_session *s) {
+  return &s->srv->mem;
+}
 
-static const detour_fake_limits *limits(fake__session *s) {
+static const detour_fake_limits *limits(detour__fake_session *s) {
   return &s->srv->script->limits;
 }
 
-fake__session *fake__session_next(fake__session *s) { return s->next; }
+detour__fake_session *detour__fake_session_next(detour__fake_session *s) {
+  return s->next;
+}
 
-static detour_ms now(fake__session *s) {
+static detour_ms now(detour__fake_session *s) {
   return detour_clock_now(s->srv->clock);
 }
 
-static void emit(fake__session *s, detour_fake_event_type t,
+static void emit(detour__fake_session *s, detour_fake_event_type t,
                  detour_fake_stage stage, const char *data, size_t len) {
   detour_fake_event ev;
   memset(&ev, 0, sizeof ev);
@@ -182,14 +186,14 @@ static void emit(fake__session *s, detour_fake_event_type t,
   ev.len = len;
   if (t == DETOUR_FAKE_EV_REPLY)
     ev.code = s->code;
-  if (!fake__emit(s->srv, &ev))
+  if (!detour__fake_emit(s->srv, &ev))
     sess_nomem(s);
 }
 
 /* A limit reached: recorded once per session and kind (bit), data
  * "KEY: what happened". */
-static void note_limit(fake__session *s, unsigned bit, detour_fake_stage st,
-                       const char *fmt, size_t value) {
+static void note_limit(detour__fake_session *s, unsigned bit,
+                       detour_fake_stage st, const char *fmt, size_t value) {
   char what[160];
   if (s->limits_said & bit)
     return;
@@ -208,16 +212,16 @@ enum {
 };
 
 /* Copy the live counters into the record (unless it was cleared since). */
-static void sync_record(fake__session *s) {
+static void sync_record(detour__fake_session *s) {
   if (s->rec_generation != s->srv->generation)
     return;
-  detour_fake_conn *c = fake__record_conn_at(&s->srv->rec, s->rec_index);
+  detour_fake_conn *c = detour__fake_record_conn_at(&s->srv->rec, s->rec_index);
   if (c)
     *c = s->info;
 }
 
-static void arm(fake__session *s, detour_ms delay,
-                void (*fn)(fake__session *)) {
+static void arm(detour__fake_session *s, detour_ms delay,
+                void (*fn)(detour__fake_session *)) {
   if (s->closing || !s->timer)
     return;
   s->on_timer = fn;
@@ -225,8 +229,8 @@ static void arm(fake__session *s, detour_ms delay,
 }
 
 static void on_timer(detour_timer *t, void *arg) {
-  fake__session *s = arg;
-  void (*fn)(fake__session *) = s->on_timer;
+  detour__fake_session *s = arg;
+  void (*fn)(detour__fake_session *) = s->on_timer;
   s->on_timer = NULL;
   if (fn && !s->closing)
     fn(s);
@@ -237,14 +241,14 @@ static void on_timer(detour_timer *t, void *arg) {
 
 typedef struct {
   uv_write_t req;
-  fake__session *s;
+  detour__fake_session *s;
   char data[];
 } write_req;
 
 static void on_write(uv_write_t *req, int status) {
   write_req *w = (write_req *)req;
-  fake__session *s = w->s;
-  fake__free(mem_of(s), w);
+  detour__fake_session *s = w->s;
+  detour__fake_free(mem_of(s), w);
   if (status < 0 && status != UV_ECANCELED && !s->closing)
     sess_close(s, DETOUR_FAKE_BY_CLIENT_RESET);
   else if (!s->closing && s->paused)
@@ -256,7 +260,7 @@ static void on_write(uv_write_t *req, int status) {
  * request, no copy, no callback; a queued uv_write also makes libuv
  * re-arm the socket in epoll after every reply, an epoll_ctl per reply).
  * What the socket does not take at once is queued, in order. */
-static void wire_write(fake__session *s, const char *p, size_t n) {
+static void wire_write(detour__fake_session *s, const char *p, size_t n) {
   if (n == 0 || s->closing)
     return;
   uv_buf_t now = uv_buf_init((char *)p, (unsigned)n);
@@ -272,7 +276,7 @@ static void wire_write(fake__session *s, const char *p, size_t n) {
   n -= sent;
   if (n == 0)
     return;
-  write_req *w = fake__malloc(mem_of(s), sizeof *w + n);
+  write_req *w = detour__fake_malloc(mem_of(s), sizeof *w + n);
   if (!w) {
     sess_nomem(s);
     return;
@@ -281,7 +285,7 @@ static void wire_write(fake__session *s, const char *p, size_t n) {
   memcpy(w->data, p, n);
   uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
   if (uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, on_write) != 0) {
-    fake__free(mem_of(s), w);
+    detour__fake_free(mem_of(s), w);
     sess_close(s, DETOUR_FAKE_BY_CLIENT_RESET);
     return;
   }
@@ -290,30 +294,30 @@ static void wire_write(fake__session *s, const char *p, size_t n) {
 }
 
 /* Write what OpenSSL queued in the outgoing memory BIO, as one write. */
-static void tls_flush(fake__session *s) {
-  size_t n = s->tls ? fake__tls_pending(s->tls) : 0;
+static void tls_flush(detour__fake_session *s) {
+  size_t n = s->tls ? detour__fake_tls_pending(s->tls) : 0;
   if (n == 0 || s->closing)
     return;
-  char *tmp = fake__malloc(mem_of(s), n);
+  char *tmp = detour__fake_malloc(mem_of(s), n);
   if (!tmp) {
     sess_nomem(s);
     return;
   }
-  n = fake__tls_pull(s->tls, tmp, n);
+  n = detour__fake_tls_pull(s->tls, tmp, n);
   wire_write(s, tmp, n);
-  fake__free(mem_of(s), tmp);
+  detour__fake_free(mem_of(s), tmp);
 }
 
 /* Plaintext out: through TLS once it is up (one record per call, so a
  * drip still decides the pieces). */
-static void sess_write(fake__session *s, const char *p, size_t n) {
+static void sess_write(detour__fake_session *s, const char *p, size_t n) {
   if (n == 0 || s->closing)
     return;
   if (!s->tls) {
     wire_write(s, p, n);
     return;
   }
-  if (!fake__tls_write(s->tls, p, n)) {
+  if (!detour__fake_tls_write(s->tls, p, n)) {
     sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
     return;
   }
@@ -324,7 +328,7 @@ static void sess_write(fake__session *s, const char *p, size_t n) {
 /* Closing                                                                   */
 
 static void on_closed(uv_handle_t *h) {
-  fake__session *s = h->data;
+  detour__fake_session *s = h->data;
   detour_fake_server *srv = s->srv;
   detour_fake_event ev;
   s->info.close_time = now(s);
@@ -334,7 +338,7 @@ static void on_closed(uv_handle_t *h) {
   ev.type = DETOUR_FAKE_EV_CLOSE;
   ev.conn = s->id;
   ev.closed_by = s->info.closed_by;
-  if (!fake__emit(srv, &ev))
+  if (!detour__fake_emit(srv, &ev))
     srv->stats.nomem++; /* the session is gone anyway: only counted */
   if (s->prev)
     s->prev->next = s->next;
@@ -347,28 +351,28 @@ static void on_closed(uv_handle_t *h) {
   buf_free(&s->in);
   buf_free(&s->out);
   buf_free(&s->body);
-  fake__tls_free(s->tls);
+  detour__fake_tls_free(s->tls);
   memset(&s->sasl, 0, sizeof s->sasl); /* it may hold a password */
   if (s->spool)
     fclose(s->spool);
   for (size_t i = 0; i < s->nrcpts; i++)
-    fake__free(&srv->mem, s->rcpts[i]);
-  fake__free(&srv->mem, s->rcpts);
-  fake__free(&srv->mem, s->from);
-  fake__free(&srv->mem, s->arg);
-  fake__free(&srv->mem, s);
-  fake__server_maybe_free(srv);
+    detour__fake_free(&srv->mem, s->rcpts[i]);
+  detour__fake_free(&srv->mem, s->rcpts);
+  detour__fake_free(&srv->mem, s->from);
+  detour__fake_free(&srv->mem, s->arg);
+  detour__fake_free(&srv->mem, s);
+  detour__fake_server_maybe_free(srv);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
-  fake__session *s = req->data;
-  fake__free(mem_of(s), req);
+  detour__fake_session *s = req->data;
+  detour__fake_free(mem_of(s), req);
   uv_close((uv_handle_t *)&s->tcp, on_closed);
 }
 
 /* Close for the reason `by`: FIN after pending writes (SERVER), RST
  * (SERVER_RESET), or at once. Idempotent. */
-static void sess_close(fake__session *s, detour_fake_closer by) {
+static void sess_close(detour__fake_session *s, detour_fake_closer by) {
   if (s->closing)
     return;
   /* An orderly end of a TLS session says close_notify first (not after a
@@ -376,8 +380,8 @@ static void sess_close(fake__session *s, detour_fake_closer by) {
    * back here as NOMEM). */
   if (s->tls && by != DETOUR_FAKE_BY_SERVER_RESET &&
       by != DETOUR_FAKE_BY_CLIENT_RESET && by != DETOUR_FAKE_BY_NOMEM &&
-      fake__tls_established(s->tls)) {
-    fake__tls_close_notify(s->tls);
+      detour__fake_tls_established(s->tls)) {
+    detour__fake_tls_close_notify(s->tls);
     tls_flush(s);
     if (s->closing)
       return;
@@ -397,26 +401,26 @@ static void sess_close(fake__session *s, detour_fake_closer by) {
   if (by == DETOUR_FAKE_BY_SERVER) {
     /* Without memory for the request, close at once (pending writes are
      * dropped, but the session still ends). */
-    uv_shutdown_t *req = fake__malloc(mem_of(s), sizeof *req);
+    uv_shutdown_t *req = detour__fake_malloc(mem_of(s), sizeof *req);
     if (!req)
       s->srv->stats.nomem++;
     if (req) {
       req->data = s;
       if (uv_shutdown(req, (uv_stream_t *)&s->tcp, on_shutdown) == 0)
         return;
-      fake__free(mem_of(s), req);
+      detour__fake_free(mem_of(s), req);
     }
   }
   uv_close((uv_handle_t *)&s->tcp, on_closed);
 }
 
-void fake__session_stop(fake__session *s) {
+void detour__fake_session_stop(detour__fake_session *s) {
   sess_close(s, DETOUR_FAKE_BY_STOP);
 }
 
 /* Out of memory: this session ends (RST), recorded as closed_by NOMEM;
  * the server and its other sessions go on. */
-static void sess_nomem(fake__session *s) {
+static void sess_nomem(detour__fake_session *s) {
   if (s->closing)
     return;
   s->srv->stats.nomem++;
@@ -427,7 +431,7 @@ static void on_idle(detour_timer *t, void *arg) {
   sess_close(arg, DETOUR_FAKE_BY_IDLE);
 }
 
-static void touch_idle(fake__session *s) {
+static void touch_idle(detour__fake_session *s) {
   detour_ms t = s->srv->script->idle_timeout;
   if (t > 0 && s->idle)
     detour_timer_start(s->idle, now(s) + t);
@@ -436,7 +440,7 @@ static void touch_idle(fake__session *s) {
 /* ------------------------------------------------------------------------ */
 /* Building replies                                                          */
 
-static const char *default_text(fake__session *s, detour_fake_stage st,
+static const char *default_text(detour__fake_session *s, detour_fake_stage st,
                                 char *tmp, size_t len) {
   const char *host = s->srv->script->hostname;
   switch (st) {
@@ -499,7 +503,7 @@ static const char *generic_text(int code) {
 }
 
 /* The sequence errors a real server gives when no rule says otherwise. */
-static bool sequence_error(fake__session *s, int *code, const char **enh,
+static bool sequence_error(detour__fake_session *s, int *code, const char **enh,
                            const char **text) {
   const char *e = "5.5.1";
   const detour_fake_auth *auth = &s->srv->script->auth;
@@ -551,20 +555,21 @@ static void add_line(buf *b, int code, bool more, const char *enh,
   buf_add(b, bare_lf ? "\n" : "\r\n", bare_lf ? 1 : 2);
 }
 
-static bool offers_starttls(const fake__session *s) {
+static bool offers_starttls(const detour__fake_session *s) {
   const detour_fake_tls *t = &s->srv->script->tls;
   return t->mode == DETOUR_FAKE_TLS_STARTTLS && !t->hide_starttls && !s->tls;
 }
 
 /* AUTH is there when configured, and with after_tls only inside TLS. */
-static bool offers_auth(const fake__session *s) {
+static bool offers_auth(const detour__fake_session *s) {
   const detour_fake_auth *a = &s->srv->script->auth;
   return a->mechanisms && (!a->after_tls || s->tls);
 }
 
 /* The EHLO reply: hostname, then the keywords (the script's, then
  * STARTTLS and AUTH as the session's TLS state allows). */
-static void add_ehlo(fake__session *s, int code, bool bare_lf, bool endless) {
+static void add_ehlo(detour__fake_session *s, int code, bool bare_lf,
+                     bool endless) {
   const detour_fake_script *sc = s->srv->script;
   const char *kw[66];
   size_t n = 0;
@@ -602,9 +607,9 @@ static void add_text(buf *b, int code, const char *enh, const char *text,
 
 /* Fill s->out with the reply of the current step and s->code with its
  * code (0 when raw bytes carry none). */
-static void build_reply(fake__session *s) {
+static void build_reply(detour__fake_session *s) {
   const detour_fake_rule *r = s->rule;
-  const fake__style *style = &s->srv->script->style[s->stage];
+  const detour__fake_style *style = &s->srv->script->style[s->stage];
   bool bare_lf = (r && r->bare_lf) || style->bare_lf;
   bool endless = r && r->endless;
   char tmp[128];
@@ -621,7 +626,7 @@ static void build_reply(fake__session *s) {
     int code = r ? r->code : 0;
     const char *enh = r ? r->enhanced : NULL, *text = r ? r->text : NULL;
     if (code == 0 && !sequence_error(s, &code, &enh, &text)) {
-      code = fake__default_code(s->stage);
+      code = detour__fake_default_code(s->stage);
       enh = enh ? enh : default_enhanced(s->stage);
       if (!text && s->stage == DETOUR_FAKE_EHLO) {
         s->code = code;
@@ -635,7 +640,7 @@ static void build_reply(fake__session *s) {
       add_ehlo(s, code, bare_lf, endless);
       goto append;
     }
-    if (!text && code == fake__default_code(s->stage))
+    if (!text && code == detour__fake_default_code(s->stage))
       text = default_text(s, s->stage, tmp, sizeof tmp);
     s->code = code;
     add_text(&s->out, code, enh, text ? text : generic_text(code), bare_lf,
@@ -650,7 +655,7 @@ append:
 /* The transaction                                                           */
 
 /* Forget the message body kept so far (memory or spool). */
-static void body_drop(fake__session *s) {
+static void body_drop(detour__fake_session *s) {
   s->body.len = 0;
   s->body_len = 0;
   if (s->spool)
@@ -658,11 +663,11 @@ static void body_drop(fake__session *s) {
   s->spool = NULL;
 }
 
-static void reset_tx(fake__session *s) {
+static void reset_tx(detour__fake_session *s) {
   for (size_t i = 0; i < s->nrcpts; i++)
-    fake__free(mem_of(s), s->rcpts[i]);
+    detour__fake_free(mem_of(s), s->rcpts[i]);
   s->nrcpts = 0;
-  fake__free(mem_of(s), s->from);
+  detour__fake_free(mem_of(s), s->from);
   s->from = NULL;
   s->in_tx = false;
   body_drop(s);
@@ -672,10 +677,10 @@ static void reset_tx(fake__session *s) {
   s->body_fired = false;
 }
 
-static void add_rcpt(fake__session *s) {
+static void add_rcpt(detour__fake_session *s) {
   if (s->nrcpts == s->rcpts_cap) {
     size_t cap = s->rcpts_cap ? s->rcpts_cap * 2 : 8;
-    char **v = fake__realloc(mem_of(s), s->rcpts, cap * sizeof *v);
+    char **v = detour__fake_realloc(mem_of(s), s->rcpts, cap * sizeof *v);
     if (!v) {
       sess_nomem(s);
       return;
@@ -683,7 +688,7 @@ static void add_rcpt(fake__session *s) {
     s->rcpts = v;
     s->rcpts_cap = cap;
   }
-  char *a = fake__strdup(mem_of(s), s->arg ? s->arg : "");
+  char *a = detour__fake_strdup(mem_of(s), s->arg ? s->arg : "");
   if (!a)
     sess_nomem(s);
   else
@@ -692,7 +697,7 @@ static void add_rcpt(fake__session *s) {
 
 /* The message as received so far: complete at the final dot, not after an
  * after_bytes cut. */
-static void record_message(fake__session *s, bool complete, int code) {
+static void record_message(detour__fake_session *s, bool complete, int code) {
   detour_fake_server *srv = s->srv;
   detour_fake_message m;
   memset(&m, 0, sizeof m);
@@ -711,7 +716,7 @@ static void record_message(fake__session *s, bool complete, int code) {
   m.code = code;
   if (s->spool && fflush(s->spool) != 0)
     m.truncated = true;
-  long kept = fake__record_message(&srv->rec, &m);
+  long kept = detour__fake_record_message(&srv->rec, &m);
   if (kept == FAKE_REC_NOMEM) {
     sess_nomem(s);
     return;
@@ -726,12 +731,12 @@ static void record_message(fake__session *s, bool complete, int code) {
   ev.type = DETOUR_FAKE_EV_MESSAGE;
   ev.conn = s->id;
   ev.msg = &m;
-  if (!fake__emit(srv, &ev))
+  if (!detour__fake_emit(srv, &ev))
     sess_nomem(s);
 }
 
 /* Streaming: the body goes to an unlinked file in the spool directory. */
-static void open_spool(fake__session *s) {
+static void open_spool(detour__fake_session *s) {
   const char *dir = s->srv->spool_dir;
   char path[4096];
   if (!dir)
@@ -756,7 +761,7 @@ static void open_spool(fake__session *s) {
  * get there, so a message costs no file (a temporary file's create and
  * unlink were most of the fake server's time under smtp-source load).
  * false when the body cannot be kept (the message is marked truncated). */
-static bool spool_memory(fake__session *s) {
+static bool spool_memory(detour__fake_session *s) {
   if (s->body_trunc)
     return false; /* the spool failed before: said once, not retried */
   open_spool(s);
@@ -768,23 +773,23 @@ static bool spool_memory(fake__session *s) {
   return true;
 }
 
-static void enter_body(fake__session *s) {
-  fake__match_ctx ctx = {DETOUR_FAKE_BODY, s->id, ++s->nth[DETOUR_FAKE_BODY],
-                         NULL, false};
+static void enter_body(detour__fake_session *s) {
+  detour__fake_match_ctx ctx = {DETOUR_FAKE_BODY, s->id,
+                                ++s->nth[DETOUR_FAKE_BODY], NULL, false};
   s->state = BODY;
   body_drop(s);
   s->body_raw = 0;
-  fake__body_reader_init(&s->bodyr);
+  detour__fake_body_reader_init(&s->bodyr);
   s->body_trunc = false;
   s->body_finding = false;
   s->body_fired = false;
-  s->body_rule = fake__script_match(s->srv->script, &ctx);
+  s->body_rule = detour__fake_script_match(s->srv->script, &ctx);
 }
 
-static void start_tls(fake__session *s);
+static void start_tls(detour__fake_session *s);
 
 /* What a reply does to the session once it is written. */
-static void apply_effects(fake__session *s) {
+static void apply_effects(detour__fake_session *s) {
   bool ok = s->code / 100 == 2;
   switch (s->stage) {
   case DETOUR_FAKE_GREETING:
@@ -820,7 +825,7 @@ static void apply_effects(fake__session *s) {
     if (ok) {
       reset_tx(s);
       s->in_tx = true;
-      if (!(s->from = fake__strdup(mem_of(s), s->arg ? s->arg : "")))
+      if (!(s->from = detour__fake_strdup(mem_of(s), s->arg ? s->arg : "")))
         sess_nomem(s);
     }
     break;
@@ -845,11 +850,11 @@ static void apply_effects(fake__session *s) {
 /* ------------------------------------------------------------------------ */
 /* Steps: the rule's delay, then its action or its reply                     */
 
-static void step_begin(fake__session *s, detour_fake_stage st,
+static void step_begin(detour__fake_session *s, detour_fake_stage st,
                        const detour_fake_rule *r);
-static void step_fire(fake__session *s);
+static void step_fire(detour__fake_session *s);
 
-static void step_done(fake__session *s) {
+static void step_done(detour__fake_session *s) {
   const detour_fake_rule *r = s->rule;
   detour_fake_action then = r ? r->then : DETOUR_FAKE_ACT_AUTO;
   apply_effects(s);
@@ -884,9 +889,9 @@ static void step_done(fake__session *s) {
 }
 
 /* Endless multi-line replies: one more continuation line per tick. */
-static void endless_tick(fake__session *s) {
+static void endless_tick(detour__fake_session *s) {
   char line[64];
-  int code = s->code ? s->code : fake__default_code(s->stage);
+  int code = s->code ? s->code : detour__fake_default_code(s->stage);
   if (s->endless_left == 0) {
     emit(s, DETOUR_FAKE_EV_ACTION, s->stage, "stall", 5);
     s->state = STALLED; /* bounded: the reply never ends, the lines do */
@@ -900,7 +905,7 @@ static void endless_tick(fake__session *s) {
 }
 
 /* Write the next piece of s->out; when all is out, finish the step. */
-static void drip_next(fake__session *s) {
+static void drip_next(detour__fake_session *s) {
   /* Separate writes: one piece per timer tick, or all pieces at once (in a
    * loop, not by recursion, so a long reply dripped byte by byte cannot
    * grow the stack). */
@@ -924,9 +929,9 @@ static void drip_next(fake__session *s) {
   step_done(s);
 }
 
-static void send_reply(fake__session *s) {
+static void send_reply(detour__fake_session *s) {
   const detour_fake_rule *r = s->rule;
-  const fake__style *style = &s->srv->script->style[s->stage];
+  const detour__fake_style *style = &s->srv->script->style[s->stage];
   build_reply(s);
   if (s->out.failed) {
     sess_nomem(s);
@@ -949,7 +954,7 @@ static void send_reply(fake__session *s) {
 }
 
 /* The scripted fault instead of a reply. */
-static void do_action(fake__session *s, detour_fake_action a) {
+static void do_action(detour__fake_session *s, detour_fake_action a) {
   const char *name = detour_fake_action_name(a);
   emit(s, DETOUR_FAKE_EV_ACTION, s->stage, name, strlen(name));
   /* A cut at the final dot or mid-body: keep what arrived (once: the
@@ -968,7 +973,7 @@ static void do_action(fake__session *s, detour_fake_action a) {
     s->state = STALLED;
 }
 
-static void step_fire(fake__session *s) {
+static void step_fire(detour__fake_session *s) {
   const detour_fake_rule *r = s->rule;
   detour_fake_action a = r ? r->action : DETOUR_FAKE_ACT_AUTO;
   if (a == DETOUR_FAKE_ACT_CLOSE || a == DETOUR_FAKE_ACT_RESET ||
@@ -982,16 +987,16 @@ static void step_fire(fake__session *s) {
   }
   if (s->stage == DETOUR_FAKE_CONNECT) {
     /* connect only delays (or cuts); then the greeting. */
-    fake__match_ctx ctx = {DETOUR_FAKE_GREETING, s->id,
-                           ++s->nth[DETOUR_FAKE_GREETING], NULL, false};
+    detour__fake_match_ctx ctx = {DETOUR_FAKE_GREETING, s->id,
+                                  ++s->nth[DETOUR_FAKE_GREETING], NULL, false};
     step_begin(s, DETOUR_FAKE_GREETING,
-               fake__script_match(s->srv->script, &ctx));
+               detour__fake_script_match(s->srv->script, &ctx));
     return;
   }
   send_reply(s);
 }
 
-static void step_begin(fake__session *s, detour_fake_stage st,
+static void step_begin(detour__fake_session *s, detour_fake_stage st,
                        const detour_fake_rule *r) {
   s->busy = true;
   s->stage = st;
@@ -1004,9 +1009,10 @@ static void step_begin(fake__session *s, detour_fake_stage st,
 }
 
 /* Pick the rule of a stage for this command and start its step. */
-static void run_stage(fake__session *s, detour_fake_stage st, bool params) {
-  fake__match_ctx ctx = {st, s->id, ++s->nth[st], s->arg, params};
-  step_begin(s, st, fake__script_match(s->srv->script, &ctx));
+static void run_stage(detour__fake_session *s, detour_fake_stage st,
+                      bool params) {
+  detour__fake_match_ctx ctx = {st, s->id, ++s->nth[st], s->arg, params};
+  step_begin(s, st, detour__fake_script_match(s->srv->script, &ctx));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1032,11 +1038,11 @@ static detour_fake_stage verb_stage(const char *line, size_t len) {
 }
 
 /* "FROM:<a@b> SIZE=1" -> s->arg = "a@b", *params = true. */
-static void parse_path(fake__session *s, const char *line, const char *kw,
-                       bool *params) {
+static void parse_path(detour__fake_session *s, const char *line,
+                       const char *kw, bool *params) {
   size_t kl = strlen(kw);
   const char *p = line + 5; /* after "MAIL " / "RCPT " */
-  fake__free(mem_of(s), s->arg);
+  detour__fake_free(mem_of(s), s->arg);
   s->arg = NULL;
   s->arg_bad = true;
   *params = false;
@@ -1050,13 +1056,13 @@ static void parse_path(fake__session *s, const char *line, const char *kw,
     end = strchr(++p, '>');
     if (!end)
       return;
-    s->arg = fake__memdup(mem_of(s), p, (size_t)(end - p));
+    s->arg = detour__fake_memdup(mem_of(s), p, (size_t)(end - p));
     end++;
   } else {
     end = p + strcspn(p, " ");
     if (end == p)
       return;
-    s->arg = fake__memdup(mem_of(s), p, (size_t)(end - p));
+    s->arg = detour__fake_memdup(mem_of(s), p, (size_t)(end - p));
   }
   while (*end == ' ')
     end++;
@@ -1067,7 +1073,7 @@ static void parse_path(fake__session *s, const char *line, const char *kw,
 }
 
 /* A recipient over max_rcpts: 452 4.5.3 whatever the script says. */
-static void too_many_rcpts(fake__session *s) {
+static void too_many_rcpts(detour__fake_session *s) {
   static const detour_fake_rule too_many = {.stage = DETOUR_FAKE_RCPT,
                                             .code = 452,
                                             .enhanced = "4.5.3",
@@ -1089,7 +1095,7 @@ static void too_many_rcpts(fake__session *s) {
 
 /* A reply of the exchange itself (334 challenge, 5xx sequence errors): no
  * rule applies to those. */
-static void auth_say(fake__session *s, int code, const char *enh,
+static void auth_say(detour__fake_session *s, int code, const char *enh,
                      const char *text) {
   memset(&s->auth_reply, 0, sizeof s->auth_reply);
   s->auth_reply.stage = DETOUR_FAKE_AUTH;
@@ -1101,8 +1107,8 @@ static void auth_say(fake__session *s, int code, const char *enh,
 
 /* Credentials complete: compare, record (never the password), then the
  * AUTH stage's rule or the default 235 / 535. */
-static void auth_verdict(fake__session *s) {
-  const char *want = fake__script_password(s->srv->script, s->sasl.user);
+static void auth_verdict(detour__fake_session *s) {
+  const char *want = detour__fake_script_password(s->srv->script, s->sasl.user);
   char line[DETOUR_FAKE_SASL_FIELD_MAX + 96];
   s->cred_ok = want && strcmp(want, s->sasl.password) == 0;
   int n =
@@ -1125,7 +1131,7 @@ static void auth_verdict(fake__session *s) {
   run_stage(s, DETOUR_FAKE_AUTH, false);
 }
 
-static void auth_status(fake__session *s, detour_fake_sasl_status st) {
+static void auth_status(detour__fake_session *s, detour_fake_sasl_status st) {
   switch (st) {
   case DETOUR_FAKE_SASL_CHALLENGE:
     auth_say(s, 334, NULL, s->sasl.challenge);
@@ -1145,7 +1151,8 @@ static void auth_status(fake__session *s, detour_fake_sasl_status st) {
 }
 
 /* The AUTH command on a server that offers AUTH. */
-static void auth_command(fake__session *s, const char *line, size_t len) {
+static void auth_command(detour__fake_session *s, const char *line,
+                         size_t len) {
   s->cred_ok = false;
   if (!offers_auth(s))
     auth_say(s, 538, "5.7.11",
@@ -1160,7 +1167,7 @@ static void auth_command(fake__session *s, const char *line, size_t len) {
 }
 
 /* A line answering a 334 challenge: recorded redacted, never as sent. */
-static void auth_line(fake__session *s, const char *line, size_t len) {
+static void auth_line(detour__fake_session *s, const char *line, size_t len) {
   s->info.commands++;
   s->srv->stats.commands++;
   emit(s, DETOUR_FAKE_EV_COMMAND, DETOUR_FAKE_AUTH, REDACTED,
@@ -1185,13 +1192,13 @@ static size_t redact_auth(const char *line, size_t len, char *out, size_t cap) {
 /* After the 220: forget what the client sent in clear (4.2: data that
  * arrived before the handshake must not be taken as commands) and the
  * session state, then read the handshake. */
-static void start_tls(fake__session *s) {
+static void start_tls(detour__fake_session *s) {
   buf_consume(&s->in, s->in.len);
-  fake__line_reader_init(&s->lines, s->srv->script->limits.max_line);
+  detour__fake_line_reader_init(&s->lines, s->srv->script->limits.max_line);
   reset_tx(s);
   s->authed = false;
   s->need_ehlo = true;
-  s->tls = fake__tls_new(s->srv->tls_ctx, mem_of(s));
+  s->tls = detour__fake_tls_new(s->srv->tls_ctx, mem_of(s));
   if (!s->tls) {
     sess_nomem(s);
     return;
@@ -1199,7 +1206,7 @@ static void start_tls(fake__session *s) {
   s->state = TLS_HANDSHAKE;
 }
 
-static void handle_command(fake__session *s, char *line, size_t len) {
+static void handle_command(detour__fake_session *s, char *line, size_t len) {
   detour_fake_stage st = verb_stage(line, len);
   bool params = false;
   char redacted[96];
@@ -1216,7 +1223,7 @@ static void handle_command(fake__session *s, char *line, size_t len) {
   else
     emit(s, DETOUR_FAKE_EV_COMMAND, st, line, len);
   if (st == DETOUR_FAKE_AUTH) {
-    fake__free(mem_of(s), s->arg);
+    detour__fake_free(mem_of(s), s->arg);
     s->arg = NULL;
     s->arg_bad = false;
     auth_command(s, line, len);
@@ -1227,7 +1234,7 @@ static void handle_command(fake__session *s, char *line, size_t len) {
   else if (st == DETOUR_FAKE_RCPT)
     parse_path(s, line, "TO:", &params);
   else {
-    fake__free(mem_of(s), s->arg);
+    detour__fake_free(mem_of(s), s->arg);
     s->arg = NULL;
     s->arg_bad = false;
   }
@@ -1242,7 +1249,7 @@ static void handle_command(fake__session *s, char *line, size_t len) {
 
 /* An overlong command line: recorded (its first bytes), then answered
  * 500 5.5.6 as one command; cmdread.c discards its tail. */
-static void line_too_long(fake__session *s, const char *p, size_t len) {
+static void line_too_long(detour__fake_session *s, const char *p, size_t len) {
   static const detour_fake_rule too_long = {.stage = DETOUR_FAKE_UNKNOWN,
                                             .code = 500,
                                             .enhanced = "5.5.6",
@@ -1269,14 +1276,14 @@ static void line_too_long(fake__session *s, const char *p, size_t len) {
 
 /* One command line from s->in, if a whole one is there; true when bytes
  * were consumed. */
-static bool take_command(fake__session *s) {
-  fake__line l;
-  fake__line_next(&s->lines, s->in.p, s->in.len, &l);
+static bool take_command(detour__fake_session *s) {
+  detour__fake_line l;
+  detour__fake_line_next(&s->lines, s->in.p, s->in.len, &l);
   if (l.kind == FAKE_LINE_NONE) {
     buf_consume(&s->in, l.used);
     return l.used > 0;
   }
-  char *line = fake__memdup(mem_of(s), s->in.p, l.len);
+  char *line = detour__fake_memdup(mem_of(s), s->in.p, l.len);
   buf_consume(&s->in, l.used);
   if (!line) {
     sess_nomem(s);
@@ -1290,7 +1297,7 @@ static bool take_command(fake__session *s) {
   else
     handle_command(s, line, l.len);
   memset(line, 0, l.len); /* an AUTH line holds a password */
-  fake__free(mem_of(s), line);
+  detour__fake_free(mem_of(s), line);
   return true;
 }
 
@@ -1299,7 +1306,7 @@ static bool take_command(fake__session *s) {
 
 /* Keep body bytes (memory, or the spool when streaming) up to max_body;
  * the rest is read and dropped, the message marked truncated. */
-static void body_add(fake__session *s, const char *p, size_t n) {
+static void body_add(detour__fake_session *s, const char *p, size_t n) {
   size_t max = limits(s)->max_body;
   if (s->body_len + n > max) {
     if (!s->body_trunc)
@@ -1330,7 +1337,7 @@ static void body_add(fake__session *s, const char *p, size_t n) {
 }
 
 /* The body fault (after_bytes reached): its delay, then act or reply. */
-static void body_fault(fake__session *s) {
+static void body_fault(detour__fake_session *s) {
   s->body_fired = true;
   s->nth[DETOUR_FAKE_BODY]++;
   step_begin(s, DETOUR_FAKE_BODY, s->body_rule);
@@ -1339,7 +1346,7 @@ static void body_fault(fake__session *s) {
 /* A client that ends its message with a bare LF around the dot (the SMTP
  * smuggling pattern): not an end of data here, and a finding once per
  * message. */
-static void bare_lf_dot_finding(fake__session *s) {
+static void bare_lf_dot_finding(detour__fake_session *s) {
   static const char what[] =
       "bare LF dot: a '.' line next to a bare LF in DATA (not taken as "
       "the end of the message)";
@@ -1352,7 +1359,7 @@ static void bare_lf_dot_finding(fake__session *s) {
 /* Consume body bytes; returns true when it made progress. cmdread.c
  * unstuffs them and finds the end (CRLF.CRLF only). A pending after_bytes
  * fault limits how far we read. */
-static bool take_body(fake__session *s) {
+static bool take_body(detour__fake_session *s) {
   static _Thread_local char out[BODY_CHUNK + 2];
   const detour_fake_rule *r = s->body_fired ? NULL : s->body_rule;
   size_t limit = s->in.len;
@@ -1364,8 +1371,8 @@ static bool take_body(fake__session *s) {
   size_t used = 0;
   while (used < limit) {
     size_t n = limit - used < BODY_CHUNK ? limit - used : BODY_CHUNK;
-    fake__body_chunk c;
-    fake__body_next(&s->bodyr, s->in.p + used, n, out, &c);
+    detour__fake_body_chunk c;
+    detour__fake_body_next(&s->bodyr, s->in.p + used, n, out, &c);
     used += c.used;
     s->body_raw += c.used;
     if (c.end || memchr(out, '\n', c.out_len))
@@ -1383,14 +1390,14 @@ static bool take_body(fake__session *s) {
   }
   buf_consume(&s->in, used);
   if (cut) {
-    body_add(s, out, fake__body_flush(&s->bodyr, out));
+    body_add(s, out, detour__fake_body_flush(&s->bodyr, out));
     body_fault(s);
     return true;
   }
   return used > 0;
 }
 
-static size_t queued(fake__session *s) {
+static size_t queued(detour__fake_session *s) {
   return uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp);
 }
 
@@ -1400,7 +1407,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
 /* Read only while there is room: at most max_input bytes buffered and
  * max_output reply bytes queued. A client that does not read its replies,
  * or floods us while a reply is delayed, meets TCP's own back-pressure. */
-static void flow(fake__session *s) {
+static void flow(detour__fake_session *s) {
   const detour_fake_limits *l = limits(s);
   if (s->closing)
     return;
@@ -1428,7 +1435,7 @@ static void flow(fake__session *s) {
 /* Handle buffered input while nothing else is in progress. Each turn
  * consumes bytes, so the loop ends. Stops while the client's replies pile
  * up (on_write comes back when they drain). */
-static void pump(fake__session *s) {
+static void pump(detour__fake_session *s) {
   if (s->pumping)
     return; /* the outer call's loop goes on */
   s->pumping = true;
@@ -1460,7 +1467,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
 }
 
 /* Plaintext into the command buffer; false when the session closed. */
-static bool take_input(fake__session *s, const char *p, size_t n) {
+static bool take_input(detour__fake_session *s, const char *p, size_t n) {
   if (!buf_add(&s->in, p, n)) {
     sess_nomem(s);
     return false;
@@ -1469,13 +1476,13 @@ static bool take_input(fake__session *s, const char *p, size_t n) {
 }
 
 /* The tls_drop fault: half of the server's first flight, then FIN. */
-static void tls_drop(fake__session *s) {
-  size_t n = fake__tls_pending(s->tls);
-  char *tmp = fake__malloc(mem_of(s), n ? n : 1);
+static void tls_drop(detour__fake_session *s) {
+  size_t n = detour__fake_tls_pending(s->tls);
+  char *tmp = detour__fake_malloc(mem_of(s), n ? n : 1);
   if (tmp) {
-    n = fake__tls_pull(s->tls, tmp, n);
+    n = detour__fake_tls_pull(s->tls, tmp, n);
     wire_write(s, tmp, n / 2);
-    fake__free(mem_of(s), tmp);
+    detour__fake_free(mem_of(s), tmp);
   }
   emit(s, DETOUR_FAKE_EV_TLS, s->stage, "dropped mid-handshake", 21);
   sess_close(s, DETOUR_FAKE_BY_SERVER);
@@ -1483,13 +1490,13 @@ static void tls_drop(fake__session *s) {
 
 /* The handshake is over: record it, then greet (implicit TLS) or wait for
  * the new EHLO (STARTTLS). */
-static void tls_ready(fake__session *s) {
+static void tls_ready(detour__fake_session *s) {
   char desc[512];
-  fake__tls_describe(s->tls, s->srv->tls_cert, desc, sizeof desc);
+  detour__fake_tls_describe(s->tls, s->srv->tls_cert, desc, sizeof desc);
   snprintf(s->info.tls_version, sizeof s->info.tls_version, "%s",
-           fake__tls_version(s->tls));
+           detour__fake_tls_version(s->tls));
   snprintf(s->info.tls_cipher, sizeof s->info.tls_cipher, "%s",
-           fake__tls_cipher(s->tls));
+           detour__fake_tls_cipher(s->tls));
   sync_record(s);
   emit(s, DETOUR_FAKE_EV_TLS, s->stage, desc, strlen(desc));
   if (s->tls_before_greeting) {
@@ -1503,16 +1510,16 @@ static void tls_ready(fake__session *s) {
 
 /* Ciphertext in: drive the handshake, then decrypt into the command
  * buffer. Returns false when the session closed. */
-static bool tls_input(fake__session *s, const char *p, size_t n) {
+static bool tls_input(detour__fake_session *s, const char *p, size_t n) {
   static _Thread_local char plain[16 * 1024];
-  if (!fake__tls_push(s->tls, p, n)) {
+  if (!detour__fake_tls_push(s->tls, p, n)) {
     sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
     return false;
   }
   if (s->state == TLS_HANDSHAKE) {
-    int rc = fake__tls_handshake(s->tls);
+    int rc = detour__fake_tls_handshake(s->tls);
     if (s->srv->script->tls.handshake == DETOUR_FAKE_TLS_DROP) {
-      if (rc == 0 && fake__tls_pending(s->tls) == 0)
+      if (rc == 0 && detour__fake_tls_pending(s->tls) == 0)
         return true; /* the ClientHello is not complete yet */
       tls_drop(s);
       return false;
@@ -1523,10 +1530,10 @@ static bool tls_input(fake__session *s, const char *p, size_t n) {
        * client rejected, the SNI it asked for). */
       char why[768], desc[512];
       bool alert = s->srv->script->tls.handshake == DETOUR_FAKE_TLS_ALERT;
-      fake__tls_describe(s->tls, s->srv->tls_cert, desc, sizeof desc);
+      detour__fake_tls_describe(s->tls, s->srv->tls_cert, desc, sizeof desc);
       int k = snprintf(why, sizeof why, "handshake failed: %s; %s",
                        alert ? "alert handshake_failure sent (tls_alert)"
-                             : fake__tls_error(s->tls),
+                             : detour__fake_tls_error(s->tls),
                        desc);
       emit(s, DETOUR_FAKE_EV_TLS, s->stage, why,
            k < 0                    ? 0
@@ -1540,7 +1547,7 @@ static bool tls_input(fake__session *s, const char *p, size_t n) {
     tls_ready(s);
   }
   for (;;) {
-    long k = fake__tls_read(s->tls, plain, sizeof plain);
+    long k = detour__fake_tls_read(s->tls, plain, sizeof plain);
     tls_flush(s); /* a read may answer (key update, ...) */
     if (s->closing)
       return false;
@@ -1557,7 +1564,7 @@ static bool tls_input(fake__session *s, const char *p, size_t n) {
 }
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
-  fake__session *s = st->data;
+  detour__fake_session *s = st->data;
   if (n == 0 || s->closing)
     return;
   if (n < 0) {
@@ -1584,7 +1591,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
 }
 
 /* Over max_sessions: 421 4.7.0 whatever the script says, then close. */
-static void too_many_sessions(fake__session *s) {
+static void too_many_sessions(detour__fake_session *s) {
   static const detour_fake_rule too_many = {
       .stage = DETOUR_FAKE_GREETING,
       .code = 421,
@@ -1598,7 +1605,7 @@ static void too_many_sessions(fake__session *s) {
   step_begin(s, DETOUR_FAKE_GREETING, &too_many);
 }
 
-static void begin(fake__session *s) {
+static void begin(detour__fake_session *s) {
   struct sockaddr_storage peer;
   int len = sizeof peer;
   detour_fake_event ev;
@@ -1607,10 +1614,10 @@ static void begin(fake__session *s) {
   s->info.accept_mono = uv_hrtime();
   s->info.close_time = DETOUR_NO_DEADLINE;
   if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&peer, &len) == 0)
-    fake__format_addr((struct sockaddr *)&peer, s->info.peer,
-                      sizeof s->info.peer, NULL, 0);
+    detour__fake_format_addr((struct sockaddr *)&peer, s->info.peer,
+                             sizeof s->info.peer, NULL, 0);
   s->rec_generation = s->srv->generation;
-  s->rec_index = fake__record_conn(&s->srv->rec, &s->info);
+  s->rec_index = detour__fake_record_conn(&s->srv->rec, &s->info);
   if (s->rec_index == FAKE_REC_NOMEM) {
     sess_nomem(s);
     return;
@@ -1620,7 +1627,7 @@ static void begin(fake__session *s) {
   ev.conn = s->id;
   ev.data = s->info.peer;
   ev.len = strlen(s->info.peer);
-  if (!fake__emit(s->srv, &ev)) {
+  if (!detour__fake_emit(s->srv, &ev)) {
     sess_nomem(s);
     return;
   }
@@ -1630,7 +1637,7 @@ static void begin(fake__session *s) {
     too_many_sessions(s);
   } else if (s->srv->script->tls.mode == DETOUR_FAKE_TLS_IMPLICIT) {
     /* RFC 8314: TLS from the first byte; the greeting comes after it. */
-    s->tls = fake__tls_new(s->srv->tls_ctx, mem_of(s));
+    s->tls = detour__fake_tls_new(s->srv->tls_ctx, mem_of(s));
     if (!s->tls) {
       sess_nomem(s);
       return;
@@ -1647,9 +1654,9 @@ static void on_reject_closed(uv_handle_t *h) {
   srv->reject_busy = false;
   if (srv->reject_pending && !srv->stopped) {
     srv->reject_pending = false;
-    fake__session_accept(srv); /* libuv waits for that one to be taken */
+    detour__fake_session_accept(srv); /* libuv waits for that one to be taken */
   }
-  fake__server_maybe_free(srv);
+  detour__fake_server_maybe_free(srv);
 }
 
 /* No memory for a session: take the connection on the server's spare
@@ -1675,11 +1682,11 @@ static void reject_nomem(detour_fake_server *srv) {
   ev.type = DETOUR_FAKE_EV_LIMIT;
   ev.data = what;
   ev.len = sizeof what - 1;
-  fake__emit(srv, &ev); /* best effort */
+  detour__fake_emit(srv, &ev); /* best effort */
 }
 
-void fake__session_accept(detour_fake_server *srv) {
-  fake__session *s = fake__calloc(&srv->mem, 1, sizeof *s);
+void detour__fake_session_accept(detour_fake_server *srv) {
+  detour__fake_session *s = detour__fake_calloc(&srv->mem, 1, sizeof *s);
   if (!s) {
     reject_nomem(srv);
     return;
@@ -1688,7 +1695,7 @@ void fake__session_accept(detour_fake_server *srv) {
   s->rec_index = -1;
   s->tcp.data = s;
   s->in.mem = s->out.mem = s->body.mem = &srv->mem;
-  fake__line_reader_init(&s->lines, srv->script->limits.max_line);
+  detour__fake_line_reader_init(&s->lines, srv->script->limits.max_line);
   uv_tcp_init(srv->loop, &s->tcp);
   if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&s->tcp) != 0) {
     srv->stats.accept_errors++;

@@ -4,9 +4,9 @@
  *
  * Why memory BIOs: libuv owns the socket and the loop (real or virtual
  * clock). The session hands every ciphertext chunk it reads to
- * fake__tls_push, drives the handshake and SSL_read from there, and writes
- * what OpenSSL put into the outgoing BIO with its ordinary uv_write. There
- * is no second event loop, no blocking call and no thread; a drip or a
+ * detour__fake_tls_push, drives the handshake and SSL_read from there, and
+ * writes what OpenSSL put into the outgoing BIO with its ordinary uv_write.
+ * There is no second event loop, no blocking call and no thread; a drip or a
  * split still decides how many TLS records a reply becomes.
  *
  * The server's SSL_CTX (one per fake server) also carries the handshake
@@ -25,7 +25,7 @@
 
 #include "fake_internal.h"
 
-struct fake__tls {
+struct detour__fake_tls {
   const detour_fake_mem *mem; /* ours; OpenSSL allocates with its own */
   SSL *ssl;
   BIO *in, *out; /* ciphertext from the peer / for the peer */
@@ -83,9 +83,10 @@ static int cert_paths(const detour_fake_tls *t, const char *server_dir,
   return 0;
 }
 
-struct ssl_ctx_st *fake__tls_ctx_new(const detour_fake_script *s,
-                                     const char *server_dir, char *desc,
-                                     size_t dlen, char *err, size_t errlen) {
+struct ssl_ctx_st *detour__fake_tls_ctx_new(const detour_fake_script *s,
+                                            const char *server_dir, char *desc,
+                                            size_t dlen, char *err,
+                                            size_t errlen) {
   const detour_fake_tls *t = &s->tls;
   char cert[4096], key[4096], why[160];
   if (cert_paths(t, server_dir, cert, key, sizeof cert, desc, dlen, err,
@@ -135,10 +136,11 @@ fail:
   return NULL;
 }
 
-void fake__tls_ctx_free(struct ssl_ctx_st *ctx) { SSL_CTX_free(ctx); }
+void detour__fake_tls_ctx_free(struct ssl_ctx_st *ctx) { SSL_CTX_free(ctx); }
 
-fake__tls *fake__tls_new(struct ssl_ctx_st *ctx, const detour_fake_mem *mem) {
-  fake__tls *t = fake__calloc(mem, 1, sizeof *t);
+detour__fake_tls *detour__fake_tls_new(struct ssl_ctx_st *ctx,
+                                       const detour_fake_mem *mem) {
+  detour__fake_tls *t = detour__fake_calloc(mem, 1, sizeof *t);
   if (!t)
     return NULL;
   t->mem = mem;
@@ -149,7 +151,7 @@ fake__tls *fake__tls_new(struct ssl_ctx_st *ctx, const detour_fake_mem *mem) {
     SSL_free(t->ssl);
     BIO_free(t->in);
     BIO_free(t->out);
-    fake__free(mem, t);
+    detour__fake_free(mem, t);
     return NULL;
   }
   /* An empty input BIO means "wait for more", not end of file. */
@@ -160,18 +162,18 @@ fake__tls *fake__tls_new(struct ssl_ctx_st *ctx, const detour_fake_mem *mem) {
   return t;
 }
 
-void fake__tls_free(fake__tls *t) {
+void detour__fake_tls_free(detour__fake_tls *t) {
   if (!t)
     return;
   SSL_free(t->ssl);
-  fake__free(t->mem, t);
+  detour__fake_free(t->mem, t);
 }
 
-bool fake__tls_push(fake__tls *t, const void *p, size_t n) {
+bool detour__fake_tls_push(detour__fake_tls *t, const void *p, size_t n) {
   return n == 0 || BIO_write(t->in, p, (int)n) == (int)n;
 }
 
-int fake__tls_handshake(fake__tls *t) {
+int detour__fake_tls_handshake(detour__fake_tls *t) {
   if (t->done)
     return 1;
   int rc = SSL_do_handshake(t->ssl);
@@ -187,7 +189,7 @@ int fake__tls_handshake(fake__tls *t) {
   return -1;
 }
 
-long fake__tls_read(fake__tls *t, char *buf, size_t cap) {
+long detour__fake_tls_read(detour__fake_tls *t, char *buf, size_t cap) {
   size_t got = 0;
   int rc = SSL_read_ex(t->ssl, buf, cap, &got);
   if (rc == 1)
@@ -203,20 +205,22 @@ long fake__tls_read(fake__tls *t, char *buf, size_t cap) {
   return -2;
 }
 
-bool fake__tls_write(fake__tls *t, const void *p, size_t n) {
+bool detour__fake_tls_write(detour__fake_tls *t, const void *p, size_t n) {
   size_t done = 0;
   /* Memory BIOs grow, so a write after the handshake never blocks. */
   return n == 0 || (SSL_write_ex(t->ssl, p, n, &done) == 1 && done == n);
 }
 
-size_t fake__tls_pending(fake__tls *t) { return BIO_ctrl_pending(t->out); }
+size_t detour__fake_tls_pending(detour__fake_tls *t) {
+  return BIO_ctrl_pending(t->out);
+}
 
-size_t fake__tls_pull(fake__tls *t, char *buf, size_t cap) {
+size_t detour__fake_tls_pull(detour__fake_tls *t, char *buf, size_t cap) {
   int n = BIO_read(t->out, buf, (int)cap);
   return n > 0 ? (size_t)n : 0;
 }
 
-void fake__tls_close_notify(fake__tls *t) {
+void detour__fake_tls_close_notify(detour__fake_tls *t) {
   if (t->done && !t->shut) {
     t->shut = true;
     SSL_shutdown(t->ssl); /* queues close_notify; we do not wait for the
@@ -225,23 +229,23 @@ void fake__tls_close_notify(fake__tls *t) {
   }
 }
 
-bool fake__tls_established(const fake__tls *t) { return t->done; }
+bool detour__fake_tls_established(const detour__fake_tls *t) { return t->done; }
 
-const char *fake__tls_version(const fake__tls *t) {
+const char *detour__fake_tls_version(const detour__fake_tls *t) {
   return SSL_get_version(t->ssl);
 }
 
-const char *fake__tls_cipher(const fake__tls *t) {
+const char *detour__fake_tls_cipher(const detour__fake_tls *t) {
   const char *c = SSL_get_cipher_name(t->ssl);
   return c ? c : "";
 }
 
-const char *fake__tls_error(const fake__tls *t) {
+const char *detour__fake_tls_error(const detour__fake_tls *t) {
   return t->error[0] ? t->error : "handshake failed";
 }
 
-void fake__tls_describe(const fake__tls *t, const char *cert, char *buf,
-                        size_t len) {
+void detour__fake_tls_describe(const detour__fake_tls *t, const char *cert,
+                               char *buf, size_t len) {
   const char *sni = SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
   snprintf(buf, len, "version=%s cipher=%s sni=%s cert=%s",
            SSL_get_version(t->ssl), SSL_get_cipher_name(t->ssl),

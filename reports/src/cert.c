@@ -26,7 +26,7 @@ const char *detour_cert_status_name(detour_cert_status st) {
 
 /* The row for id, appended when new. NULL on out of memory. */
 static detour_cert_rule *rule_for(detour_cert *c, const char *id) {
-  int spec = rep_rule_number(id);
+  int spec = detour__rep_rule_number(id);
   if (spec)
     return &c->rules[spec - 1];
   for (size_t i = REP_SPEC_RULES; i < c->n; i++)
@@ -74,7 +74,7 @@ static int init_spec_rules(detour_cert *c) {
     char id[8];
     snprintf(id, sizeof id, "R%d", i + 1);
     c->rules[i].rule = strdup(id);
-    c->rules[i].title = rep_rule_title(i + 1);
+    c->rules[i].title = detour__rep_rule_title(i + 1);
     if (!c->rules[i].rule)
       return DETOUR_ENOMEM;
   }

@@ -124,16 +124,17 @@ int detour_report_hash_files(const char *const *files, size_t n, char hex[65]) {
 /* PASS when nothing failed and something passed; FAIL when anything
  * failed or could not run; else NOT JUDGED (every scenario skipped). */
 static const char *overall(const detour_suite *s) {
-  if (rep_count(s, DETOUR_VERDICT_FAIL) || rep_count(s, DETOUR_VERDICT_ERROR))
+  if (detour__rep_count(s, DETOUR_VERDICT_FAIL) ||
+      detour__rep_count(s, DETOUR_VERDICT_ERROR))
     return "FAIL";
-  return rep_count(s, DETOUR_VERDICT_PASS) ? "PASS" : "NOT JUDGED";
+  return detour__rep_count(s, DETOUR_VERDICT_PASS) ? "PASS" : "NOT JUDGED";
 }
 
 void detour_certificate_overall(const detour_suite *s,
                                 const detour_certificate_meta *m, char *buf,
                                 size_t len) {
-  size_t fail =
-      rep_count(s, DETOUR_VERDICT_FAIL) + rep_count(s, DETOUR_VERDICT_ERROR);
+  size_t fail = detour__rep_count(s, DETOUR_VERDICT_FAIL) +
+                detour__rep_count(s, DETOUR_VERDICT_ERROR);
   snprintf(buf, len,
            "%s%s: %s (%s) on profile %s: %zu passed, %zu failed, %zu skipped "
            "(settings the client cannot express) of %zu scenarios",
@@ -141,8 +142,8 @@ void detour_certificate_overall(const detour_suite *s,
            m->client ? m->client : "?",
            m->client_version ? m->client_version : "(version unknown)",
            m->profile_version ? m->profile_version : "?",
-           rep_count(s, DETOUR_VERDICT_PASS), fail,
-           rep_count(s, DETOUR_VERDICT_SKIP), s->n);
+           detour__rep_count(s, DETOUR_VERDICT_PASS), fail,
+           detour__rep_count(s, DETOUR_VERDICT_SKIP), s->n);
 }
 
 /* The pcap of r under the report dir, relative to it, when one exists. */
@@ -165,14 +166,14 @@ static const char *reason(const detour_scenario_result *r) {
 /* ---- JSON ---------------------------------------------------------------- */
 
 static void jkey(FILE *f, const char *k) {
-  rep_json_str(f, k);
+  detour__rep_json_str(f, k);
   fputc(':', f);
 }
 
 static void json_server(FILE *f, const detour_scenario_server *sv) {
   fputs("{", f);
   jkey(f, "server");
-  rep_json_str(f, sv->name);
+  detour__rep_json_str(f, sv->name);
   fputs(",\"connections_ms\":[", f);
   for (size_t i = 0; i < sv->nconns; i++)
     fprintf(f, "%s%lld", i ? "," : "", (long long)sv->conns[i].accept_t);
@@ -180,11 +181,11 @@ static void json_server(FILE *f, const detour_scenario_server *sv) {
   for (size_t i = 0; i < sv->nmsgs; i++) {
     const detour_scenario_received *m = &sv->msgs[i];
     fprintf(f, "%s{\"t_ms\":%lld,\"from\":", i ? "," : "", (long long)m->t);
-    rep_json_str(f, m->from);
+    detour__rep_json_str(f, m->from);
     fputs(",\"to\":[", f);
     for (size_t k = 0; k < m->nrcpts; k++) {
       fputs(k ? "," : "", f);
-      rep_json_str(f, m->rcpts[k]);
+      detour__rep_json_str(f, m->rcpts[k]);
     }
     fprintf(f, "],\"complete\":%s,\"code\":%d}", m->complete ? "true" : "false",
             m->code);
@@ -197,16 +198,16 @@ static void json_scenario(FILE *f, const detour_scenario_result *r,
   char pcap[300];
   fputs("{", f);
   jkey(f, "name");
-  rep_json_str(f, r->name);
+  detour__rep_json_str(f, r->name);
   fputc(',', f);
   jkey(f, "verdict");
-  rep_json_str(f, detour_verdict_name(r->verdict));
+  detour__rep_json_str(f, detour_verdict_name(r->verdict));
   fputc(',', f);
   jkey(f, "reason");
-  rep_json_str(f, r->verdict == DETOUR_VERDICT_PASS ? NULL : reason(r));
+  detour__rep_json_str(f, r->verdict == DETOUR_VERDICT_PASS ? NULL : reason(r));
   fputc(',', f);
   jkey(f, "pcap");
-  rep_json_str(f, pcap_of(m, r, pcap, sizeof pcap) ? pcap : NULL);
+  detour__rep_json_str(f, pcap_of(m, r, pcap, sizeof pcap) ? pcap : NULL);
   fputs(",\"evidence\":[", f);
   for (size_t i = 0; i < r->nservers; i++) {
     fputs(i ? "," : "", f);
@@ -229,18 +230,18 @@ static void json_meta(FILE *f, const detour_suite *s,
   for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
     fputs(i ? ",\n    " : "\n    ", f);
     jkey(f, keys[i]);
-    rep_json_str(f, vals[i]);
+    detour__rep_json_str(f, vals[i]);
   }
   fprintf(f,
           ",\n    \"mutated\":%s,\n    \"verdict\":\"%s\",\n    "
           "\"scenarios\":%zu,\n    \"passed\":%zu,\n    \"failed\":%zu,\n    "
           "\"skipped\":%zu,\n    \"overall\":",
           m->mutated ? "true" : "false", overall(s), s->n,
-          rep_count(s, DETOUR_VERDICT_PASS),
-          rep_count(s, DETOUR_VERDICT_FAIL) +
-              rep_count(s, DETOUR_VERDICT_ERROR),
-          rep_count(s, DETOUR_VERDICT_SKIP));
-  rep_json_str(f, line);
+          detour__rep_count(s, DETOUR_VERDICT_PASS),
+          detour__rep_count(s, DETOUR_VERDICT_FAIL) +
+              detour__rep_count(s, DETOUR_VERDICT_ERROR),
+          detour__rep_count(s, DETOUR_VERDICT_SKIP));
+  detour__rep_json_str(f, line);
   fputs("\n  },\n", f);
 }
 
@@ -256,9 +257,9 @@ int detour_report_certificate_json(const detour_suite *s,
   for (size_t i = 0; i < c.n; i++) {
     const detour_cert_rule *r = &c.rules[i];
     fprintf(f, "%s\n    {\"rule\":", i ? "," : "");
-    rep_json_str(f, r->rule);
+    detour__rep_json_str(f, r->rule);
     fputs(",\"title\":", f);
-    rep_json_str(f, r->title);
+    detour__rep_json_str(f, r->title);
     fprintf(f,
             ",\"status\":\"%s\",\"passed\":%zu,\"failed\":%zu,"
             "\"skipped\":%zu,\"scenarios\":[",
@@ -272,7 +273,7 @@ int detour_report_certificate_json(const detour_suite *s,
   }
   fputs("\n  ]\n}\n", f);
   detour_cert_free(&c);
-  return rep_finish(f);
+  return detour__rep_finish(f);
 }
 
 /* ---- HTML ---------------------------------------------------------------- */
@@ -290,24 +291,24 @@ static void html_evidence(FILE *f, const detour_scenario_result *r) {
   for (size_t i = 0; i < r->nservers; i++) {
     const detour_scenario_server *sv = &r->servers[i];
     fputs("<div>server <b>", f);
-    rep_xml(f, sv->name, false);
+    detour__rep_xml(f, sv->name, false);
     fprintf(f, "</b>: %zu connection%s", sv->nconns,
             sv->nconns == 1 ? "" : "s");
     for (size_t k = 0; k < sv->nconns; k++) {
       char t[32];
-      rep_offset(sv->conns[k].accept_t, t, sizeof t);
+      detour__rep_offset(sv->conns[k].accept_t, t, sizeof t);
       fprintf(f, "%s%s", k ? ", " : " at ", t);
     }
     for (size_t k = 0; k < sv->nmsgs; k++) {
       const detour_scenario_received *m = &sv->msgs[k];
       char t[32];
-      rep_offset(m->t, t, sizeof t);
+      detour__rep_offset(m->t, t, sizeof t);
       fprintf(f, "; message at %s from ", t);
-      rep_xml(f, m->from, false);
+      detour__rep_xml(f, m->from, false);
       fputs(" to ", f);
       for (size_t q = 0; q < m->nrcpts; q++) {
         fputs(q ? ", " : "", f);
-        rep_xml(f, m->rcpts[q], false);
+        detour__rep_xml(f, m->rcpts[q], false);
       }
       fprintf(f, " (%s, reply %d)", m->complete ? "complete" : "cut", m->code);
     }
@@ -319,9 +320,9 @@ static void html_rule(FILE *f, const detour_suite *s, const detour_cert_rule *r,
                       const detour_certificate_meta *m) {
   const char *st = detour_cert_status_name(r->status);
   fputs("<h2>", f);
-  rep_xml(f, r->rule, false);
+  detour__rep_xml(f, r->rule, false);
   fputs(" ", f);
-  rep_xml(f, r->title, false);
+  detour__rep_xml(f, r->title, false);
   fprintf(f, ": <span class=\"%s\">%s</span></h2>\n",
           r->status == DETOUR_CERT_PASS   ? "pass"
           : r->status == DETOUR_CERT_FAIL ? "fail"
@@ -337,16 +338,16 @@ static void html_rule(FILE *f, const detour_suite *s, const detour_cert_rule *r,
         f);
   for (size_t k = 0; k < r->nscenarios; k++) {
     const detour_scenario_result *res = &s->results[r->scenarios[k]];
-    const char *v = rep_verdict_css(res->verdict);
+    const char *v = detour__rep_verdict_css(res->verdict);
     char pcap[300];
     fputs("<tr><td>", f);
-    rep_xml(f, res->name, false);
+    detour__rep_xml(f, res->name, false);
     fprintf(f, "</td><td class=\"%s\" title=\"", v);
-    rep_xml(f, reason(res), true);
+    detour__rep_xml(f, reason(res), true);
     fprintf(f, "\">%s", detour_verdict_name(res->verdict));
     if (res->verdict != DETOUR_VERDICT_PASS) {
       fputs("<br><small>", f);
-      rep_xml_trunc(f, reason(res), 200);
+      detour__rep_xml_trunc(f, reason(res), 200);
       fputs("</small>", f);
     }
     fputs("</td><td>", f);
@@ -354,7 +355,7 @@ static void html_rule(FILE *f, const detour_suite *s, const detour_cert_rule *r,
     fputs("</td><td>", f);
     if (pcap_of(m, res, pcap, sizeof pcap)) {
       fputs("<a href=\"", f);
-      rep_xml(f, pcap, true);
+      detour__rep_xml(f, pcap, true);
       fputs("\">pcap</a>", f);
     }
     fputs("</td></tr>\n", f);
@@ -364,7 +365,7 @@ static void html_rule(FILE *f, const detour_suite *s, const detour_cert_rule *r,
 
 static void html_item(FILE *f, const char *k, const char *v) {
   fprintf(f, "<tr><th>%s</th><td>", k);
-  rep_xml(f, v ? v : "-", false);
+  detour__rep_xml(f, v ? v : "-", false);
   fputs("</td></tr>\n", f);
 }
 
@@ -383,14 +384,14 @@ int detour_report_certificate_html(const detour_suite *s,
         f);
   fputs(m->mutated ? "MUTATED " : "", f);
   fputs("detour certificate: ", f);
-  rep_xml(f, m->client, false);
+  detour__rep_xml(f, m->client, false);
   fprintf(f,
           "</title>\n<style>%s</style>\n</head>\n<body>\n<h1>%s"
           "Certificate of failover behaviour: ",
           css, m->mutated ? "MUTATED " : "");
-  rep_xml(f, m->client, false);
+  detour__rep_xml(f, m->client, false);
   fprintf(f, "</h1>\n<p class=\"overall %s\">", overall(s));
-  rep_xml(f, line, false);
+  detour__rep_xml(f, line, false);
   fputs("</p>\n<table>\n", f);
   html_item(f, "client", m->client);
   html_item(f, "client version", m->client_version);
@@ -411,5 +412,5 @@ int detour_report_certificate_html(const detour_suite *s,
     html_rule(f, s, &c.rules[i], m);
   fputs("</body>\n</html>\n", f);
   detour_cert_free(&c);
-  return rep_finish(f);
+  return detour__rep_finish(f);
 }

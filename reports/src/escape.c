@@ -32,7 +32,7 @@ static size_t lead(unsigned char c, unsigned char *lo, unsigned char *hi) {
   return 0;
 }
 
-size_t rep_utf8_next(const unsigned char *s, size_t n, uint32_t *cp) {
+size_t detour__rep_utf8_next(const unsigned char *s, size_t n, uint32_t *cp) {
   if (s[0] < 0x80) {
     *cp = s[0];
     return 1;
@@ -54,7 +54,7 @@ bad:
   return 1;
 }
 
-void rep_put_utf8(FILE *f, uint32_t cp) {
+void detour__rep_put_utf8(FILE *f, uint32_t cp) {
   if (cp < 0x80) {
     fputc((int)cp, f);
   } else if (cp < 0x800) {
@@ -98,10 +98,10 @@ static void json_cp(FILE *f, uint32_t cp) {
   if (cp < 0x20 || cp == 0x7f || cp == 0x2028 || cp == 0x2029)
     fprintf(f, "\\u%04x", (unsigned)cp);
   else
-    rep_put_utf8(f, cp);
+    detour__rep_put_utf8(f, cp);
 }
 
-void rep_json_strn(FILE *f, const char *s, size_t n) {
+void detour__rep_json_strn(FILE *f, const char *s, size_t n) {
   if (!s) {
     fputs("null", f);
     return;
@@ -110,7 +110,7 @@ void rep_json_strn(FILE *f, const char *s, size_t n) {
   fputc('"', f);
   while (n > 0) {
     uint32_t cp;
-    size_t used = rep_utf8_next(p, n, &cp);
+    size_t used = detour__rep_utf8_next(p, n, &cp);
     json_cp(f, cp);
     p += used;
     n -= used;
@@ -118,8 +118,8 @@ void rep_json_strn(FILE *f, const char *s, size_t n) {
   fputc('"', f);
 }
 
-void rep_json_str(FILE *f, const char *s) {
-  rep_json_strn(f, s, s ? strlen(s) : 0);
+void detour__rep_json_str(FILE *f, const char *s) {
+  detour__rep_json_strn(f, s, s ? strlen(s) : 0);
 }
 
 /* ---- XML / HTML --------------------------------------------------------- */
@@ -155,28 +155,29 @@ static void xml_cp(FILE *f, uint32_t cp, bool attr) {
     break;
   }
   if (cp < 0x20)
-    rep_put_utf8(f, 0x2400 + cp); /* the control picture, e.g. U+241B ESC */
+    detour__rep_put_utf8(f, 0x2400 +
+                                cp); /* the control picture, e.g. U+241B ESC */
   else if (cp == 0x7f)
-    rep_put_utf8(f, 0x2421);
+    detour__rep_put_utf8(f, 0x2421);
   else if (cp == 0xfffe || cp == 0xffff)
-    rep_put_utf8(f, 0xfffd);
+    detour__rep_put_utf8(f, 0xfffd);
   else
-    rep_put_utf8(f, cp);
+    detour__rep_put_utf8(f, cp);
 }
 
-void rep_xmln(FILE *f, const char *s, size_t n, bool attr) {
+void detour__rep_xmln(FILE *f, const char *s, size_t n, bool attr) {
   if (!s)
     return;
   const unsigned char *p = (const unsigned char *)s;
   while (n > 0) {
     uint32_t cp;
-    size_t used = rep_utf8_next(p, n, &cp);
+    size_t used = detour__rep_utf8_next(p, n, &cp);
     xml_cp(f, cp, attr);
     p += used;
     n -= used;
   }
 }
 
-void rep_xml(FILE *f, const char *s, bool attr) {
-  rep_xmln(f, s, s ? strlen(s) : 0, attr);
+void detour__rep_xml(FILE *f, const char *s, bool attr) {
+  detour__rep_xmln(f, s, s ? strlen(s) : 0, attr);
 }

@@ -142,7 +142,7 @@ static void head(FILE *f, const detour_report_meta *m) {
         "initial-scale=1\">\n<title>",
         f);
   fputs(REP_MUTATED_PREFIX(m), f);
-  rep_xml(f, rep_meta_title(m), false);
+  detour__rep_xml(f, detour__rep_meta_title(m), false);
   fputs(" - detour report</title>\n<style>", f);
   fputs(css, f);
   fputs("</style>\n</head>\n", f);
@@ -152,18 +152,19 @@ static void meta_item(FILE *f, const char *label, const char *value) {
   if (!value)
     return;
   fprintf(f, "<span>%s: <b>", label);
-  rep_xml(f, value, false);
+  detour__rep_xml(f, value, false);
   fputs("</b></span>", f);
 }
 
 static void totals(FILE *f, const detour_suite *s) {
-  size_t fail =
-      rep_count(s, DETOUR_VERDICT_FAIL) + rep_count(s, DETOUR_VERDICT_ERROR);
+  size_t fail = detour__rep_count(s, DETOUR_VERDICT_FAIL) +
+                detour__rep_count(s, DETOUR_VERDICT_ERROR);
   fprintf(f,
           "<p class=\"totals\"><span class=\"badge pass\">%zu passed</span> "
           "<span class=\"badge %s\">%zu failed</span>",
-          rep_count(s, DETOUR_VERDICT_PASS), fail ? "fail" : "nc", fail);
-  size_t skip = rep_count(s, DETOUR_VERDICT_SKIP);
+          detour__rep_count(s, DETOUR_VERDICT_PASS), fail ? "fail" : "nc",
+          fail);
+  size_t skip = detour__rep_count(s, DETOUR_VERDICT_SKIP);
   if (skip)
     fprintf(f, " <span class=\"badge skip\">%zu skipped</span>", skip);
   fprintf(f, " <span class=\"dim\">of %zu scenarios</span></p>\n", s->n);
@@ -173,23 +174,23 @@ static void header(FILE *f, const detour_suite *s,
                    const detour_report_meta *m) {
   fputs("<header>\n<h1>", f);
   fputs(REP_MUTATED_PREFIX(m), f);
-  rep_xml(f, rep_meta_title(m), false);
+  detour__rep_xml(f, detour__rep_meta_title(m), false);
   fputs("</h1>\n", f);
-  if (rep_meta_mutated(m)) {
+  if (detour__rep_meta_mutated(m)) {
     fputs("<p class=\"banner fail\"><b>Mutated run</b>: the client was "
           "broken on purpose (",
           f);
     for (size_t i = 0; i < m->nmutations; i++) {
       fputs(i ? ", " : "", f);
-      rep_xml(f, m->mutations[i], false);
+      detour__rep_xml(f, m->mutations[i], false);
     }
     fputs("); these verdicts prove the suite notices a wrong client, they "
           "are no certificate.</p>\n",
           f);
   }
   fputs("<p class=\"meta\">", f);
-  meta_item(f, "client under test", rep_meta_subject(m));
-  meta_item(f, "version", rep_meta_version(m));
+  meta_item(f, "client under test", detour__rep_meta_subject(m));
+  meta_item(f, "version", detour__rep_meta_version(m));
   meta_item(f, "mode", m ? m->mode : NULL);
   meta_item(f, "started", m ? m->started : NULL);
   meta_item(f, "command", m ? m->command : NULL);
@@ -204,8 +205,8 @@ static void header(FILE *f, const detour_suite *s,
 static void scenario_link(FILE *f, const detour_suite *s, size_t idx) {
   const detour_scenario_result *r = &s->results[idx];
   fprintf(f, "<a href=\"#s-%zu\" class=\"%s\">", idx,
-          rep_verdict_css(r->verdict));
-  rep_xml(f, r->name, false);
+          detour__rep_verdict_css(r->verdict));
+  detour__rep_xml(f, r->name, false);
   fputs("</a> ", f);
 }
 
@@ -234,17 +235,17 @@ static void cert_links(FILE *f, const detour_suite *s,
 /* A rule id as a link to its section of docs/rules.md (with its sentence
  * as the tooltip); other ids as text. */
 static void rule_link(FILE *f, const char *id, const detour_report_meta *m) {
-  int n = rep_rule_number(id);
+  int n = detour__rep_rule_number(id);
   if (!n) {
-    rep_xml(f, id, false);
+    detour__rep_xml(f, id, false);
     return;
   }
   fputs("<a class=\"rule\" href=\"", f);
-  rep_xml(f, rep_meta_rules_url(m), true);
+  detour__rep_xml(f, detour__rep_meta_rules_url(m), true);
   fprintf(f, "#r%d\" title=\"", n);
-  rep_xml(f, rep_rule_sentence(n), true);
+  detour__rep_xml(f, detour__rep_rule_sentence(n), true);
   fputs("\">", f);
-  rep_xml(f, id, false);
+  detour__rep_xml(f, id, false);
   fputs("</a>", f);
 }
 
@@ -256,11 +257,11 @@ static void cert_row(FILE *f, const detour_suite *s, const detour_cert_rule *r,
   fprintf(f, "<tr class=\"%s\"><td>", css_class);
   rule_link(f, r->rule, m);
   fputs("</td><td>", f);
-  rep_xml(f, r->title, false);
-  int n = rep_rule_number(r->rule);
+  detour__rep_xml(f, r->title, false);
+  int n = detour__rep_rule_number(r->rule);
   if (n) {
     fputs("<div class=\"dim\">", f);
-    rep_xml(f, rep_rule_sentence(n), false);
+    detour__rep_xml(f, detour__rep_rule_sentence(n), false);
     fputs("</div>", f);
   }
   fprintf(f, "</td><td><span class=\"badge %s\">%s</span></td>", css_class,
@@ -282,8 +283,8 @@ static void overall_verdict(FILE *f, const detour_suite *s,
     uncovered +=
         i < REP_SPEC_RULES && c->rules[i].status == DETOUR_CERT_NOT_COVERED;
   }
-  bool fail = rep_count(s, DETOUR_VERDICT_FAIL) > 0 ||
-              rep_count(s, DETOUR_VERDICT_ERROR) > 0 || failed > 0;
+  bool fail = detour__rep_count(s, DETOUR_VERDICT_FAIL) > 0 ||
+              detour__rep_count(s, DETOUR_VERDICT_ERROR) > 0 || failed > 0;
   fprintf(f,
           "<p class=\"verdict\">Overall: <span class=\"badge %s\">%s</span> ",
           fail ? "fail" : "pass", fail ? "FAIL" : "PASS");
@@ -312,7 +313,7 @@ static void overall_verdict(FILE *f, const detour_suite *s,
     fputc(')', f);
   }
   fputs(". Rules: <a href=\"", f);
-  rep_xml(f, rep_meta_rules_url(m), true);
+  detour__rep_xml(f, detour__rep_meta_rules_url(m), true);
   fputs("\">docs/rules.md</a>.</p>\n", f);
 }
 
@@ -335,7 +336,7 @@ static void cert_section(FILE *f, const detour_suite *s, const detour_cert *c,
 static void failures(FILE *f, const detour_scenario_result *r) {
   for (size_t i = 0; i < r->nfailures; i++) {
     fputs("<pre class=\"failure\">", f);
-    rep_xml(f, r->failures[i], false);
+    detour__rep_xml(f, r->failures[i], false);
     fputs("</pre>\n", f);
   }
 }
@@ -360,7 +361,7 @@ static const char *row_css(const detour_scenario_row *row) {
 
 static void td(FILE *f, const char *s) {
   fputs("<td>", f);
-  rep_xml(f, s && s[0] ? s : "-", false);
+  detour__rep_xml(f, s && s[0] ? s : "-", false);
   fputs("</td>", f);
 }
 
@@ -378,8 +379,8 @@ static void log_table(FILE *f, const detour_scenario_result *r) {
   for (size_t i = 0; i < r->nrows; i++) {
     const detour_scenario_row *row = &r->rows[i];
     char iso[48], t[32];
-    rep_iso(r->start + row->t, iso, sizeof iso);
-    rep_offset(row->t, t, sizeof t);
+    detour__rep_iso(r->start + row->t, iso, sizeof iso);
+    detour__rep_offset(row->t, t, sizeof t);
     if (strlen(iso) == 24) { /* "2002-07-01 10:15:30.000", as Fig. 6 reads */
       iso[10] = ' ';
       iso[23] = '\0';
@@ -389,7 +390,7 @@ static void log_table(FILE *f, const detour_scenario_result *r) {
     td(f, row->recipient);
     td(f, row->server);
     fputs("<td class=\"r\">", f);
-    rep_xml(f, row->result, false);
+    detour__rep_xml(f, row->result, false);
     fputs("</td>", f);
     td(f, row->cls == DETOUR_CLASS_NONE ? NULL : detour_class_name(row->cls));
     fprintf(f, "<td>%u</td>", row->attempt);
@@ -402,9 +403,9 @@ static void log_table(FILE *f, const detour_scenario_result *r) {
 static void warnings(FILE *f, const detour_scenario_result *r) {
   for (size_t i = 0; i < r->nwarnings; i++) {
     char t[32];
-    rep_offset(r->warnings[i].t, t, sizeof t);
+    detour__rep_offset(r->warnings[i].t, t, sizeof t);
     fprintf(f, "<p><span class=\"badge fail\">warning</span> +%s ", t);
-    rep_xml(f, r->warnings[i].text, false);
+    detour__rep_xml(f, r->warnings[i].text, false);
     fputs("</p>\n", f);
   }
 }
@@ -436,9 +437,9 @@ static void server_commands(FILE *f, const detour_scenario_server *sv) {
   fputs("<pre>", f);
   for (size_t i = 0; i < sv->ncmds; i++) {
     char t[32];
-    rep_offset(sv->cmds[i].t, t, sizeof t);
+    detour__rep_offset(sv->cmds[i].t, t, sizeof t);
     fprintf(f, "+%-8s #%u  ", t, sv->cmds[i].conn);
-    rep_xml(f, sv->cmds[i].line, false);
+    detour__rep_xml(f, sv->cmds[i].line, false);
     fputc('\n', f);
   }
   fputs("</pre>\n", f);
@@ -446,18 +447,18 @@ static void server_commands(FILE *f, const detour_scenario_server *sv) {
 
 static void server_received(FILE *f, const detour_scenario_received *m) {
   char t[32];
-  rep_offset(m->t, t, sizeof t);
+  detour__rep_offset(m->t, t, sizeof t);
   fprintf(f, "<p>message on #%u at +%s, %s, reply %d: from ", m->conn, t,
           m->complete ? "complete" : "incomplete", m->code);
-  rep_xml(f, m->from, false);
+  detour__rep_xml(f, m->from, false);
   fputs(" to", f);
   for (size_t i = 0; i < m->nrcpts; i++) {
     fputc(' ', f);
-    rep_xml(f, m->rcpts[i], false);
+    detour__rep_xml(f, m->rcpts[i], false);
   }
   fputs("</p><pre>", f);
   size_t n = m->body ? m->body_len : 0;
-  rep_xmln(f, m->body, n > BODY_SHOWN ? BODY_SHOWN : n, false);
+  detour__rep_xmln(f, m->body, n > BODY_SHOWN ? BODY_SHOWN : n, false);
   if (n > BODY_SHOWN)
     fprintf(f, "\n[... %zu bytes in all]", n);
   fputs("</pre>\n", f);
@@ -466,24 +467,24 @@ static void server_received(FILE *f, const detour_scenario_received *m) {
 static void server_seen(FILE *f, const detour_scenario_server *sv,
                         const detour_report_meta *m) {
   fputs("<h4>", f);
-  rep_xml(f, sv->name, false);
+  detour__rep_xml(f, sv->name, false);
   if (sv->address && !(m && m->deterministic)) {
     fputs(" <span class=\"dim\">", f);
-    rep_xml(f, sv->address, false);
+    detour__rep_xml(f, sv->address, false);
     fputs("</span>", f);
   }
   fprintf(f, "</h4>\n<p>%zu connection(s)", sv->nconns);
   for (size_t i = 0; i < sv->nconns; i++) {
     const detour_scenario_conn *c = &sv->conns[i];
     char a[32], b[32];
-    rep_offset(c->accept_t, a, sizeof a);
-    rep_offset(c->close_t, b, sizeof b);
+    detour__rep_offset(c->accept_t, a, sizeof a);
+    detour__rep_offset(c->close_t, b, sizeof b);
     fprintf(f, "; #%u +%s .. %s%s", c->id, a,
             c->close_t == DETOUR_NO_DEADLINE ? "" : "+",
             c->close_t == DETOUR_NO_DEADLINE ? "open" : b);
     if (c->closed_by) {
       fputs(" by ", f);
-      rep_xml(f, c->closed_by, false);
+      detour__rep_xml(f, c->closed_by, false);
     }
   }
   fputs("</p>\n", f);
@@ -505,10 +506,10 @@ static void servers(FILE *f, const detour_scenario_result *r,
 static void summary_line(FILE *f, const detour_scenario_result *r,
                          const detour_report_meta *m) {
   char end[32];
-  rep_offset(r->end_t, end, sizeof end);
+  detour__rep_offset(r->end_t, end, sizeof end);
   fprintf(f, "<summary><span class=\"badge %s\">%s</span> <b>",
-          rep_verdict_css(r->verdict), detour_verdict_name(r->verdict));
-  rep_xml(f, r->name, false);
+          detour__rep_verdict_css(r->verdict), detour_verdict_name(r->verdict));
+  detour__rep_xml(f, r->name, false);
   fputs("</b><span class=\"rules\">", f);
   for (size_t i = 0; i < r->nrules; i++) {
     fputc(' ', f);
@@ -523,37 +524,37 @@ static void summary_line(FILE *f, const detour_scenario_result *r,
 /* What the filter box matches: name, rules, file and description. */
 static void search_attr(FILE *f, const detour_scenario_result *r) {
   fputs(" data-search=\"", f);
-  rep_xml(f, r->name, true);
+  detour__rep_xml(f, r->name, true);
   for (size_t i = 0; i < r->nrules; i++) {
     fputc(' ', f);
-    rep_xml(f, r->rules[i], true);
+    detour__rep_xml(f, r->rules[i], true);
   }
   fputc(' ', f);
-  rep_xml(f, r->file, true);
+  detour__rep_xml(f, r->file, true);
   fputc(' ', f);
-  rep_xml(f, r->description, true);
+  detour__rep_xml(f, r->description, true);
   fputc('"', f);
 }
 
 /* Open: every failing scenario, and everything in a small run. */
 static void scenario(FILE *f, const detour_scenario_result *r, size_t idx,
                      bool open, const detour_report_meta *m) {
-  const char *v = rep_verdict_css(r->verdict);
+  const char *v = detour__rep_verdict_css(r->verdict);
   fprintf(f, "<details class=\"scn %s\" id=\"s-%zu\" data-verdict=\"%s\"", v,
           idx, v);
   search_attr(f, r);
   fputs(open ? " open>\n" : ">\n", f);
   summary_line(f, r, m);
   fputs("<div class=\"body\">\n<p class=\"dim\">", f);
-  rep_xml(f, r->description, false);
+  detour__rep_xml(f, r->description, false);
   if (r->file) {
     fputs(r->description ? " &middot; " : "", f);
-    rep_xml(f, r->file, false);
+    detour__rep_xml(f, r->file, false);
   }
   fprintf(f, " &middot; %s time", r->realtime ? "real" : "virtual");
   if (r->client) {
     fputs(" &middot; client ", f);
-    rep_xml(f, r->client, false);
+    detour__rep_xml(f, r->client, false);
   }
   if (r->exit_code >= 0)
     fprintf(f, " &middot; exit code %d", r->exit_code);
@@ -561,7 +562,7 @@ static void scenario(FILE *f, const detour_scenario_result *r, size_t idx,
     fputs(" &middot; <b>mutated</b>", f);
   fputs("</p>\n", f);
   failures(f, r);
-  rep_timeline_svg(f, r);
+  detour__rep_timeline_svg(f, r);
   legend(f);
   warnings(f, r);
   log_table(f, r);
@@ -608,12 +609,12 @@ int detour_report_html(const detour_suite *s, const detour_report_meta *m,
     scenario(f, &s->results[i], i, open, m);
   }
   fputs("</section>\n<footer class=\"dim\"><p>detour ", f);
-  rep_xml(f, rep_meta_version(m), false);
+  detour__rep_xml(f, detour__rep_meta_version(m), false);
   fputs(" &middot; rules R1..R13: <a href=\"", f);
-  rep_xml(f, rep_meta_rules_url(m), true);
+  detour__rep_xml(f, detour__rep_meta_rules_url(m), true);
   fputs("\">docs/rules.md</a></p></footer>\n<script>", f);
   fputs(script, f);
   fputs("</script>\n</body>\n</html>\n", f);
   detour_cert_free(&cert);
-  return rep_finish(f);
+  return detour__rep_finish(f);
 }

@@ -31,7 +31,7 @@ static void next(jw *w, const char *key) {
   w->first = false;
   indent(w);
   if (key) {
-    rep_json_str(w->f, key);
+    detour__rep_json_str(w->f, key);
     fputs(": ", w->f);
   }
 }
@@ -53,12 +53,12 @@ static void close_(jw *w, char c) {
 
 static void str(jw *w, const char *key, const char *v) {
   next(w, key);
-  rep_json_str(w->f, v);
+  detour__rep_json_str(w->f, v);
 }
 
 static void strn(jw *w, const char *key, const char *v, size_t n) {
   next(w, key);
-  rep_json_strn(w->f, v, n);
+  detour__rep_json_strn(w->f, v, n);
 }
 
 static void num(jw *w, const char *key, int64_t v) {
@@ -98,11 +98,11 @@ static void run_part(jw *w, const detour_suite *s,
                      const detour_report_meta *m) {
   open_(w, "run", '{');
   str(w, "tool", "detour");
-  str(w, "title", rep_meta_title(m));
-  str(w, "version", rep_meta_version(m));
-  str(w, "subject", rep_meta_subject(m));
-  boolean(w, "mutated", rep_meta_mutated(m));
-  if (rep_meta_mutated(m)) {
+  str(w, "title", detour__rep_meta_title(m));
+  str(w, "version", detour__rep_meta_version(m));
+  str(w, "subject", detour__rep_meta_subject(m));
+  boolean(w, "mutated", detour__rep_meta_mutated(m));
+  if (detour__rep_meta_mutated(m)) {
     open_(w, "mutations", '[');
     for (size_t i = 0; i < m->nmutations; i++)
       str(w, NULL, m->mutations[i]);
@@ -117,10 +117,10 @@ static void run_part(jw *w, const detour_suite *s,
 
   open_(w, "summary", '{');
   num(w, "total", (int64_t)s->n);
-  num(w, "passed", (int64_t)rep_count(s, DETOUR_VERDICT_PASS));
-  num(w, "failed", (int64_t)rep_count(s, DETOUR_VERDICT_FAIL));
-  num(w, "errors", (int64_t)rep_count(s, DETOUR_VERDICT_ERROR));
-  num(w, "skipped", (int64_t)rep_count(s, DETOUR_VERDICT_SKIP));
+  num(w, "passed", (int64_t)detour__rep_count(s, DETOUR_VERDICT_PASS));
+  num(w, "failed", (int64_t)detour__rep_count(s, DETOUR_VERDICT_FAIL));
+  num(w, "errors", (int64_t)detour__rep_count(s, DETOUR_VERDICT_ERROR));
+  num(w, "skipped", (int64_t)detour__rep_count(s, DETOUR_VERDICT_SKIP));
   close_(w, '}');
 }
 
@@ -129,14 +129,14 @@ static void cert_part(jw *w, const detour_suite *s, const detour_cert *c,
   open_(w, "certification", '[');
   for (size_t i = 0; c && i < c->n; i++) {
     const detour_cert_rule *r = &c->rules[i];
-    int n = rep_rule_number(r->rule);
+    int n = detour__rep_rule_number(r->rule);
     char url[1024];
-    snprintf(url, sizeof url, "%s#r%d", rep_meta_rules_url(m), n);
+    snprintf(url, sizeof url, "%s#r%d", detour__rep_meta_rules_url(m), n);
     open_(w, NULL, '{');
     str(w, "rule", r->rule);
     str(w, "title", r->title);
     if (n) {
-      str(w, "description", rep_rule_sentence(n));
+      str(w, "description", detour__rep_rule_sentence(n));
       str(w, "url", url);
     }
     str(w, "status", detour_cert_status_name(r->status));
@@ -159,7 +159,7 @@ static void rows_part(jw *w, const detour_scenario_result *r) {
   for (size_t i = 0; i < r->nrows; i++) {
     const detour_scenario_row *row = &r->rows[i];
     char iso[48];
-    rep_iso(r->start + row->t, iso, sizeof iso);
+    detour__rep_iso(r->start + row->t, iso, sizeof iso);
     open_(w, NULL, '{');
     num(w, "t_ms", row->t);
     str(w, "time", iso);
@@ -299,7 +299,7 @@ static void scenario(jw *w, const detour_scenario_result *r,
   close_(w, ']');
   open_(w, "timings", '{');
   str(w, "clock", r->realtime ? "realtime" : "virtual");
-  rep_iso(r->start, iso, sizeof iso);
+  detour__rep_iso(r->start, iso, sizeof iso);
   str(w, "start", iso);
   num(w, "end_ms", r->end_t);
   wall(w, "wall_ms", r->wall_ms, m);
@@ -330,5 +330,5 @@ int detour_report_json(const detour_suite *s, const detour_report_meta *m,
   close_(&w, '}');
   fputc('\n', f);
   detour_cert_free(&cert);
-  return rep_finish(f);
+  return detour__rep_finish(f);
 }

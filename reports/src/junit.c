@@ -33,7 +33,7 @@ static void group_of(const detour_scenario_result *r, char *buf, size_t len) {
 
 static void attr(FILE *f, const char *name, const char *value) {
   fprintf(f, " %s=\"", name);
-  rep_xml(f, value ? value : "", true);
+  detour__rep_xml(f, value ? value : "", true);
   fputc('"', f);
 }
 
@@ -84,13 +84,13 @@ static void property(FILE *f, const char *name, const char *value) {
 
 static void properties(FILE *f, const detour_report_meta *m) {
   fputs("    <properties>\n", f);
-  property(f, "version", rep_meta_version(m));
-  property(f, "subject", rep_meta_subject(m));
-  property(f, "mutated", rep_meta_mutated(m) ? "true" : "false");
+  property(f, "version", detour__rep_meta_version(m));
+  property(f, "subject", detour__rep_meta_subject(m));
+  property(f, "mutated", detour__rep_meta_mutated(m) ? "true" : "false");
   property(f, "mode", m ? m->mode : NULL);
   property(f, "started", m ? m->started : NULL);
   property(f, "command", m ? m->command : NULL);
-  property(f, "rules", rep_meta_rules_url(m));
+  property(f, "rules", detour__rep_meta_rules_url(m));
   fputs("    </properties>\n", f);
 }
 
@@ -99,7 +99,7 @@ static void first_line(FILE *f, const detour_scenario_result *r) {
   const char *t = r->nfailures && r->failures[0] ? r->failures[0] : "";
   const char *nl = strchr(t, '\n');
   fputs(" message=\"", f);
-  rep_xmln(f, t, nl ? (size_t)(nl - t) : strlen(t), true);
+  detour__rep_xmln(f, t, nl ? (size_t)(nl - t) : strlen(t), true);
   fputc('"', f);
 }
 
@@ -119,7 +119,7 @@ static void verdict_elem(FILE *f, const detour_scenario_result *r) {
   attr(f, "type", detour_verdict_name(r->verdict));
   fputc('>', f);
   for (size_t i = 0; i < r->nfailures; i++) {
-    rep_xml(f, r->failures[i], false);
+    detour__rep_xml(f, r->failures[i], false);
     fputc('\n', f);
   }
   fprintf(f, "</%s>\n", tag);
@@ -130,15 +130,15 @@ static void verdict_elem(FILE *f, const detour_scenario_result *r) {
 static void rule_lines(FILE *f, const detour_scenario_result *r,
                        const detour_report_meta *m) {
   for (size_t i = 0; i < r->nrules; i++) {
-    int n = rep_rule_number(r->rules[i]);
+    int n = detour__rep_rule_number(r->rules[i]);
     if (!n)
       continue;
     fputs("  ", f);
-    rep_xml(f, r->rules[i], false);
+    detour__rep_xml(f, r->rules[i], false);
     fputs(" ", f);
-    rep_xml(f, rep_meta_rules_url(m), false);
+    detour__rep_xml(f, detour__rep_meta_rules_url(m), false);
     fprintf(f, "#r%d ", n);
-    rep_xml(f, rep_rule_sentence(n), false);
+    detour__rep_xml(f, detour__rep_rule_sentence(n), false);
     fputc('\n', f);
   }
 }
@@ -148,23 +148,23 @@ static void system_out(FILE *f, const detour_scenario_result *r,
   fputs("      <system-out>rules:", f);
   for (size_t i = 0; i < r->nrules; i++) {
     fputc(' ', f);
-    rep_xml(f, r->rules[i], false);
+    detour__rep_xml(f, r->rules[i], false);
   }
   fputs("\n", f);
   rule_lines(f, r, m);
-  rep_xml(f, detour_log_table_header(), false);
+  detour__rep_xml(f, detour_log_table_header(), false);
   fputc('\n', f);
   for (size_t i = 0; i < r->nrows; i++) {
     char line[1024];
-    rep_row_line(r, &r->rows[i], line, sizeof line);
-    rep_xml(f, line, false);
+    detour__rep_row_line(r, &r->rows[i], line, sizeof line);
+    detour__rep_xml(f, line, false);
     fputc('\n', f);
   }
   for (size_t i = 0; i < r->nwarnings; i++) {
     char t[32];
-    rep_offset(r->warnings[i].t, t, sizeof t);
+    detour__rep_offset(r->warnings[i].t, t, sizeof t);
     fprintf(f, "warning +%s: ", t);
-    rep_xml(f, r->warnings[i].text, false);
+    detour__rep_xml(f, r->warnings[i].text, false);
     fputc('\n', f);
   }
   fputs("</system-out>\n", f);
@@ -221,7 +221,8 @@ int detour_report_junit(const detour_suite *s, const detour_report_meta *m,
     return DETOUR_EINVAL;
   fputs("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites", f);
   char name[300];
-  snprintf(name, sizeof name, "%s%s", REP_MUTATED_PREFIX(m), rep_meta_title(m));
+  snprintf(name, sizeof name, "%s%s", REP_MUTATED_PREFIX(m),
+           detour__rep_meta_title(m));
   attr(f, "name", name);
   totals all = count(s, NULL);
   all.ms = s->wall_ms; /* scenarios may run in parallel: not the sum */
@@ -234,5 +235,5 @@ int detour_report_junit(const detour_suite *s, const detour_report_meta *m,
       testsuite(f, s, g, m);
   }
   fputs("</testsuites>\n", f);
-  return rep_finish(f);
+  return detour__rep_finish(f);
 }

@@ -9,7 +9,7 @@
 #include <ctype.h>
 #include <string.h>
 
-const char *rep_verdict_css(detour_verdict v) {
+const char *detour__rep_verdict_css(detour_verdict v) {
   switch (v) {
   case DETOUR_VERDICT_PASS:
     return "pass";
@@ -74,11 +74,11 @@ static const char *const rule_sentences[REP_SPEC_RULES] = {
     "warning.",
 };
 
-const char *rep_rule_sentence(int i) {
+const char *detour__rep_rule_sentence(int i) {
   return i >= 1 && i <= REP_SPEC_RULES ? rule_sentences[i - 1] : "";
 }
 
-int rep_rule_number(const char *id) {
+int detour__rep_rule_number(const char *id) {
   if (!id || (id[0] != 'R' && id[0] != 'r') || !isdigit((unsigned char)id[1]))
     return 0;
   int n = 0;
@@ -90,43 +90,44 @@ int rep_rule_number(const char *id) {
   return n >= 1 && n <= REP_SPEC_RULES ? n : 0;
 }
 
-const char *rep_meta_rules_url(const detour_report_meta *m) {
+const char *detour__rep_meta_rules_url(const detour_report_meta *m) {
   return m && m->rules_url ? m->rules_url : "docs/rules.md";
 }
 
-const char *rep_rule_title(int i) {
+const char *detour__rep_rule_title(int i) {
   return i >= 1 && i <= REP_SPEC_RULES ? rule_titles[i - 1] : "";
 }
 
-void rep_iso(detour_ms t, char *buf, size_t len) {
+void detour__rep_iso(detour_ms t, char *buf, size_t len) {
   if (detour_format_time(t, buf, len) < 0)
     snprintf(buf, len, "?");
 }
 
 /* The same notation as the scenario files' offsets, so a report and the
  * scenario it came from read alike. */
-void rep_offset(detour_ms t, char *buf, size_t len) {
+void detour__rep_offset(detour_ms t, char *buf, size_t len) {
   detour_scenario_format_offset(t, buf, len);
 }
 
-const char *rep_meta_title(const detour_report_meta *m) {
+const char *detour__rep_meta_title(const detour_report_meta *m) {
   return m && m->title ? m->title : "detour";
 }
 
-bool rep_meta_mutated(const detour_report_meta *m) {
+bool detour__rep_meta_mutated(const detour_report_meta *m) {
   return m && m->nmutations > 0;
 }
 
-const char *rep_meta_version(const detour_report_meta *m) {
+const char *detour__rep_meta_version(const detour_report_meta *m) {
   return m && m->version ? m->version : DETOUR_VERSION;
 }
 
-const char *rep_meta_subject(const detour_report_meta *m) {
+const char *detour__rep_meta_subject(const detour_report_meta *m) {
   return m && m->subject ? m->subject : "detour (built-in engine)";
 }
 
-void rep_row_line(const detour_scenario_result *r,
-                  const detour_scenario_row *row, char *buf, size_t len) {
+void detour__rep_row_line(const detour_scenario_result *r,
+                          const detour_scenario_row *row, char *buf,
+                          size_t len) {
   detour_log_row lr = {.time = r->start + row->t,
                        .kind = row->kind,
                        .message = row->message,
@@ -142,14 +143,14 @@ void rep_row_line(const detour_scenario_result *r,
   (void)detour_log_format_table(&lr, buf, len);
 }
 
-size_t rep_count(const detour_suite *s, detour_verdict v) {
+size_t detour__rep_count(const detour_suite *s, detour_verdict v) {
   size_t n = 0;
   for (size_t i = 0; i < s->n; i++)
     n += s->results[i].verdict == v;
   return n;
 }
 
-int rep_finish(FILE *f) {
+int detour__rep_finish(FILE *f) {
   if (fflush(f) != 0 || ferror(f))
     return DETOUR_EIO;
   return 0;

@@ -96,9 +96,9 @@ int detour_report_scorecard_html(const detour_scorecard_column *cols, size_t n,
           "scorecard</title>\n<style>%s</style>\n</head>\n<body>\n<h1>"
           "Failover scorecard</h1>\n<p>Profile ",
           css);
-  rep_xml(f, pversion, false);
+  detour__rep_xml(f, pversion, false);
   fputs(" <small>(SHA-256 ", f);
-  rep_xml(f, hash, false);
+  detour__rep_xml(f, hash, false);
   fputs(")</small>. Every verdict comes from what the fake servers saw; "
         "hover a cell for the reason. Bold rows: the clients differ.</p>\n"
         "<table>\n<tr><th>scenario</th>",
@@ -107,13 +107,13 @@ int detour_report_scorecard_html(const detour_scorecard_column *cols, size_t n,
     fputs("<th>", f);
     if (cols[i].link) {
       fputs("<a href=\"", f);
-      rep_xml(f, cols[i].link, true);
+      detour__rep_xml(f, cols[i].link, true);
       fputs("\">", f);
     }
-    rep_xml(f, cols[i].client, false);
+    detour__rep_xml(f, cols[i].client, false);
     fputs(cols[i].link ? "</a>" : "", f);
     fputs("<br><small>", f);
-    rep_xml(f, cols[i].version, false);
+    detour__rep_xml(f, cols[i].version, false);
     fputs("</small></th>", f);
   }
   fputs("</tr>\n", f);
@@ -125,20 +125,20 @@ int detour_report_scorecard_html(const detour_scorecard_column *cols, size_t n,
       fprintf(f, "<tr class=\"rule\"><th colspan=\"%zu\">", n + 1);
       if (last < 99)
         fprintf(f, "R%d %s", last,
-                last <= REP_SPEC_RULES ? rep_rule_title(last) : "");
+                last <= REP_SPEC_RULES ? detour__rep_rule_title(last) : "");
       else
         fputs("other", f);
       fputs("</th></tr>\n", f);
     }
     fprintf(f, "<tr%s><td>",
             disagree(cols, n, name) ? " class=\"differ\"" : "");
-    rep_xml(f, name, false);
+    detour__rep_xml(f, name, false);
     fputs("</td>", f);
     for (size_t i = 0; i < n; i++) {
       const detour_scenario_result *r = cell(&cols[i], name);
       fprintf(f, "<td class=\"%s\" title=\"",
-              r ? rep_verdict_css(r->verdict) : "");
-      rep_xml(f, why(r), true);
+              r ? detour__rep_verdict_css(r->verdict) : "");
+      detour__rep_xml(f, why(r), true);
       fprintf(f, "\">%s</td>", r ? detour_verdict_name(r->verdict) : "-");
     }
     fputs("</tr>\n", f);
@@ -151,7 +151,7 @@ int detour_report_scorecard_html(const detour_scorecard_column *cols, size_t n,
   }
   fputs("</tr>\n</table>\n</body>\n</html>\n", f);
   free(rows);
-  return rep_finish(f);
+  return detour__rep_finish(f);
 }
 
 int detour_report_scorecard_json(const detour_scorecard_column *cols, size_t n,
@@ -164,18 +164,18 @@ int detour_report_scorecard_json(const detour_scorecard_column *cols, size_t n,
   if (!rows)
     return DETOUR_ENOMEM;
   fputs("{\n  \"profile_version\": ", f);
-  rep_json_str(f, pversion);
+  detour__rep_json_str(f, pversion);
   fputs(",\n  \"profile_sha256\": ", f);
-  rep_json_str(f, hash);
+  detour__rep_json_str(f, hash);
   fputs(",\n  \"clients\": [", f);
   for (size_t i = 0; i < n; i++) {
     const detour_suite *s = cols[i].suite;
     fputs(i ? ",\n    {\"client\":" : "\n    {\"client\":", f);
-    rep_json_str(f, cols[i].client);
+    detour__rep_json_str(f, cols[i].client);
     fputs(",\"version\":", f);
-    rep_json_str(f, cols[i].version);
+    detour__rep_json_str(f, cols[i].version);
     fputs(",\"certificate\":", f);
-    rep_json_str(f, cols[i].link);
+    detour__rep_json_str(f, cols[i].link);
     fprintf(f, ",\"passed\":%zu,\"failed\":%zu,\"skipped\":%zu}",
             s ? s->passed : 0, s ? s->failed : 0, s ? s->skipped : 0);
   }
@@ -183,27 +183,28 @@ int detour_report_scorecard_json(const detour_scorecard_column *cols, size_t n,
   for (size_t k = 0; k < nrows; k++) {
     const detour_scenario_result *r0 = rows[k].r;
     fputs(k ? ",\n    {\"name\":" : "\n    {\"name\":", f);
-    rep_json_str(f, r0->name);
+    detour__rep_json_str(f, r0->name);
     fputs(",\"rules\":[", f);
     for (size_t q = 0; q < r0->nrules; q++) {
       fputs(q ? "," : "", f);
-      rep_json_str(f, r0->rules[q]);
+      detour__rep_json_str(f, r0->rules[q]);
     }
     fprintf(f, "],\"differ\":%s,\"verdicts\":{",
             disagree(cols, n, r0->name) ? "true" : "false");
     for (size_t i = 0; i < n; i++) {
       const detour_scenario_result *r = cell(&cols[i], r0->name);
       fputs(i ? "," : "", f);
-      rep_json_str(f, cols[i].client);
+      detour__rep_json_str(f, cols[i].client);
       fputs(":{\"verdict\":", f);
-      rep_json_str(f, r ? detour_verdict_name(r->verdict) : NULL);
+      detour__rep_json_str(f, r ? detour_verdict_name(r->verdict) : NULL);
       fputs(",\"reason\":", f);
-      rep_json_str(f, r && r->verdict != DETOUR_VERDICT_PASS ? why(r) : NULL);
+      detour__rep_json_str(f, r && r->verdict != DETOUR_VERDICT_PASS ? why(r)
+                                                                     : NULL);
       fputs("}", f);
     }
     fputs("}}", f);
   }
   fputs("\n  ]\n}\n", f);
   free(rows);
-  return rep_finish(f);
+  return detour__rep_finish(f);
 }

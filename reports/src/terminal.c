@@ -77,10 +77,10 @@ void detour_report_terminal_summary(const detour_suite *s, FILE *f,
                                     bool color) {
   if (!s || !f)
     return;
-  size_t passed = rep_count(s, DETOUR_VERDICT_PASS);
-  size_t failed =
-      rep_count(s, DETOUR_VERDICT_FAIL) + rep_count(s, DETOUR_VERDICT_ERROR);
-  size_t skipped = rep_count(s, DETOUR_VERDICT_SKIP);
+  size_t passed = detour__rep_count(s, DETOUR_VERDICT_PASS);
+  size_t failed = detour__rep_count(s, DETOUR_VERDICT_FAIL) +
+                  detour__rep_count(s, DETOUR_VERDICT_ERROR);
+  size_t skipped = detour__rep_count(s, DETOUR_VERDICT_SKIP);
   const char *c = !color ? "" : failed ? RED BOLD : GREEN;
   fprintf(f, "%s%zu passed, %zu failed", c, passed, failed);
   if (skipped)

@@ -107,17 +107,17 @@ static const char *class_css(detour_class c) {
 
 /* ---- pieces -------------------------------------------------------------- */
 
-void rep_xml_trunc(FILE *f, const char *s, size_t max) {
+void detour__rep_xml_trunc(FILE *f, const char *s, size_t max) {
   if (!s)
     return;
   const unsigned char *p = (const unsigned char *)s;
   size_t n = strlen(s), pos = 0, cps = 0;
   while (pos < n && cps < max) {
     uint32_t cp;
-    pos += rep_utf8_next(p + pos, n - pos, &cp);
+    pos += detour__rep_utf8_next(p + pos, n - pos, &cp);
     cps++;
   }
-  rep_xmln(f, s, pos, false);
+  detour__rep_xmln(f, s, pos, false);
   if (pos < n)
     fputs("\xe2\x80\xa6", f);
 }
@@ -130,9 +130,9 @@ static void lanes(FILE *f, const layout *l, const detour_scenario_result *r) {
             "height=\"%d\"/>",
             i % 2 ? " odd" : "", y, W, LANE);
     fprintf(f, "<text class=\"ln\" x=\"6\" y=\"%.1f\"><title>", y + 19);
-    rep_xml(f, l->name[i], false);
+    detour__rep_xml(f, l->name[i], false);
     fputs("</title>", f);
-    rep_xml_trunc(f, l->name[i], 20);
+    detour__rep_xml_trunc(f, l->name[i], 20);
     fputs("</text>", f);
   }
   (void)r;
@@ -162,7 +162,7 @@ static void axis(FILE *f, const layout *l) {
   for (detour_ms t = 0; t <= l->span; t += step) {
     double x = x_of(l, t);
     char lab[32];
-    rep_offset(t, lab, sizeof lab);
+    detour__rep_offset(t, lab, sizeof lab);
     fprintf(f,
             "<line class=\"grid\" x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" "
             "y2=\"%.1f\"/>",
@@ -221,8 +221,8 @@ static void conn_bar(FILE *f, const layout *l, const detour_scenario_result *r,
   double w = x2 - x1 < MIN_MARK ? MIN_MARK : x2 - x1;
   int worst = worst_in(l, r, lane, c->accept_t, end);
   char a[32], b[32];
-  rep_offset(c->accept_t, a, sizeof a);
-  rep_offset(end, b, sizeof b);
+  detour__rep_offset(c->accept_t, a, sizeof a);
+  detour__rep_offset(end, b, sizeof b);
   fprintf(f,
           "<rect class=\"conn %s\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" "
           "height=\"14\" rx=\"2\"><title>connection #%u: +%s .. +%s",
@@ -231,7 +231,7 @@ static void conn_bar(FILE *f, const layout *l, const detour_scenario_result *r,
           c->close_t == DETOUR_NO_DEADLINE ? "(still open)" : b);
   if (c->closed_by) {
     fputs(", closed by ", f);
-    rep_xml(f, c->closed_by, false);
+    detour__rep_xml(f, c->closed_by, false);
   }
   fputs("</title></rect>", f);
 }
@@ -307,19 +307,19 @@ static void mark_title(FILE *f, const detour_scenario_result *r, size_t from,
                        size_t to) {
   const detour_scenario_row *a = &r->rows[from];
   char t[32];
-  rep_offset(a->t, t, sizeof t);
+  detour__rep_offset(a->t, t, sizeof t);
   fprintf(f, "<title>+%s  %s  ", t, detour_log_kind_name(a->kind));
-  rep_xml(f, a->result, false);
+  detour__rep_xml(f, a->result, false);
   if (a->cls != DETOUR_CLASS_NONE)
     fprintf(f, "  (%s)", detour_class_name(a->cls));
   fprintf(f, "  attempt %u", a->attempt);
   if (a->detail && a->detail[0]) {
     fputs("\n", f);
-    rep_xml(f, a->detail, false);
+    detour__rep_xml(f, a->detail, false);
   }
   for (size_t i = from; i < to; i++) {
     fprintf(f, "\nm%zu ", r->rows[i].message);
-    rep_xml(f, r->rows[i].recipient, false);
+    detour__rep_xml(f, r->rows[i].recipient, false);
   }
   fputs("</title>", f);
 }
@@ -391,7 +391,7 @@ static void retries(FILE *f, const layout *l, const detour_scenario_result *r) {
     double y = lane_y((size_t)lane_of(l, row->server)) + 27;
     double x1 = x_of(l, p->t), x2 = x_of(l, row->t);
     char gap[32];
-    rep_offset(row->t - p->t, gap, sizeof gap);
+    detour__rep_offset(row->t - p->t, gap, sizeof gap);
     fprintf(f,
             "<line class=\"retry\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" "
             "y2=\"%.1f\"><title>retry %u after %s</title></line>",
@@ -402,7 +402,7 @@ static void retries(FILE *f, const layout *l, const detour_scenario_result *r) {
   }
 }
 
-void rep_timeline_svg(FILE *f, const detour_scenario_result *r) {
+void detour__rep_timeline_svg(FILE *f, const detour_scenario_result *r) {
   layout l;
   make_layout(&l, r);
   if (l.n == 0) {

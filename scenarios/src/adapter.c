@@ -46,7 +46,7 @@ static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static loaded registry[MAX_LOADED];
 static size_t nregistry;
 
-bool scn_adapter_is_builtin(const char *name) {
+bool detour__scn_adapter_is_builtin(const char *name) {
   return !name || !*name || !strcmp(name, "builtin") || !strcmp(name, "detour");
 }
 
@@ -108,7 +108,7 @@ const detour_adapter *detour_adapter_load(const char *client, char *err,
     errlen = sizeof dummy;
   }
   err[0] = '\0';
-  if (scn_adapter_is_builtin(client))
+  if (detour__scn_adapter_is_builtin(client))
     return NULL;
   pthread_mutex_lock(&registry_lock);
   detour_adapter *found = NULL;
@@ -119,8 +119,8 @@ const detour_adapter *detour_adapter_load(const char *client, char *err,
   mf_manifest *m = NULL;
   if (!found && nregistry < MAX_LOADED &&
       manifest_path(client, path, sizeof path, err, errlen) &&
-      scn_manifest_load(path, &m, err, errlen) == 0) {
-    found = scn_manifest_adapter(m);
+      detour__scn_manifest_load(path, &m, err, errlen) == 0) {
+    found = detour__scn_manifest_adapter(m);
     char *key = strdup(client);
     if (found && key) {
       registry[nregistry++] = (loaded){key, found};
@@ -128,7 +128,7 @@ const detour_adapter *detour_adapter_load(const char *client, char *err,
       snprintf(err, errlen, "out of memory");
       free(key);
       free(found);
-      scn_manifest_free(m);
+      detour__scn_manifest_free(m);
       found = NULL;
     }
   }
@@ -140,14 +140,15 @@ const detour_adapter *detour_adapter_find(const char *client) {
   return detour_adapter_load(client, NULL, 0);
 }
 
-const detour_adapter *scn_adapter_of(const detour_scenario *s) {
+const detour_adapter *detour__scn_adapter_of(const detour_scenario *s) {
   if (s->device)
-    return scn_device_adapter(s->device);
+    return detour__scn_device_adapter(s->device);
   return detour_adapter_find(s->adapter);
 }
 
 bool detour_scenario_client_exists(const char *name) {
-  return scn_adapter_is_builtin(name) || detour_adapter_find(name) != NULL;
+  return detour__scn_adapter_is_builtin(name) ||
+         detour_adapter_find(name) != NULL;
 }
 
 static int by_name(const void *a, const void *b) {
@@ -220,7 +221,7 @@ static bool keys_ok(const detour_scenario *s, const detour_adapter *a,
    * "tls" among its keys; otherwise the client would meet a TLS server
    * in clear, which tests something else. */
   for (size_t i = 0; i < s->nclient_servers; i++) {
-    const scn_client_server *cs = &s->client_servers[i];
+    const detour__scn_client_server *cs = &s->client_servers[i];
     if ((cs->tls != DETOUR_TLS_MODE_NONE || cs->auth_user[0]) &&
         !has_word(a->keys, "tls", 3)) {
       snprintf(why, len,
@@ -237,7 +238,7 @@ static bool keys_ok(const detour_scenario *s, const detour_adapter *a,
  * warnings or why a recipient failed; an external client's word is no
  * evidence, so scenarios that expect those are not for it. */
 static bool expectations_ok(const detour_scenario *s, char *why, size_t len) {
-  const scn_expect *x = &s->expect;
+  const detour__scn_expect *x = &s->expect;
   const char *what = x->nstatus          ? "status"
                      : x->exit_code >= 0 ? "exit"
                      : x->has_log        ? "log"
@@ -283,8 +284,8 @@ static bool setup_ok(const detour_scenario *s, char *why, size_t len) {
   return !*why;
 }
 
-bool scn_ext_skip(const detour_scenario *s, char *why, size_t len) {
-  const detour_adapter *a = scn_adapter_of(s);
+bool detour__scn_ext_skip(const detour_scenario *s, char *why, size_t len) {
+  const detour_adapter *a = detour__scn_adapter_of(s);
   char reason[256] = "";
   why[0] = '\0';
   if (!a) {
@@ -304,7 +305,7 @@ bool scn_ext_skip(const detour_scenario *s, char *why, size_t len) {
 /* ------------------------------------------------------------------------ */
 /* The adapter's thread                                                      */
 
-struct scn_ext {
+struct detour__scn_ext {
   const detour_scenario *s;
   const detour_adapter *a;
   void *inst;
@@ -319,16 +320,17 @@ struct scn_ext {
   char err[512];
 };
 
-scn_ext *scn_ext_new(const detour_scenario *s,
-                     const detour_adapter_server *servers, size_t nservers,
-                     char *err, size_t errlen) {
-  scn_ext *x = calloc(1, sizeof *x);
+detour__scn_ext *detour__scn_ext_new(const detour_scenario *s,
+                                     const detour_adapter_server *servers,
+                                     size_t nservers, char *err,
+                                     size_t errlen) {
+  detour__scn_ext *x = calloc(1, sizeof *x);
   if (!x) {
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
   x->s = s;
-  x->a = scn_adapter_of(s);
+  x->a = detour__scn_adapter_of(s);
   detour_adapter_config c = {.scenario = s->name,
                              .servers = servers,
                              .nservers = nservers,
@@ -345,16 +347,16 @@ scn_ext *scn_ext_new(const detour_scenario *s,
   return x;
 }
 
-static detour_ms elapsed(const scn_ext *x) {
+static detour_ms elapsed(const detour__scn_ext *x) {
   return (detour_ms)((uv_hrtime() - x->hr0) / 1000000u);
 }
 
-static bool stopping(const scn_ext *x) {
-  return atomic_load(&x->stop) || scn_interrupted();
+static bool stopping(const detour__scn_ext *x) {
+  return atomic_load(&x->stop) || detour__scn_interrupted();
 }
 
 /* Sleep until offset `at` from t = 0; false when told to stop first. */
-static bool sleep_until(const scn_ext *x, detour_ms at) {
+static bool sleep_until(const detour__scn_ext *x, detour_ms at) {
   while (!stopping(x) && elapsed(x) < at) {
     detour_ms left = at - elapsed(x);
     detour_ms step = left < SLEEP_SLICE_MS ? left : SLEEP_SLICE_MS;
@@ -364,9 +366,9 @@ static bool sleep_until(const scn_ext *x, detour_ms at) {
   return !stopping(x);
 }
 
-static int submit_all(scn_ext *x) {
+static int submit_all(detour__scn_ext *x) {
   for (size_t i = 0; i < x->s->nmsgs; i++) {
-    const scn_message *m = &x->s->msgs[i];
+    const detour__scn_message *m = &x->s->msgs[i];
     if (!sleep_until(x, m->at))
       return 0;
     detour_adapter_message am = {m->from, (const char *const *)m->to, m->nto,
@@ -380,7 +382,7 @@ static int submit_all(scn_ext *x) {
 }
 
 static void *ext_main(void *arg) {
-  scn_ext *x = arg;
+  detour__scn_ext *x = arg;
   int rc = submit_all(x);
   while (rc == 0 && !stopping(x) && x->nsubmitted == x->s->nmsgs &&
          elapsed(x) < x->limit) {
@@ -393,8 +395,8 @@ static void *ext_main(void *arg) {
   return NULL;
 }
 
-int scn_ext_begin(scn_ext *x, uint64_t hr0, detour_ms limit, char *err,
-                  size_t errlen) {
+int detour__scn_ext_begin(detour__scn_ext *x, uint64_t hr0, detour_ms limit,
+                          char *err, size_t errlen) {
   x->hr0 = hr0;
   x->limit = limit;
   if (pthread_create(&x->thread, NULL, ext_main, x) != 0) {
@@ -405,13 +407,13 @@ int scn_ext_begin(scn_ext *x, uint64_t hr0, detour_ms limit, char *err,
   return 0;
 }
 
-bool scn_ext_finished(const scn_ext *x) {
-  return atomic_load(&((scn_ext *)x)->finished);
+bool detour__scn_ext_finished(const detour__scn_ext *x) {
+  return atomic_load(&((detour__scn_ext *)x)->finished);
 }
 
 /* Joining is bounded: every adapter call is, and the thread looks at the
  * stop flag between calls. */
-static void stop_thread(scn_ext *x) {
+static void stop_thread(detour__scn_ext *x) {
   if (!x->started)
     return;
   atomic_store(&x->stop, true);
@@ -419,23 +421,23 @@ static void stop_thread(scn_ext *x) {
   x->started = false;
 }
 
-void scn_ext_collect(scn_ext *x, detour_scenario_result *r) {
+void detour__scn_ext_collect(detour__scn_ext *x, detour_scenario_result *r) {
   stop_thread(x);
   for (size_t i = 0; i < x->nsubmitted && i < r->nmsgs; i++)
     r->msgs[i].submit_t = x->submit_t[i];
   if (x->done < 0)
-    scn_fail(r, "client %s: %s", x->a->name, x->err);
+    detour__scn_fail(r, "client %s: %s", x->a->name, x->err);
   else if (x->nsubmitted < x->s->nmsgs)
-    scn_fail(r, "client %s: only %zu of %zu messages were submitted",
-             x->a->name, x->nsubmitted, x->s->nmsgs);
-  else if (x->done == 0 && !scn_interrupted() && !x->s->device)
-    scn_fail(r,
-             "client %s still held a message at the end of the run "
-             "(limit: key): neither delivered nor given up",
-             x->a->name);
+    detour__scn_fail(r, "client %s: only %zu of %zu messages were submitted",
+                     x->a->name, x->nsubmitted, x->s->nmsgs);
+  else if (x->done == 0 && !detour__scn_interrupted() && !x->s->device)
+    detour__scn_fail(r,
+                     "client %s still held a message at the end of the run "
+                     "(limit: key): neither delivered nor given up",
+                     x->a->name);
 }
 
-char *scn_ext_log_tail(const scn_ext *x) {
+char *detour__scn_ext_log_tail(const detour__scn_ext *x) {
   const char *path = x && x->a->logs ? x->a->logs(x->inst) : NULL;
   FILE *f = path ? fopen(path, "rb") : NULL;
   if (!f)
@@ -450,10 +452,10 @@ char *scn_ext_log_tail(const scn_ext *x) {
   /* start at a whole line when the tail was cut */
   char *start =
       size > LOG_TAIL_BYTES && strchr(buf, '\n') ? strchr(buf, '\n') + 1 : buf;
-  return scn_printf("client log %s (last lines):\n%s", path, start);
+  return detour__scn_printf("client log %s (last lines):\n%s", path, start);
 }
 
-void scn_ext_free(scn_ext *x) {
+void detour__scn_ext_free(detour__scn_ext *x) {
   if (!x)
     return;
   stop_thread(x);
@@ -480,7 +482,7 @@ static accepted *accepted_list(const detour_scenario_result *r, size_t *n) {
       if (!m->complete || m->code / 100 != 2)
         continue;
       for (size_t q = 0; q < m->nrcpts; q++) {
-        if (scn_grow(&v, &cap, *n, sizeof *v) < 0) {
+        if (detour__scn_grow(&v, &cap, *n, sizeof *v) < 0) {
           free(v);
           return NULL;
         }
@@ -506,7 +508,8 @@ static long claim(const detour_scenario_result *r, const accepted *v, size_t n,
   return best;
 }
 
-int scn_ext_outcomes(const detour_scenario *s, detour_scenario_result *r) {
+int detour__scn_ext_outcomes(const detour_scenario *s,
+                             detour_scenario_result *r) {
   size_t n = 0, cap = 0;
   accepted *v = accepted_list(r, &n);
   bool *taken = calloc(n ? n : 1, sizeof *taken);
@@ -517,18 +520,19 @@ int scn_ext_outcomes(const detour_scenario *s, detour_scenario_result *r) {
   }
   for (size_t m = 0; m < s->nmsgs; m++)
     for (size_t k = 0; k < s->msgs[m].nto; k++) {
-      if (scn_grow(&r->rcpts, &cap, r->nrcpts, sizeof *r->rcpts) < 0)
+      if (detour__scn_grow(&r->rcpts, &cap, r->nrcpts, sizeof *r->rcpts) < 0)
         break;
       detour_scenario_rcpt *o = &r->rcpts[r->nrcpts++];
       memset(o, 0, sizeof *o);
       long c = claim(r, v, n, taken, s->msgs[m].to[k]);
       o->message = m;
-      o->recipient = scn_strdup(s->msgs[m].to[k]);
+      o->recipient = detour__scn_strdup(s->msgs[m].to[k]);
       o->outcome = c >= 0 ? DETOUR_RCPT_DELIVERED : DETOUR_RCPT_DEFERRED;
-      o->server = c >= 0 ? scn_strdup(r->servers[v[c].server].name) : NULL;
+      o->server =
+          c >= 0 ? detour__scn_strdup(r->servers[v[c].server].name) : NULL;
       o->t = c >= 0 ? r->servers[v[c].server].msgs[v[c].msg].t : 0;
-      o->detail = scn_strdup(c >= 0 ? "accepted by a fake server"
-                                    : "no fake server accepted it");
+      o->detail = detour__scn_strdup(c >= 0 ? "accepted by a fake server"
+                                            : "no fake server accepted it");
     }
   free(v);
   free(taken);

@@ -94,10 +94,10 @@ static int dev_submit(void *inst, const detour_adapter_message *m, char *err,
                       size_t errlen) {
   dev *d = inst;
   const detour_device_options *o = d->o;
-  scn_buf to = {0};
+  detour__scn_buf to = {0};
   for (size_t i = 0; i < m->nrcpts; i++)
-    scn_buf_add(&to, "%s%s", i ? " " : "", m->rcpts[i]);
-  char *rcpts = scn_buf_take(&to);
+    detour__scn_buf_add(&to, "%s%s", i ? " " : "", m->rcpts[i]);
+  char *rcpts = detour__scn_buf_take(&to);
   if (!o->trigger) {
     fprintf(out(o), "now: make the device send one message from %s to %s\n",
             m->from, rcpts ? rcpts : "?");
@@ -165,7 +165,8 @@ static bool dev_version(const detour_adapter *self, char *buf, size_t len) {
 }
 
 /* One per options; the runner keeps the options alive for the run. */
-const detour_adapter *scn_device_adapter(const detour_device_options *o) {
+const detour_adapter *
+detour__scn_device_adapter(const detour_device_options *o) {
   static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
   static detour_adapter a;
   pthread_mutex_lock(&lock);

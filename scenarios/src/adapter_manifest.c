@@ -117,7 +117,7 @@ static int wait_bounded(pid_t pid, long limit_ms) {
       return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     if (w < 0)
       return -1;
-    if (now_ms() - t0 > limit_ms || scn_interrupted()) {
+    if (now_ms() - t0 > limit_ms || detour__scn_interrupted()) {
       kill(-pid, SIGKILL);
       waitpid(pid, &st, 0);
       return -1;
@@ -204,10 +204,10 @@ static const char *lookup(const char *const *names, char *const *vals, size_t n,
  * Unknown names cannot happen (checked at load); they stay as written. */
 static char *expand(const mi *x, const char *t, const char *const *enames,
                     char *const *evals, size_t ne) {
-  scn_buf b = {0};
+  detour__scn_buf b = {0};
   for (const char *p = t ? t : ""; *p; p++) {
     if ((p[0] == '{' && p[1] == '{') || (p[0] == '}' && p[1] == '}')) {
-      scn_buf_addn(&b, p++, 1);
+      detour__scn_buf_addn(&b, p++, 1);
       continue;
     }
     const char *end = *p == '{' ? strchr(p, '}') : NULL;
@@ -219,13 +219,13 @@ static char *expand(const mi *x, const char *t, const char *const *enames,
         v = lookup(x->names, x->vals, x->nvars, p + 1, k);
     }
     if (v) {
-      scn_buf_add(&b, "%s", v);
+      detour__scn_buf_add(&b, "%s", v);
       p = end;
     } else {
-      scn_buf_addn(&b, p, 1);
+      detour__scn_buf_addn(&b, p, 1);
     }
   }
-  return scn_buf_take(&b);
+  return detour__scn_buf_take(&b);
 }
 
 static char *expand0(const mi *x, const char *t) {
@@ -250,7 +250,7 @@ static char *server_text(const mi *x, const detour_adapter_server *s,
 static int server_vars(mi *x, const detour_adapter_config *c) {
   const mf_manifest *m = x->m;
   bool same = m->placement == DETOUR_PLACE_SAME_PORT;
-  scn_buf all = {0}, backups = {0};
+  detour__scn_buf all = {0}, backups = {0};
   char *first = NULL;
   size_t n = same ? 1 : c->nservers;
   for (size_t i = 0; i < n; i++) {
@@ -258,15 +258,15 @@ static int server_vars(mi *x, const detour_adapter_config *c) {
                             same ? m->srv_name : c->servers[i].host, i);
     if (!one)
       break;
-    scn_buf_add(&all, "%s%s", i ? m->srv_separator : "", one);
+    detour__scn_buf_add(&all, "%s%s", i ? m->srv_separator : "", one);
     if (i > 0)
-      scn_buf_add(&backups, "%s%s", i > 1 ? m->srv_separator : "", one);
+      detour__scn_buf_add(&backups, "%s%s", i > 1 ? m->srv_separator : "", one);
     if (i == 0)
       first = one;
     else
       free(one);
   }
-  char *a = scn_buf_take(&all), *b = scn_buf_take(&backups);
+  char *a = detour__scn_buf_take(&all), *b = detour__scn_buf_take(&backups);
   int rc = a && b && first ? 0 : -1;
   rc |= set_var(x, "servers", "%s", a ? a : "");
   rc |= set_var(x, "server0", "%s", first ? first : "");
@@ -361,7 +361,7 @@ static int make_env(mi *x) {
     x->envp[k++] = strdup(environ[i]);
   for (size_t i = 0; i < x->m->env.n; i++)
     x->envp[k++] = expand0(x, x->m->env.v[i]);
-  x->envp[k++] = scn_printf("DETOUR_CLIENT_DIR=%s", x->dir);
+  x->envp[k++] = detour__scn_printf("DETOUR_CLIENT_DIR=%s", x->dir);
   for (size_t i = 0; i < k; i++)
     if (!x->envp[i])
       return -1;
@@ -455,42 +455,43 @@ static size_t count_files(const char *dir, int depth) {
 /* ------------------------------------------------------------------------ */
 /* Isolation: a PID + mount namespace held by a sleeping first process       */
 
-static void sh_quote(scn_buf *b, const char *s) {
-  scn_buf_add(b, "'");
+static void sh_quote(detour__scn_buf *b, const char *s) {
+  detour__scn_buf_add(b, "'");
   for (; *s; s++)
     if (*s == '\'')
-      scn_buf_add(b, "'\\''");
+      detour__scn_buf_add(b, "'\\''");
     else
-      scn_buf_addn(b, s, 1);
-  scn_buf_add(b, "'");
+      detour__scn_buf_addn(b, s, 1);
+  detour__scn_buf_add(b, "'");
 }
 
 /* Lines appended to a private copy of /etc/FILE, bound over it. */
-static void add_lines(scn_buf *b, const mi *x, const char *file,
+static void add_lines(detour__scn_buf *b, const mi *x, const char *file,
                       const mf_list *lines, const char *extra) {
   if (!lines->n && !extra)
     return;
-  scn_buf_add(b, "cp /etc/%s %s/.iso/%s\n", file, x->dir, file);
+  detour__scn_buf_add(b, "cp /etc/%s %s/.iso/%s\n", file, x->dir, file);
   for (size_t i = 0; i < lines->n; i++) {
     char *l = expand0(x, lines->v[i]);
-    scn_buf_add(b, "printf '%%s\\n' ");
+    detour__scn_buf_add(b, "printf '%%s\\n' ");
     sh_quote(b, l ? l : "");
-    scn_buf_add(b, " >>%s/.iso/%s\n", x->dir, file);
+    detour__scn_buf_add(b, " >>%s/.iso/%s\n", x->dir, file);
     free(l);
   }
   if (extra) {
-    scn_buf_add(b, "printf '%%s' ");
+    detour__scn_buf_add(b, "printf '%%s' ");
     sh_quote(b, extra);
-    scn_buf_add(b, " >>%s/.iso/%s\n", x->dir, file);
+    detour__scn_buf_add(b, " >>%s/.iso/%s\n", x->dir, file);
   }
-  scn_buf_add(b, "mount --bind %s/.iso/%s /etc/%s\n", x->dir, file, file);
+  detour__scn_buf_add(b, "mount --bind %s/.iso/%s /etc/%s\n", x->dir, file,
+                      file);
 }
 
 /* The shell script the namespace's first process runs, then sleeps. */
 static char *iso_script(const mi *x, const char *hosts) {
   const mf_manifest *m = x->m;
-  scn_buf b = {0};
-  scn_buf_add(&b, "set -e\nmkdir -p %s/.iso\n", x->dir);
+  detour__scn_buf b = {0};
+  detour__scn_buf_add(&b, "set -e\nmkdir -p %s/.iso\n", x->dir);
   /* overlays first: a bind or a private /etc/hosts goes on top of them */
   /* PATH, or PATH:UPPER (a folder under {dir} whose files show on top) */
   for (size_t i = 0; i < m->overlays.n; i++) {
@@ -499,13 +500,14 @@ static char *iso_script(const mi *x, const char *hosts) {
     if (upper)
       *upper++ = '\0';
     snprintf(dflt, sizeof dflt, "%s/.iso/ov%zu/u", x->dir, i);
-    scn_buf_add(&b, "mkdir -p %s/.iso/ov%zu/w %s\n", x->dir, i,
-                upper ? upper : dflt);
-    scn_buf_add(&b,
-                "mount -t overlay overlay -o lowerdir=%s,upperdir=%s,workdir="
-                "%s/.iso/ov%zu/w %s\n",
-                p ? p : "/nonexistent", upper ? upper : dflt, x->dir, i,
-                p ? p : "/nonexistent");
+    detour__scn_buf_add(&b, "mkdir -p %s/.iso/ov%zu/w %s\n", x->dir, i,
+                        upper ? upper : dflt);
+    detour__scn_buf_add(
+        &b,
+        "mount -t overlay overlay -o lowerdir=%s,upperdir=%s,workdir="
+        "%s/.iso/ov%zu/w %s\n",
+        p ? p : "/nonexistent", upper ? upper : dflt, x->dir, i,
+        p ? p : "/nonexistent");
     free(p);
   }
   add_lines(&b, x, "passwd", &m->users, NULL);
@@ -514,8 +516,8 @@ static char *iso_script(const mi *x, const char *hosts) {
   add_lines(&b, x, "hosts", &none, hosts);
   for (size_t i = 0; i < m->tmpfs.n; i++) {
     char *p = expand0(x, m->tmpfs.v[i]);
-    scn_buf_add(&b, "mount -t tmpfs -o mode=0755 tmpfs %s\n",
-                p ? p : "/nonexistent");
+    detour__scn_buf_add(&b, "mount -t tmpfs -o mode=0755 tmpfs %s\n",
+                        p ? p : "/nonexistent");
     free(p);
   }
   for (size_t i = 0; i < m->binds.n; i++) {
@@ -523,12 +525,13 @@ static char *iso_script(const mi *x, const char *hosts) {
     char *colon = p ? strchr(p, ':') : NULL;
     if (colon) {
       *colon = '\0';
-      scn_buf_add(&b, "mount --bind %s %s\n", p, colon + 1);
+      detour__scn_buf_add(&b, "mount --bind %s %s\n", p, colon + 1);
     }
     free(p);
   }
-  scn_buf_add(&b, "touch %s/.iso/ready\nexec sleep 2147483647\n", x->dir);
-  return scn_buf_take(&b);
+  detour__scn_buf_add(&b, "touch %s/.iso/ready\nexec sleep 2147483647\n",
+                      x->dir);
+  return detour__scn_buf_take(&b);
 }
 
 /* The namespace's first process: the only child of the unshare process. */
@@ -548,11 +551,12 @@ static pid_t ns_first(pid_t holder) {
 
 static const char *start_isolation(mi *x, const detour_adapter_config *c) {
   static char why[600];
-  scn_buf hosts = {0};
+  detour__scn_buf hosts = {0};
   if (x->m->placement == DETOUR_PLACE_SAME_PORT)
     for (size_t i = 0; i < c->nservers; i++)
-      scn_buf_add(&hosts, "%s %s\n", c->servers[i].host, x->m->srv_name);
-  char *h = scn_buf_take(&hosts);
+      detour__scn_buf_add(&hosts, "%s %s\n", c->servers[i].host,
+                          x->m->srv_name);
+  char *h = detour__scn_buf_take(&hosts);
   char *script = iso_script(x, h && *h ? h : NULL);
   free(h);
   char unshare[64], ready[400];
@@ -562,14 +566,14 @@ static const char *start_isolation(mi *x, const detour_adapter_config *c) {
   }
   mi shell = *x; /* run the script outside any namespace */
   shell.ns_pid = 0;
-  scn_buf cmd = {0};
-  scn_buf_add(&cmd,
-              "exec %s --pid --fork --mount --propagation private "
-              "--kill-child --mount-proc /bin/sh -c ",
-              unshare);
+  detour__scn_buf cmd = {0};
+  detour__scn_buf_add(&cmd,
+                      "exec %s --pid --fork --mount --propagation private "
+                      "--kill-child --mount-proc /bin/sh -c ",
+                      unshare);
   sh_quote(&cmd, script);
   free(script);
-  char *line = scn_buf_take(&cmd);
+  char *line = detour__scn_buf_take(&cmd);
   x->holder = line ? spawn(&shell, line, NULL, x->out) : -1;
   free(line);
   snprintf(ready, sizeof ready, "%s/.iso/ready", x->dir);
@@ -669,7 +673,7 @@ static void mf_teardown(void *inst);
 static bool ready_now(const mi *x, const char *arg) {
   switch (x->m->ready) {
   case MF_READY_PORT: {
-    int fd = scn_smtp_connect("127.0.0.1", (uint16_t)atoi(arg));
+    int fd = detour__scn_smtp_connect("127.0.0.1", (uint16_t)atoi(arg));
     if (fd >= 0)
       close(fd);
     return fd >= 0;
@@ -707,7 +711,7 @@ static const char *start_client(mi *x) {
     reap_start(x);
     if (x->start_exited && x->start_status != 0)
       bad = "the start command failed";
-    else if (now_ms() - t0 > x->m->start_timeout || scn_interrupted())
+    else if (now_ms() - t0 > x->m->start_timeout || detour__scn_interrupted())
       bad = "not ready by start.timeout";
     else
       nap_ms(10);
@@ -790,8 +794,8 @@ static int mf_submit(void *inst, const detour_adapter_message *msg, char *err,
     int rc = -1;
     if (colon) {
       *colon = '\0';
-      rc = scn_smtp_submit(at, (uint16_t)atoi(colon + 1), m->rcpt_params, msg,
-                           err, errlen);
+      rc = detour__scn_smtp_submit(at, (uint16_t)atoi(colon + 1),
+                                   m->rcpt_params, msg, err, errlen);
     } else {
       snprintf(err, errlen, "%s: submit.smtp is not HOST:PORT", m->name);
     }
@@ -801,24 +805,25 @@ static int mf_submit(void *inst, const detour_adapter_message *msg, char *err,
   /* the message on stdin, LF line ends (what sendmail-like commands take) */
   char in[400];
   snprintf(in, sizeof in, "%s/message-%u", x->dir, x->nmsgs++);
-  scn_buf body = {0}, to = {0}, list = {0};
+  detour__scn_buf body = {0}, to = {0}, list = {0};
   for (size_t i = 0; i < msg->body_len; i++)
     if (msg->body[i] != '\r' || i + 1 >= msg->body_len ||
         msg->body[i + 1] != '\n')
-      scn_buf_addn(&body, &msg->body[i], 1);
+      detour__scn_buf_addn(&body, &msg->body[i], 1);
   for (size_t i = 0; i < msg->nrcpts; i++) {
-    scn_buf_add(&to, "%s", i ? " " : "");
+    detour__scn_buf_add(&to, "%s", i ? " " : "");
     sh_quote(&to, msg->rcpts[i]);
-    scn_buf_add(&list, "%s%s", i ? "," : "", msg->rcpts[i]);
+    detour__scn_buf_add(&list, "%s%s", i ? "," : "", msg->rcpts[i]);
   }
-  scn_buf from = {0};
+  detour__scn_buf from = {0};
   sh_quote(&from, msg->from);
   const char *names[] = {"from", "to", "to_list"};
-  char *vals[] = {scn_buf_take(&from), scn_buf_take(&to), scn_buf_take(&list)};
+  char *vals[] = {detour__scn_buf_take(&from), detour__scn_buf_take(&to),
+                  detour__scn_buf_take(&list)};
   char *cmd = vals[0] && vals[1] && vals[2]
                   ? expand(x, m->submit_cmd, names, vals, 3)
                   : NULL;
-  char *b = scn_buf_take(&body);
+  char *b = detour__scn_buf_take(&body);
   int rc = -1;
   if (!cmd || !b || write_file(in, b, strlen(b)) < 0)
     snprintf(err, errlen, "%s: cannot write %s", m->name, in);
@@ -864,7 +869,7 @@ static int mf_wait_done(void *inst, detour_ms timeout, char *err,
                x->m->name, x->start_status);
       return -1;
     }
-    if (now_ms() - t0 >= timeout || scn_interrupted())
+    if (now_ms() - t0 >= timeout || detour__scn_interrupted())
       return 0;
     nap_ms(x->m->poll);
   }
@@ -917,7 +922,7 @@ static void mf_teardown(void *inst) {
   free(x);
 }
 
-detour_adapter *scn_manifest_adapter(mf_manifest *m) {
+detour_adapter *detour__scn_manifest_adapter(mf_manifest *m) {
   detour_adapter *a = calloc(1, sizeof *a);
   if (!a)
     return NULL;

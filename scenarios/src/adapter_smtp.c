@@ -22,7 +22,7 @@
 
 #define SMTP_IO_LIMIT_S 10
 
-int scn_smtp_connect(const char *host, uint16_t port) {
+int detour__scn_smtp_connect(const char *host, uint16_t port) {
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
   if (inet_pton(AF_INET, host, &a.sin_addr) != 1)
     return -1;
@@ -122,12 +122,14 @@ static bool send_body(int fd, const detour_adapter_message *m) {
   return send_all(fd, buf, n + (bol ? 3 : 5));
 }
 
-int scn_smtp_submit(const char *host, uint16_t port, const char *rcpt_params,
-                    const detour_adapter_message *m, char *err, size_t errlen) {
+int detour__scn_smtp_submit(const char *host, uint16_t port,
+                            const char *rcpt_params,
+                            const detour_adapter_message *m, char *err,
+                            size_t errlen) {
   char who[96];
   snprintf(who, sizeof who, "the client's SMTP listener %s:%u", host,
            (unsigned)port);
-  int fd = scn_smtp_connect(host, port);
+  int fd = detour__scn_smtp_connect(host, port);
   if (fd < 0) {
     snprintf(err, errlen, "cannot connect to %s", who);
     return -1;

@@ -15,7 +15,7 @@
 
 #include "scn_internal.h"
 
-void scn_fail(detour_scenario_result *r, const char *fmt, ...) {
+void detour__scn_fail(detour_scenario_result *r, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(NULL, 0, fmt, ap);
@@ -57,38 +57,41 @@ static bool glob_or_any(const char *pattern, const char *text) {
 /* Messages, exit status, recipients                                         */
 
 static void check_status(const detour_scenario *s, detour_scenario_result *r) {
-  const scn_expect *x = &s->expect;
+  const detour__scn_expect *x = &s->expect;
   for (size_t i = 0; i < x->nstatus && i < r->nmsgs; i++) {
     const detour_scenario_msg *m = &r->msgs[i];
     const char *want =
         detour_done_status_name((detour_done_status)x->status[i]);
     if (!m->done)
-      scn_fail(r, "message %zu: expected status %s, but it never finished", i,
-               want);
+      detour__scn_fail(
+          r, "message %zu: expected status %s, but it never finished", i, want);
     else if ((int)m->status != x->status[i])
-      scn_fail(r, "message %zu: expected status %s, got %s", i, want,
-               detour_done_status_name(m->status));
+      detour__scn_fail(r, "message %zu: expected status %s, got %s", i, want,
+                       detour_done_status_name(m->status));
   }
   if (x->exit_code >= 0 && x->exit_code != r->exit_code)
-    scn_fail(r, "exit status: expected %d, got %d", x->exit_code, r->exit_code);
+    detour__scn_fail(r, "exit status: expected %d, got %d", x->exit_code,
+                     r->exit_code);
 }
 
-static void check_one_rcpt(detour_scenario_result *r, const scn_rcpt_expect *e,
+static void check_one_rcpt(detour_scenario_result *r,
+                           const detour__scn_rcpt_expect *e,
                            const detour_scenario_rcpt *got) {
   const char *srv = got->server ? got->server : "none";
   if (e->outcome >= 0 && (int)got->outcome != e->outcome)
-    scn_fail(r, "recipient %s (message %zu): expected %s, got %s (%s)",
-             e->recipient, got->message,
-             detour_rcpt_outcome_name((detour_rcpt_outcome)e->outcome),
-             detour_rcpt_outcome_name(got->outcome), got->detail);
+    detour__scn_fail(r, "recipient %s (message %zu): expected %s, got %s (%s)",
+                     e->recipient, got->message,
+                     detour_rcpt_outcome_name((detour_rcpt_outcome)e->outcome),
+                     detour_rcpt_outcome_name(got->outcome), got->detail);
   if (e->server && strcmp(e->server, srv) != 0)
-    scn_fail(r, "recipient %s (message %zu): expected server %s, got %s",
-             e->recipient, got->message, e->server, srv);
+    detour__scn_fail(r,
+                     "recipient %s (message %zu): expected server %s, got %s",
+                     e->recipient, got->message, e->server, srv);
 }
 
 static void check_rcpts(const detour_scenario *s, detour_scenario_result *r) {
   for (size_t i = 0; i < s->expect.nrcpts; i++) {
-    const scn_rcpt_expect *e = &s->expect.rcpts[i];
+    const detour__scn_rcpt_expect *e = &s->expect.rcpts[i];
     size_t seen = 0;
     for (size_t k = 0; k < r->nrcpts; k++) {
       const detour_scenario_rcpt *got = &r->rcpts[k];
@@ -99,14 +102,16 @@ static void check_rcpts(const detour_scenario *s, detour_scenario_result *r) {
       check_one_rcpt(r, e, got);
     }
     if (!seen)
-      scn_fail(r, "recipient %s: no outcome was reported", e->recipient);
+      detour__scn_fail(r, "recipient %s: no outcome was reported",
+                       e->recipient);
   }
 }
 
 /* ------------------------------------------------------------------------ */
 /* Log rows: a diff                                                          */
 
-static bool row_matches(const detour_scenario *s, const scn_row_expect *e,
+static bool row_matches(const detour_scenario *s,
+                        const detour__scn_row_expect *e,
                         const detour_scenario_row *a) {
   return (!e->has_t || time_ok(s, e->t, a->t)) &&
          glob_or_any(e->recipient, a->recipient) &&
@@ -119,7 +124,8 @@ static bool row_matches(const detour_scenario *s, const scn_row_expect *e,
          (e->message < 0 || (size_t)e->message == a->message);
 }
 
-static void format_expected(const scn_row_expect *e, char *buf, size_t len) {
+static void format_expected(const detour__scn_row_expect *e, char *buf,
+                            size_t len) {
   char t[32] = "*", msg[16] = "*", att[16] = "*";
   if (e->has_t)
     detour_scenario_format_offset(e->t, t, sizeof t);
@@ -142,12 +148,12 @@ static void format_expected(const scn_row_expect *e, char *buf, size_t len) {
  * listing: ' ' matched, '-' expected but missing, '+' there but not
  * expected. Rows are few (hundreds at most), so O(n*m) is fine. */
 static void diff_rows(const detour_scenario *s, detour_scenario_result *r) {
-  const scn_expect *x = &s->expect;
+  const detour__scn_expect *x = &s->expect;
   size_t n = x->nlog, m = r->nrows;
   unsigned *L = calloc((n + 1) * (m + 1), sizeof *L);
-  scn_buf b = {0};
+  detour__scn_buf b = {0};
   if (!L) {
-    scn_fail(r, "log rows differ (out of memory for the diff)");
+    detour__scn_fail(r, "log rows differ (out of memory for the diff)");
     return;
   }
 #define AT(i, j) L[(i) * (m + 1) + (j)]
@@ -157,38 +163,38 @@ static void diff_rows(const detour_scenario *s, detour_scenario_result *r) {
           row_matches(s, &x->log[i], &r->rows[j])
               ? AT(i + 1, j + 1) + 1
               : (AT(i + 1, j) > AT(i, j + 1) ? AT(i + 1, j) : AT(i, j + 1));
-  scn_buf_add(&b,
-              "log rows differ: expected %zu, got %zu ('-' expected, "
-              "'+' actual):",
-              n, m);
+  detour__scn_buf_add(&b,
+                      "log rows differ: expected %zu, got %zu ('-' expected, "
+                      "'+' actual):",
+                      n, m);
   size_t i = 0, j = 0;
   char line[768];
   while (i < n || j < m) {
     if (i < n && j < m && row_matches(s, &x->log[i], &r->rows[j])) {
       detour_scenario_format_row(&r->rows[j], line, sizeof line);
-      scn_buf_add(&b, "\n    %s", line);
+      detour__scn_buf_add(&b, "\n    %s", line);
       i++, j++;
     } else if (i < n && (j == m || AT(i + 1, j) >= AT(i, j + 1))) {
       format_expected(&x->log[i], line, sizeof line);
-      scn_buf_add(&b, "\n  - %s   (%s:%d:%d)", line, s->file, x->log[i].line,
-                  x->log[i].col);
+      detour__scn_buf_add(&b, "\n  - %s   (%s:%d:%d)", line, s->file,
+                          x->log[i].line, x->log[i].col);
       i++;
     } else {
       detour_scenario_format_row(&r->rows[j], line, sizeof line);
-      scn_buf_add(&b, "\n  + %s", line);
+      detour__scn_buf_add(&b, "\n  + %s", line);
       j++;
     }
   }
 #undef AT
   free(L);
-  char *text = scn_buf_take(&b);
+  char *text = detour__scn_buf_take(&b);
   if (text)
-    scn_fail(r, "%s", text);
+    detour__scn_fail(r, "%s", text);
   free(text);
 }
 
 static void check_log(const detour_scenario *s, detour_scenario_result *r) {
-  const scn_expect *x = &s->expect;
+  const detour__scn_expect *x = &s->expect;
   if (!x->has_log)
     return;
   bool same = x->nlog == r->nrows;
@@ -200,7 +206,7 @@ static void check_log(const detour_scenario *s, detour_scenario_result *r) {
 
 static void check_warnings(const detour_scenario *s,
                            detour_scenario_result *r) {
-  const scn_expect *x = &s->expect;
+  const detour__scn_expect *x = &s->expect;
   if (!x->has_warnings)
     return;
   bool same = x->nwarnings == r->nwarnings;
@@ -208,16 +214,16 @@ static void check_warnings(const detour_scenario *s,
     same = detour_scenario_glob(x->warnings[i], r->warnings[i].text);
   if (same)
     return;
-  scn_buf b = {0};
-  scn_buf_add(&b, "warnings differ: expected %zu, got %zu", x->nwarnings,
-              r->nwarnings);
+  detour__scn_buf b = {0};
+  detour__scn_buf_add(&b, "warnings differ: expected %zu, got %zu",
+                      x->nwarnings, r->nwarnings);
   for (size_t i = 0; i < x->nwarnings; i++)
-    scn_buf_add(&b, "\n  - %s", x->warnings[i]);
+    detour__scn_buf_add(&b, "\n  - %s", x->warnings[i]);
   for (size_t i = 0; i < r->nwarnings; i++)
-    scn_buf_add(&b, "\n  + %s", r->warnings[i].text);
-  char *text = scn_buf_take(&b);
+    detour__scn_buf_add(&b, "\n  + %s", r->warnings[i].text);
+  char *text = detour__scn_buf_take(&b);
   if (text)
-    scn_fail(r, "%s", text);
+    detour__scn_fail(r, "%s", text);
   free(text);
 }
 
@@ -225,28 +231,29 @@ static void check_warnings(const detour_scenario *s,
 /* What the fake servers saw                                                 */
 
 static void check_times(const detour_scenario *s, detour_scenario_result *r,
-                        const scn_server_expect *e,
+                        const detour__scn_server_expect *e,
                         const detour_scenario_server *got) {
   bool same = e->nconnect_times == got->nconns;
   for (size_t i = 0; same && i < got->nconns; i++)
     same = time_ok(s, e->connect_times[i], got->conns[i].accept_t);
   if (same)
     return;
-  scn_buf b = {0};
+  detour__scn_buf b = {0};
   char t[32];
-  scn_buf_add(&b, "server %s: connection times differ\n  expected:", got->name);
+  detour__scn_buf_add(
+      &b, "server %s: connection times differ\n  expected:", got->name);
   for (size_t i = 0; i < e->nconnect_times; i++)
-    scn_buf_add(&b, " %s", off(e->connect_times[i], t, sizeof t));
-  scn_buf_add(&b, "\n  actual:  ");
+    detour__scn_buf_add(&b, " %s", off(e->connect_times[i], t, sizeof t));
+  detour__scn_buf_add(&b, "\n  actual:  ");
   for (size_t i = 0; i < got->nconns; i++)
-    scn_buf_add(&b, " %s", off(got->conns[i].accept_t, t, sizeof t));
-  char *text = scn_buf_take(&b);
+    detour__scn_buf_add(&b, " %s", off(got->conns[i].accept_t, t, sizeof t));
+  char *text = detour__scn_buf_take(&b);
   if (text)
-    scn_fail(r, "%s", text);
+    detour__scn_fail(r, "%s", text);
   free(text);
 }
 
-static bool rcpts_equal(const scn_received_expect *e,
+static bool rcpts_equal(const detour__scn_received_expect *e,
                         const detour_scenario_received *m) {
   if (!e->has_to)
     return true;
@@ -258,95 +265,96 @@ static bool rcpts_equal(const scn_received_expect *e,
   return true;
 }
 
-static void describe_body(scn_buf *b, const char *label, const char *p,
+static void describe_body(detour__scn_buf *b, const char *label, const char *p,
                           size_t n) {
-  scn_buf_add(b, "\n    %s \"", label);
-  scn_buf_add_escaped(b, p, n);
-  scn_buf_add(b, "\" (%zu bytes)", n);
+  detour__scn_buf_add(b, "\n    %s \"", label);
+  detour__scn_buf_add_escaped(b, p, n);
+  detour__scn_buf_add(b, "\" (%zu bytes)", n);
 }
 
 static void check_received_one(detour_scenario_result *r, const char *srv,
-                               size_t i, const scn_received_expect *e,
+                               size_t i, const detour__scn_received_expect *e,
                                const detour_scenario_received *m) {
   if (e->from && strcasecmp(e->from, m->from) != 0)
-    scn_fail(r, "server %s, message %zu: expected MAIL FROM <%s>, got <%s>",
-             srv, i, e->from, m->from);
+    detour__scn_fail(
+        r, "server %s, message %zu: expected MAIL FROM <%s>, got <%s>", srv, i,
+        e->from, m->from);
   if (!rcpts_equal(e, m)) {
-    scn_buf b = {0};
-    scn_buf_add(
+    detour__scn_buf b = {0};
+    detour__scn_buf_add(
         &b, "server %s, message %zu: recipients differ\n  expected:", srv, i);
     for (size_t k = 0; k < e->nto; k++)
-      scn_buf_add(&b, " %s", e->to[k]);
-    scn_buf_add(&b, "\n  actual:  ");
+      detour__scn_buf_add(&b, " %s", e->to[k]);
+    detour__scn_buf_add(&b, "\n  actual:  ");
     for (size_t k = 0; k < m->nrcpts; k++)
-      scn_buf_add(&b, " %s", m->rcpts[k]);
-    char *text = scn_buf_take(&b);
+      detour__scn_buf_add(&b, " %s", m->rcpts[k]);
+    char *text = detour__scn_buf_take(&b);
     if (text)
-      scn_fail(r, "%s", text);
+      detour__scn_fail(r, "%s", text);
     free(text);
   }
   if (e->body && (e->body_len != m->body_len ||
                   memcmp(e->body, m->body, m->body_len) != 0)) {
-    scn_buf b = {0};
+    detour__scn_buf b = {0};
     size_t at = 0;
     while (at < e->body_len && at < m->body_len && e->body[at] == m->body[at])
       at++;
-    scn_buf_add(&b, "server %s, message %zu: body differs at byte %zu", srv, i,
-                at);
+    detour__scn_buf_add(&b, "server %s, message %zu: body differs at byte %zu",
+                        srv, i, at);
     describe_body(&b, "expected", e->body, e->body_len);
     describe_body(&b, "actual:  ", m->body, m->body_len);
-    char *text = scn_buf_take(&b);
+    char *text = detour__scn_buf_take(&b);
     if (text)
-      scn_fail(r, "%s", text);
+      detour__scn_fail(r, "%s", text);
     free(text);
   }
   if (e->complete >= 0 && e->complete != (int)m->complete)
-    scn_fail(r, "server %s, message %zu: expected %s, got %s", srv, i,
-             e->complete ? "complete" : "cut",
-             m->complete ? "complete" : "cut");
+    detour__scn_fail(r, "server %s, message %zu: expected %s, got %s", srv, i,
+                     e->complete ? "complete" : "cut",
+                     m->complete ? "complete" : "cut");
   if (e->code >= 0 && e->code != m->code)
-    scn_fail(r,
-             "server %s, message %zu: expected reply %d to the final "
-             "'.', got %d",
-             srv, i, e->code, m->code);
+    detour__scn_fail(r,
+                     "server %s, message %zu: expected reply %d to the final "
+                     "'.', got %d",
+                     srv, i, e->code, m->code);
 }
 
 static void check_commands(detour_scenario_result *r,
-                           const scn_server_expect *e,
+                           const detour__scn_server_expect *e,
                            const detour_scenario_server *got) {
   bool same = e->ncommands == got->ncmds;
   for (size_t i = 0; same && i < got->ncmds; i++)
     same = detour_scenario_glob(e->commands[i], got->cmds[i].line);
   if (same)
     return;
-  scn_buf b = {0};
-  scn_buf_add(&b, "server %s: commands differ (expected %zu, got %zu)",
-              got->name, e->ncommands, got->ncmds);
+  detour__scn_buf b = {0};
+  detour__scn_buf_add(&b, "server %s: commands differ (expected %zu, got %zu)",
+                      got->name, e->ncommands, got->ncmds);
   size_t n = e->ncommands > got->ncmds ? e->ncommands : got->ncmds;
   for (size_t i = 0; i < n; i++) {
     const char *w = i < e->ncommands ? e->commands[i] : "(none)";
     const char *a = i < got->ncmds ? got->cmds[i].line : "(none)";
     bool ok = i < e->ncommands && i < got->ncmds && detour_scenario_glob(w, a);
-    scn_buf_add(&b, "\n  %s %-34s %s", ok ? " " : "!", w, a);
+    detour__scn_buf_add(&b, "\n  %s %-34s %s", ok ? " " : "!", w, a);
   }
-  char *text = scn_buf_take(&b);
+  char *text = detour__scn_buf_take(&b);
   if (text)
-    scn_fail(r, "%s", text);
+    detour__scn_fail(r, "%s", text);
   free(text);
 }
 
 static void check_server(const detour_scenario *s, detour_scenario_result *r,
                          size_t i) {
-  const scn_server_expect *e = &s->expect.servers[i];
+  const detour__scn_server_expect *e = &s->expect.servers[i];
   const detour_scenario_server *got = &r->servers[i];
   if (e->connections >= 0 && (size_t)e->connections != got->nconns)
-    scn_fail(r, "server %s: expected %ld connection(s), got %zu", got->name,
-             e->connections, got->nconns);
+    detour__scn_fail(r, "server %s: expected %ld connection(s), got %zu",
+                     got->name, e->connections, got->nconns);
   if (e->has_connect_times)
     check_times(s, r, e, got);
   if (e->has_received && e->nreceived != got->nmsgs)
-    scn_fail(r, "server %s: expected %zu message(s) received, got %zu",
-             got->name, e->nreceived, got->nmsgs);
+    detour__scn_fail(r, "server %s: expected %zu message(s) received, got %zu",
+                     got->name, e->nreceived, got->nmsgs);
   for (size_t k = 0; e->has_received && k < e->nreceived && k < got->nmsgs; k++)
     check_received_one(r, got->name, k, &e->received[k], &got->msgs[k]);
   if (e->has_commands)
@@ -357,7 +365,7 @@ static void check_server(const detour_scenario *s, detour_scenario_result *r,
 /* Latency and the invariants every scenario checks                         */
 
 static void check_latency(const detour_scenario *s, detour_scenario_result *r) {
-  const scn_expect *x = &s->expect;
+  const detour__scn_expect *x = &s->expect;
   if (x->latency_max < 0 && x->latency_min < 0)
     return;
   for (size_t i = 0; i < r->nmsgs; i++) {
@@ -367,18 +375,20 @@ static void check_latency(const detour_scenario *s, detour_scenario_result *r) {
           r->rcpts[k].outcome == DETOUR_RCPT_DELIVERED && r->rcpts[k].t > last)
         last = r->rcpts[k].t;
     if (last < 0) {
-      scn_fail(r, "latency: message %zu was not delivered", i);
+      detour__scn_fail(r, "latency: message %zu was not delivered", i);
       continue;
     }
     detour_ms lat = last - r->msgs[i].submit_t;
     detour_ms slack = s->realtime ? x->tolerance : 0;
     char a[32], b[32];
     if (x->latency_max >= 0 && lat > x->latency_max + slack)
-      scn_fail(r, "latency: message %zu took %s, more than the max %s", i,
-               off(lat, a, sizeof a), off(x->latency_max, b, sizeof b));
+      detour__scn_fail(r, "latency: message %zu took %s, more than the max %s",
+                       i, off(lat, a, sizeof a),
+                       off(x->latency_max, b, sizeof b));
     if (x->latency_min >= 0 && lat + slack < x->latency_min)
-      scn_fail(r, "latency: message %zu took %s, less than the min %s", i,
-               off(lat, a, sizeof a), off(x->latency_min, b, sizeof b));
+      detour__scn_fail(r, "latency: message %zu took %s, less than the min %s",
+                       i, off(lat, a, sizeof a),
+                       off(x->latency_min, b, sizeof b));
   }
 }
 
@@ -404,16 +414,16 @@ static void check_no_duplicates(const detour_scenario *s,
         }
       /* a repeated recipient in one message is sent once (R10) */
       if (got > want) {
-        scn_fail(r,
-                 "R10: %s was accepted %zu times for %zu addressings "
-                 "(duplicate delivery)",
-                 a, got, want);
+        detour__scn_fail(r,
+                         "R10: %s was accepted %zu times for %zu addressings "
+                         "(duplicate delivery)",
+                         a, got, want);
         return;
       }
     }
 }
 
-void scn_check(const detour_scenario *s, detour_scenario_result *r) {
+void detour__scn_check(const detour_scenario *s, detour_scenario_result *r) {
   check_status(s, r);
   check_rcpts(s, r);
   check_log(s, r);
@@ -426,7 +436,7 @@ void scn_check(const detour_scenario *s, detour_scenario_result *r) {
 
 void detour_scenario_check(const detour_scenario *s,
                            detour_scenario_result *r) {
-  scn_check(s, r);
+  detour__scn_check(s, r);
   if (r->verdict != DETOUR_VERDICT_ERROR)
     r->verdict = r->nfailures ? DETOUR_VERDICT_FAIL : DETOUR_VERDICT_PASS;
 }

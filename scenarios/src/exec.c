@@ -63,9 +63,9 @@ struct run {
   detour_timer *limit_timer;
   bool limit_hit;
   bool loop_inited;
-  scn_net *net;     /* `network:` only */
-  scn_ext *ext;     /* an external client (adapter.h), else NULL */
-  void *hook_token; /* from hooks.on_started */
+  detour__scn_net *net; /* `network:` only */
+  detour__scn_ext *ext; /* an external client (adapter.h), else NULL */
+  void *hook_token;     /* from hooks.on_started */
   bool hook_started;
   size_t rows_cap, warn_cap, rcpt_cap;
   char failure[512]; /* a setup error */
@@ -91,7 +91,7 @@ static const char *name_of_label(const run *r, const char *label) {
 
 /* Replace every label in text by its name (warnings, details). */
 static char *names_in(const run *r, const char *text) {
-  scn_buf b = {0};
+  detour__scn_buf b = {0};
   const char *p = text ? text : "";
   while (*p) {
     size_t best = 0;
@@ -105,13 +105,13 @@ static char *names_in(const run *r, const char *text) {
       }
     }
     if (name) {
-      scn_buf_add(&b, "%s", name);
+      detour__scn_buf_add(&b, "%s", name);
       p += best;
     } else {
-      scn_buf_addn(&b, p++, 1);
+      detour__scn_buf_addn(&b, p++, 1);
     }
   }
-  return scn_buf_take(&b);
+  return detour__scn_buf_take(&b);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -120,14 +120,15 @@ static char *names_in(const run *r, const char *text) {
 static void on_log(void *arg, const detour_log_row *row) {
   run *r = arg;
   detour_scenario_result *res = r->res;
-  if (scn_grow(&res->rows, &r->rows_cap, res->nrows, sizeof *res->rows) < 0)
+  if (detour__scn_grow(&res->rows, &r->rows_cap, res->nrows,
+                       sizeof *res->rows) < 0)
     return;
   detour_scenario_row *o = &res->rows[res->nrows++];
   o->t = row->time - res->start;
   o->kind = row->kind;
   o->message = row->message;
-  o->recipient = scn_strdup(row->recipient);
-  o->server = scn_strdup(name_of_label(r, row->server));
+  o->recipient = detour__scn_strdup(row->recipient);
+  o->server = detour__scn_strdup(name_of_label(r, row->server));
   o->priority = row->priority;
   o->attempt = row->attempt;
   o->result = names_in(r, row->result);
@@ -138,8 +139,8 @@ static void on_log(void *arg, const detour_log_row *row) {
 static void on_warn(void *arg, const char *text) {
   run *r = arg;
   detour_scenario_result *res = r->res;
-  if (scn_grow(&res->warnings, &r->warn_cap, res->nwarnings,
-               sizeof *res->warnings) < 0)
+  if (detour__scn_grow(&res->warnings, &r->warn_cap, res->nwarnings,
+                       sizeof *res->warnings) < 0)
     return;
   detour_scenario_warning *w = &res->warnings[res->nwarnings++];
   w->t = now_off(r);
@@ -151,15 +152,16 @@ static void on_rcpt(void *arg, size_t message, size_t index,
                     int server, const char *detail) {
   run *r = arg;
   detour_scenario_result *res = r->res;
-  if (scn_grow(&res->rcpts, &r->rcpt_cap, res->nrcpts, sizeof *res->rcpts) < 0)
+  if (detour__scn_grow(&res->rcpts, &r->rcpt_cap, res->nrcpts,
+                       sizeof *res->rcpts) < 0)
     return;
   detour_scenario_rcpt *o = &res->rcpts[res->nrcpts++];
   o->message = message;
-  o->recipient = scn_strdup(recipient);
+  o->recipient = detour__scn_strdup(recipient);
   o->outcome = outcome;
   /* server is the configured index (detour_engine_server_label) */
   o->server = server >= 0 && (size_t)server < r->nnames
-                  ? scn_strdup(name_of(r, (size_t)server))
+                  ? detour__scn_strdup(name_of(r, (size_t)server))
                   : NULL;
   o->detail = names_in(r, detail);
   o->t = now_off(r);
@@ -207,10 +209,10 @@ static const char *device_listen(const run *r, size_t i, char *buf,
  * address. NULL: the server's own listen address. */
 static const char *listen_of(run *r, size_t i, char *buf, size_t len) {
   if (r->net)
-    return scn_net_listen(r->net, i, buf, len);
+    return detour__scn_net_listen(r->net, i, buf, len);
   if (r->s->device)
     return device_listen(r, i, buf, len);
-  const detour_adapter *a = r->s->adapter ? scn_adapter_of(r->s) : NULL;
+  const detour_adapter *a = r->s->adapter ? detour__scn_adapter_of(r->s) : NULL;
   if (!a || a->placement != DETOUR_PLACE_SAME_PORT || i == 0)
     return NULL;
   snprintf(buf, len, "127.0.0.%zu:%u", i + 2,
@@ -265,7 +267,8 @@ static int start_servers(run *r) {
       return -1;
     }
     char why[256] = "";
-    if (r->net ? scn_net_start_server(r->net, i, r->srv[i], why, sizeof why)
+    if (r->net ? detour__scn_net_start_server(r->net, i, r->srv[i], why,
+                                              sizeof why)
                : detour_fake_server_start(r->srv[i], why, sizeof why)) {
       snprintf(r->failure, sizeof r->failure, "fake server %s: %s",
                s->servers[i].name, why);
@@ -281,7 +284,7 @@ static int fill_servers(run *r) {
   const detour_scenario *s = r->s;
   r->st.cfg.nservers = 0;
   for (size_t k = 0; k < s->nclient_servers; k++) {
-    const scn_client_server *cs = &s->client_servers[k];
+    const detour__scn_client_server *cs = &s->client_servers[k];
     const char *host = cs->host;
     uint16_t port = cs->port;
     r->names[k] = NULL;
@@ -308,7 +311,7 @@ static int fill_servers(run *r) {
 }
 
 static void submit_now(run *r, size_t i) {
-  const scn_message *m = &r->s->msgs[i];
+  const detour__scn_message *m = &r->s->msgs[i];
   detour_message dm = {.from = m->from,
                        .rcpts = (const char *const *)m->to,
                        .nrcpts = m->nto,
@@ -319,7 +322,8 @@ static void submit_now(run *r, size_t i) {
   int rc = detour_uv_submit(r->driver, &dm);
   r->submitted++;
   if (rc < 0) {
-    scn_fail(r->res, "message %zu: submit failed: %s", i, detour_strerror(rc));
+    detour__scn_fail(r->res, "message %zu: submit failed: %s", i,
+                     detour_strerror(rc));
     r->done++; /* nothing will come for it */
   }
 }
@@ -359,10 +363,11 @@ static bool all_accepted(run *r) {
 
 static bool all_done(void *arg) {
   run *r = arg;
-  if (r->limit_hit || scn_interrupted())
+  if (r->limit_hit || detour__scn_interrupted())
     return true;
   if (r->ext)
-    return scn_ext_finished(r->ext) || (r->s->device && all_accepted(r));
+    return detour__scn_ext_finished(r->ext) ||
+           (r->s->device && all_accepted(r));
   return r->submitted == r->s->nmsgs && r->done >= r->s->nmsgs &&
          detour_uv_idle(r->driver);
 }
@@ -394,13 +399,13 @@ static void warm_thread_pool(uv_loop_t *loop) {
 /* The network first (the servers listen inside it), the loop thread into
  * the client's namespace last (only the engine's connects leave there). */
 static int start_network(run *r) {
-  r->net = scn_net_start(r->s, r->failure, sizeof r->failure);
+  r->net = detour__scn_net_start(r->s, r->failure, sizeof r->failure);
   return r->net ? 0 : -1;
 }
 
 static int enter_client(run *r) {
   warm_thread_pool(&r->loop);
-  return scn_net_enter_client(r->net, r->failure, sizeof r->failure);
+  return detour__scn_net_enter_client(r->net, r->failure, sizeof r->failure);
 }
 
 /* The capture hook: the servers are bound, nothing is submitted yet. */
@@ -412,9 +417,10 @@ static void hook_started(run *r) {
   size_t n = 0;
   for (size_t i = 0; i < r->s->nservers; i++)
     ports[n++] = detour_fake_server_port(r->srv[i]);
-  r->hook_token = h->on_started(h->arg, r->s->name, ports, n,
-                                r->net ? scn_net_client_netns(r->net) : NULL,
-                                r->net ? scn_net_client_tap(r->net) : "lo");
+  r->hook_token =
+      h->on_started(h->arg, r->s->name, ports, n,
+                    r->net ? detour__scn_net_client_netns(r->net) : NULL,
+                    r->net ? detour__scn_net_client_tap(r->net) : "lo");
   r->hook_started = true;
 }
 
@@ -444,14 +450,15 @@ static int setup_external(run *r) {
     sv[k].port = srv->port;
     sv[k].priority = srv->priority;
   }
-  r->ext = scn_ext_new(r->s, sv, cfg->nservers, r->failure, sizeof r->failure);
+  r->ext = detour__scn_ext_new(r->s, sv, cfg->nservers, r->failure,
+                               sizeof r->failure);
   if (!r->ext)
     return -1;
   hook_started(r);
   uv_update_time(&r->loop);
   r->res->start = detour_clock_now(r->clock);
-  return scn_ext_begin(r->ext, uv_hrtime(), real_limit(r->s), r->failure,
-                       sizeof r->failure);
+  return detour__scn_ext_begin(r->ext, uv_hrtime(), real_limit(r->s),
+                               r->failure, sizeof r->failure);
 }
 
 /* Everything slow (network, servers, hooks) is done before t = 0, so a
@@ -493,8 +500,9 @@ static int setup(run *r) {
   hook_started(r);
   uv_update_time(&r->loop); /* the loop's clock stood still during setup */
   r->res->start = detour_clock_now(r->clock);
-  if (r->net && scn_net_arm(r->net, r->clock, r->res->start) < 0) {
-    snprintf(r->failure, sizeof r->failure, "%s", scn_net_error(r->net));
+  if (r->net && detour__scn_net_arm(r->net, r->clock, r->res->start) < 0) {
+    snprintf(r->failure, sizeof r->failure, "%s",
+             detour__scn_net_error(r->net));
     return -1;
   }
   r->limit_timer = detour_timer_new(r->clock, on_limit, r);
@@ -565,24 +573,26 @@ static void execute(run *r) {
   else
     rc = detour_clock_run_virtual(r->clock, all_done, r, VIRTUAL_REAL_LIMIT_MS);
   r->res->end_t = now_off(r);
-  if (scn_interrupted())
-    scn_fail(r->res, "interrupted (SIGINT/SIGTERM): stopped and torn down");
+  if (detour__scn_interrupted())
+    detour__scn_fail(r->res,
+                     "interrupted (SIGINT/SIGTERM): stopped and torn down");
   else if (r->limit_hit)
-    scn_fail(r->res, "not finished after the limit of the scenario "
-                     "(limit: key)");
+    detour__scn_fail(r->res, "not finished after the limit of the scenario "
+                             "(limit: key)");
   else if (rc == DETOUR_EIO)
-    scn_fail(r->res, "not finished after %lld s of real time",
-             !r->s->realtime   ? (long long)VIRTUAL_REAL_LIMIT_MS / 1000
-             : r->s->limit_set ? (long long)(r->s->limit / 1000)
-                               : (long long)REALTIME_DEFAULT_LIMIT_MS / 1000);
+    detour__scn_fail(r->res, "not finished after %lld s of real time",
+                     !r->s->realtime ? (long long)VIRTUAL_REAL_LIMIT_MS / 1000
+                     : r->s->limit_set
+                         ? (long long)(r->s->limit / 1000)
+                         : (long long)REALTIME_DEFAULT_LIMIT_MS / 1000);
   else if (rc < 0)
-    scn_fail(r->res, "the run stopped with messages unfinished (%s)",
-             detour_strerror(rc));
+    detour__scn_fail(r->res, "the run stopped with messages unfinished (%s)",
+                     detour_strerror(rc));
   if ((r->ext || (r->driver && detour_uv_idle(r->driver))) &&
-      !scn_interrupted())
+      !detour__scn_interrupted())
     settle(r);
-  if (scn_net_error(r->net)[0])
-    scn_fail(r->res, "%s", scn_net_error(r->net));
+  if (detour__scn_net_error(r->net)[0])
+    detour__scn_fail(r->res, "%s", detour__scn_net_error(r->net));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -621,11 +631,11 @@ static int copy_msgs(detour_fake_server *srv, detour_scenario_server *o,
     detour_scenario_received *d = &o->msgs[o->nmsgs++];
     d->conn = m.conn;
     d->t = m.time - start;
-    d->from = scn_strdup(m.from);
+    d->from = detour__scn_strdup(m.from);
     d->rcpts = calloc(m.nrcpts ? m.nrcpts : 1, sizeof *d->rcpts);
     for (size_t k = 0; d->rcpts && k < m.nrcpts; k++)
-      d->rcpts[d->nrcpts++] = scn_strdup(m.rcpts[k]);
-    d->body = scn_memdup(m.body ? m.body : "", m.body ? m.body_len : 0);
+      d->rcpts[d->nrcpts++] = detour__scn_strdup(m.rcpts[k]);
+    d->body = detour__scn_memdup(m.body ? m.body : "", m.body ? m.body_len : 0);
     d->body_len = m.body ? m.body_len : 0;
     d->complete = m.complete;
     d->code = m.code;
@@ -644,12 +654,13 @@ static int copy_cmds(detour_fake_server *srv, detour_scenario_server *o,
       break;
     if (ev.type != DETOUR_FAKE_EV_COMMAND)
       continue;
-    if (scn_grow(&o->cmds, &cap, o->ncmds, sizeof *o->cmds) < 0)
+    if (detour__scn_grow(&o->cmds, &cap, o->ncmds, sizeof *o->cmds) < 0)
       return DETOUR_ENOMEM;
     detour_scenario_command *c = &o->cmds[o->ncmds++];
     c->conn = ev.conn;
     c->t = ev.time - start;
-    if (!(c->line = scn_memdup(ev.data ? ev.data : "", ev.data ? ev.len : 0)))
+    if (!(c->line =
+              detour__scn_memdup(ev.data ? ev.data : "", ev.data ? ev.len : 0)))
       return DETOUR_ENOMEM;
   }
   return 0;
@@ -662,8 +673,8 @@ static int copy_servers(run *r) {
     return DETOUR_ENOMEM;
   for (size_t i = 0; i < r->s->nservers && r->srv[i]; i++) {
     detour_scenario_server *o = &res->servers[res->nservers++];
-    o->name = scn_strdup(r->s->servers[i].name);
-    o->address = scn_strdup(detour_fake_server_address(r->srv[i]));
+    o->name = detour__scn_strdup(r->s->servers[i].name);
+    o->address = detour__scn_strdup(detour_fake_server_address(r->srv[i]));
     int rc = copy_conns(r->srv[i], o, res->start);
     if (rc == 0)
       rc = copy_msgs(r->srv[i], o, res->start);
@@ -687,10 +698,11 @@ static void check_peers(run *r) {
       if (detour_fake_server_conn(r->srv[i], k, &c) < 0)
         continue;
       if (strncmp(c.peer, peer, plen) != 0 || c.peer[plen] != ':')
-        scn_fail(r->res,
-                 "server %s: a connection from %s, which is not the device "
-                 "(--peer %s)",
-                 r->s->servers[i].name, c.peer, peer);
+        detour__scn_fail(
+            r->res,
+            "server %s: a connection from %s, which is not the device "
+            "(--peer %s)",
+            r->s->servers[i].name, c.peer, peer);
     }
   }
 }
@@ -698,11 +710,11 @@ static void check_peers(run *r) {
 /* What the external client's thread learnt, and the outcomes from the
  * servers' records; returns the client's log tail (for a failure). */
 static char *collect_external(run *r) {
-  scn_ext_collect(r->ext, r->res);
+  detour__scn_ext_collect(r->ext, r->res);
   if (r->res->verdict != DETOUR_VERDICT_ERROR &&
-      scn_ext_outcomes(r->s, r->res) < 0)
-    scn_fail(r->res, "out of memory rebuilding the outcomes");
-  return scn_ext_log_tail(r->ext);
+      detour__scn_ext_outcomes(r->s, r->res) < 0)
+    detour__scn_fail(r->res, "out of memory rebuilding the outcomes");
+  return detour__scn_ext_log_tail(r->ext);
 }
 
 /* The `detour send` exit convention over every message. */
@@ -723,11 +735,11 @@ static int exit_code_of(const detour_scenario_result *res) {
  * the sockets in its namespaces are closed by then. */
 static void teardown(run *r) {
   hook_finished(r);
-  scn_ext_free(r->ext); /* the client first: it may hold connections */
+  detour__scn_ext_free(r->ext); /* the client first: it may hold connections */
   for (size_t i = 0; i < SCN_MAX_MESSAGES; i++)
     detour_timer_free(r->slots[i].timer);
   detour_timer_free(r->limit_timer);
-  scn_net_disarm(r->net);
+  detour__scn_net_disarm(r->net);
   if (r->driver)
     detour_uv_free(r->driver);
   for (size_t i = 0; i < SCN_MAX_SERVERS; i++)
@@ -740,10 +752,10 @@ static void teardown(run *r) {
   if (r->clock)
     detour_clock_free(r->clock);
   if (uv_loop_close(&r->loop) != 0)
-    scn_fail(r->res, "internal: the loop did not close clean");
+    detour__scn_fail(r->res, "internal: the loop did not close clean");
   char err[512] = "";
-  if (scn_net_stop(r->net, err, sizeof err) < 0)
-    scn_fail(r->res, "%s", err);
+  if (detour__scn_net_stop(r->net, err, sizeof err) < 0)
+    detour__scn_fail(r->res, "%s", err);
   r->net = NULL;
   if (r->ca_dir[0])
     detour_fake_ca_remove(r->ca_dir);
@@ -751,9 +763,9 @@ static void teardown(run *r) {
 }
 
 static int fill_header(const detour_scenario *s, detour_scenario_result *res) {
-  res->name = scn_strdup(s->name);
-  res->file = scn_strdup(s->file);
-  res->description = scn_strdup(s->description);
+  res->name = detour__scn_strdup(s->name);
+  res->file = detour__scn_strdup(s->file);
+  res->description = detour__scn_strdup(s->description);
   res->rules = calloc(s->nrules ? s->nrules : 1, sizeof *res->rules);
   res->msgs = calloc(s->nmsgs ? s->nmsgs : 1, sizeof *res->msgs);
   if (!res->name || !res->file || !res->rules || !res->msgs)
@@ -766,7 +778,7 @@ static int fill_header(const detour_scenario *s, detour_scenario_result *res) {
   res->mutated = s->mutated;
   res->exit_code = -1; /* until the built-in engine ran */
   if (s->adapter) {
-    const detour_adapter *a = scn_adapter_of(s);
+    const detour_adapter *a = detour__scn_adapter_of(s);
     if (!(res->client = strdup(a ? a->name : s->adapter)))
       return DETOUR_ENOMEM;
   }
@@ -778,15 +790,16 @@ static int fill_header(const detour_scenario *s, detour_scenario_result *res) {
  * (what the terminal, JSON and JUnit show). */
 static bool skipped(const detour_scenario *s, detour_scenario_result *out) {
   char why[512] = "";
-  if (s->adapter && scn_ext_skip(s, why, sizeof why))
-    scn_fail(out, "%s", why);
+  if (s->adapter && detour__scn_ext_skip(s, why, sizeof why))
+    detour__scn_fail(out, "%s", why);
   else if (s->net.enabled && !detour_netsim_available(why, sizeof why))
-    scn_fail(out, "skipped: needs the simulated network: %s", why);
+    detour__scn_fail(out, "skipped: needs the simulated network: %s", why);
   else if (s->realtime && !s->realtime_ok)
-    scn_fail(out, "skipped: realtime: false (a long schedule, virtual time "
-                  "only)");
-  else if (scn_interrupted())
-    scn_fail(out, "skipped: interrupted before it started");
+    detour__scn_fail(out,
+                     "skipped: realtime: false (a long schedule, virtual time "
+                     "only)");
+  else if (detour__scn_interrupted())
+    detour__scn_fail(out, "skipped: interrupted before it started");
   else
     return false;
   out->verdict = DETOUR_VERDICT_SKIP;
@@ -810,12 +823,13 @@ int detour_scenario_run(const detour_scenario *s, detour_scenario_result *out) {
   r->s = s;
   r->res = out;
   if (setup(r) < 0) {
-    scn_fail(out, "setup: %s", r->failure[0] ? r->failure : "out of memory");
+    detour__scn_fail(out, "setup: %s",
+                     r->failure[0] ? r->failure : "out of memory");
     out->verdict = DETOUR_VERDICT_ERROR;
   } else {
     execute(r);
     if (copy_servers(r) < 0)
-      scn_fail(out, "out of memory copying the servers' records");
+      detour__scn_fail(out, "out of memory copying the servers' records");
     else if (s->device)
       check_peers(r);
   }
@@ -829,11 +843,11 @@ int detour_scenario_run(const detour_scenario *s, detour_scenario_result *out) {
     teardown(r);
   free(r);
   if (out->verdict != DETOUR_VERDICT_ERROR) {
-    scn_check(s, out);
+    detour__scn_check(s, out);
     out->verdict = out->nfailures ? DETOUR_VERDICT_FAIL : DETOUR_VERDICT_PASS;
   }
   if (client_log && out->verdict != DETOUR_VERDICT_PASS)
-    scn_fail(out, "%s", client_log); /* for the reader, not evidence */
+    detour__scn_fail(out, "%s", client_log); /* for the reader, not evidence */
   free(client_log);
   out->wall_ms = (double)(uv_hrtime() - t0) / 1e6;
   return 0;
@@ -843,11 +857,11 @@ int detour_scenario_result_error(detour_scenario_result *out, const char *file,
                                  const char *text) {
   memset(out, 0, sizeof *out);
   out->exit_code = -1;
-  out->file = scn_strdup(file);
+  out->file = detour__scn_strdup(file);
   const char *slash = file ? strrchr(file, '/') : NULL;
-  out->name = scn_strdup(slash ? slash + 1 : file ? file : "?");
+  out->name = detour__scn_strdup(slash ? slash + 1 : file ? file : "?");
   out->verdict = DETOUR_VERDICT_ERROR;
-  scn_fail(out, "%s", text);
+  detour__scn_fail(out, "%s", text);
   return out->file && out->name ? 0 : DETOUR_ENOMEM;
 }
 

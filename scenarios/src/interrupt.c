@@ -13,4 +13,4 @@ static atomic_int interrupted;
 
 void detour_scenario_interrupt(void) { atomic_store(&interrupted, 1); }
 bool detour_scenario_interrupted(void) { return atomic_load(&interrupted); }
-bool scn_interrupted(void) { return atomic_load(&interrupted) != 0; }
+bool detour__scn_interrupted(void) { return atomic_load(&interrupted) != 0; }

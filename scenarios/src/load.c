@@ -23,15 +23,15 @@
 /* Top-level scalars                                                         */
 
 static int on_name(ld *l, yaml_node_t *v, const char *path) {
-  return scn_want_str(l, v, path, &l->s->name);
+  return detour__scn_want_str(l, v, path, &l->s->name);
 }
 
 static int on_description(ld *l, yaml_node_t *v, const char *path) {
-  return scn_want_str(l, v, path, &l->s->description);
+  return detour__scn_want_str(l, v, path, &l->s->description);
 }
 
 static int on_rules(ld *l, yaml_node_t *v, const char *path) {
-  int rc = scn_want_strings(l, v, path, &l->s->rules, &l->s->nrules);
+  int rc = detour__scn_want_strings(l, v, path, &l->s->rules, &l->s->nrules);
   if (rc < 0)
     return rc;
   for (size_t i = 0; i < l->s->nrules; i++) {
@@ -39,21 +39,21 @@ static int on_rules(ld *l, yaml_node_t *v, const char *path) {
     char *end;
     long k = r[0] == 'R' ? strtol(r + 1, &end, 10) : 0;
     if (k < 1 || k > 13 || *end)
-      return scn_ld_fail(l, v, path,
-                         "expected rule ids R1 .. R13 (docs/rules.md), "
-                         "got '%s'",
-                         r);
+      return detour__scn_ld_fail(l, v, path,
+                                 "expected rule ids R1 .. R13 (docs/rules.md), "
+                                 "got '%s'",
+                                 r);
   }
   return 0;
 }
 
 static int on_realtime(ld *l, yaml_node_t *v, const char *path) {
-  return scn_want_bool(l, v, path, &l->s->realtime_ok);
+  return detour__scn_want_bool(l, v, path, &l->s->realtime_ok);
 }
 
 static int on_limit(ld *l, yaml_node_t *v, const char *path) {
   l->s->limit_set = true;
-  return scn_want_offset(l, v, path, &l->s->limit);
+  return detour__scn_want_offset(l, v, path, &l->s->limit);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -62,16 +62,17 @@ static int on_limit(ld *l, yaml_node_t *v, const char *path) {
 /* `adapter: postfix`: the scenario's client is an external program
  * (adapter.h); `detour run --client` overrides it. */
 static int on_adapter(ld *l, yaml_node_t *v, const char *path) {
-  const char *name = scn_want_scalar(l, v, path, "a client's adapter name");
+  const char *name =
+      detour__scn_want_scalar(l, v, path, "a client's adapter name");
   if (!name)
     return DETOUR_EPARSE;
   char why[512];
-  if (!scn_adapter_is_builtin(name) &&
+  if (!detour__scn_adapter_is_builtin(name) &&
       !detour_adapter_load(name, why, sizeof why))
-    return scn_ld_fail(l, v, path, "%s", why);
+    return detour__scn_ld_fail(l, v, path, "%s", why);
   free(l->s->adapter);
   l->s->adapter = NULL;
-  if (!scn_adapter_is_builtin(name) && !(l->s->adapter = strdup(name)))
+  if (!detour__scn_adapter_is_builtin(name) && !(l->s->adapter = strdup(name)))
     return DETOUR_ENOMEM;
   return 0;
 }
@@ -80,47 +81,53 @@ static int on_adapter(ld *l, yaml_node_t *v, const char *path) {
 static int on_later(ld *l, yaml_node_t *v, const char *path) { return 0; }
 
 static const key_entry top_keys[] = {
-    {"name", on_name},         {"description", on_description},
-    {"rules", on_rules},       {"realtime", on_realtime},
-    {"limit", on_limit},       {"servers", on_later},
-    {"client", on_later},      {"messages", scn_on_messages},
-    {"expect", scn_on_expect}, {"network", scn_on_network},
+    {"name", on_name},
+    {"description", on_description},
+    {"rules", on_rules},
+    {"realtime", on_realtime},
+    {"limit", on_limit},
+    {"servers", on_later},
+    {"client", on_later},
+    {"messages", detour__scn_on_messages},
+    {"expect", detour__scn_on_expect},
+    {"network", detour__scn_on_network},
     {"adapter", on_adapter},
 };
 
 /* servers first: the client and the expectations refer to them. */
 static int read_document(ld *l, yaml_node_t *root) {
   if (!root)
-    return scn_ld_fail(l, NULL, "", "empty scenario file");
-  if (scn_want_map(l, root, "") < 0)
+    return detour__scn_ld_fail(l, NULL, "", "empty scenario file");
+  if (detour__scn_want_map(l, root, "") < 0)
     return DETOUR_EPARSE;
-  yaml_node_t *servers = scn_map_get(l, root, "servers");
-  yaml_node_t *client = scn_map_get(l, root, "client");
+  yaml_node_t *servers = detour__scn_map_get(l, root, "servers");
+  yaml_node_t *client = detour__scn_map_get(l, root, "client");
   int client_id = 0;
   for (yaml_node_pair_t *p = root->data.mapping.pairs.start;
        p < root->data.mapping.pairs.top; p++)
-    if (scn_ld_node(l, p->value) == client)
+    if (detour__scn_ld_node(l, p->value) == client)
       client_id = p->value;
-  int rc = servers ? scn_on_servers(l, servers, "servers") : 0;
+  int rc = servers ? detour__scn_on_servers(l, servers, "servers") : 0;
   if (rc < 0 || (rc = WALK(l, root, "", top_keys)) < 0)
     return rc;
   if (!l->s->name)
-    return scn_ld_fail(l, root, "", "missing 'name'");
+    return detour__scn_ld_fail(l, root, "", "missing 'name'");
   if (l->s->nrules == 0)
-    return scn_ld_fail(l, root, "",
-                       "missing 'rules' (the SPEC rule ids it checks)");
+    return detour__scn_ld_fail(l, root, "",
+                               "missing 'rules' (the SPEC rule ids it checks)");
   if (l->s->nservers == 0)
-    return scn_ld_fail(l, root, "",
-                       "missing 'servers' (at least one fake server)");
+    return detour__scn_ld_fail(l, root, "",
+                               "missing 'servers' (at least one fake server)");
   if (l->s->nmsgs == 0)
-    return scn_ld_fail(l, root, "", "missing 'messages' (at least one)");
-  return client_id ? scn_read_client(l, client_id) : 0;
+    return detour__scn_ld_fail(l, root, "",
+                               "missing 'messages' (at least one)");
+  return client_id ? detour__scn_read_client(l, client_id) : 0;
 }
 
 /* Defaults and cross-checks once the whole file is read. */
 static int finish(ld *l, yaml_node_t *root) {
   detour_scenario *s = l->s;
-  scn_expect *x = &s->expect;
+  detour__scn_expect *x = &s->expect;
   if (s->nclient_servers == 0) /* the fake servers, in order */
     for (size_t i = 0; i < s->nservers; i++) {
       s->client_servers[i].fake = (int)i;
@@ -130,7 +137,7 @@ static int finish(ld *l, yaml_node_t *root) {
   if (x->nstatus == SCN_MAX_MESSAGES)
     x->nstatus = s->nmsgs;
   else if (x->nstatus && x->nstatus != s->nmsgs)
-    return scn_ld_fail(
+    return detour__scn_ld_fail(
         l, root, "expect.status",
         "%zu entries for %zu messages (give one per message, or one "
         "word for all)",
@@ -142,11 +149,11 @@ static int finish(ld *l, yaml_node_t *root) {
         found |= strcasecmp(s->msgs[m].to[k], x->rcpts[i].recipient) == 0 &&
                  (x->rcpts[i].message < 0 || (size_t)x->rcpts[i].message == m);
     if (!found)
-      return scn_ld_fail(l, root, "expect.recipients",
-                         "'%s' is not a recipient of any message",
-                         x->rcpts[i].recipient);
+      return detour__scn_ld_fail(l, root, "expect.recipients",
+                                 "'%s' is not a recipient of any message",
+                                 x->rcpts[i].recipient);
   }
-  return scn_check_network(l, root);
+  return detour__scn_check_network(l, root);
 }
 
 static void init_scenario(detour_scenario *s) {
@@ -237,8 +244,9 @@ int detour_scenario_check_mutation(const char *m, char *err, size_t errlen) {
   return m ? mutate_one(NULL, m, err, errlen) : DETOUR_EINVAL;
 }
 
-int scn_apply_mutations(detour_settings *st, const detour_scenario_options *o,
-                        char *err, size_t errlen) {
+int detour__scn_apply_mutations(detour_settings *st,
+                                const detour_scenario_options *o, char *err,
+                                size_t errlen) {
   for (size_t i = 0; o && i < o->nmutations; i++) {
     int rc = mutate_one(st, o->mutations[i], err, errlen);
     if (rc < 0)
@@ -256,13 +264,14 @@ static int choose_client(ld *l, const detour_scenario_options *opt) {
   detour_scenario *s = l->s;
   if (opt && opt->client) {
     char why[512];
-    if (!scn_adapter_is_builtin(opt->client) &&
+    if (!detour__scn_adapter_is_builtin(opt->client) &&
         !detour_adapter_load(opt->client, why, sizeof why))
-      return scn_ld_fail(l, NULL, "", "%s", why);
+      return detour__scn_ld_fail(l, NULL, "", "%s", why);
     free(s->adapter);
-    s->adapter =
-        scn_adapter_is_builtin(opt->client) ? NULL : strdup(opt->client);
-    if (!scn_adapter_is_builtin(opt->client) && !s->adapter)
+    s->adapter = detour__scn_adapter_is_builtin(opt->client)
+                     ? NULL
+                     : strdup(opt->client);
+    if (!detour__scn_adapter_is_builtin(opt->client) && !s->adapter)
       return DETOUR_ENOMEM;
   }
   if (opt && opt->device) {
@@ -283,7 +292,8 @@ static int load_parsed(ld *l, const detour_scenario_options *opt) {
   if (rc == 0 && !l->s->settings.classify)
     rc = detour_settings_init(&l->s->settings);
   if (rc == 0)
-    rc = scn_apply_mutations(&l->s->settings, opt, l->y.err, l->y.errlen);
+    rc = detour__scn_apply_mutations(&l->s->settings, opt, l->y.err,
+                                     l->y.errlen);
   l->s->mutated = opt && opt->nmutations > 0;
   if (rc == 0)
     rc = choose_client(l, opt);
@@ -367,7 +377,7 @@ static void free_strings(char **a, size_t n) {
   free(a);
 }
 
-static void free_expect(scn_expect *x) {
+static void free_expect(detour__scn_expect *x) {
   for (size_t i = 0; i < x->nrcpts; i++) {
     free(x->rcpts[i].recipient);
     free(x->rcpts[i].server);
@@ -382,7 +392,7 @@ static void free_expect(scn_expect *x) {
   free(x->log);
   free_strings(x->warnings, x->nwarnings);
   for (size_t i = 0; i < SCN_MAX_SERVERS; i++) {
-    scn_server_expect *se = &x->servers[i];
+    detour__scn_server_expect *se = &x->servers[i];
     free(se->connect_times);
     free_strings(se->commands, se->ncommands);
     for (size_t k = 0; k < se->nreceived; k++) {

@@ -12,7 +12,7 @@
 
 #include "load_internal.h"
 
-static scn_expect *X(ld *l) { return &l->s->expect; }
+static detour__scn_expect *X(ld *l) { return &l->s->expect; }
 
 static int outcome_from(const char *s, int *out) {
   for (int i = 0; i <= DETOUR_RCPT_DEFERRED; i++)
@@ -24,19 +24,20 @@ static int outcome_from(const char *s, int *out) {
 }
 
 static int want_outcome(ld *l, yaml_node_t *v, const char *path, int *out) {
-  const char *s = scn_want_scalar(l, v, path, "delivered, aborted or deferred");
+  const char *s =
+      detour__scn_want_scalar(l, v, path, "delivered, aborted or deferred");
   if (!s)
     return DETOUR_EPARSE;
   if (outcome_from(s, out) < 0)
-    return scn_ld_fail(l, v, path,
-                       "expected delivered, aborted or deferred, got "
-                       "'%s'",
-                       s);
+    return detour__scn_ld_fail(l, v, path,
+                               "expected delivered, aborted or deferred, got "
+                               "'%s'",
+                               s);
   return 0;
 }
 
 static int on_x_status(ld *l, yaml_node_t *v, const char *path) {
-  scn_expect *x = X(l);
+  detour__scn_expect *x = X(l);
   if (v->type == YAML_SCALAR_NODE) {
     int st;
     if (want_outcome(l, v, path, &st) < 0)
@@ -46,15 +47,15 @@ static int on_x_status(ld *l, yaml_node_t *v, const char *path) {
     x->nstatus = SCN_MAX_MESSAGES; /* trimmed to the messages at the end */
     return 0;
   }
-  if (scn_want_seq(l, v, path) < 0)
+  if (detour__scn_want_seq(l, v, path) < 0)
     return DETOUR_EPARSE;
   x->nstatus = 0;
   for (yaml_node_item_t *it = v->data.sequence.items.start;
        it < v->data.sequence.items.top; it++) {
     if (x->nstatus >= SCN_MAX_MESSAGES)
-      return scn_ld_fail(l, v, path, "too many entries");
-    if (want_outcome(l, scn_ld_node(l, *it), path, &x->status[x->nstatus++]) <
-        0)
+      return detour__scn_ld_fail(l, v, path, "too many entries");
+    if (want_outcome(l, detour__scn_ld_node(l, *it), path,
+                     &x->status[x->nstatus++]) < 0)
       return DETOUR_EPARSE;
   }
   return 0;
@@ -62,7 +63,7 @@ static int on_x_status(ld *l, yaml_node_t *v, const char *path) {
 
 static int on_x_exit(ld *l, yaml_node_t *v, const char *path) {
   long e = 0;
-  if (scn_want_long(l, v, path, 0, 255, &e) < 0)
+  if (detour__scn_want_long(l, v, path, 0, 255, &e) < 0)
     return DETOUR_EPARSE;
   X(l)->exit_code = (int)e;
   return 0;
@@ -71,11 +72,11 @@ static int on_x_exit(ld *l, yaml_node_t *v, const char *path) {
 /* recipients: { addr: delivered } or { addr: { outcome, server, message } } */
 static int read_rcpt_expect(ld *l, const char *addr, yaml_node_t *v,
                             const char *path) {
-  scn_expect *x = X(l);
+  detour__scn_expect *x = X(l);
   size_t cap = x->nrcpts; /* grown one at a time: few entries */
-  if (scn_grow(&x->rcpts, &cap, x->nrcpts, sizeof *x->rcpts) < 0)
+  if (detour__scn_grow(&x->rcpts, &cap, x->nrcpts, sizeof *x->rcpts) < 0)
     return DETOUR_ENOMEM;
-  scn_rcpt_expect *r = &x->rcpts[x->nrcpts++];
+  detour__scn_rcpt_expect *r = &x->rcpts[x->nrcpts++];
   memset(r, 0, sizeof *r);
   r->message = -1;
   r->outcome = -1;
@@ -83,12 +84,12 @@ static int read_rcpt_expect(ld *l, const char *addr, yaml_node_t *v,
     return DETOUR_ENOMEM;
   if (v->type == YAML_SCALAR_NODE)
     return want_outcome(l, v, path, &r->outcome);
-  if (scn_want_map(l, v, path) < 0)
+  if (detour__scn_want_map(l, v, path) < 0)
     return DETOUR_EPARSE;
   for (yaml_node_pair_t *p = v->data.mapping.pairs.start;
        p < v->data.mapping.pairs.top; p++) {
-    const char *k = scn_ld_text(scn_ld_node(l, p->key));
-    yaml_node_t *val = scn_ld_node(l, p->value);
+    const char *k = detour__scn_ld_text(detour__scn_ld_node(l, p->key));
+    yaml_node_t *val = detour__scn_ld_node(l, p->value);
     char sub[300];
     snprintf(sub, sizeof sub, "%s.%s", path, k ? k : "?");
     long m = 0;
@@ -96,18 +97,19 @@ static int read_rcpt_expect(ld *l, const char *addr, yaml_node_t *v,
     if (k && !strcmp(k, "outcome")) {
       rc = want_outcome(l, val, sub, &r->outcome);
     } else if (k && !strcmp(k, "server")) {
-      const char *sv = scn_want_scalar(l, val, sub, "a server name or none");
+      const char *sv =
+          detour__scn_want_scalar(l, val, sub, "a server name or none");
       rc = !sv                  ? DETOUR_EPARSE
-           : strcmp(sv, "none") ? scn_want_server(l, val, sub, &idx)
+           : strcmp(sv, "none") ? detour__scn_want_server(l, val, sub, &idx)
                                 : 0;
       if (rc == 0 && !(r->server = strdup(sv)))
         rc = DETOUR_ENOMEM;
     } else if (k && !strcmp(k, "message")) {
-      rc = scn_want_long(l, val, sub, 0, SCN_MAX_MESSAGES - 1, &m);
+      rc = detour__scn_want_long(l, val, sub, 0, SCN_MAX_MESSAGES - 1, &m);
       r->message = (int)m;
     } else {
-      rc = scn_ld_fail(
-          l, scn_ld_node(l, p->key), sub,
+      rc = detour__scn_ld_fail(
+          l, detour__scn_ld_node(l, p->key), sub,
           "unknown key (expected one of: outcome, server, message)");
     }
     if (rc < 0)
@@ -117,56 +119,58 @@ static int read_rcpt_expect(ld *l, const char *addr, yaml_node_t *v,
 }
 
 static int on_x_recipients(ld *l, yaml_node_t *v, const char *path) {
-  return scn_for_each_entry(l, v, path, "an address", read_rcpt_expect);
+  return detour__scn_for_each_entry(l, v, path, "an address", read_rcpt_expect);
 }
 
 /* --- log rows --- */
 
-static scn_row_expect *cur_row(ld *l) { return &X(l)->log[X(l)->nlog - 1]; }
+static detour__scn_row_expect *cur_row(ld *l) {
+  return &X(l)->log[X(l)->nlog - 1];
+}
 
 static int on_row_t(ld *l, yaml_node_t *v, const char *path) {
   cur_row(l)->has_t = true;
-  return scn_want_offset(l, v, path, &cur_row(l)->t);
+  return detour__scn_want_offset(l, v, path, &cur_row(l)->t);
 }
 static int on_row_recipient(ld *l, yaml_node_t *v, const char *path) {
-  return scn_want_str(l, v, path, &cur_row(l)->recipient);
+  return detour__scn_want_str(l, v, path, &cur_row(l)->recipient);
 }
 static int on_row_server(ld *l, yaml_node_t *v, const char *path) {
-  return scn_want_str(l, v, path, &cur_row(l)->server);
+  return detour__scn_want_str(l, v, path, &cur_row(l)->server);
 }
 static int on_row_result(ld *l, yaml_node_t *v, const char *path) {
-  return scn_want_str(l, v, path, &cur_row(l)->result);
+  return detour__scn_want_str(l, v, path, &cur_row(l)->result);
 }
 static int on_row_detail(ld *l, yaml_node_t *v, const char *path) {
-  return scn_want_str(l, v, path, &cur_row(l)->detail);
+  return detour__scn_want_str(l, v, path, &cur_row(l)->detail);
 }
 static int on_row_class(ld *l, yaml_node_t *v, const char *path) {
-  const char *s = scn_want_scalar(l, v, path, "a class");
+  const char *s = detour__scn_want_scalar(l, v, path, "a class");
   detour_class c;
   if (!s)
     return DETOUR_EPARSE;
   if (detour_class_from_name(s, &c) < 0)
-    return scn_ld_fail(l, v, path,
-                       "expected CONNECT, TRANSIENT, SWITCH, ABORT or "
-                       "NONE, got '%s'",
-                       s);
+    return detour__scn_ld_fail(l, v, path,
+                               "expected CONNECT, TRANSIENT, SWITCH, ABORT or "
+                               "NONE, got '%s'",
+                               s);
   cur_row(l)->cls = (int)c;
   return 0;
 }
 static int on_row_attempt(ld *l, yaml_node_t *v, const char *path) {
   long a = 0;
-  int rc = scn_want_long(l, v, path, 1, 1000000, &a);
+  int rc = detour__scn_want_long(l, v, path, 1, 1000000, &a);
   cur_row(l)->attempt = (int)a;
   return rc;
 }
 static int on_row_message(ld *l, yaml_node_t *v, const char *path) {
   long a = 0;
-  int rc = scn_want_long(l, v, path, 0, SCN_MAX_MESSAGES - 1, &a);
+  int rc = detour__scn_want_long(l, v, path, 0, SCN_MAX_MESSAGES - 1, &a);
   cur_row(l)->message = (int)a;
   return rc;
 }
 static int on_row_kind(ld *l, yaml_node_t *v, const char *path) {
-  const char *s = scn_want_scalar(l, v, path, "a row kind");
+  const char *s = detour__scn_want_scalar(l, v, path, "a row kind");
   if (!s)
     return DETOUR_EPARSE;
   for (int k = 0; k < DETOUR_LOG_KIND_COUNT; k++)
@@ -174,7 +178,7 @@ static int on_row_kind(ld *l, yaml_node_t *v, const char *path) {
       cur_row(l)->kind = k;
       return 0;
     }
-  return scn_ld_fail(
+  return detour__scn_ld_fail(
       l, v, path,
       "expected connect, smtp, warning, breaker, race, tls or auth, "
       "got '%s'",
@@ -190,19 +194,19 @@ static const key_entry row_keys[] = {
 };
 
 static int on_x_log(ld *l, yaml_node_t *v, const char *path) {
-  scn_expect *x = X(l);
-  if (scn_want_seq(l, v, path) < 0)
+  detour__scn_expect *x = X(l);
+  if (detour__scn_want_seq(l, v, path) < 0)
     return DETOUR_EPARSE;
   x->has_log = true;
   size_t cap = 0, i = 0;
   for (yaml_node_item_t *it = v->data.sequence.items.start;
        it < v->data.sequence.items.top; it++, i++) {
-    yaml_node_t *item = scn_ld_node(l, *it);
+    yaml_node_t *item = detour__scn_ld_node(l, *it);
     char sub[64];
     snprintf(sub, sizeof sub, "%s[%zu]", path, i);
-    if (scn_grow(&x->log, &cap, x->nlog, sizeof *x->log) < 0)
+    if (detour__scn_grow(&x->log, &cap, x->nlog, sizeof *x->log) < 0)
       return DETOUR_ENOMEM;
-    scn_row_expect *r = &x->log[x->nlog++];
+    detour__scn_row_expect *r = &x->log[x->nlog++];
     r->cls = r->attempt = r->kind = r->message = -1;
     r->line = (int)item->start_mark.line + 1;
     r->col = (int)item->start_mark.column + 1;
@@ -218,101 +222,103 @@ static int on_x_warnings(ld *l, yaml_node_t *v, const char *path) {
   if (v->type == YAML_SEQUENCE_NODE &&
       v->data.sequence.items.start == v->data.sequence.items.top)
     return 0; /* [] : no warning at all */
-  return scn_want_strings(l, v, path, &X(l)->warnings, &X(l)->nwarnings);
+  return detour__scn_want_strings(l, v, path, &X(l)->warnings,
+                                  &X(l)->nwarnings);
 }
 
 /* Per-server mappings: { a: ..., b: ... } */
-typedef int (*per_server_fn)(ld *l, scn_server_expect *se, yaml_node_t *v,
-                             const char *path);
+typedef int (*per_server_fn)(ld *l, detour__scn_server_expect *se,
+                             yaml_node_t *v, const char *path);
 
 static int per_server(ld *l, yaml_node_t *v, const char *path,
                       per_server_fn fn) {
-  if (scn_want_map(l, v, path) < 0)
+  if (detour__scn_want_map(l, v, path) < 0)
     return DETOUR_EPARSE;
   for (yaml_node_pair_t *p = v->data.mapping.pairs.start;
        p < v->data.mapping.pairs.top; p++) {
     int idx;
-    const char *k = scn_ld_text(scn_ld_node(l, p->key));
+    const char *k = detour__scn_ld_text(detour__scn_ld_node(l, p->key));
     char sub[300];
     snprintf(sub, sizeof sub, "%s.%s", path, k ? k : "?");
-    if (scn_want_server(l, scn_ld_node(l, p->key), sub, &idx) < 0)
+    if (detour__scn_want_server(l, detour__scn_ld_node(l, p->key), sub, &idx) <
+        0)
       return DETOUR_EPARSE;
-    int rc = fn(l, &X(l)->servers[idx], scn_ld_node(l, p->value), sub);
+    int rc = fn(l, &X(l)->servers[idx], detour__scn_ld_node(l, p->value), sub);
     if (rc < 0)
       return rc;
   }
   return 0;
 }
 
-static int conns_fn(ld *l, scn_server_expect *se, yaml_node_t *v,
+static int conns_fn(ld *l, detour__scn_server_expect *se, yaml_node_t *v,
                     const char *path) {
-  return scn_want_long(l, v, path, 0, 1000000, &se->connections);
+  return detour__scn_want_long(l, v, path, 0, 1000000, &se->connections);
 }
 
-static int times_fn(ld *l, scn_server_expect *se, yaml_node_t *v,
+static int times_fn(ld *l, detour__scn_server_expect *se, yaml_node_t *v,
                     const char *path) {
-  if (scn_want_seq(l, v, path) < 0)
+  if (detour__scn_want_seq(l, v, path) < 0)
     return DETOUR_EPARSE;
   se->has_connect_times = true;
   size_t cap = 0;
   for (yaml_node_item_t *it = v->data.sequence.items.start;
        it < v->data.sequence.items.top; it++) {
-    if (scn_grow(&se->connect_times, &cap, se->nconnect_times,
-                 sizeof *se->connect_times) < 0)
+    if (detour__scn_grow(&se->connect_times, &cap, se->nconnect_times,
+                         sizeof *se->connect_times) < 0)
       return DETOUR_ENOMEM;
-    if (scn_want_offset(l, scn_ld_node(l, *it), path,
-                        &se->connect_times[se->nconnect_times++]) < 0)
+    if (detour__scn_want_offset(l, detour__scn_ld_node(l, *it), path,
+                                &se->connect_times[se->nconnect_times++]) < 0)
       return DETOUR_EPARSE;
   }
   return 0;
 }
 
-static int commands_fn(ld *l, scn_server_expect *se, yaml_node_t *v,
+static int commands_fn(ld *l, detour__scn_server_expect *se, yaml_node_t *v,
                        const char *path) {
   se->has_commands = true;
   if (v->type == YAML_SEQUENCE_NODE &&
       v->data.sequence.items.start == v->data.sequence.items.top)
     return 0;
-  return scn_want_strings(l, v, path, &se->commands, &se->ncommands);
+  return detour__scn_want_strings(l, v, path, &se->commands, &se->ncommands);
 }
 
-static int read_received(ld *l, scn_received_expect *r, yaml_node_t *v,
+static int read_received(ld *l, detour__scn_received_expect *r, yaml_node_t *v,
                          const char *path) {
   r->complete = r->code = -1;
-  if (scn_want_map(l, v, path) < 0)
+  if (detour__scn_want_map(l, v, path) < 0)
     return DETOUR_EPARSE;
   for (yaml_node_pair_t *p = v->data.mapping.pairs.start;
        p < v->data.mapping.pairs.top; p++) {
-    const char *k = scn_ld_text(scn_ld_node(l, p->key));
-    yaml_node_t *val = scn_ld_node(l, p->value);
+    const char *k = detour__scn_ld_text(detour__scn_ld_node(l, p->key));
+    yaml_node_t *val = detour__scn_ld_node(l, p->value);
     char sub[300];
     snprintf(sub, sizeof sub, "%s.%s", path, k ? k : "?");
     int rc;
     long code;
     bool b = false;
     if (k && !strcmp(k, "from")) {
-      rc = scn_want_str(l, val, sub, &r->from);
+      rc = detour__scn_want_str(l, val, sub, &r->from);
     } else if (k && !strcmp(k, "to")) {
       r->has_to = true;
-      rc = scn_want_strings(l, val, sub, &r->to, &r->nto);
+      rc = detour__scn_want_strings(l, val, sub, &r->to, &r->nto);
     } else if (k && !strcmp(k, "body")) {
-      rc = scn_want_str(l, val, sub, &r->body);
+      rc = detour__scn_want_str(l, val, sub, &r->body);
       r->body_len = val->type == YAML_SCALAR_NODE ? val->data.scalar.length : 0;
       if (rc == 0) { /* keep NULs and exact length */
         free(r->body);
-        r->body = scn_memdup(val->data.scalar.value, r->body_len);
+        r->body = detour__scn_memdup(val->data.scalar.value, r->body_len);
         rc = r->body ? 0 : DETOUR_ENOMEM;
       }
     } else if (k && !strcmp(k, "complete")) {
-      rc = scn_want_bool(l, val, sub, &b);
+      rc = detour__scn_want_bool(l, val, sub, &b);
       r->complete = b;
     } else if (k && !strcmp(k, "code")) {
-      rc = scn_want_long(l, val, sub, 0, 599, &code);
+      rc = detour__scn_want_long(l, val, sub, 0, 599, &code);
       r->code = (int)code;
     } else {
-      rc = scn_ld_fail(l, scn_ld_node(l, p->key), sub,
-                       "unknown key (expected one of: "
-                       "from, to, body, complete, code)");
+      rc = detour__scn_ld_fail(l, detour__scn_ld_node(l, p->key), sub,
+                               "unknown key (expected one of: "
+                               "from, to, body, complete, code)");
     }
     if (rc < 0)
       return rc;
@@ -320,9 +326,9 @@ static int read_received(ld *l, scn_received_expect *r, yaml_node_t *v,
   return 0;
 }
 
-static int received_fn(ld *l, scn_server_expect *se, yaml_node_t *v,
+static int received_fn(ld *l, detour__scn_server_expect *se, yaml_node_t *v,
                        const char *path) {
-  if (scn_want_seq(l, v, path) < 0)
+  if (detour__scn_want_seq(l, v, path) < 0)
     return DETOUR_EPARSE;
   se->has_received = true;
   size_t n =
@@ -334,9 +340,9 @@ static int received_fn(ld *l, scn_server_expect *se, yaml_node_t *v,
     char sub[320];
     snprintf(sub, sizeof sub, "%s[%zu]", path, i);
     se->nreceived++;
-    int rc =
-        read_received(l, &se->received[i],
-                      scn_ld_node(l, v->data.sequence.items.start[i]), sub);
+    int rc = read_received(
+        l, &se->received[i],
+        detour__scn_ld_node(l, v->data.sequence.items.start[i]), sub);
     if (rc < 0)
       return rc;
   }
@@ -357,10 +363,10 @@ static int on_x_commands(ld *l, yaml_node_t *v, const char *path) {
 }
 
 static int on_lat_max(ld *l, yaml_node_t *v, const char *path) {
-  return scn_want_offset(l, v, path, &X(l)->latency_max);
+  return detour__scn_want_offset(l, v, path, &X(l)->latency_max);
 }
 static int on_lat_min(ld *l, yaml_node_t *v, const char *path) {
-  return scn_want_offset(l, v, path, &X(l)->latency_min);
+  return detour__scn_want_offset(l, v, path, &X(l)->latency_min);
 }
 static const key_entry latency_keys[] = {{"max", on_lat_max},
                                          {"min", on_lat_min}};
@@ -368,7 +374,7 @@ static int on_x_latency(ld *l, yaml_node_t *v, const char *path) {
   return WALK(l, v, path, latency_keys);
 }
 static int on_x_tolerance(ld *l, yaml_node_t *v, const char *path) {
-  return scn_want_offset(l, v, path, &X(l)->tolerance);
+  return detour__scn_want_offset(l, v, path, &X(l)->tolerance);
 }
 
 static const key_entry expect_keys[] = {
@@ -385,6 +391,6 @@ static const key_entry expect_keys[] = {
     {"tolerance", on_x_tolerance},
 };
 
-int scn_on_expect(ld *l, yaml_node_t *v, const char *path) {
+int detour__scn_on_expect(ld *l, yaml_node_t *v, const char *path) {
   return WALK(l, v, path, expect_keys);
 }

@@ -12,32 +12,34 @@
 
 #include "load_internal.h"
 
-static scn_message *cur_msg(ld *l) { return &l->s->msgs[l->s->nmsgs - 1]; }
+static detour__scn_message *cur_msg(ld *l) {
+  return &l->s->msgs[l->s->nmsgs - 1];
+}
 
 static int on_msg_from(ld *l, yaml_node_t *v, const char *path) {
-  return scn_want_str(l, v, path, &cur_msg(l)->from);
+  return detour__scn_want_str(l, v, path, &cur_msg(l)->from);
 }
 
 static int on_msg_to(ld *l, yaml_node_t *v, const char *path) {
-  scn_message *m = cur_msg(l);
+  detour__scn_message *m = cur_msg(l);
   if (m->to)
-    return scn_ld_fail(l, v, path, "given twice");
-  return scn_want_strings(l, v, path, &m->to, &m->nto);
+    return detour__scn_ld_fail(l, v, path, "given twice");
+  return detour__scn_want_strings(l, v, path, &m->to, &m->nto);
 }
 
 static int on_msg_body(ld *l, yaml_node_t *v, const char *path) {
-  scn_message *m = cur_msg(l);
-  const char *b = scn_want_scalar(l, v, path, "the message text");
+  detour__scn_message *m = cur_msg(l);
+  const char *b = detour__scn_want_scalar(l, v, path, "the message text");
   if (!b)
     return DETOUR_EPARSE;
   free(m->body);
   m->body_len = v->data.scalar.length;
-  m->body = scn_memdup(b, m->body_len);
+  m->body = detour__scn_memdup(b, m->body_len);
   return m->body ? 0 : DETOUR_ENOMEM;
 }
 
 static int on_msg_override(ld *l, yaml_node_t *v, const char *path) {
-  const char *o = scn_want_scalar(l, v, path, "allow, deny or none");
+  const char *o = detour__scn_want_scalar(l, v, path, "allow, deny or none");
   if (!o)
     return DETOUR_EPARSE;
   if (!strcmp(o, "allow"))
@@ -47,26 +49,27 @@ static int on_msg_override(ld *l, yaml_node_t *v, const char *path) {
   else if (!strcmp(o, "none"))
     cur_msg(l)->override = DETOUR_OVERRIDE_NONE;
   else
-    return scn_ld_fail(l, v, path, "expected allow, deny or none, got '%s'", o);
+    return detour__scn_ld_fail(l, v, path,
+                               "expected allow, deny or none, got '%s'", o);
   return 0;
 }
 
 static int on_msg_at(ld *l, yaml_node_t *v, const char *path) {
-  return scn_want_offset(l, v, path, &cur_msg(l)->at);
+  return detour__scn_want_offset(l, v, path, &cur_msg(l)->at);
 }
 
 /* A body of N bytes ("Subject" line, then 78-byte lines of letters): a
  * message big enough to be mid-DATA for a while on a slow or long link. */
 static int on_msg_body_bytes(ld *l, yaml_node_t *v, const char *path) {
   long n = 0;
-  if (scn_want_long(l, v, path, 32, 16L << 20, &n) < 0)
+  if (detour__scn_want_long(l, v, path, 32, 16L << 20, &n) < 0)
     return DETOUR_EPARSE;
   /* 16 MiB each, up to 256 messages: without the budget a 15 KB file
    * could make the runner allocate 4 GiB. */
   int rc = detour_yaml_charge(&l->y, v, path, (size_t)n + 1);
   if (rc < 0)
     return rc;
-  scn_message *m = cur_msg(l);
+  detour__scn_message *m = cur_msg(l);
   char *b = malloc((size_t)n + 1);
   if (!b)
     return DETOUR_ENOMEM;
@@ -89,27 +92,29 @@ static const key_entry msg_keys[] = {
 
 static const char default_body[] = "Subject: detour scenario\n\nhello\n";
 
-int scn_on_messages(ld *l, yaml_node_t *v, const char *path) {
-  if (scn_want_seq(l, v, path) < 0)
+int detour__scn_on_messages(ld *l, yaml_node_t *v, const char *path) {
+  if (detour__scn_want_seq(l, v, path) < 0)
     return DETOUR_EPARSE;
   size_t i = 0;
   for (yaml_node_item_t *it = v->data.sequence.items.start;
        it < v->data.sequence.items.top; it++, i++) {
     char sub[64];
     snprintf(sub, sizeof sub, "messages[%zu]", i);
-    yaml_node_t *item = scn_ld_node(l, *it);
+    yaml_node_t *item = detour__scn_ld_node(l, *it);
     if (l->s->nmsgs >= SCN_MAX_MESSAGES)
-      return scn_ld_fail(l, item, sub, "at most %d messages", SCN_MAX_MESSAGES);
+      return detour__scn_ld_fail(l, item, sub, "at most %d messages",
+                                 SCN_MAX_MESSAGES);
     l->s->nmsgs++;
     int rc = WALK(l, item, sub, msg_keys);
     if (rc < 0)
       return rc;
-    scn_message *m = cur_msg(l);
+    detour__scn_message *m = cur_msg(l);
     if (!m->from || !m->to || m->nto == 0)
-      return scn_ld_fail(l, item, sub, "a message needs 'from' and 'to'");
+      return detour__scn_ld_fail(l, item, sub,
+                                 "a message needs 'from' and 'to'");
     if (!m->body) {
       m->body_len = sizeof default_body - 1;
-      if (!(m->body = scn_memdup(default_body, m->body_len)))
+      if (!(m->body = detour__scn_memdup(default_body, m->body_len)))
         return DETOUR_ENOMEM;
     }
   }

@@ -16,7 +16,7 @@
 static detour_netsim_link *net_link(ld *l, const char *name) {
   if (!strcmp(name, "client"))
     return &l->s->net.client;
-  int i = scn_server_index(l->s, name);
+  int i = detour__scn_server_index(l->s, name);
   return i < 0 ? NULL : &l->s->net.servers[i];
 }
 
@@ -54,29 +54,29 @@ static int read_link(ld *l, const char *name, yaml_node_t *v,
                      const char *path) {
   detour_netsim_link *k = net_link(l, name);
   if (!k)
-    return scn_ld_fail(l, v, path,
-                       "no fake server is named '%s' (links are "
-                       "'client' or a fake server's name)",
-                       name);
-  if (scn_want_map(l, v, path) < 0)
+    return detour__scn_ld_fail(l, v, path,
+                               "no fake server is named '%s' (links are "
+                               "'client' or a fake server's name)",
+                               name);
+  if (detour__scn_want_map(l, v, path) < 0)
     return DETOUR_EPARSE;
   for (yaml_node_pair_t *p = v->data.mapping.pairs.start;
        p < v->data.mapping.pairs.top; p++) {
-    const char *key = scn_ld_text(scn_ld_node(l, p->key));
+    const char *key = detour__scn_ld_text(detour__scn_ld_node(l, p->key));
     char sub[300];
     snprintf(sub, sizeof sub, "%s.%s", path, key ? key : "?");
-    const char *val =
-        scn_want_scalar(l, scn_ld_node(l, p->value), sub, "a value");
+    const char *val = detour__scn_want_scalar(
+        l, detour__scn_ld_node(l, p->value), sub, "a value");
     if (!val)
       return DETOUR_EPARSE;
     int rc = net_setting(k, key ? key : "", val);
     if (rc == DETOUR_EINVAL)
-      return scn_ld_fail(l, scn_ld_node(l, p->key), sub,
-                         "unknown key (expected one of: "
-                         "delay, jitter, loss, rate)");
+      return detour__scn_ld_fail(l, detour__scn_ld_node(l, p->key), sub,
+                                 "unknown key (expected one of: "
+                                 "delay, jitter, loss, rate)");
     if (rc < 0)
-      return scn_ld_fail(
-          l, scn_ld_node(l, p->value), sub,
+      return detour__scn_ld_fail(
+          l, detour__scn_ld_node(l, p->value), sub,
           "expected a duration (200ms), a loss (0.05 or 5%%) or a "
           "rate (10Mbps), got '%s'",
           val);
@@ -85,14 +85,14 @@ static int read_link(ld *l, const char *name, yaml_node_t *v,
 }
 
 static int on_net_links(ld *l, yaml_node_t *v, const char *path) {
-  return scn_for_each_entry(l, v, path, "a link name", read_link);
+  return detour__scn_for_each_entry(l, v, path, "a link name", read_link);
 }
 
 /* "a down", "link a up", "b delay 150ms", "client loss 5%" into the
  * program's command "link <letter> ...". The value is checked here so a
  * typo fails at load, not in the middle of a run. */
 static int net_action(ld *l, yaml_node_t *at, const char *path,
-                      const char *text, scn_net_event *e) {
+                      const char *text, detour__scn_net_event *e) {
   char w[3][64] = {"", "", ""}, extra[8] = "";
   if (!strncmp(text, "link ", 5))
     text += 5;
@@ -101,15 +101,16 @@ static int net_action(ld *l, yaml_node_t *at, const char *path,
                      "delay|jitter|loss|rate VALUE' (LINK: client or a fake "
                      "server's name)";
   if (n < 2 || n > 3)
-    return scn_ld_fail(l, at, path, "%s, got '%s'", hint, text);
+    return detour__scn_ld_fail(l, at, path, "%s, got '%s'", hint, text);
   int idx = !strcmp(w[0], "client") ? DETOUR_NETSIM_CLIENT
-                                    : scn_server_index(l->s, w[0]);
+                                    : detour__scn_server_index(l->s, w[0]);
   if (idx == -1 && strcmp(w[0], "client"))
-    return scn_ld_fail(l, at, path, "no link named '%s' (%s)", w[0], hint);
+    return detour__scn_ld_fail(l, at, path, "no link named '%s' (%s)", w[0],
+                               hint);
   bool updown = !strcmp(w[1], "down") || !strcmp(w[1], "up");
   detour_netsim_link scratch = {0};
   if (updown ? n != 2 : (n != 3 || net_setting(&scratch, w[1], w[2]) < 0))
-    return scn_ld_fail(l, at, path, "%s, got '%s'", hint, text);
+    return detour__scn_ld_fail(l, at, path, "%s, got '%s'", hint, text);
   const char *letter = detour_netsim_link_name(idx);
   snprintf(e->command, sizeof e->command, "link %s %s%s%s", letter, w[1],
            n == 3 ? " " : "", n == 3 ? w[2] : "");
@@ -120,7 +121,7 @@ static int net_action(ld *l, yaml_node_t *at, const char *path,
 
 /* "a:data", "b:connect#2", "a:message": what a server saw. */
 static int net_trigger(ld *l, yaml_node_t *at, const char *path,
-                       const char *text, scn_net_event *e) {
+                       const char *text, detour__scn_net_event *e) {
   char name[64], what[64];
   unsigned nth = 0;
   const char *colon = strchr(text, ':');
@@ -129,15 +130,16 @@ static int net_trigger(ld *l, yaml_node_t *at, const char *path,
                      "connect, message, close, or a command: ehlo, helo, "
                      "mail, rcpt, data, rset, noop, quit)";
   if (!colon || colon == text || (size_t)(colon - text) >= sizeof name)
-    return scn_ld_fail(l, at, path, "%s, got '%s'", hint, text);
+    return detour__scn_ld_fail(l, at, path, "%s, got '%s'", hint, text);
   snprintf(name, sizeof name, "%.*s", (int)(colon - text), text);
   size_t wl = hash ? (size_t)(hash - colon - 1) : strlen(colon + 1);
   if (wl == 0 || wl >= sizeof what ||
       (hash && (sscanf(hash + 1, "%u", &nth) != 1 || nth == 0)))
-    return scn_ld_fail(l, at, path, "%s, got '%s'", hint, text);
+    return detour__scn_ld_fail(l, at, path, "%s, got '%s'", hint, text);
   snprintf(what, sizeof what, "%.*s", (int)wl, colon + 1);
-  if ((e->server = scn_server_index(l->s, name)) < 0)
-    return scn_ld_fail(l, at, path, "no fake server is named '%s'", name);
+  if ((e->server = detour__scn_server_index(l->s, name)) < 0)
+    return detour__scn_ld_fail(l, at, path, "no fake server is named '%s'",
+                               name);
   e->nth = nth;
   if (!strcmp(what, "connect"))
     e->when = SCN_NET_ON_CONNECT;
@@ -150,46 +152,50 @@ static int net_trigger(ld *l, yaml_node_t *at, const char *path,
            e->stage != DETOUR_FAKE_EOD && e->stage != DETOUR_FAKE_UNKNOWN)
     e->when = SCN_NET_ON_COMMAND;
   else
-    return scn_ld_fail(l, at, path, "%s, got '%s'", hint, text);
+    return detour__scn_ld_fail(l, at, path, "%s, got '%s'", hint, text);
   return 0;
 }
 
 /* "2s: a down" (a string, or the one-pair mapping YAML makes of it
  * unquoted). */
 static int net_timed(ld *l, yaml_node_t *at, const char *path, const char *when,
-                     const char *what, scn_net_event *e) {
+                     const char *what, detour__scn_net_event *e) {
   e->when = SCN_NET_AT;
   if (detour_scenario_parse_offset(when, &e->at) < 0)
-    return scn_ld_fail(l, at, path,
-                       "expected 'TIME: LINK ACTION' like '2s: a "
-                       "down', got time '%s'",
-                       when);
+    return detour__scn_ld_fail(l, at, path,
+                               "expected 'TIME: LINK ACTION' like '2s: a "
+                               "down', got time '%s'",
+                               when);
   return net_action(l, at, path, what, e);
 }
 
 /* { at: 2s, do: a down } or { on: a:data, after: 300ms, do: a down } */
 static int net_mapping(ld *l, yaml_node_t *v, const char *path,
-                       scn_net_event *e) {
-  yaml_node_t *at = scn_map_get(l, v, "at"), *on = scn_map_get(l, v, "on");
-  yaml_node_t *after = scn_map_get(l, v, "after"),
-              *act = scn_map_get(l, v, "do");
+                       detour__scn_net_event *e) {
+  yaml_node_t *at = detour__scn_map_get(l, v, "at"),
+              *on = detour__scn_map_get(l, v, "on");
+  yaml_node_t *after = detour__scn_map_get(l, v, "after"),
+              *act = detour__scn_map_get(l, v, "do");
   size_t npairs =
       (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
   if (npairs == 1 && !at && !on && !act) { /* 2s: a down */
     yaml_node_pair_t *p = v->data.mapping.pairs.start;
-    const char *k = scn_ld_text(scn_ld_node(l, p->key)),
-               *w = scn_ld_text(scn_ld_node(l, p->value));
+    const char *k = detour__scn_ld_text(detour__scn_ld_node(l, p->key)),
+               *w = detour__scn_ld_text(detour__scn_ld_node(l, p->value));
     if (k && w)
       return net_timed(l, v, path, k, w, e);
   }
   if (!act || !(at || on) || (at && on) || (after && !on) ||
       npairs != 1u + !!at + !!on + !!after)
-    return scn_ld_fail(l, v, path,
-                       "expected { at: TIME, do: ACTION } or { on: "
-                       "SERVER:WHAT, after: TIME, do: ACTION }");
-  const char *a = scn_want_scalar(l, act, path, "an action like 'a down'");
-  const char *t = scn_want_scalar(l, at ? at : on, path, "a time or a trigger");
-  if (!a || !t || (after && scn_want_offset(l, after, path, &e->after) < 0))
+    return detour__scn_ld_fail(l, v, path,
+                               "expected { at: TIME, do: ACTION } or { on: "
+                               "SERVER:WHAT, after: TIME, do: ACTION }");
+  const char *a =
+      detour__scn_want_scalar(l, act, path, "an action like 'a down'");
+  const char *t =
+      detour__scn_want_scalar(l, at ? at : on, path, "a time or a trigger");
+  if (!a || !t ||
+      (after && detour__scn_want_offset(l, after, path, &e->after) < 0))
     return DETOUR_EPARSE;
   if (at)
     return net_timed(l, v, path, t, a, e);
@@ -198,20 +204,21 @@ static int net_mapping(ld *l, yaml_node_t *v, const char *path,
 }
 
 static int read_net_event(ld *l, yaml_node_t *v, const char *path,
-                          scn_net_event *e) {
+                          detour__scn_net_event *e) {
   e->line = (int)v->start_mark.line + 1;
   e->col = (int)v->start_mark.column + 1;
   if (v->type == YAML_MAPPING_NODE)
     return net_mapping(l, v, path, e);
-  const char *s = scn_want_scalar(l, v, path, "an event like '2s: a down'");
+  const char *s =
+      detour__scn_want_scalar(l, v, path, "an event like '2s: a down'");
   const char *colon = s ? strchr(s, ':') : NULL;
   if (!s)
     return DETOUR_EPARSE;
   if (!colon)
-    return scn_ld_fail(l, v, path,
-                       "expected 'TIME: LINK ACTION' like '2s: a "
-                       "down', got '%s'",
-                       s);
+    return detour__scn_ld_fail(l, v, path,
+                               "expected 'TIME: LINK ACTION' like '2s: a "
+                               "down', got '%s'",
+                               s);
   char when[64];
   snprintf(when, sizeof when, "%.*s", (int)(colon - s), s);
   const char *what = colon + 1;
@@ -221,9 +228,9 @@ static int read_net_event(ld *l, yaml_node_t *v, const char *path,
 }
 
 static int on_net_events(ld *l, yaml_node_t *v, const char *path) {
-  if (scn_want_seq(l, v, path) < 0)
+  if (detour__scn_want_seq(l, v, path) < 0)
     return DETOUR_EPARSE;
-  scn_network *net = &l->s->net;
+  detour__scn_network *net = &l->s->net;
   size_t n =
       (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
   free(net->events);
@@ -234,8 +241,9 @@ static int on_net_events(ld *l, yaml_node_t *v, const char *path) {
   for (size_t i = 0; i < n; i++) {
     char sub[300];
     snprintf(sub, sizeof sub, "%s[%zu]", path, i);
-    int rc = read_net_event(l, scn_ld_node(l, v->data.sequence.items.start[i]),
-                            sub, &net->events[net->nevents++]);
+    int rc = read_net_event(
+        l, detour__scn_ld_node(l, v->data.sequence.items.start[i]), sub,
+        &net->events[net->nevents++]);
     if (rc < 0)
       return rc;
   }
@@ -245,28 +253,28 @@ static int on_net_events(ld *l, yaml_node_t *v, const char *path) {
 static const key_entry network_keys[] = {{"links", on_net_links},
                                          {"events", on_net_events}};
 
-int scn_on_network(ld *l, yaml_node_t *v, const char *path) {
+int detour__scn_on_network(ld *l, yaml_node_t *v, const char *path) {
   l->s->net.enabled = true;
   if (l->s->nservers > DETOUR_NETSIM_MAX_SERVERS)
-    return scn_ld_fail(l, v, path,
-                       "at most %d fake servers on a simulated network",
-                       DETOUR_NETSIM_MAX_SERVERS);
+    return detour__scn_ld_fail(l, v, path,
+                               "at most %d fake servers on a simulated network",
+                               DETOUR_NETSIM_MAX_SERVERS);
   return WALK(l, v, path, network_keys);
 }
 
 /* A simulated network runs in real time and reaches only fake servers:
  * nothing but the run's own namespaces may be contacted. */
-int scn_check_network(ld *l, yaml_node_t *root) {
+int detour__scn_check_network(ld *l, yaml_node_t *root) {
   detour_scenario *s = l->s;
   if (!s->net.enabled)
     return 0;
   if (!s->realtime_ok)
-    return scn_ld_fail(l, root, "realtime",
-                       "a scenario with 'network:' always "
-                       "runs in real time");
+    return detour__scn_ld_fail(l, root, "realtime",
+                               "a scenario with 'network:' always "
+                               "runs in real time");
   for (size_t i = 0; i < s->nclient_servers; i++)
     if (s->client_servers[i].fake < 0)
-      return scn_ld_fail(
+      return detour__scn_ld_fail(
           l, root, "client.servers",
           "with 'network:' every server must be a fake server (%s "
           "is a literal address)",

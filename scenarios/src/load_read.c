@@ -11,8 +11,8 @@
 
 #include "load_internal.h"
 
-int scn_ld_fail(ld *l, const yaml_node_t *at, const char *path, const char *fmt,
-                ...) {
+int detour__scn_ld_fail(ld *l, const yaml_node_t *at, const char *path,
+                        const char *fmt, ...) {
   char what[512];
   va_list ap;
   va_start(ap, fmt);
@@ -21,34 +21,38 @@ int scn_ld_fail(ld *l, const yaml_node_t *at, const char *path, const char *fmt,
   return detour_yaml_fail(&l->y, at, path, "%s", what);
 }
 
-yaml_node_t *scn_ld_node(ld *l, int id) { return detour_yaml_node(&l->y, id); }
+yaml_node_t *detour__scn_ld_node(ld *l, int id) {
+  return detour_yaml_node(&l->y, id);
+}
 
-const char *scn_ld_text(const yaml_node_t *n) { return detour_yaml_text(n); }
+const char *detour__scn_ld_text(const yaml_node_t *n) {
+  return detour_yaml_text(n);
+}
 
 /* The text of a scalar ("" for an empty one), or an error saying what was
  * wanted. */
-const char *scn_want_scalar(ld *l, yaml_node_t *n, const char *path,
-                            const char *what) {
+const char *detour__scn_want_scalar(ld *l, yaml_node_t *n, const char *path,
+                                    const char *what) {
   const char *s = detour_yaml_text(n);
   if (!s)
     detour_yaml_expected(&l->y, n, path, what);
   return s;
 }
 
-int scn_want_map(ld *l, yaml_node_t *n, const char *path) {
+int detour__scn_want_map(ld *l, yaml_node_t *n, const char *path) {
   if (!n || n->type != YAML_MAPPING_NODE)
     return detour_yaml_expected(&l->y, n, path, "a mapping");
   return 0;
 }
 
-int scn_want_seq(ld *l, yaml_node_t *n, const char *path) {
+int detour__scn_want_seq(ld *l, yaml_node_t *n, const char *path) {
   if (!n || n->type != YAML_SEQUENCE_NODE)
     return detour_yaml_expected(&l->y, n, path, "a list");
   return 0;
 }
 
-int scn_want_long(ld *l, yaml_node_t *n, const char *path, long min, long max,
-                  long *out) {
+int detour__scn_want_long(ld *l, yaml_node_t *n, const char *path, long min,
+                          long max, long *out) {
   char what[80];
   snprintf(what, sizeof what, "a whole number %ld..%ld", min, max);
   long long v;
@@ -60,17 +64,18 @@ int scn_want_long(ld *l, yaml_node_t *n, const char *path, long min, long max,
 
 /* Times in a scenario are durations from the start of the run: the one
  * grammar, at most DETOUR_DURATION_MAX. */
-int scn_want_offset(ld *l, yaml_node_t *n, const char *path, detour_ms *out) {
+int detour__scn_want_offset(ld *l, yaml_node_t *n, const char *path,
+                            detour_ms *out) {
   return detour_yaml_duration(&l->y, n, path, 0,
                               "a time like 0s, 3m, 3m20s or 500ms", out);
 }
 
-int scn_want_bool(ld *l, yaml_node_t *n, const char *path, bool *out) {
+int detour__scn_want_bool(ld *l, yaml_node_t *n, const char *path, bool *out) {
   return detour_yaml_bool(&l->y, n, path, out);
 }
 
-int scn_want_str(ld *l, yaml_node_t *n, const char *path, char **out) {
-  const char *s = scn_want_scalar(l, n, path, "a string");
+int detour__scn_want_str(ld *l, yaml_node_t *n, const char *path, char **out) {
+  const char *s = detour__scn_want_scalar(l, n, path, "a string");
   if (!s)
     return DETOUR_EPARSE;
   free(*out);
@@ -79,29 +84,31 @@ int scn_want_str(ld *l, yaml_node_t *n, const char *path, char **out) {
 }
 
 /* A string or a list of strings, into a new array. */
-int scn_want_strings(ld *l, yaml_node_t *n, const char *path, char ***out,
-                     size_t *nout) {
+int detour__scn_want_strings(ld *l, yaml_node_t *n, const char *path,
+                             char ***out, size_t *nout) {
   size_t cap = 0, cnt = 0;
   char **arr = NULL;
   int rc = 0;
   if (n->type == YAML_SCALAR_NODE) {
-    rc = scn_grow(&arr, &cap, 0, sizeof *arr);
-    if (rc == 0 && !(arr[cnt++] = strdup(scn_ld_text(n))))
+    rc = detour__scn_grow(&arr, &cap, 0, sizeof *arr);
+    if (rc == 0 && !(arr[cnt++] = strdup(detour__scn_ld_text(n))))
       rc = DETOUR_ENOMEM;
   } else if (n->type == YAML_SEQUENCE_NODE) {
     for (yaml_node_item_t *it = n->data.sequence.items.start;
          rc == 0 && it < n->data.sequence.items.top; it++) {
       char sub[256];
       snprintf(sub, sizeof sub, "%s[%zu]", path, cnt);
-      const char *s = scn_want_scalar(l, scn_ld_node(l, *it), sub, "a string");
+      const char *s = detour__scn_want_scalar(l, detour__scn_ld_node(l, *it),
+                                              sub, "a string");
       if (!s)
         rc = DETOUR_EPARSE;
-      else if ((rc = scn_grow(&arr, &cap, cnt, sizeof *arr)) == 0 &&
+      else if ((rc = detour__scn_grow(&arr, &cap, cnt, sizeof *arr)) == 0 &&
                !(arr[cnt++] = strdup(s)))
         rc = DETOUR_ENOMEM;
     }
   } else {
-    rc = scn_ld_fail(l, n, path, "expected a string or a list of strings");
+    rc = detour__scn_ld_fail(l, n, path,
+                             "expected a string or a list of strings");
   }
   if (rc < 0) {
     for (size_t i = 0; i < cnt; i++)
@@ -116,8 +123,8 @@ int scn_want_strings(ld *l, yaml_node_t *n, const char *path, char ***out,
 
 /* Walk a mapping, dispatching each key through table; unknown keys are
  * errors (repeated keys were refused when the file was read). */
-int scn_walk(ld *l, yaml_node_t *map, const char *path, const key_entry *table,
-             size_t n) {
+int detour__scn_walk(ld *l, yaml_node_t *map, const char *path,
+                     const key_entry *table, size_t n) {
   detour_yaml_iter it;
   int rc = detour_yaml_iter_init(&l->y, &it, map, path, NULL, false);
   while (rc == 0 &&
@@ -126,8 +133,8 @@ int scn_walk(ld *l, yaml_node_t *map, const char *path, const key_entry *table,
   return rc;
 }
 
-int scn_for_each_entry(ld *l, yaml_node_t *v, const char *path,
-                       const char *what, entry_reader fn) {
+int detour__scn_for_each_entry(ld *l, yaml_node_t *v, const char *path,
+                               const char *what, entry_reader fn) {
   detour_yaml_iter it;
   int rc = detour_yaml_iter_init(&l->y, &it, v, path, NULL, false);
   while (rc == 0 && (rc = detour_yaml_next_pair(&l->y, &it, what)) == 1)
@@ -135,28 +142,30 @@ int scn_for_each_entry(ld *l, yaml_node_t *v, const char *path,
   return rc;
 }
 
-bool scn_map_has(ld *l, yaml_node_t *map, const char *key) {
+bool detour__scn_map_has(ld *l, yaml_node_t *map, const char *key) {
   return detour_yaml_map_get(&l->y, map, key) != NULL;
 }
 
-yaml_node_t *scn_map_get(ld *l, yaml_node_t *map, const char *key) {
+yaml_node_t *detour__scn_map_get(ld *l, yaml_node_t *map, const char *key) {
   return detour_yaml_map_get(&l->y, map, key);
 }
 
 /* The index of fake server `name`, or -1. */
-int scn_server_index(const detour_scenario *s, const char *name) {
+int detour__scn_server_index(const detour_scenario *s, const char *name) {
   for (size_t i = 0; name && i < s->nservers; i++)
     if (strcmp(s->servers[i].name, name) == 0)
       return (int)i;
   return -1;
 }
 
-int scn_want_server(ld *l, yaml_node_t *n, const char *path, int *out) {
-  const char *name = scn_want_scalar(l, n, path, "a fake server's name");
+int detour__scn_want_server(ld *l, yaml_node_t *n, const char *path, int *out) {
+  const char *name =
+      detour__scn_want_scalar(l, n, path, "a fake server's name");
   if (!name)
     return DETOUR_EPARSE;
-  *out = scn_server_index(l->s, name);
+  *out = detour__scn_server_index(l->s, name);
   if (*out < 0)
-    return scn_ld_fail(l, n, path, "no fake server is named '%s'", name);
+    return detour__scn_ld_fail(l, n, path, "no fake server is named '%s'",
+                               name);
   return 0;
 }

@@ -64,17 +64,17 @@ typedef struct {
 
 /* Load and check a manifest. 0 and *out, or DETOUR_EIO / DETOUR_EPARSE /
  * DETOUR_ENOMEM with "file:line:col: key 'k': ..." in err. */
-int scn_manifest_load(const char *path, mf_manifest **out, char *err,
-                      size_t errlen);
-void scn_manifest_free(mf_manifest *m);
+int detour__scn_manifest_load(const char *path, mf_manifest **out, char *err,
+                              size_t errlen);
+void detour__scn_manifest_free(mf_manifest *m);
 
 /* The variables a template may name, NULL-terminated (for checks and the
  * README): every template, and those only `submit.command` has. */
-extern const char *const scn_manifest_vars[];
-extern const char *const scn_manifest_submit_vars[];
-extern const char *const scn_manifest_server_vars[];
+extern const char *const detour__scn_manifest_vars[];
+extern const char *const detour__scn_manifest_submit_vars[];
+extern const char *const detour__scn_manifest_server_vars[];
 
 /* adapter_manifest.c: the adapter of a loaded manifest (owns m). */
-detour_adapter *scn_manifest_adapter(mf_manifest *m);
+detour_adapter *detour__scn_manifest_adapter(mf_manifest *m);
 
 #endif /* DETOUR_SCN_MANIFEST_H */

@@ -17,7 +17,7 @@
 #include "detour/scenario.h"
 #include "manifest.h"
 
-const char *const scn_manifest_vars[] = {
+const char *const detour__scn_manifest_vars[] = {
     "dir",          "manifest_dir",  "port",         "servers",
     "server0",      "backups",       "host0",        "port0",
     "hostname",     "server_port",   "nservers",     "retry_s",
@@ -27,9 +27,10 @@ const char *const scn_manifest_vars[] = {
     "data_start_s", "data_start_ms", "data_block_s", "data_block_ms",
     "final_dot_s",  "final_dot_ms",  "quit_s",       "quit_ms",
     "helo",         "scenario",      "peers",        NULL};
-const char *const scn_manifest_submit_vars[] = {"from", "to", "to_list", NULL};
-const char *const scn_manifest_server_vars[] = {"host",  "port", "priority",
-                                                "index", "name", NULL};
+const char *const detour__scn_manifest_submit_vars[] = {"from", "to", "to_list",
+                                                        NULL};
+const char *const detour__scn_manifest_server_vars[] = {
+    "host", "port", "priority", "index", "name", NULL};
 
 typedef struct {
   yaml_document_t *doc;
@@ -81,7 +82,8 @@ static int check_template(ml *l, yaml_node_t *at, const char *path,
     if (!end)
       return fail(l, at, path, "'{' without '}' (write {{ for a brace)");
     size_t n = (size_t)(end - p - 1);
-    if (!in_list(scn_manifest_vars, p + 1, n) && !in_list(extra, p + 1, n))
+    if (!in_list(detour__scn_manifest_vars, p + 1, n) &&
+        !in_list(extra, p + 1, n))
       return fail(l, at, path,
                   "unknown variable {%.*s} (clients/README.md lists them)",
                   (int)n, p + 1);
@@ -213,12 +215,12 @@ static int walk(ml *l, yaml_node_t *map, const char *path,
 STR(on_name, name, NULL)
 STR(on_description, description, NULL)
 STR(on_version, version_cmd, NULL)
-STR(on_format, srv_format, scn_manifest_server_vars)
+STR(on_format, srv_format, detour__scn_manifest_server_vars)
 STR(on_separator, srv_separator, NULL)
 STR(on_srv_name, srv_name, NULL)
 STR(on_hint, req_hint, NULL)
 STR(on_start_cmd, start_cmd, NULL)
-STR(on_submit_cmd, submit_cmd, scn_manifest_submit_vars)
+STR(on_submit_cmd, submit_cmd, detour__scn_manifest_submit_vars)
 STR(on_submit_smtp, submit_smtp, NULL)
 STR(on_rcpt_params, rcpt_params, NULL)
 STR(on_done_cmd, done_cmd, NULL)
@@ -518,8 +520,8 @@ static int fill_strings(mf_manifest *m, const char *path) {
              : DETOUR_ENOMEM;
 }
 
-int scn_manifest_load(const char *path, mf_manifest **out, char *err,
-                      size_t errlen) {
+int detour__scn_manifest_load(const char *path, mf_manifest **out, char *err,
+                              size_t errlen) {
   *out = NULL;
   FILE *f = fopen(path, "rb");
   if (!f) {
@@ -555,7 +557,7 @@ int scn_manifest_load(const char *path, mf_manifest **out, char *err,
   if (rc < 0) {
     if (rc == DETOUR_ENOMEM)
       snprintf(err, errlen, "%s: out of memory", path);
-    scn_manifest_free(m);
+    detour__scn_manifest_free(m);
     return rc;
   }
   *out = m;
@@ -568,7 +570,7 @@ static void free_list(mf_list *L) {
   free(L->v);
 }
 
-void scn_manifest_free(mf_manifest *m) {
+void detour__scn_manifest_free(mf_manifest *m) {
   if (!m)
     return;
   char *strs[] = {m->file,          m->manifest_dir, m->name,

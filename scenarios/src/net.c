@@ -8,7 +8,7 @@
  * right however long the dialogue before it took.
  *
  * Addresses are the run's own namespace addresses (10.201.k.2, port 25);
- * nothing else is ever contacted. scn_net_stop always leaves the
+ * nothing else is ever contacted. detour__scn_net_stop always leaves the
  * namespace and removes everything the run made, also after a failure;
  * what a crash leaves is swept by the next run (detour_netsim_start).
  */
@@ -19,23 +19,23 @@
 
 #define SMTP_PORT 25
 
-typedef struct scn_net scn_net;
+typedef struct detour__scn_net detour__scn_net;
 
 /* An event waiting for its time (timed events, triggers with `after`). */
 typedef struct pending {
-  scn_net *n;
-  const scn_net_event *e;
+  detour__scn_net *n;
+  const detour__scn_net_event *e;
   detour_timer *timer;
   struct pending *next;
 } pending;
 
 /* The observer's argument: which server spoke. */
 typedef struct {
-  scn_net *n;
+  detour__scn_net *n;
   size_t server;
 } watch;
 
-struct scn_net {
+struct detour__scn_net {
   const detour_scenario *s;
   detour_netsim *ns;
   int saved; /* the namespace the loop thread came from; -1: not entered */
@@ -60,8 +60,9 @@ static void fill_spec(const detour_scenario *s, detour_netsim_spec *spec) {
   spec->log_path = getenv("DETOUR_NETSIM_LOG");
 }
 
-scn_net *scn_net_start(const detour_scenario *s, char *err, size_t errlen) {
-  scn_net *n = calloc(1, sizeof *n);
+detour__scn_net *detour__scn_net_start(const detour_scenario *s, char *err,
+                                       size_t errlen) {
+  detour__scn_net *n = calloc(1, sizeof *n);
   if (n)
     n->seen = calloc(s->net.nevents ? s->net.nevents : 1, sizeof *n->seen);
   if (!n || !n->seen) {
@@ -85,10 +86,10 @@ scn_net *scn_net_start(const detour_scenario *s, char *err, size_t errlen) {
   return n;
 }
 
-int scn_net_stop(scn_net *n, char *err, size_t errlen) {
+int detour__scn_net_stop(detour__scn_net *n, char *err, size_t errlen) {
   if (!n)
     return 0;
-  scn_net_disarm(n);
+  detour__scn_net_disarm(n);
   int rc = 0;
   if (n->saved >= 0 && detour_netsim_leave(n->saved) != 0) {
     snprintf(err, errlen, "network: could not leave the client namespace");
@@ -108,21 +109,23 @@ int scn_net_stop(scn_net *n, char *err, size_t errlen) {
   return rc;
 }
 
-const char *scn_net_client_netns(const scn_net *n) {
+const char *detour__scn_net_client_netns(const detour__scn_net *n) {
   return detour_netsim_netns(n->ns, DETOUR_NETSIM_CLIENT);
 }
 
-const char *scn_net_client_tap(const scn_net *n) {
+const char *detour__scn_net_client_tap(const detour__scn_net *n) {
   return detour_netsim_tap(n->ns, DETOUR_NETSIM_CLIENT);
 }
 
-const char *scn_net_error(const scn_net *n) { return n ? n->error : ""; }
+const char *detour__scn_net_error(const detour__scn_net *n) {
+  return n ? n->error : "";
+}
 
-int scn_net_enter_client(scn_net *n, char *err, size_t errlen) {
+int detour__scn_net_enter_client(detour__scn_net *n, char *err, size_t errlen) {
   if (detour_netsim_enter(n->ns, DETOUR_NETSIM_CLIENT, &n->saved) != 0) {
     n->saved = -1;
     snprintf(err, errlen, "network: cannot enter the client namespace %s",
-             scn_net_client_netns(n));
+             detour__scn_net_client_netns(n));
     return -1;
   }
   return 0;
@@ -134,7 +137,7 @@ int scn_net_enter_client(scn_net *n, char *err, size_t errlen) {
 /* Blocks the loop for one round trip to the program (a few ms): the
  * change is in force when the command returns, before the server's reply
  * to a trigger is written. */
-static void apply(scn_net *n, const scn_net_event *e) {
+static void apply(detour__scn_net *n, const detour__scn_net_event *e) {
   char reply[256] = "";
   int rc = detour_netsim_command(n->ns, e->command, reply, sizeof reply);
   if (rc != 0 && !n->error[0])
@@ -151,7 +154,8 @@ static void on_pending(detour_timer *t, void *arg) {
 }
 
 /* Apply e at absolute time `when` (now or later). */
-static void schedule(scn_net *n, const scn_net_event *e, detour_ms when) {
+static void schedule(detour__scn_net *n, const detour__scn_net_event *e,
+                     detour_ms when) {
   if (when <= detour_clock_now(n->clock)) {
     apply(n, e);
     return;
@@ -171,7 +175,8 @@ static void schedule(scn_net *n, const scn_net_event *e, detour_ms when) {
   detour_timer_start(p->timer, when);
 }
 
-static bool matches(const scn_net_event *e, const detour_fake_event *ev) {
+static bool matches(const detour__scn_net_event *e,
+                    const detour_fake_event *ev) {
   switch (e->when) {
   case SCN_NET_ON_CONNECT:
     return ev->type == DETOUR_FAKE_EV_ACCEPT;
@@ -190,11 +195,11 @@ static bool matches(const scn_net_event *e, const detour_fake_event *ev) {
 static void on_server_event(void *arg, detour_fake_server *srv,
                             const detour_fake_event *ev) {
   watch *w = arg;
-  scn_net *n = w->n;
+  detour__scn_net *n = w->n;
   if (!n->clock)
-    return; /* before scn_net_arm: nothing is submitted yet */
+    return; /* before detour__scn_net_arm: nothing is submitted yet */
   for (size_t k = 0; k < n->s->net.nevents; k++) {
-    const scn_net_event *e = &n->s->net.events[k];
+    const detour__scn_net_event *e = &n->s->net.events[k];
     if (e->when == SCN_NET_AT || (size_t)e->server != w->server ||
         !matches(e, ev))
       continue;
@@ -204,17 +209,17 @@ static void on_server_event(void *arg, detour_fake_server *srv,
   }
 }
 
-int scn_net_arm(scn_net *n, detour_clock *c, detour_ms start) {
+int detour__scn_net_arm(detour__scn_net *n, detour_clock *c, detour_ms start) {
   n->clock = c;
   for (size_t k = 0; k < n->s->net.nevents; k++) {
-    const scn_net_event *e = &n->s->net.events[k];
+    const detour__scn_net_event *e = &n->s->net.events[k];
     if (e->when == SCN_NET_AT)
       schedule(n, e, start + e->at);
   }
   return n->error[0] ? -1 : 0;
 }
 
-void scn_net_disarm(scn_net *n) {
+void detour__scn_net_disarm(detour__scn_net *n) {
   if (!n)
     return;
   while (n->pending) {
@@ -229,7 +234,8 @@ void scn_net_disarm(scn_net *n) {
 /* ------------------------------------------------------------------------ */
 /* Fake servers                                                              */
 
-const char *scn_net_listen(const scn_net *n, size_t i, char *buf, size_t len) {
+const char *detour__scn_net_listen(const detour__scn_net *n, size_t i,
+                                   char *buf, size_t len) {
   snprintf(buf, len, "%s:%d", detour_netsim_addr(n->ns, (int)i), SMTP_PORT);
   return buf;
 }
@@ -247,8 +253,9 @@ static int listen_inside(void *arg) {
   return detour_fake_server_start(c->srv, c->why, c->whylen) < 0 ? -1 : 0;
 }
 
-int scn_net_start_server(scn_net *n, size_t i, detour_fake_server *srv,
-                         char *err, size_t errlen) {
+int detour__scn_net_start_server(detour__scn_net *n, size_t i,
+                                 detour_fake_server *srv, char *err,
+                                 size_t errlen) {
   char why[256] = "";
   listen_call c = {srv, why, sizeof why};
   n->watches[i].n = n;

@@ -1,7 +1,7 @@
 /*
- * scn_internal.h - what the sources of the scenario runner share: the
+ * detour__scn_internal.h - what the sources of the scenario runner share: the
  * loaded scenario (servers, client, messages, expectations) and small
- * helpers. Names here are scn_.
+ * helpers. Names here are detour__scn_.
  */
 #ifndef DETOUR_SCN_INTERNAL_H
 #define DETOUR_SCN_INTERNAL_H
@@ -18,7 +18,7 @@
 typedef struct {
   char *name;
   detour_fake_script *script;
-} scn_server;
+} detour__scn_server;
 
 /* One entry of the client's server list: a fake server (fake >= 0) or a
  * literal address (a name that does not resolve, a closed port). */
@@ -33,7 +33,7 @@ typedef struct {
   bool tls_optional;
   char auth_user[256];
   char auth_password[256]; /* test data: scenarios hold their users */
-} scn_client_server;
+} detour__scn_client_server;
 
 typedef struct {
   char *from;
@@ -43,7 +43,7 @@ typedef struct {
   size_t body_len;
   detour_override override;
   detour_ms at;
-} scn_message;
+} detour__scn_message;
 
 /* An expected log row: a field left unset is not compared. */
 typedef struct {
@@ -55,14 +55,14 @@ typedef struct {
   int attempt;                                /* -1 = any */
   int kind;                                   /* -1 = any */
   int message;                                /* -1 = any */
-} scn_row_expect;
+} detour__scn_row_expect;
 
 typedef struct {
   char *recipient;
   int message;  /* -1 = every message that has the recipient */
   int outcome;  /* -1 = any */
   char *server; /* NULL = not checked; "none" = no server */
-} scn_rcpt_expect;
+} detour__scn_rcpt_expect;
 
 typedef struct {
   char *from;
@@ -73,7 +73,7 @@ typedef struct {
   size_t body_len;
   int complete; /* -1 any */
   int code;     /* -1 any */
-} scn_received_expect;
+} detour__scn_received_expect;
 
 /* Per-server expectations (by server index). */
 typedef struct {
@@ -81,30 +81,30 @@ typedef struct {
   detour_ms *connect_times;
   size_t nconnect_times;
   bool has_connect_times;
-  scn_received_expect *received;
+  detour__scn_received_expect *received;
   size_t nreceived;
   bool has_received;
   char **commands;
   size_t ncommands;
   bool has_commands;
-} scn_server_expect;
+} detour__scn_server_expect;
 
 typedef struct {
   int exit_code;                /* -1 = not checked */
   int status[SCN_MAX_MESSAGES]; /* detour_done_status or -1 */
   size_t nstatus;
-  scn_rcpt_expect *rcpts;
+  detour__scn_rcpt_expect *rcpts;
   size_t nrcpts;
-  scn_row_expect *log;
+  detour__scn_row_expect *log;
   size_t nlog;
   bool has_log;
   char **warnings;
   size_t nwarnings;
   bool has_warnings;
-  scn_server_expect servers[SCN_MAX_SERVERS];
+  detour__scn_server_expect servers[SCN_MAX_SERVERS];
   detour_ms latency_max, latency_min; /* -1 = not checked */
   detour_ms tolerance;                /* realtime only */
-} scn_expect;
+} detour__scn_expect;
 
 /* A change of the simulated network (`network.events`): at a time, or when
  * a fake server sees something (a trigger), possibly `after` a delay. */
@@ -114,11 +114,11 @@ typedef enum {
   SCN_NET_ON_COMMAND, /* the server received a command of `stage` */
   SCN_NET_ON_MESSAGE, /* the server received a whole message */
   SCN_NET_ON_CLOSE    /* a connection of the server closed */
-} scn_net_when;
+} detour__scn_net_when;
 
 typedef struct {
   int line, col;
-  scn_net_when when;
+  detour__scn_net_when when;
   detour_ms at;            /* SCN_NET_AT */
   int server;              /* triggers: the server's index */
   detour_fake_stage stage; /* SCN_NET_ON_COMMAND */
@@ -126,7 +126,7 @@ typedef struct {
   detour_ms after;         /* triggers: wait this long first */
   char command[96];        /* for detour_netsim_command: "link a down" */
   char text[96];           /* as written: "a down" (for messages) */
-} scn_net_event;
+} detour__scn_net_event;
 
 /* The `network:` section: the scenario runs over ns-3 (fakeservers/netsim)
  * in real time, client and servers each in a namespace of its own. */
@@ -134,9 +134,9 @@ typedef struct {
   bool enabled;
   detour_netsim_link client;
   detour_netsim_link servers[SCN_MAX_SERVERS]; /* by server index */
-  scn_net_event *events;
+  detour__scn_net_event *events;
   size_t nevents;
-} scn_network;
+} detour__scn_network;
 
 struct detour_scenario {
   char *file, *name, *description;
@@ -146,15 +146,15 @@ struct detour_scenario {
   bool realtime;    /* this run's mode */
   detour_ms limit;  /* time after which the run gives up */
   bool limit_set;   /* else realtime runs get REALTIME_DEFAULT_LIMIT */
-  scn_server servers[SCN_MAX_SERVERS];
+  detour__scn_server servers[SCN_MAX_SERVERS];
   size_t nservers;
-  scn_client_server client_servers[DETOUR_MAX_SERVERS];
+  detour__scn_client_server client_servers[DETOUR_MAX_SERVERS];
   size_t nclient_servers;
   detour_settings settings; /* the client config without servers */
-  scn_message msgs[SCN_MAX_MESSAGES];
+  detour__scn_message msgs[SCN_MAX_MESSAGES];
   size_t nmsgs;
-  scn_expect expect;
-  scn_network net;
+  detour__scn_expect expect;
+  detour__scn_network net;
   detour_scenario_hooks hooks; /* from the options */
   /* The client: NULL the built-in engine, else an adapter's name
    * (adapter.h) from `adapter:` or the options (which win). */
@@ -166,68 +166,73 @@ struct detour_scenario {
 };
 
 /* util.c */
-char *scn_strdup(const char *s);             /* NULL stays NULL; aborts never */
-char *scn_memdup(const void *p, size_t len); /* NUL added */
+char *detour__scn_strdup(const char *s); /* NULL stays NULL; aborts never */
+char *detour__scn_memdup(const void *p, size_t len); /* NUL added */
 /* printf into a new string; NULL on OOM. */
-char *scn_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *detour__scn_printf(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 
 /* A growable string. */
 typedef struct {
   char *s;
   size_t len, cap;
   bool oom;
-} scn_buf;
-void scn_buf_add(scn_buf *b, const char *fmt, ...)
+} detour__scn_buf;
+void detour__scn_buf_add(detour__scn_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-void scn_buf_addn(scn_buf *b, const char *p, size_t n);
+void detour__scn_buf_addn(detour__scn_buf *b, const char *p, size_t n);
 /* The bytes with C escapes for control characters and quotes. */
-void scn_buf_add_escaped(scn_buf *b, const char *p, size_t n);
-char *scn_buf_take(scn_buf *b); /* "" when empty; NULL on OOM */
-void scn_buf_free(scn_buf *b);
+void detour__scn_buf_add_escaped(detour__scn_buf *b, const char *p, size_t n);
+char *detour__scn_buf_take(detour__scn_buf *b); /* "" when empty; NULL on OOM */
+void detour__scn_buf_free(detour__scn_buf *b);
 
 /* Grow *arr (element size sz) so index n fits. 0 or DETOUR_ENOMEM. */
-int scn_grow(void *arr, size_t *cap, size_t n, size_t sz);
+int detour__scn_grow(void *arr, size_t *cap, size_t n, size_t sz);
 
 /* check.c: compare the run's record with the expectations; appends
  * failures to r. */
-void scn_check(const detour_scenario *s, detour_scenario_result *r);
+void detour__scn_check(const detour_scenario *s, detour_scenario_result *r);
 /* Add one failure (printf); never fails visibly (OOM drops the text). */
-void scn_fail(detour_scenario_result *r, const char *fmt, ...)
+void detour__scn_fail(detour_scenario_result *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* net.c: the simulated network of one run (namespaces, ns-3, events). */
-typedef struct scn_net scn_net;
+typedef struct detour__scn_net detour__scn_net;
 /* Starts the network of s (detour_netsim_start); NULL with the reason in
  * err when it cannot. */
-scn_net *scn_net_start(const detour_scenario *s, char *err, size_t errlen);
+detour__scn_net *detour__scn_net_start(const detour_scenario *s, char *err,
+                                       size_t errlen);
 /* The fake server `i` inside its namespace, listening on its namespace
  * address, port 25; observed for the triggers. 0 or -1 with err. */
-int scn_net_start_server(scn_net *n, size_t i, detour_fake_server *srv,
-                         char *err, size_t errlen);
+int detour__scn_net_start_server(detour__scn_net *n, size_t i,
+                                 detour_fake_server *srv, char *err,
+                                 size_t errlen);
 /* The listen address of server i ("10.201.k.2:25"). */
-const char *scn_net_listen(const scn_net *n, size_t i, char *buf, size_t len);
-/* Moves the calling thread into the client namespace (until scn_net_stop).
- * 0 or -1 with err. */
-int scn_net_enter_client(scn_net *n, char *err, size_t errlen);
+const char *detour__scn_net_listen(const detour__scn_net *n, size_t i,
+                                   char *buf, size_t len);
+/* Moves the calling thread into the client namespace (until
+ * detour__scn_net_stop). 0 or -1 with err. */
+int detour__scn_net_enter_client(detour__scn_net *n, char *err, size_t errlen);
 /* Arms the timed events against clock c, start = the scenario's t = 0. */
-int scn_net_arm(scn_net *n, detour_clock *c, detour_ms start);
+int detour__scn_net_arm(detour__scn_net *n, detour_clock *c, detour_ms start);
 /* The client's namespace and tap (for the capture hook). */
-const char *scn_net_client_netns(const scn_net *n);
-const char *scn_net_client_tap(const scn_net *n);
+const char *detour__scn_net_client_netns(const detour__scn_net *n);
+const char *detour__scn_net_client_tap(const detour__scn_net *n);
 /* Frees the event timers (before the clock goes). */
-void scn_net_disarm(scn_net *n);
+void detour__scn_net_disarm(detour__scn_net *n);
 /* A failed live command, or "" (reported as a failure of the scenario). */
-const char *scn_net_error(const scn_net *n);
+const char *detour__scn_net_error(const detour__scn_net *n);
 /* Leaves the client namespace, stops ns-3, deletes the namespaces, frees
  * n. 0, or -1 with what was left in err. */
-int scn_net_stop(scn_net *n, char *err, size_t errlen);
+int detour__scn_net_stop(detour__scn_net *n, char *err, size_t errlen);
 
 /* The process-wide interrupt flag (SIGINT/SIGTERM, detour_scenario_interrupt).
  */
-bool scn_interrupted(void);
+bool detour__scn_interrupted(void);
 
 /* load.c: apply the mutations to loaded settings. */
-int scn_apply_mutations(detour_settings *st, const detour_scenario_options *o,
-                        char *err, size_t errlen);
+int detour__scn_apply_mutations(detour_settings *st,
+                                const detour_scenario_options *o, char *err,
+                                size_t errlen);
 
 #endif /* DETOUR_SCN_INTERNAL_H */

@@ -27,7 +27,7 @@ typedef struct {
 } strvec;
 
 static int vec_add(strvec *v, char *s) {
-  if (!s || scn_grow(&v->v, &v->cap, v->n, sizeof *v->v) < 0) {
+  if (!s || detour__scn_grow(&v->v, &v->cap, v->n, sizeof *v->v) < 0) {
     free(s);
     return DETOUR_ENOMEM;
   }
@@ -60,7 +60,7 @@ static int find_in_dir(const char *dir, strvec *out, int depth) {
   while (rc == 0 && (e = readdir(d)) != NULL) {
     if (e->d_name[0] == '.')
       continue;
-    rc = vec_add(&here, scn_printf("%s/%s", dir, e->d_name));
+    rc = vec_add(&here, detour__scn_printf("%s/%s", dir, e->d_name));
   }
   closedir(d);
   if (here.n)
@@ -294,8 +294,8 @@ static void *worker(void *arg) {
   for (;;) {
     pthread_mutex_lock(&p->mu);
     /* after an interrupt no scenario starts: what ran is reported */
-    size_t i =
-        p->next < p->nfiles && !scn_interrupted() ? p->next++ : p->nfiles;
+    size_t i = p->next < p->nfiles && !detour__scn_interrupted() ? p->next++
+                                                                 : p->nfiles;
     pthread_mutex_unlock(&p->mu);
     if (i >= p->nfiles)
       return NULL;

@@ -11,9 +11,9 @@
 
 #include "scn_internal.h"
 
-char *scn_strdup(const char *s) { return s ? strdup(s) : NULL; }
+char *detour__scn_strdup(const char *s) { return s ? strdup(s) : NULL; }
 
-char *scn_memdup(const void *p, size_t len) {
+char *detour__scn_memdup(const void *p, size_t len) {
   char *d = malloc(len + 1);
   if (!d)
     return NULL;
@@ -23,7 +23,7 @@ char *scn_memdup(const void *p, size_t len) {
   return d;
 }
 
-char *scn_printf(const char *fmt, ...) {
+char *detour__scn_printf(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(NULL, 0, fmt, ap);
@@ -39,7 +39,7 @@ char *scn_printf(const char *fmt, ...) {
   return s;
 }
 
-static bool buf_reserve(scn_buf *b, size_t more) {
+static bool buf_reserve(detour__scn_buf *b, size_t more) {
   if (b->oom)
     return false;
   if (b->len + more + 1 <= b->cap)
@@ -57,7 +57,7 @@ static bool buf_reserve(scn_buf *b, size_t more) {
   return true;
 }
 
-void scn_buf_addn(scn_buf *b, const char *p, size_t n) {
+void detour__scn_buf_addn(detour__scn_buf *b, const char *p, size_t n) {
   if (!buf_reserve(b, n))
     return;
   memcpy(b->s + b->len, p, n);
@@ -65,7 +65,7 @@ void scn_buf_addn(scn_buf *b, const char *p, size_t n) {
   b->s[b->len] = '\0';
 }
 
-void scn_buf_add(scn_buf *b, const char *fmt, ...) {
+void detour__scn_buf_add(detour__scn_buf *b, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(NULL, 0, fmt, ap);
@@ -78,37 +78,37 @@ void scn_buf_add(scn_buf *b, const char *fmt, ...) {
   b->len += (size_t)n;
 }
 
-void scn_buf_add_escaped(scn_buf *b, const char *p, size_t n) {
+void detour__scn_buf_add_escaped(detour__scn_buf *b, const char *p, size_t n) {
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)p[i];
     switch (c) {
     case '\r':
-      scn_buf_addn(b, "\\r", 2);
+      detour__scn_buf_addn(b, "\\r", 2);
       break;
     case '\n':
-      scn_buf_addn(b, "\\n", 2);
+      detour__scn_buf_addn(b, "\\n", 2);
       break;
     case '\t':
-      scn_buf_addn(b, "\\t", 2);
+      detour__scn_buf_addn(b, "\\t", 2);
       break;
     case '"':
-      scn_buf_addn(b, "\\\"", 2);
+      detour__scn_buf_addn(b, "\\\"", 2);
       break;
     case '\\':
-      scn_buf_addn(b, "\\\\", 2);
+      detour__scn_buf_addn(b, "\\\\", 2);
       break;
     default:
       if (c < 0x20 || c >= 0x7f)
-        scn_buf_add(b, "\\x%02x", c);
+        detour__scn_buf_add(b, "\\x%02x", c);
       else
-        scn_buf_addn(b, (const char *)&c, 1);
+        detour__scn_buf_addn(b, (const char *)&c, 1);
     }
   }
 }
 
-char *scn_buf_take(scn_buf *b) {
+char *detour__scn_buf_take(detour__scn_buf *b) {
   if (b->oom) {
-    scn_buf_free(b);
+    detour__scn_buf_free(b);
     return NULL;
   }
   char *s = b->s ? b->s : strdup("");
@@ -117,12 +117,12 @@ char *scn_buf_take(scn_buf *b) {
   return s;
 }
 
-void scn_buf_free(scn_buf *b) {
+void detour__scn_buf_free(detour__scn_buf *b) {
   free(b->s);
   memset(b, 0, sizeof *b);
 }
 
-int scn_grow(void *arr, size_t *cap, size_t n, size_t sz) {
+int detour__scn_grow(void *arr, size_t *cap, size_t n, size_t sz) {
   void **p = arr;
   if (n < *cap)
     return 0;

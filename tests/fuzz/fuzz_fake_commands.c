@@ -44,8 +44,8 @@ static void mix(outcome *o, const void *p, size_t n) {
 static void mix_tag(outcome *o, char tag) { mix(o, &tag, 1); }
 
 typedef struct {
-  fake__line_reader lines;
-  fake__body_reader body;
+  detour__fake_line_reader lines;
+  detour__fake_body_reader body;
   int in_body;
   char keep[KEEP_MAX + 512]; /* command bytes not consumed yet */
   size_t nkeep;
@@ -55,8 +55,8 @@ typedef struct {
 /* Command mode: consume whole lines from keep[]. */
 static void commands(session *s, outcome *o) {
   for (;;) {
-    fake__line l;
-    fake__line_next(&s->lines, s->keep, s->nkeep, &l);
+    detour__fake_line l;
+    detour__fake_line_next(&s->lines, s->keep, s->nkeep, &l);
     CHECK(l.used <= s->nkeep);
     if (l.kind == FAKE_LINE_OK) {
       CHECK(l.len <= s->lines.max && l.used >= l.len + 1);
@@ -77,7 +77,7 @@ static void commands(session *s, outcome *o) {
     s->nkeep -= l.used;
     if (data) {
       s->in_body = 1;
-      fake__body_reader_init(&s->body);
+      detour__fake_body_reader_init(&s->body);
       return;
     }
     if (l.used == 0)
@@ -90,9 +90,9 @@ static size_t body(session *s, const char *p, size_t n, outcome *o) {
   size_t done = 0;
   while (done < n) {
     size_t k = n - done < KEEP_MAX ? n - done : KEEP_MAX;
-    fake__body_chunk c;
+    detour__fake_body_chunk c;
     uint64_t dots = s->body.bare_lf_dots;
-    fake__body_next(&s->body, p + done, k, s->out, &c);
+    detour__fake_body_next(&s->body, p + done, k, s->out, &c);
     CHECK(c.used <= k && c.out_len <= c.used + 2);
     CHECK(c.end || c.used == k);
     CHECK(c.bare_lf_dot == (s->body.bare_lf_dots > dots));
@@ -114,7 +114,7 @@ static void run(const char *p, size_t n, size_t chunk, size_t max, outcome *o) {
   static session s;
   memset(o, 0, sizeof *o);
   o->hash = 1469598103934665603ull;
-  fake__line_reader_init(&s.lines, max);
+  detour__fake_line_reader_init(&s.lines, max);
   s.in_body = 0;
   s.nkeep = 0;
   while (n > 0) {
@@ -156,8 +156,8 @@ static void run(const char *p, size_t n, size_t chunk, size_t max, outcome *o) {
   }
   if (s.in_body) { /* a message cut by the end of the input */
     char held[2];
-    size_t k = fake__body_flush(&s.body, held);
-    CHECK(k <= 2 && fake__body_flush(&s.body, held) == 0);
+    size_t k = detour__fake_body_flush(&s.body, held);
+    CHECK(k <= 2 && detour__fake_body_flush(&s.body, held) == 0);
     mix(o, held, k);
   }
   mix(o, &s.in_body, sizeof s.in_body);
