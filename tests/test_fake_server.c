@@ -413,3 +413,66 @@ Test(fake_yaml, readme_example_loads) {
   cr_assert_eq(detour_fake_script_mode(v[1]), DETOUR_FAKE_MODE_REFUSE);
   detour_fake_scripts_free(v, count);
 }
+
+/* A connection from `src` (a loopback address of ours) to the server. */
+static int connect_from(const char *src, const detour_fake_server *srv) {
+  struct sockaddr_storage from, to;
+  socklen_t flen, tlen;
+  cr_assert_eq(ft_addr(src, 0, &from, &flen), 0);
+  cr_assert_eq(ft_addr(detour_fake_server_ip(srv), detour_fake_server_port(srv),
+                       &to, &tlen),
+               0);
+  int fd = socket(from.ss_family, SOCK_STREAM, 0);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(bind(fd, (struct sockaddr *)&from, flen), 0);
+  cr_assert_eq(connect(fd, (struct sockaddr *)&to, tlen), 0);
+  return fd;
+}
+
+/* Device mode's --peer: only the device is served; anyone else is reset
+ * before any reply, and the record shows who it was. */
+Test(fake_server, only_the_peer_is_served) {
+  ft_env e;
+  char err[256];
+  int rc = 0;
+  memset(&e, 0, sizeof e);
+  signal(SIGPIPE, SIG_IGN);
+  cr_assert_eq(uv_loop_init(&e.loop), 0);
+  e.clock = detour_clock_new_real(&e.loop);
+  size_t n = 0;
+  detour_fake_script **v = detour_fake_load_string(
+      script_default, strlen(script_default), "t.yaml", &n, err, sizeof err);
+  cr_assert_not_null(v, "%s", err);
+  e.srv[0] = detour_fake_server_new(e.clock, v[0], NULL, 0, &rc);
+  detour_fake_scripts_free(v, n);
+  cr_assert_not_null(e.srv[0]);
+  cr_assert_eq(detour_fake_server_set_only_peer(e.srv[0], "no-such-ip"),
+               DETOUR_EINVAL);
+  cr_assert_eq(detour_fake_server_set_only_peer(e.srv[0], "127.0.0.7"), 0);
+  cr_assert_eq(detour_fake_server_start(e.srv[0], err, sizeof err), 0, "%s",
+               err);
+  e.nsrv = 1;
+  ft_launch(&e);
+
+  int other = connect_from("127.0.0.1", e.srv[0]);
+  char buf[64];
+  cr_assert_leq(ft_read_some(other, buf, sizeof buf, 2000), 0,
+                "no reply to a stranger");
+  close(other);
+  int device = connect_from("127.0.0.7", e.srv[0]);
+  FT_EXPECT(device, NULL, "220 ");
+  FT_EXPECT(device, "QUIT", "221");
+  close(device);
+  ft_join(&e);
+
+  detour_fake_conn c;
+  cr_assert_eq(detour_fake_server_conn_count(e.srv[0]), 2);
+  detour_fake_server_conn(e.srv[0], 0, &c);
+  cr_assert(strncmp(c.peer, "127.0.0.1:", 10) == 0, "%s", c.peer);
+  cr_assert_eq(c.closed_by, DETOUR_FAKE_BY_SERVER_RESET);
+  cr_assert_eq(c.commands, 0);
+  detour_fake_server_conn(e.srv[0], 1, &c);
+  cr_assert(strncmp(c.peer, "127.0.0.7:", 10) == 0, "%s", c.peer);
+  cr_assert_eq(ft_count(e.srv[0], DETOUR_FAKE_EV_ACTION, -1), 1);
+  ft_finish(&e);
+}

@@ -175,6 +175,7 @@ struct detour_fake_server {
   void *obs_arg;
   struct ssl_ctx_st *tls_ctx; /* made at start when the script has TLS */
   char *tls_dir;              /* detour_fake_server_set_tls_dir */
+  char only_peer[64];         /* detour_fake_server_set_only_peer, or "" */
   char tls_cert[256];         /* "expired subject=/O=.../CN=..." */
 };
 

@@ -233,6 +233,25 @@ int detour_fake_server_set_tls_dir(detour_fake_server *srv, const char *dir) {
   return 0;
 }
 
+int detour_fake_server_set_only_peer(detour_fake_server *srv, const char *ip) {
+  struct sockaddr_storage ss;
+  if (!srv || srv->started)
+    return DETOUR_EINVAL;
+  if (!ip) {
+    srv->only_peer[0] = '\0';
+    return 0;
+  }
+  /* the same spelling as the sessions' peers: parse, then format */
+  char text[80];
+  snprintf(text, sizeof text, strchr(ip, ':') ? "[%s]:1" : "%s:1", ip);
+  if (detour__fake_parse_addr(text, &ss) != 0)
+    return DETOUR_EINVAL;
+  char addr[96];
+  detour__fake_format_addr((struct sockaddr *)&ss, addr, sizeof addr,
+                           srv->only_peer, sizeof srv->only_peer);
+  return 0;
+}
+
 /* The TLS context, made once per server so that a bad certificate path
  * fails the start, not every connection. */
 static int start_tls(detour_fake_server *srv, char *err, size_t errlen) {

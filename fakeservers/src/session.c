@@ -1608,6 +1608,7 @@ static void too_many_sessions(detour__fake_session *s) {
 static void begin(detour__fake_session *s) {
   struct sockaddr_storage peer;
   int len = sizeof peer;
+  char peer_ip[64] = "";
   detour_fake_event ev;
   s->info.id = s->id;
   s->info.accept_time = now(s);
@@ -1615,7 +1616,7 @@ static void begin(detour__fake_session *s) {
   s->info.close_time = DETOUR_NO_DEADLINE;
   if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&peer, &len) == 0)
     detour__fake_format_addr((struct sockaddr *)&peer, s->info.peer,
-                             sizeof s->info.peer, NULL, 0);
+                             sizeof s->info.peer, peer_ip, sizeof peer_ip);
   s->rec_generation = s->srv->generation;
   s->rec_index = detour__fake_record_conn(&s->srv->rec, &s->info);
   if (s->rec_index == FAKE_REC_NOMEM) {
@@ -1629,6 +1630,12 @@ static void begin(detour__fake_session *s) {
   ev.len = strlen(s->info.peer);
   if (!detour__fake_emit(s->srv, &ev)) {
     sess_nomem(s);
+    return;
+  }
+  if (s->srv->only_peer[0] && strcmp(peer_ip, s->srv->only_peer) != 0) {
+    /* not the device under test: recorded, then reset unanswered */
+    emit(s, DETOUR_FAKE_EV_ACTION, DETOUR_FAKE_CONNECT, "not the peer", 12);
+    sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
     return;
   }
   uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);

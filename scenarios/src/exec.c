@@ -261,6 +261,12 @@ static int start_servers(run *r) {
                s->servers[i].name, detour_strerror(err));
       return -1;
     }
+    if (s->device &&
+        detour_fake_server_set_only_peer(r->srv[i], s->device->peer)) {
+      snprintf(r->failure, sizeof r->failure, "fake server %s: bad --peer %s",
+               s->servers[i].name, s->device->peer);
+      return -1;
+    }
     if (r->ca_dir[0] && detour_fake_server_set_tls_dir(r->srv[i], r->ca_dir)) {
       snprintf(r->failure, sizeof r->failure, "fake server %s: TLS directory",
                s->servers[i].name);

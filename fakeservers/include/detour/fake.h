@@ -524,6 +524,13 @@ typedef void (*detour_fake_observer)(void *arg, detour_fake_server *srv,
  * DETOUR_EINVAL. */
 int detour_fake_server_set_tls_dir(detour_fake_server *srv, const char *dir);
 
+/* Serve only clients whose address is `ip` (device mode: the device under
+ * test, and nothing else on the network). A connection from any other
+ * address is accepted only to be recorded (its ACCEPT, an ACTION event
+ * "not the peer") and reset at once, before any reply. NULL serves
+ * everyone again. Before start. 0, or DETOUR_EINVAL for a bad address. */
+int detour_fake_server_set_only_peer(detour_fake_server *srv, const char *ip);
+
 /* The allocator of libdetour-fake, as nghttp2_mem: every allocation of a
  * script, a server, its sessions and its record goes through one. A
  * failure is never fatal: a script call returns DETOUR_ENOMEM, a session
