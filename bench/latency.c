@@ -13,9 +13,14 @@
  * between them.
  *
  * Over a simulated network (netsim.h) each server listens inside its own
- * namespace and the loop thread enters the client's for the run: only the
- * engine's connections leave from there. External clients are not run
- * there (their adapters accept loopback servers only).
+ * namespace and the loop thread enters the client's for the run, before
+ * the client starts: the engine's connections leave from there, and an
+ * external client's processes are spawned from there (told so by
+ * detour_adapter_config.private_network, the only way its adapter takes
+ * servers that are not on loopback). Its submissions run on libuv's
+ * thread pool, whose threads enter the client's namespace for each call:
+ * a client's own listener (Postfix's smtpd on 127.0.0.1) is the one in
+ * that namespace.
  *
  * Everything is bounded: the message count, the worker count, a real-time
  * deadline per run after which every handle is closed, and for an
@@ -353,10 +358,41 @@ static void on_done(void *arg, size_t message, detour_done_status status) {
  * submission time taken just before. Only w->submit_rc, submit_ns[msg]
  * and client_err are written here; the loop reads them after
  * client_submitted, or after uv_run. */
+/* A submission runs where the client lives: a pool thread enters the
+ * client's namespace for the call (and leaves after). -1: cannot. */
+static int client_ns_enter(bench_run *r, int *saved) {
+  *saved = -1;
+#ifdef DETOUR_BENCH_HAVE_NETSIM
+  if (r->ns)
+    return detour_netsim_enter(r->ns, DETOUR_NETSIM_CLIENT, saved) == 0 ? 0
+                                                                        : -1;
+#else
+  (void)r;
+#endif
+  return 0;
+}
+
+static void client_ns_leave(int saved) {
+#ifdef DETOUR_BENCH_HAVE_NETSIM
+  if (saved >= 0)
+    detour_netsim_leave(saved);
+#else
+  (void)saved;
+#endif
+}
+
 static void client_submit(uv_work_t *req) {
   worker *w = req->data;
   bench_run *r = w->run;
   char from[64], err[sizeof r->client_err];
+  int saved;
+  if (client_ns_enter(r, &saved) != 0) {
+    w->submit_rc = -1;
+    if (!r->client_err[0])
+      snprintf(r->client_err, sizeof r->client_err,
+               "cannot enter the client namespace");
+    return;
+  }
   snprintf(from, sizeof from, "bench-%zu@client.test", w->msg);
   detour_adapter_message m = {.from = from,
                               .rcpts = RCPTS,
@@ -365,6 +401,7 @@ static void client_submit(uv_work_t *req) {
                               .body_len = sizeof BODY - 1};
   r->submit_ns[w->msg] = uv_hrtime();
   w->submit_rc = r->client->submit(r->inst, &m, err, sizeof err);
+  client_ns_leave(saved);
   if (w->submit_rc != 0 && !r->client_err[0])
     snprintf(r->client_err, sizeof r->client_err, "%s", err);
 }
@@ -641,6 +678,11 @@ static int start_client(bench_run *r, char *err, size_t errlen) {
                              .retry_interval = s->retry_interval,
                              .max_attempts = s->max_attempts,
                              .timeouts = s->timeouts};
+#ifdef DETOUR_BENCH_HAVE_NETSIM
+  /* the servers are in namespaces this run made; this thread is in the
+   * client's (setup entered it first) */
+  c.private_network = r->ns != NULL;
+#endif
   r->inst = a->prepare(a, &c, err, errlen);
   if (!r->inst)
     return DETOUR_EIO;
@@ -819,13 +861,14 @@ static int setup(bench_run *r, char *err, size_t errlen) {
     rc = DETOUR_EIO;
   if (rc == 0)
     rc = start_servers(r, err, errlen);
-  if (rc == 0)
-    rc = spec->client ? start_client(r, err, errlen)
-                      : start_engines(r, err, errlen);
 #ifdef DETOUR_BENCH_HAVE_NETSIM
+  /* before the client: its processes are born in the client's namespace */
   if (rc == 0 && r->ns)
     rc = net_enter(r, err, errlen);
 #endif
+  if (rc == 0)
+    rc = spec->client ? start_client(r, err, errlen)
+                      : start_engines(r, err, errlen);
   return rc;
 }
 
@@ -844,11 +887,6 @@ int detour_bench_run(const detour_bench_spec *spec, detour_bench_result *out,
     return set_err(err, errlen, spec->client->name,
                    "not configured for TLS (its manifest renders no TLS "
                    "settings)"),
-           1;
-  if (spec->client && spec->network)
-    return set_err(err, errlen, spec->client->name,
-                   "not run over the simulated network (its adapter takes "
-                   "loopback servers only)"),
            1;
   if (spec->network && !detour_bench_network_available(why, sizeof why))
     return set_err(err, errlen, "network", why), 1;

@@ -342,9 +342,11 @@ static detour_ms net_cost(const detour_bench_network *net) {
          (net->loss > 0 ? 5000 : 0);
 }
 
-/* What one message may cost an external client before it is judged. */
-static detour_ms msg_deadline(detour_ms budget) {
-  return (budget > 0 ? 2 * budget : 0) + CLIENT_SLACK_MS;
+/* What one message may cost an external client before it is judged:
+ * over a network also the round trips of its attempts. */
+static detour_ms msg_deadline(detour_ms budget,
+                              const detour_bench_network *net) {
+  return (budget > 0 ? 2 * budget : 0) + CLIENT_SLACK_MS + net_cost(net);
 }
 
 /* Rough cost of one message beyond its budget: the engine's is below a
@@ -359,16 +361,16 @@ static void plan_cell(const bench_opts *o, const bench_client *c,
                       double *worst) {
   detour_ms b = detour_bench_budget(f, s, keys_of(c), NULL, 0);
   double n = (double)o->messages;
+  /* about 8 round trips a message over a network */
+  double rtt = net ? (double)(net->server_delay + net->client_delay) : 0;
   if (!c->a) {
-    /* about 8 round trips a message over a network */
-    double rtt = net ? (double)(net->server_delay + net->client_delay) : 0;
     *expect = n * ((double)b + overhead_ms(c) + 8 * rtt);
     *worst = n * ((double)b + overhead_ms(c) + (double)net_cost(net));
     return;
   }
   double start = 1500; /* the client's instance: start and stop */
-  double dl = (double)msg_deadline(b);
-  *expect = start + n * ((b > 0 ? (double)b : 0) + overhead_ms(c));
+  double dl = (double)msg_deadline(b, net);
+  *expect = start + n * ((b > 0 ? (double)b : 0) + overhead_ms(c) + 8 * rtt);
   if (b < 0) /* unknown: probably its deadline for the first ones */
     *expect = start + GIVE_UP * dl;
   *worst = start + n * dl;
@@ -382,8 +384,8 @@ static void print_plan(const bench_opts *o, const detour_bench_settings *s,
       continue;
     for (size_t i = 0; i < o->nfaults; i++) {
       double e, w;
-      if (o->clients[c].a && (o->faults[i]->tls || net))
-        continue; /* skipped at once: no TLS in a manifest, no network */
+      if (o->clients[c].a && o->faults[i]->tls)
+        continue; /* skipped at once: no TLS in a manifest */
       plan_cell(o, &o->clients[c], o->faults[i], s, net, &e, &w);
       expect += e;
       worst += w;
@@ -440,12 +442,13 @@ static bool run_cell(const bench_opts *o, const bench_client *c,
                             .settings = *s,
                             .network = net,
                             .msg_deadline =
-                                c->a ? msg_deadline(cell->budget) : 0,
+                                c->a ? msg_deadline(cell->budget, net) : 0,
                             .give_up_after = c->a ? GIVE_UP : 0};
   detour_ms per = cell->budget > 0 ? cell->budget : 0;
   if (c->a)
-    per = msg_deadline(cell->budget);
-  per += net_cost(net);
+    per = msg_deadline(cell->budget, net);
+  else
+    per += net_cost(net);
   spec.timeout_ms = run_timeout(o, per, o->messages, spec.concurrency);
   fprintf(stderr, "[%zu/%zu] %s %s: %zu messages ...", idx, total, cell->client,
           f->name, o->messages);

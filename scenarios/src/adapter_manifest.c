@@ -487,8 +487,21 @@ static void add_lines(detour__scn_buf *b, const mi *x, const char *file,
                       file);
 }
 
+/* Over a simulated network no name server is reachable from the client's
+ * namespace: a lookup (OpenSMTPD resolves the peer of every session before
+ * its greeting) would wait for its timeout on an address that exists
+ * nowhere there. A private resolv.conf naming the namespace's own loopback
+ * makes every lookup fail at once (a symlinked one is left alone). */
+static void no_name_server(detour__scn_buf *b, const mi *x) {
+  detour__scn_buf_add(b,
+                      "printf 'nameserver 127.0.0.1\\n' >%s/.iso/resolv.conf\n"
+                      "[ -L /etc/resolv.conf ] || mount --bind "
+                      "%s/.iso/resolv.conf /etc/resolv.conf\n",
+                      x->dir, x->dir);
+}
+
 /* The shell script the namespace's first process runs, then sleeps. */
-static char *iso_script(const mi *x, const char *hosts) {
+static char *iso_script(const mi *x, const char *hosts, bool private_network) {
   const mf_manifest *m = x->m;
   detour__scn_buf b = {0};
   detour__scn_buf_add(&b, "set -e\nmkdir -p %s/.iso\n", x->dir);
@@ -514,6 +527,8 @@ static char *iso_script(const mi *x, const char *hosts) {
   add_lines(&b, x, "group", &m->groups, NULL);
   mf_list none = {0};
   add_lines(&b, x, "hosts", &none, hosts);
+  if (private_network)
+    no_name_server(&b, x);
   for (size_t i = 0; i < m->tmpfs.n; i++) {
     char *p = expand0(x, m->tmpfs.v[i]);
     detour__scn_buf_add(&b, "mount -t tmpfs -o mode=0755 tmpfs %s\n",
@@ -557,7 +572,7 @@ static const char *start_isolation(mi *x, const detour_adapter_config *c) {
       detour__scn_buf_add(&hosts, "%s %s\n", c->servers[i].host,
                           x->m->srv_name);
   char *h = detour__scn_buf_take(&hosts);
-  char *script = iso_script(x, h && *h ? h : NULL);
+  char *script = iso_script(x, h && *h ? h : NULL, c->private_network);
   free(h);
   char unshare[64], ready[400];
   if (!script || !system_tool("unshare", unshare, sizeof unshare)) {
@@ -725,15 +740,26 @@ static const char *start_client(mi *x) {
   return why;
 }
 
+/* Traffic goes only to loopback, or, when the caller says it created the
+ * network namespaces the servers are in, to an IP literal there (never a
+ * name: a name could resolve to anywhere). */
+static bool server_allowed(const detour_adapter_config *c, const char *host) {
+  if (!strncmp(host, "127.", 4) || !strcmp(host, "::1"))
+    return true;
+  unsigned char a[sizeof(struct in6_addr)];
+  return c->private_network && (inet_pton(AF_INET, host, a) == 1 ||
+                                inet_pton(AF_INET6, host, a) == 1);
+}
+
 static void *mf_prepare(const detour_adapter *self,
                         const detour_adapter_config *c, char *err,
                         size_t errlen) {
   const mf_manifest *m = M(self);
   for (size_t i = 0; i < c->nservers; i++)
-    if (strncmp(c->servers[i].host, "127.", 4) &&
-        strcmp(c->servers[i].host, "::1")) {
-      snprintf(err, errlen, "%s: server %s is not a loopback address", m->name,
-               c->servers[i].host);
+    if (!server_allowed(c, c->servers[i].host)) {
+      snprintf(err, errlen, "%s: server %s is not a loopback address%s",
+               m->name, c->servers[i].host,
+               c->private_network ? " nor an IP address" : "");
       return NULL;
     }
   if (!c->nservers) {

@@ -2,7 +2,8 @@
  * adapter.h - external SMTP clients behind one interface (target
  * detour::scenario): how to configure, start, feed and stop a client that
  * is not the built-in engine (Postfix, ...), each instance private to its
- * caller and pointed only at loopback servers. The scenario runner's
+ * caller and pointed only at loopback servers (or at servers in network
+ * namespaces the caller created). The scenario runner's
  * external-client mode (`detour run --client NAME`, DESIGN "external
  * clients") judges such a client by what its fake servers saw; `detour
  * bench` times one side by side with the engine. The caller's fake
@@ -32,8 +33,10 @@ extern "C" {
 #endif
 
 /* One server of the client's list, in priority order (index 0 = the
- * normal server, R1). host must be a loopback address: an adapter refuses
- * anything else, so a client is never pointed outside the machine. */
+ * normal server, R1). host must be a loopback address, or an IP address
+ * inside a network namespace the caller created (see
+ * detour_adapter_config.private_network): an adapter refuses anything
+ * else, so a client is never pointed outside the machine. */
 typedef struct {
   const char *name; /* the server's name, for messages */
   char host[64];
@@ -65,6 +68,12 @@ typedef struct {
   unsigned max_attempts;    /* R6; most clients have no such limit */
   detour_timeouts timeouts; /* R11 */
   const char *helo_name;    /* NULL: the adapter's default */
+  /* The caller created the network namespaces the servers' addresses are
+   * in (a simulated network, fakeservers/netsim) and calls prepare,
+   * submit, wait_done and teardown from a thread inside the client's
+   * namespace: the adapter then also accepts IP literals that are not
+   * loopback. false: loopback servers only. */
+  bool private_network;
 } detour_adapter_config;
 
 typedef struct {
