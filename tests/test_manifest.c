@@ -163,3 +163,42 @@ Test(manifest, judged_by_the_servers_and_nothing_left) {
   cr_assert_eq(entries(tmp), 1, "only the manifest is left in %s", tmp);
   detour_scenario_result_free(&r);
 }
+
+/* Prepare cfg's servers through the manifest at path: NULL (err filled)
+ * or an instance, torn down at once. */
+static bool prepares(const char *path, const char *host, bool private_network,
+                     char *err, size_t errlen) {
+  const detour_adapter *a = detour_adapter_load(path, err, errlen);
+  cr_assert_not_null(a, "%s", err);
+  detour_adapter_server sv = {.name = "primary", .port = 25, .priority = 1};
+  snprintf(sv.host, sizeof sv.host, "%s", host);
+  detour_adapter_config c = {.scenario = "hosts",
+                             .servers = &sv,
+                             .nservers = 1,
+                             .private_network = private_network};
+  void *inst = a->prepare(a, &c, err, errlen);
+  if (inst)
+    a->teardown(inst);
+  return inst != NULL;
+}
+
+/* Traffic only to loopback, or to an address inside namespaces the caller
+ * says it created (detour bench --network): an IP literal then, never a
+ * name, and without the caller's word nothing but loopback. */
+Test(manifest, servers_are_loopback_unless_the_caller_made_the_network) {
+  const char *path = write_manifest(
+      "hosts", "name: hosts\nrenders: [servers]\n"
+               "files: { conf: \"{servers}\\n\" }\nsubmit: cat >/dev/null\n");
+  char err[512] = "";
+  cr_assert(prepares(path, "127.0.0.2", false, err, sizeof err), "%s", err);
+  cr_assert_not(prepares(path, "10.77.0.2", false, err, sizeof err));
+  cr_assert(strstr(err, "server 10.77.0.2 is not a loopback address") != NULL,
+            "%s", err);
+  cr_assert(prepares(path, "10.77.0.2", true, err, sizeof err), "%s", err);
+  cr_assert(prepares(path, "fd00::2", true, err, sizeof err), "%s", err);
+  cr_assert_not(prepares(path, "relay.example", true, err, sizeof err));
+  cr_assert(strstr(err, "relay.example is not a loopback address nor an IP "
+                        "address") != NULL,
+            "%s", err);
+  cr_assert_eq(entries(tmp), 1, "only the manifest is left in %s", tmp);
+}
