@@ -274,7 +274,15 @@ static int server_vars(mi *x, const detour_adapter_config *c) {
   free(a);
   free(b);
   free(first);
-  rc |= set_var(x, "host0", "%s", same ? m->srv_name : c->servers[0].host);
+  return rc;
+}
+
+/* The servers' variables other than the list (a tls: text may name
+ * them; the list's format may name a tls: variable). */
+static int server_scalars(mi *x, const detour_adapter_config *c) {
+  const mf_manifest *m = x->m;
+  bool same = m->placement == DETOUR_PLACE_SAME_PORT;
+  int rc = set_var(x, "host0", "%s", same ? m->srv_name : c->servers[0].host);
   rc |= set_var(x, "port0", "%u", (unsigned)c->servers[0].port);
   rc |= set_var(x, "hostname", "%s", m->srv_name);
   rc |= set_var(x, "server_port", "%u", (unsigned)c->servers[0].port);
@@ -388,9 +396,10 @@ static int make_vars(mi *x, const detour_adapter_config *c) {
   rc |= set_var(x, "helo", "%s",
                 c->helo_name && *c->helo_name ? c->helo_name : "localhost");
   rc |= set_var(x, "scenario", "%s", c->scenario ? c->scenario : "detour");
-  rc |= server_vars(x, c);
+  rc |= server_scalars(x, c);
   rc |= time_vars(x, c);
-  return rc == 0 ? tls_vars(x, c) : rc;
+  rc |= rc == 0 ? tls_vars(x, c) : 0;
+  return rc == 0 ? server_vars(x, c) : rc;
 }
 
 /* The environment of every command: ours, the manifest's env, and

@@ -96,6 +96,12 @@ static int check_template(ml *l, yaml_node_t *at, const char *path,
     if (!end)
       return fail(l, at, path, "'{' without '}' (write {{ for a brace)");
     size_t n = (size_t)(end - p - 1);
+    static const char *const lists[] = {"servers", "server0", "backups", NULL};
+    if (l->in_tls && in_list(lists, p + 1, n))
+      return fail(l, at, path,
+                  "a tls: text cannot name {%.*s} (the list's format may "
+                  "name a tls: variable instead)",
+                  (int)n, p + 1);
     if (!in_list(detour__scn_manifest_vars, p + 1, n) &&
         !in_list(extra, p + 1, n) && !(!l->in_tls && tls_var(l->m, p + 1, n)))
       return fail(l, at, path,
