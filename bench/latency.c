@@ -692,7 +692,7 @@ static int start_client(bench_run *r, char *err, size_t errlen) {
                              .max_attempts = s->max_attempts,
                              .timeouts = s->timeouts,
                              .tls_ca_file = r->ca_dir[0] ? ca : NULL,
-                             .tls_cert_file = cert,
+                             .tls_cert_file = r->ca_dir[0] ? cert : NULL,
                              .tls_name = TLS_NAME};
   r->inst = a->prepare(a, &c, err, errlen);
   if (!r->inst)
