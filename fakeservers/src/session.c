@@ -598,7 +598,16 @@ static bool sequence_error(detour__fake_session *s, int *code, const char **enh,
 static void add_line(buf *b, int code, bool more, const char *enh,
                      const char *text, size_t tlen, bool bare_lf) {
   char head[32];
-  int n = snprintf(head, sizeof head, "%03d%c", code, more ? '-' : ' ');
+  int n;
+  if (code >= 0 && code <= 999) { /* every reply: no printf on the way */
+    head[0] = (char)('0' + code / 100);
+    head[1] = (char)('0' + code / 10 % 10);
+    head[2] = (char)('0' + code % 10);
+    head[3] = more ? '-' : ' ';
+    n = 4;
+  } else {
+    n = snprintf(head, sizeof head, "%03d%c", code, more ? '-' : ' ');
+  }
   buf_add(b, head, (size_t)n);
   if (enh && *enh) {
     buf_add(b, enh, strlen(enh));
@@ -1350,7 +1359,16 @@ static bool take_command(detour__fake_session *s) {
     buf_consume(&s->in, l.used);
     return l.used > 0;
   }
-  char *line = detour__fake_memdup(mem_of(s), s->in.p, l.len);
+  /* A copy, as s->in may move while the command runs; on the stack for
+   * the usual short line (no allocation per command). */
+  char small[512];
+  char *line = small;
+  if (l.len < sizeof small) {
+    memcpy(small, s->in.p, l.len);
+    small[l.len] = '\0';
+  } else {
+    line = detour__fake_memdup(mem_of(s), s->in.p, l.len);
+  }
   buf_consume(&s->in, l.used);
   if (!line) {
     sess_nomem(s);
@@ -1363,8 +1381,9 @@ static bool take_command(detour__fake_session *s) {
     line_too_long(s, line, l.len);
   else
     handle_command(s, line, l.len);
-  memset(line, 0, l.len); /* an AUTH line holds a password */
-  detour__fake_free(mem_of(s), line);
+  explicit_bzero(line, l.len); /* an AUTH line holds a password */
+  if (line != small)
+    detour__fake_free(mem_of(s), line);
   return true;
 }
 
