@@ -122,8 +122,10 @@ void detour_bench_default_settings(detour_bench_settings *s) {
   detour_timeouts *t = &s->timeouts;
   t->connect = DETOUR_BENCH_CONNECT_TIMEOUT;
   t->greeting = DETOUR_BENCH_GREETING_TIMEOUT;
+  /* every one set: 0 would be a timeout at once (the TLS handshake's was,
+   * before the backup spoke TLS too) */
   t->ehlo = t->mail = t->rcpt = t->data_start = t->data_block = t->final_dot =
-      t->quit = DETOUR_BENCH_REPLY_TIMEOUT;
+      t->quit = t->tls = t->auth = DETOUR_BENCH_REPLY_TIMEOUT;
 }
 
 /* Does the adapter render key ("timeouts.connect")? A top-level key
@@ -140,6 +142,36 @@ static bool renders(const char *keys, const char *key) {
     p += k + (p[k] == ' ');
   }
   return false;
+}
+
+/* A TLS fault for a client (its manifest's tls.* keys): the policy it
+ * cannot be given is named, as a timeout it cannot be set is. A client
+ * that does not check what the fault breaks takes the message on the
+ * primary, which the bench then measures as it is. */
+static detour_ms tls_budget(const detour_bench_fault *f, const char *keys,
+                            detour_ms budget, char *note, size_t notelen) {
+  const char *why = NULL;
+  bool cert = !strncmp(f->name, "cert_", 5);
+  bool name = !strcmp(f->name, "cert_wrong_host");
+  if (!renders(keys, "tls.required"))
+    why = "tls.required not settable: not configured for TLS";
+  else if (cert && !renders(keys, name ? "tls.verify_name" : "tls.verify") &&
+           !renders(keys, "tls.pin"))
+    why = name ? "tls.verify_name not settable: no name check, so the "
+                 "primary may take it"
+               : "tls.verify not settable: no certificate check, so the "
+                 "primary may take it";
+  if (why) {
+    if (note && notelen)
+      snprintf(note, notelen, "%s", why);
+    return -1;
+  }
+  if (cert && !renders(keys, name ? "tls.verify_name" : "tls.verify") && note &&
+      notelen)
+    snprintf(note, notelen,
+             "tls.pin only: it pins the good certificate (no CA, name or "
+             "date check of its own)");
+  return budget;
 }
 
 /* The budget is what the policy itself must cost: a CONNECT or SWITCH
@@ -176,6 +208,8 @@ detour_ms detour_bench_budget(const detour_bench_fault *f,
   if (f->expected == DETOUR_CLASS_TRANSIENT && attempts == 1 && note &&
       notelen && !needs)
     snprintf(note, notelen, "no attempt limit: + its retries");
+  if (f->tls && keys)
+    return tls_budget(f, keys, budget, note, notelen);
   return budget;
 }
 
@@ -198,6 +232,9 @@ void detour_bench_result_free(detour_bench_result *r) {
 /* One run                                                                   */
 
 enum { PRIMARY = 0, BACKUP = 1 };
+/* A DNS name the good certificate carries, for clients that connect by
+ * address but match only names (ca.c's default names have it too). */
+#define TLS_NAME "mx.fake.test"
 #define PENDING ((signed char)-1)
 
 typedef struct bench_run bench_run;
@@ -617,6 +654,13 @@ static int start_servers(bench_run *r, char *err, size_t errlen) {
   detour_fake_script *b = detour_fake_script_new("backup");
   if (b)
     detour_fake_script_set_record(b, DETOUR_FAKE_RECORD_OFF);
+  /* a TLS fault: the backup offers STARTTLS with the good certificate,
+   * as a client that requires TLS everywhere needs */
+  detour_fake_tls t = {.mode = DETOUR_FAKE_TLS_STARTTLS};
+  if (b && r->ca_dir[0] && detour_fake_script_set_tls(b, &t) != 0) {
+    detour_fake_script_free(b);
+    b = NULL;
+  }
   server_addr(r, BACKUP, host, sizeof host, listen, sizeof listen);
   return start_server(r, BACKUP, b, listen, err, errlen);
 }
@@ -637,10 +681,12 @@ static int start_engines(bench_run *r, char *err, size_t errlen) {
     detour_config_add_server(&cfg, host, detour_fake_server_port(r->srv[i]),
                              i + 1);
   }
-  if (r->ca_dir[0]) { /* STARTTLS required at the primary, the run's CA */
-    cfg.servers[PRIMARY].tls = DETOUR_TLS_MODE_STARTTLS;
-    snprintf(cfg.servers[PRIMARY].ca_file, sizeof cfg.servers[PRIMARY].ca_file,
-             "%s/ca.pem", r->ca_dir);
+  /* STARTTLS required and the run's CA, at both servers as for the
+   * external clients (most can say it only for all) */
+  for (int i = PRIMARY; r->ca_dir[0] && i <= BACKUP; i++) {
+    cfg.servers[i].tls = DETOUR_TLS_MODE_STARTTLS;
+    snprintf(cfg.servers[i].ca_file, sizeof cfg.servers[i].ca_file, "%s/ca.pem",
+             r->ca_dir);
   }
   r->nw = r->spec->concurrency;
   for (size_t i = 0; i < r->nw; i++) {
@@ -672,12 +718,19 @@ static int start_client(bench_run *r, char *err, size_t errlen) {
                                     .priority = i + 1};
     server_addr(r, i, sv[i].host, sizeof sv[i].host, listen, sizeof listen);
   }
+  char ca[300], cert[300];
+  snprintf(ca, sizeof ca, "%s/ca.pem", r->ca_dir);
+  snprintf(cert, sizeof cert, "%s/%s.pem", r->ca_dir,
+           detour_fake_cert_name(DETOUR_FAKE_CERT_GOOD));
   detour_adapter_config c = {.scenario = "detour-bench",
                              .servers = sv,
                              .nservers = 2,
                              .retry_interval = s->retry_interval,
                              .max_attempts = s->max_attempts,
-                             .timeouts = s->timeouts};
+                             .timeouts = s->timeouts,
+                             .tls_ca_file = r->ca_dir[0] ? ca : NULL,
+                             .tls_cert_file = r->ca_dir[0] ? cert : NULL,
+                             .tls_name = TLS_NAME};
 #ifdef DETOUR_BENCH_HAVE_NETSIM
   /* the servers are in namespaces this run made; this thread is in the
    * client's (setup entered it first) */
@@ -846,6 +899,29 @@ static void net_stop(bench_run *r) {
 }
 #endif
 
+/* The run-local CA. Its certificates name what the clients connect to:
+ * localhost, TLS_NAME, ::1, 127.0.0.1 to .16 (IP SANs), the name a
+ * client's servers are behind (DETOUR_PLACE_SAME_PORT), and over a
+ * simulated network the servers' addresses. */
+static int make_ca(bench_run *r, char *err, size_t errlen) {
+  const char *hosts[24] = {"localhost", TLS_NAME, "::1"};
+  char ips[16][16];
+  size_t n = 3;
+  for (int i = 0; i < 16; i++) {
+    snprintf(ips[i], sizeof ips[i], "127.0.0.%d", i + 1);
+    hosts[n++] = ips[i];
+  }
+  const detour_adapter *a = r->spec->client;
+  if (a && a->placement == DETOUR_PLACE_SAME_PORT && a->hostname)
+    hosts[n++] = a->hostname;
+#ifdef DETOUR_BENCH_HAVE_NETSIM
+  for (int i = PRIMARY; r->ns && i <= BACKUP; i++) /* the servers' own */
+    hosts[n++] = detour_netsim_addr(r->ns, i);
+#endif
+  return detour_fake_ca_make(r->ca_dir, sizeof r->ca_dir, hosts, n, err,
+                             errlen);
+}
+
 static int setup(bench_run *r, char *err, size_t errlen) {
   const detour_bench_spec *spec = r->spec;
   int rc = 0;
@@ -856,8 +932,7 @@ static int setup(bench_run *r, char *err, size_t errlen) {
     return set_err(err, errlen, "network", "not built"), 1;
 #endif
   }
-  if (rc == 0 && spec->fault->tls &&
-      detour_fake_ca_make(r->ca_dir, sizeof r->ca_dir, NULL, 0, err, errlen))
+  if (rc == 0 && spec->fault->tls && make_ca(r, err, errlen) != 0)
     rc = DETOUR_EIO;
   if (rc == 0)
     rc = start_servers(r, err, errlen);
@@ -883,10 +958,11 @@ int detour_bench_run(const detour_bench_spec *spec, detour_bench_result *out,
   char why[256] = "";
   if (spec->client && !spec->client->available(spec->client, why, sizeof why))
     return set_err(err, errlen, spec->client->name, why), 1;
-  if (spec->client && spec->fault->tls)
+  if (spec->client && spec->fault->tls &&
+      !renders(spec->client->keys, "tls.required"))
     return set_err(err, errlen, spec->client->name,
-                   "not configured for TLS (its manifest renders no TLS "
-                   "settings)"),
+                   "not configured for TLS (its manifest renders no "
+                   "tls.required)"),
            1;
   if (spec->network && !detour_bench_network_available(why, sizeof why))
     return set_err(err, errlen, "network", why), 1;

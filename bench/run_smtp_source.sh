@@ -4,12 +4,24 @@
 # the same load to `detour serve` (an accepting script, recording on in
 # summary mode: connections and messages kept, no per-command events) and
 # to Postfix's smtp-sink, alternately A B A B (ROUNDS pairs) so that a
-# change in the machine's load hits both; prints each run's messages/s and
-# the ratio detour/smtp-sink of the summed rates.
+# change in the machine's load hits both; prints each run's messages/s,
+# the server's CPU time per message, the means and the ratio
+# detour/smtp-sink of the summed rates.
+#
+# Capacity, not the generator: on a small machine smtp-source costs more
+# CPU per message than either server, so with everyone sharing the CPUs
+# the generator decides msg/s. By default each server runs with the same
+# CPU budget, BUDGET percent of one CPU (SCHED_DEADLINE, chrt -d: BUDGET%
+# of every 10 ms period; the generator and the kernel keep the rest), so
+# the server is the saturated resource and msg/s measures what a server
+# does with a given CPU. BUDGET=0: no budget, everyone shares the CPUs
+# (what a run on this machine would see). Without the privilege for
+# SCHED_DEADLINE (root or CAP_SYS_NICE) the script says so and runs
+# without a budget.
 #
 #   bench/run_smtp_source.sh [BUILD_DIR]        (default: build)
 #   env: DETOUR=path/to/detour MESSAGES=20000 SESSIONS=20 ROUNDS=2
-#        RECORD=summary (or full, off)
+#        RECORD=summary (or full, off) BUDGET=25 (percent of one CPU, 0: none)
 # Every step is bounded (timeouts); the servers are stopped by their PIDs.
 # Needs smtp-source and smtp-sink (Debian package postfix; the postfix
 # service itself is not used).
@@ -20,6 +32,7 @@ MESSAGES=${MESSAGES:-20000}
 SESSIONS=${SESSIONS:-20}
 ROUNDS=${ROUNDS:-2}
 RECORD=${RECORD:-summary}
+BUDGET=${BUDGET:-25}
 SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
 SINK=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
 [ -x "$SOURCE" ] && [ -x "$SINK" ] || { echo "SKIP: smtp-source/smtp-sink not found (Debian package postfix)"; exit 77; }
@@ -60,18 +73,39 @@ load() {
     awk '{ printf "%.0f %.0f\n", $3 / ($2 - $1), ($5 - $4) / $6 * 1e6 / $3 }'
 }
 
+# The server under test runs as `budget CMD...`: BUDGET% of each 10 ms
+# period (SCHED_DEADLINE; -R: threads it starts run unbudgeted).
+PERIOD=10000000
+budget() {
+  if [ "$BUDGET" -gt 0 ]; then
+    exec chrt -R -d --sched-runtime $((PERIOD / 100 * BUDGET)) \
+      --sched-deadline $PERIOD --sched-period $PERIOD 0 "$@"
+  fi
+  exec "$@"
+}
+if [ "$BUDGET" -gt 0 ] && ! chrt -R -d --sched-runtime $((PERIOD / 100 * BUDGET)) \
+  --sched-deadline $PERIOD --sched-period $PERIOD 0 true 2>/dev/null; then
+  echo "no SCHED_DEADLINE here (needs root or CAP_SYS_NICE): running without a CPU budget"
+  BUDGET=0
+fi
+
 DPORT=$(free_port)
 printf 'name: capacity\nrecord: %s\nlisten: 127.0.0.1:%s\n' "$RECORD" "$DPORT" > "$TMP/capacity.yaml"
-"$DETOUR" serve --quiet --script "$TMP/capacity.yaml" > "$TMP/serve.out" 2>&1 &
+(budget "$DETOUR" serve --quiet --script "$TMP/capacity.yaml") > "$TMP/serve.out" 2>&1 &
 SERVE_PID=$!
 SPORT=$(free_port)
 # -c: count sessions; backlog 4096 like detour's listener; -u for root.
-"$SINK" -u nobody -c "127.0.0.1:$SPORT" 4096 > "$TMP/sink.out" 2>&1 &
+(budget "$SINK" -u nobody -c "127.0.0.1:$SPORT" 4096) > "$TMP/sink.out" 2>&1 &
 SINK_PID=$!
 wait_port "$DPORT"
 wait_port "$SPORT"
 
-echo "smtp-source -s $SESSIONS -m $MESSAGES (a new connection per message), detour serve record: $RECORD"
+if [ "$BUDGET" -gt 0 ]; then
+  cpu="each server limited to $BUDGET% of one CPU (SCHED_DEADLINE)"
+else
+  cpu="no CPU budget (generator and servers share the CPUs)"
+fi
+echo "smtp-source -s $SESSIONS -m $MESSAGES (a new connection per message), detour serve record: $RECORD; $cpu"
 sum_d=0 sum_s=0
 r=1
 while [ $r -le "$ROUNDS" ]; do

@@ -353,6 +353,20 @@ static detour_ms msg_deadline(detour_ms budget,
  * millisecond, a peer's is its queue and processes. */
 static double overhead_ms(const bench_client *c) { return c->a ? 60 : 1; }
 
+/* The client's manifest renders tls.required (the key, or all of tls):
+ * it runs the TLS faults; the others skip them at once. */
+static bool claims_tls(const bench_client *c) {
+  const char *k = keys_of(c);
+  for (const char *p = k ? k : ""; *p;) {
+    size_t n = strcspn(p, " ");
+    if ((n == 3 && !strncmp(p, "tls", 3)) ||
+        (n == 12 && !strncmp(p, "tls.required", 12)))
+      return true;
+    p += n + (p[n] == ' ');
+  }
+  return false;
+}
+
 /* Expected and worst time of one (client, fault), in ms. */
 static void plan_cell(const bench_opts *o, const bench_client *c,
                       const detour_bench_fault *f,
@@ -384,8 +398,8 @@ static void print_plan(const bench_opts *o, const detour_bench_settings *s,
       continue;
     for (size_t i = 0; i < o->nfaults; i++) {
       double e, w;
-      if (o->clients[c].a && o->faults[i]->tls)
-        continue; /* skipped at once: no TLS in a manifest */
+      if (o->clients[c].a && o->faults[i]->tls && !claims_tls(&o->clients[c]))
+        continue; /* skipped at once: no TLS in its manifest */
       plan_cell(o, &o->clients[c], o->faults[i], s, net, &e, &w);
       expect += e;
       worst += w;

@@ -271,6 +271,18 @@ Test(tls_ca, fresh_keys_every_run_and_the_hosts_asked) {
 /* ------------------------------------------------------------------------ */
 /* STARTTLS and AUTH: the good path                                          */
 
+/* Lines sent in clear behind STARTTLS are discarded: no recorded command
+ * holds NEEDLE (RFC 3207 4.2). */
+static void assert_never_a_command(detour_fake_server *srv,
+                                   const char *needle) {
+  for (size_t i = 0; i < detour_fake_server_event_count(srv); i++) {
+    detour_fake_event ev;
+    detour_fake_server_event(srv, i, &ev);
+    cr_assert(ev.type != DETOUR_FAKE_EV_COMMAND || !strstr(ev.data, needle),
+              "'%s' was taken as a command", needle);
+  }
+}
+
 Test(tls_starttls, delivers_with_starttls_and_auth_plain) {
   tls_env t;
   client c;
@@ -372,12 +384,51 @@ Test(tls_starttls, discards_plaintext_sent_with_starttls) {
   client_free(&c);
   close(fd);
   ft_join(&t.e);
-  for (size_t i = 0; i < detour_fake_server_event_count(t.e.srv[0]); i++) {
-    detour_fake_event ev;
-    detour_fake_server_event(t.e.srv[0], i, &ev);
-    cr_assert(ev.type != DETOUR_FAKE_EV_COMMAND || !strstr(ev.data, "injected"),
-              "the plaintext MAIL was never a command");
+  assert_never_a_command(t.e.srv[0], "injected");
+  tls_finish(&t);
+}
+
+/* EHLO, STARTTLS and a line of garbage in one write (RFC 2920 allows
+ * STARTTLS last in a group): EHLO's reply and the 220 leave together, in
+ * clear and before the handshake; the garbage is discarded, never a
+ * command (RFC 3207 4.2). */
+Test(tls_starttls, pipelined_ehlo_starttls_and_garbage) {
+  tls_env t;
+  client c;
+  char buf[8192];
+  size_t len = 0;
+  detour_fake_stats st0, st1;
+  tls_start(&t, SUBMISSION);
+  int fd = ft_connect(t.e.srv[0]);
+  cr_assert_geq(fd, 0);
+  struct timeval tv = {5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  FT_EXPECT(fd, NULL, "220 ");
+  ft_stats(&t.e, 0, &st0);
+  ft_send(fd, "EHLO client.test\r\nSTARTTLS\r\nGARBAGE injected\r\n");
+  buf[0] = '\0';
+  while (!strstr(buf, "\r\n220 ") && len + 1 < sizeof buf) {
+    ssize_t n = ft_read_some(fd, buf + len, sizeof buf - 1 - len, 3000);
+    cr_assert_gt(n, 0, "EHLO's reply and the 220, in clear: got '%s'", buf);
+    len += (size_t)n;
+    buf[len] = '\0';
   }
+  cr_assert(strncmp(buf, "250-", 4) == 0, "%s", buf);
+  const char *tail = strstr(buf, "\r\n220 ") + 2;
+  cr_assert_str_eq(tail, "220 2.0.0 Ready to start TLS\r\n",
+                   "nothing after the 220 in clear");
+  ft_stats(&t.e, 0, &st1);
+  cr_assert_eq(st1.writes - st0.writes, 1, "one write for both replies: %llu",
+               (unsigned long long)(st1.writes - st0.writes));
+  tls_client(&c, fd, t.ca, "localhost", 0, 0);
+  cr_assert(c.ok, "the handshake after the 220");
+  TLS_EXPECT(&c, "MAIL FROM:<a@x.test>", "503 5.5.1"); /* EHLO again first */
+  TLS_EXPECT(&c, "EHLO client.test", "250");
+  TLS_EXPECT(&c, "MAIL FROM:<a@x.test>", "250");
+  client_free(&c);
+  close(fd);
+  ft_join(&t.e);
+  assert_never_a_command(t.e.srv[0], "GARBAGE");
   tls_finish(&t);
 }
 

@@ -8,9 +8,11 @@
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "detour/adapter.h"
@@ -201,4 +203,148 @@ Test(manifest, servers_are_loopback_unless_the_caller_made_the_network) {
                         "address") != NULL,
             "%s", err);
   cr_assert_eq(entries(tmp), 1, "only the manifest is left in %s", tmp);
+}
+
+/* ------------------------------------------------------------------------ */
+/* TLS: a tls: section's variables take their `on` text in a run that asks
+ * for TLS (tls_ca_file), their `off` text otherwise; {ca_file} is a copy
+ * every user can read. */
+
+#define TLS_MANIFEST                                                           \
+  "name: tlsy\nrenders: [servers, tls.required, tls.verify]\n"                 \
+  "servers: { format: \"{host}:{port}{opts}\", separator: \",\" }\n"           \
+  "files:\n  conf: \"{servers}|{mode}|{ca_file}|{tls_name}\\n\"\n"             \
+  "tls:\n  opts: \" tls ca={ca_file}\"\n"                                      \
+  "  mode: { on: \"secure {host0} {tls_name}\", off: none }\n"                 \
+  "submit: cat >/dev/null\nlogs: \"{dir}/conf\"\n"
+
+/* prepare with c, the rendered conf into buf, teardown; the instance's
+ * folder into dir. */
+static void render(const detour_adapter *a, const detour_adapter_config *c,
+                   char *buf, size_t len, char *dir, size_t dirlen) {
+  char err[512] = "";
+  void *inst = a->prepare(a, c, err, sizeof err);
+  cr_assert_not_null(inst, "%s", err);
+  const char *conf = a->logs(inst);
+  snprintf(dir, dirlen, "%.*s", (int)(strrchr(conf, '/') - conf), conf);
+  FILE *f = fopen(conf, "r");
+  cr_assert_not_null(f, "%s", conf);
+  size_t n = fread(buf, 1, len - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+  if (c->tls_ca_file) { /* the copy: same bytes, readable by all */
+    char ca[600], text[64] = "";
+    struct stat st;
+    snprintf(ca, sizeof ca, "%s/tls/ca.pem", dir);
+    cr_assert_eq(stat(ca, &st), 0, "%s", ca);
+    cr_assert_eq(st.st_mode & 0777, 0644);
+    f = fopen(ca, "r");
+    cr_assert_not_null(f);
+    cr_assert_not_null(fgets(text, sizeof text, f));
+    fclose(f);
+    cr_assert_str_eq(text, "THE CA\n");
+  }
+  a->teardown(inst);
+}
+
+Test(manifest, tls_variables_render_on_in_a_tls_run_and_off_otherwise) {
+  char err[1024] = "";
+  const char *path = write_manifest("tlsy", TLS_MANIFEST);
+  const detour_adapter *a = detour_adapter_load(path, err, sizeof err);
+  cr_assert_not_null(a, "%s", err);
+  cr_assert(strstr(a->keys, "tls.required") && strstr(a->keys, "tls.verify"));
+  cr_assert_null(a->hostname, "ports placement: no one name");
+  char ca_src[300];
+  snprintf(ca_src, sizeof ca_src, "%s/ca-src.pem", tmp);
+  FILE *f = fopen(ca_src, "w");
+  cr_assert_not_null(f);
+  fputs("THE CA\n", f);
+  fclose(f);
+  detour_adapter_server sv[2] = {{.host = "127.0.0.2", .port = 2525},
+                                 {.host = "127.0.0.3", .port = 2626}};
+  detour_adapter_config c = {.servers = sv, .nservers = 2};
+  char out[1024], dir[512], want[2048];
+  render(a, &c, out, sizeof out, dir, sizeof dir);
+  cr_assert_str_eq(out, "127.0.0.2:2525,127.0.0.3:2626|none||\n");
+  c.tls_ca_file = ca_src;
+  c.tls_name = "mx.fake.test";
+  render(a, &c, out, sizeof out, dir, sizeof dir);
+  snprintf(want, sizeof want,
+           "127.0.0.2:2525 tls ca=%s/tls/ca.pem,127.0.0.3:2626 tls "
+           "ca=%s/tls/ca.pem|secure 127.0.0.2 mx.fake.test|%s/tls/ca.pem|"
+           "mx.fake.test\n",
+           dir, dir, dir);
+  cr_assert_str_eq(out, want);
+  cr_assert_eq(entries(tmp), 2, "only the manifest and the CA are left");
+  /* a CA that cannot be read fails the prepare, naming the cause */
+  c.tls_ca_file = "/nonexistent/ca.pem";
+  void *inst = a->prepare(a, &c, err, sizeof err);
+  cr_assert_null(inst);
+  cr_assert(strstr(err, "cannot copy the TLS files") != NULL, "%s", err);
+}
+
+Test(manifest, tls_errors_name_file_line_col) {
+  want_error("tls-unclaimed",
+             "name: x\nrenders: [servers]\nsubmit: cat\n"
+             "tls: { t: on }\n",
+             "4:6: key 'tls'", "needs tls.required");
+  want_error("tls-claimed-unrendered",
+             "name: x\nrenders: [servers, tls.required]\nsubmit: cat\n",
+             "2:10: key 'renders'", "no tls: section");
+  want_error("tls-bad-key",
+             "name: x\nrenders: [tls]\nsubmit: cat\n"
+             "tls:\n  t: { on: a, of: b }\n",
+             "5:15: key 'tls.t.of'", "expected on or off");
+  want_error("tls-no-on",
+             "name: x\nrenders: [tls]\nsubmit: cat\n"
+             "tls:\n  t: { off: b }\n",
+             "5:6: key 'tls.t'", "'on' is required");
+  want_error("tls-runner-name",
+             "name: x\nrenders: [tls]\nsubmit: cat\n"
+             "tls:\n  servers: a\n",
+             "5:3: key 'tls.servers'", "{servers} is a variable of the runner");
+  want_error("tls-bad-name",
+             "name: x\nrenders: [tls]\nsubmit: cat\n"
+             "tls:\n  Bad-Name: a\n",
+             "5:3: key 'tls.Bad-Name'", "lower-case letters");
+  want_error("tls-names-list",
+             "name: x\nrenders: [tls]\nsubmit: cat\n"
+             "tls:\n  t: \"x {servers}\"\n",
+             "5:6: key 'tls.t'", "cannot name {servers}");
+  want_error("tls-names-tls",
+             "name: x\nrenders: [tls]\nsubmit: cat\n"
+             "tls:\n  t: a\n  u: \"{t}\"\n",
+             "6:6: key 'tls.u'", "unknown variable {t}");
+  want_error("tls-typo",
+             "name: x\nrenders: [tls]\nsubmit: cat\n"
+             "tls:\n  t: \"{ca_fiel}\"\n",
+             "5:6: key 'tls.t'", "unknown variable {ca_fiel}");
+  want_error("tls-bad-render", "name: x\nrenders: [tls.colour]\nsubmit: cat\n",
+             "2:10: key 'renders'", "'tls.colour' is no scenario client key");
+  /* a tls: variable named before its section is read is known */
+  char err[1024] = "";
+  const char *path = write_manifest(
+      "tls-late", "name: x\nrenders: [tls]\nsubmit: \"cat {t}\"\n"
+                  "tls: { t: \" -v\" }\n");
+  cr_assert_not_null(detour_adapter_load(path, err, sizeof err), "%s", err);
+}
+
+/* Every shipped peer claims at least tls.required, with a tls: section
+ * the loader accepted; same_port peers name their one host. */
+Test(manifest, shipped_peers_render_tls) {
+  static const char *const peers[] = {"postfix",   "exim", "nullmailer",
+                                      "opensmtpd", "dma",  "msmtp"};
+  for (size_t i = 0; i < sizeof peers / sizeof *peers; i++) {
+    char path[512], err[1024] = "";
+    snprintf(path, sizeof path, "%s/clients/%s.yaml", DETOUR_SOURCE_DIR,
+             peers[i]);
+    const detour_adapter *a = detour_adapter_load(path, err, sizeof err);
+    cr_assert_not_null(a, "%s", err);
+    cr_assert(strstr(a->keys, "tls.required") != NULL, "%s: %s", peers[i],
+              a->keys);
+    bool verifies = strstr(a->keys, "tls.verify") || strstr(a->keys, "tls.pin");
+    cr_assert(verifies, "%s checks no certificate: %s", peers[i], a->keys);
+    if (a->placement == DETOUR_PLACE_SAME_PORT)
+      cr_assert(a->hostname && *a->hostname, "%s", peers[i]);
+  }
 }

@@ -197,7 +197,7 @@ int detour_yaml_bool(const detour_yaml_ctx *c, yaml_node_t *n, const char *path,
                      bool *out) {
   static const char *const words[] = {"false", "true", "no", "yes",
                                       "off",   "on",   NULL};
-  int i;
+  int i = 0;
   int rc = detour_yaml_choice(c, n, path, words, "true or false", &i);
   if (rc == 0)
     *out = i % 2 == 1;

@@ -170,7 +170,11 @@ static int start_normal(detour_fake_server *srv, char *err, size_t errlen) {
   srv->listener.data = srv;
   srv->listener_open = true;
   /* A long queue: the capacity bench opens 10,000 sessions at once. */
+  /* TCP_NODELAY on the listener: Linux gives it to every accepted socket
+   * (exact write boundaries for drips and partial lines), a setsockopt per
+   * connection saved (session.c sets it itself elsewhere). */
   if ((rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&srv->want, 0)) ||
+      (rc = uv_tcp_nodelay(&srv->listener, 1)) ||
       (rc = uv_listen((uv_stream_t *)&srv->listener, 4096, on_connection)) ||
       (rc = uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &len)))
     return fail_errno(srv, -rc, err, errlen);

@@ -28,6 +28,7 @@
 #include "fake_internal.h"
 
 #define BODY_CHUNK 65536 /* body bytes unstuffed at a time */
+#define CORK_MAX 16384   /* held-back reply bytes written at once beyond */
 #define ENDLESS_EVERY_MS 1000
 
 typedef enum {
@@ -89,6 +90,7 @@ struct detour__fake_session {
   const detour_fake_rule *rule;
   int code;
   buf out;
+  buf corked; /* whole replies held back in a pump pass (cork, uncork) */
   size_t out_off, drip_bytes;
   detour_ms drip_every;
   unsigned endless_left;
@@ -106,6 +108,7 @@ struct detour__fake_session {
 static void pump(detour__fake_session *s);
 static void sess_close(detour__fake_session *s, detour_fake_closer by);
 static void sess_nomem(detour__fake_session *s);
+static size_t queued(detour__fake_session *s);
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
@@ -220,8 +223,13 @@ static void sync_record(detour__fake_session *s) {
     *c = s->info;
 }
 
+static void uncork(detour__fake_session *s);
+
+/* A wait begins: what was held back goes out first (a delay, a drip or an
+ * endless reply must not hold the replies before it). */
 static void arm(detour__fake_session *s, detour_ms delay,
                 void (*fn)(detour__fake_session *)) {
+  uncork(s);
   if (s->closing || !s->timer)
     return;
   s->on_timer = fn;
@@ -264,6 +272,7 @@ static void wire_write(detour__fake_session *s, const char *p, size_t n) {
   if (n == 0 || s->closing)
     return;
   uv_buf_t now = uv_buf_init((char *)p, (unsigned)n);
+  s->srv->stats.writes++;
   int done = uv_try_write((uv_stream_t *)&s->tcp, &now, 1);
   if (done < 0 && done != UV_EAGAIN && done != UV_ENOSYS) {
     sess_close(s, DETOUR_FAKE_BY_CLIENT_RESET);
@@ -284,6 +293,7 @@ static void wire_write(detour__fake_session *s, const char *p, size_t n) {
   w->s = s;
   memcpy(w->data, p, n);
   uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
+  s->srv->stats.writes++; /* libuv writes the rest when the socket can */
   if (uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, on_write) != 0) {
     detour__fake_free(mem_of(s), w);
     sess_close(s, DETOUR_FAKE_BY_CLIENT_RESET);
@@ -324,6 +334,37 @@ static void sess_write(detour__fake_session *s, const char *p, size_t n) {
   tls_flush(s);
 }
 
+/* Replies to pipelined commands (RFC 2920) leave in one write: while
+ * pump() still has whole commands to answer, a reply written whole is held
+ * here; uncork() writes them all when the pass ends, before anything that
+ * must follow them on the wire (a wait, a close, the TLS handshake), and
+ * once CORK_MAX bytes are held. One write instead of one per reply: fewer
+ * system calls and segments for a pipelining client. */
+static void cork(detour__fake_session *s, const char *p, size_t n) {
+  if (!buf_add(&s->corked, p, n)) {
+    sess_nomem(s);
+    return;
+  }
+  if (s->corked.len >= CORK_MAX)
+    uncork(s);
+}
+
+static void uncork(detour__fake_session *s) {
+  if (s->corked.len == 0)
+    return;
+  /* Taken off first: a write that fails closes the session, and the
+   * close must not write these again (nor a TLS failure recurse). */
+  buf held = s->corked;
+  memset(&s->corked, 0, sizeof s->corked);
+  s->corked.mem = held.mem;
+  sess_write(s, held.p, held.len);
+  buf_consume(&held, held.len);
+  if (!s->corked.p)
+    s->corked = held; /* its memory serves the next pass */
+  else
+    buf_free(&held);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Closing                                                                   */
 
@@ -350,6 +391,7 @@ static void on_closed(uv_handle_t *h) {
   srv->stats.closed++;
   buf_free(&s->in);
   buf_free(&s->out);
+  buf_free(&s->corked);
   buf_free(&s->body);
   detour__fake_tls_free(s->tls);
   memset(&s->sasl, 0, sizeof s->sasl); /* it may hold a password */
@@ -375,6 +417,15 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 static void sess_close(detour__fake_session *s, detour_fake_closer by) {
   if (s->closing)
     return;
+  /* The replies held back go before the FIN, the RST or close_notify, as
+   * they would have unheld (not when the client is gone or memory is). */
+  if (by != DETOUR_FAKE_BY_CLIENT_RESET && by != DETOUR_FAKE_BY_NOMEM) {
+    uncork(s);
+    if (s->closing)
+      return;
+  } else {
+    buf_consume(&s->corked, s->corked.len);
+  }
   /* An orderly end of a TLS session says close_notify first (not after a
    * reset, nor without memory: flushing allocates, and its failure comes
    * back here as NOMEM). */
@@ -398,8 +449,11 @@ static void sess_close(detour__fake_session *s, detour_fake_closer by) {
   if ((by == DETOUR_FAKE_BY_SERVER_RESET || by == DETOUR_FAKE_BY_NOMEM) &&
       uv_tcp_close_reset(&s->tcp, on_closed) == 0)
     return;
-  if (by == DETOUR_FAKE_BY_SERVER) {
-    /* Without memory for the request, close at once (pending writes are
+  if (by == DETOUR_FAKE_BY_SERVER && queued(s) > 0) {
+    /* Replies still queued: FIN once they are written. (With nothing
+     * queued, close(2) alone sends the FIN after what the kernel holds;
+     * a shutdown(2) first would be one more system call per session.)
+     * Without memory for the request, close at once (pending writes are
      * dropped, but the session still ends). */
     uv_shutdown_t *req = detour__fake_malloc(mem_of(s), sizeof *req);
     if (!req)
@@ -544,7 +598,16 @@ static bool sequence_error(detour__fake_session *s, int *code, const char **enh,
 static void add_line(buf *b, int code, bool more, const char *enh,
                      const char *text, size_t tlen, bool bare_lf) {
   char head[32];
-  int n = snprintf(head, sizeof head, "%03d%c", code, more ? '-' : ' ');
+  int n;
+  if (code >= 0 && code <= 999) { /* every reply: no printf on the way */
+    head[0] = (char)('0' + code / 100);
+    head[1] = (char)('0' + code / 10 % 10);
+    head[2] = (char)('0' + code % 10);
+    head[3] = more ? '-' : ' ';
+    n = 4;
+  } else {
+    n = snprintf(head, sizeof head, "%03d%c", code, more ? '-' : ' ');
+  }
   buf_add(b, head, (size_t)n);
   if (enh && *enh) {
     buf_add(b, enh, strlen(enh));
@@ -872,6 +935,7 @@ static void step_done(detour__fake_session *s) {
     sess_close(s, DETOUR_FAKE_BY_SERVER_RESET);
     return;
   case DETOUR_FAKE_ACT_STALL:
+    uncork(s); /* the reply, then silence */
     emit(s, DETOUR_FAKE_EV_ACTION, s->stage, "stall", 5);
     s->state = STALLED;
     return;
@@ -900,6 +964,7 @@ static void endless_tick(detour__fake_session *s) {
   s->endless_left--;
   int n = snprintf(line, sizeof line, "%03d-still going\r\n", code);
   emit(s, DETOUR_FAKE_EV_REPLY, s->stage, line, (size_t)n);
+  uncork(s);
   sess_write(s, line, (size_t)n);
   arm(s, s->drip_every, endless_tick);
 }
@@ -912,7 +977,12 @@ static void drip_next(detour__fake_session *s) {
   do {
     size_t left = s->out.len - s->out_off;
     size_t n = s->drip_bytes && s->drip_bytes < left ? s->drip_bytes : left;
-    sess_write(s, s->out.p + s->out_off, n);
+    if (s->pumping && s->out_off == 0 && n == left) {
+      cork(s, s->out.p, n); /* a whole reply, inside a pump pass */
+    } else {
+      uncork(s); /* a piece of a drip: its own write, after the rest */
+      sess_write(s, s->out.p + s->out_off, n);
+    }
     s->out_off += n;
     if (s->closing)
       return;
@@ -956,6 +1026,9 @@ static void send_reply(detour__fake_session *s) {
 /* The scripted fault instead of a reply. */
 static void do_action(detour__fake_session *s, detour_fake_action a) {
   const char *name = detour_fake_action_name(a);
+  uncork(s); /* the replies before the fault are on the wire before it */
+  if (s->closing)
+    return;
   emit(s, DETOUR_FAKE_EV_ACTION, s->stage, name, strlen(name));
   /* A cut at the final dot or mid-body: keep what arrived (once: the
    * close below must not record it again). */
@@ -1193,6 +1266,9 @@ static size_t redact_auth(const char *line, size_t len, char *out, size_t cap) {
  * arrived before the handshake must not be taken as commands) and the
  * session state, then read the handshake. */
 static void start_tls(detour__fake_session *s) {
+  uncork(s); /* the 220 leaves in clear, before TLS is on */
+  if (s->closing)
+    return;
   buf_consume(&s->in, s->in.len);
   detour__fake_line_reader_init(&s->lines, s->srv->script->limits.max_line);
   reset_tx(s);
@@ -1283,7 +1359,16 @@ static bool take_command(detour__fake_session *s) {
     buf_consume(&s->in, l.used);
     return l.used > 0;
   }
-  char *line = detour__fake_memdup(mem_of(s), s->in.p, l.len);
+  /* A copy, as s->in may move while the command runs; on the stack for
+   * the usual short line (no allocation per command). */
+  char small[512];
+  char *line = small;
+  if (l.len < sizeof small) {
+    memcpy(small, s->in.p, l.len);
+    small[l.len] = '\0';
+  } else {
+    line = detour__fake_memdup(mem_of(s), s->in.p, l.len);
+  }
   buf_consume(&s->in, l.used);
   if (!line) {
     sess_nomem(s);
@@ -1296,8 +1381,9 @@ static bool take_command(detour__fake_session *s) {
     line_too_long(s, line, l.len);
   else
     handle_command(s, line, l.len);
-  memset(line, 0, l.len); /* an AUTH line holds a password */
-  detour__fake_free(mem_of(s), line);
+  explicit_bzero(line, l.len); /* an AUTH line holds a password */
+  if (line != small)
+    detour__fake_free(mem_of(s), line);
   return true;
 }
 
@@ -1397,8 +1483,9 @@ static bool take_body(detour__fake_session *s) {
   return used > 0;
 }
 
+/* Reply bytes not on the wire yet: libuv's queue and those held back. */
 static size_t queued(detour__fake_session *s) {
-  return uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp);
+  return uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) + s->corked.len;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b);
@@ -1453,6 +1540,7 @@ static void pump(detour__fake_session *s) {
       break;
   }
   s->pumping = false;
+  uncork(s); /* no whole command left: the replies of this pass go out */
   flow(s);
 }
 
@@ -1701,7 +1789,7 @@ void detour__fake_session_accept(detour_fake_server *srv) {
   s->srv = srv;
   s->rec_index = -1;
   s->tcp.data = s;
-  s->in.mem = s->out.mem = s->body.mem = &srv->mem;
+  s->in.mem = s->out.mem = s->corked.mem = s->body.mem = &srv->mem;
   detour__fake_line_reader_init(&s->lines, srv->script->limits.max_line);
   uv_tcp_init(srv->loop, &s->tcp);
   if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&s->tcp) != 0) {
@@ -1721,8 +1809,11 @@ void detour__fake_session_accept(detour_fake_server *srv) {
   }
   srv->stats.accepted++;
   s->id = ++srv->next_conn;
-  /* Exact write boundaries matter here (partial_lines, drips). */
+  /* Exact write boundaries matter here (partial_lines, drips). On Linux
+   * the accepted socket has TCP_NODELAY from the listener (server.c). */
+#ifndef __linux__
   uv_tcp_nodelay(&s->tcp, 1);
+#endif
   s->timer = detour_timer_new(srv->clock, on_timer, s);
   if (srv->script->idle_timeout > 0)
     s->idle = detour_timer_new(srv->clock, on_idle, s);

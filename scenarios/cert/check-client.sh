@@ -8,11 +8,12 @@
 # A new failure, a new pass (update the record and the README) or an
 # ERROR fails the test. Exits 77 with the reason when the client cannot
 # run here (not installed, not root): `detour run` skips every scenario.
+# DETOUR_CERT_JOBS=N runs N scenarios at once (default 1; CTest uses 4).
 set -u
 detour=$1 client=$2 dir=$3 verdicts=$4
 out=$(mktemp) || exit 1
 trap 'rm -f "$out" "$out.want" "$out.got"' EXIT
-"$detour" run --no-progress --client "$client" "$dir" >"$out" 2>&1
+"$detour" run --no-progress --jobs "${DETOUR_CERT_JOBS:-1}" --client "$client" "$dir" >"$out" 2>&1
 rc=$?
 if [ "$rc" -eq 77 ]; then
   grep 'nothing ran here' "$out" || tail -n 3 "$out"

@@ -44,7 +44,7 @@
 
 extern char **environ;
 
-#define MAX_VARS 48
+#define MAX_VARS 80 /* the runner's 39 and a manifest's tls: (at most 24) */
 #define VERSION_LIMIT_MS 5000
 #define READY_CMD_LIMIT_MS 5000
 #define HOLDER_LIMIT_MS 5000
@@ -274,7 +274,15 @@ static int server_vars(mi *x, const detour_adapter_config *c) {
   free(a);
   free(b);
   free(first);
-  rc |= set_var(x, "host0", "%s", same ? m->srv_name : c->servers[0].host);
+  return rc;
+}
+
+/* The servers' variables other than the list (a tls: text may name
+ * them; the list's format may name a tls: variable). */
+static int server_scalars(mi *x, const detour_adapter_config *c) {
+  const mf_manifest *m = x->m;
+  bool same = m->placement == DETOUR_PLACE_SAME_PORT;
+  int rc = set_var(x, "host0", "%s", same ? m->srv_name : c->servers[0].host);
   rc |= set_var(x, "port0", "%u", (unsigned)c->servers[0].port);
   rc |= set_var(x, "hostname", "%s", m->srv_name);
   rc |= set_var(x, "server_port", "%u", (unsigned)c->servers[0].port);
@@ -334,6 +342,52 @@ static int peers_var(mi *x) {
   return set_var(x, "peers", "%s/../build/peers", x->m->manifest_dir);
 }
 
+static int write_file(const char *path, const char *text, size_t len);
+
+/* A copy of a file every user may read (a client drops privileges before
+ * it reads its CA; the original is the bench's, 0600). */
+static int copy_file(const char *from, const char *to) {
+  FILE *in = fopen(from, "rb");
+  if (!in)
+    return -1;
+  char buf[65536];
+  size_t n = fread(buf, 1, sizeof buf, in);
+  bool whole = feof(in) && !ferror(in);
+  fclose(in);
+  if (!whole || write_file(to, buf, n) < 0)
+    return -1;
+  return chmod(to, 0644);
+}
+
+/* {ca_file}, {cert_file}, {tls_name}, then the manifest's tls: variables,
+ * each its `on` text when the run asks for TLS, else its `off` text. */
+static int tls_vars(mi *x, const detour_adapter_config *c) {
+  bool on = c->tls_ca_file && *c->tls_ca_file;
+  char ca[300] = "", cert[300] = "", tls_dir[300];
+  if (on) {
+    snprintf(tls_dir, sizeof tls_dir, "%s/tls", x->dir);
+    snprintf(ca, sizeof ca, "%s/ca.pem", tls_dir);
+    if (mkdir(tls_dir, 0755) != 0 || copy_file(c->tls_ca_file, ca) < 0)
+      return -1;
+    if (c->tls_cert_file && *c->tls_cert_file) {
+      snprintf(cert, sizeof cert, "%s/cert.pem", tls_dir);
+      if (copy_file(c->tls_cert_file, cert) < 0)
+        return -1;
+    }
+  }
+  int rc = set_var(x, "ca_file", "%s", ca);
+  rc |= set_var(x, "cert_file", "%s", cert);
+  rc |= set_var(x, "tls_name", "%s",
+                on && c->tls_name && *c->tls_name ? c->tls_name : "");
+  for (size_t i = 0; rc == 0 && i < x->m->ntls; i++) {
+    const mf_tlsvar *t = &x->m->tls[i];
+    char *text = expand0(x, on ? t->on : t->off);
+    rc |= text ? set_var(x, t->name, "%s", text) : -1;
+    free(text);
+  }
+  return rc;
+}
+
 static int make_vars(mi *x, const detour_adapter_config *c) {
   int rc = set_var(x, "dir", "%s", x->dir);
   rc |= set_var(x, "manifest_dir", "%s", x->m->manifest_dir);
@@ -342,9 +396,10 @@ static int make_vars(mi *x, const detour_adapter_config *c) {
   rc |= set_var(x, "helo", "%s",
                 c->helo_name && *c->helo_name ? c->helo_name : "localhost");
   rc |= set_var(x, "scenario", "%s", c->scenario ? c->scenario : "detour");
-  rc |= server_vars(x, c);
+  rc |= server_scalars(x, c);
   rc |= time_vars(x, c);
-  return rc;
+  rc |= rc == 0 ? tls_vars(x, c) : 0;
+  return rc == 0 ? server_vars(x, c) : rc;
 }
 
 /* The environment of every command: ours, the manifest's env, and
@@ -781,7 +836,8 @@ static void *mf_prepare(const detour_adapter *self,
     what = "cannot make the instance's folder";
   } else if (chmod(x->dir, 0755) != 0 || make_vars(x, c) < 0 ||
              make_env(x) < 0) {
-    what = "out of memory";
+    what = c->tls_ca_file ? "out of memory, or cannot copy the TLS files"
+                          : "out of memory";
   }
   snprintf(x->out, sizeof x->out, "%s/client.out", x->dir);
   x->logs = m->logs ? expand0(x, m->logs) : strdup(x->out);
@@ -955,6 +1011,7 @@ detour_adapter *detour__scn_manifest_adapter(mf_manifest *m) {
   a->name = m->name;
   a->keys = m->renders;
   a->placement = m->placement;
+  a->hostname = m->placement == DETOUR_PLACE_SAME_PORT ? m->srv_name : NULL;
   a->data = m;
   a->available = mf_available;
   a->version = mf_version;

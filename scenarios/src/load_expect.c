@@ -39,7 +39,7 @@ static int want_outcome(ld *l, yaml_node_t *v, const char *path, int *out) {
 static int on_x_status(ld *l, yaml_node_t *v, const char *path) {
   detour__scn_expect *x = X(l);
   if (v->type == YAML_SCALAR_NODE) {
-    int st;
+    int st = 0;
     if (want_outcome(l, v, path, &st) < 0)
       return DETOUR_EPARSE;
     for (size_t i = 0; i < SCN_MAX_MESSAGES; i++)

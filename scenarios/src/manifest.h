@@ -22,6 +22,13 @@ typedef struct {
   char *text; /* a template */
 } mf_file;
 
+/* A variable of the manifest's `tls:` section: its text in a run that
+ * asks for TLS (detour_adapter_config.tls_ca_file), else its plain text. */
+typedef struct {
+  char *name;
+  char *on, *off; /* templates; off may be "" */
+} mf_tlsvar;
+
 typedef enum {
   MF_READY_NONE = 0,
   MF_READY_PORT,
@@ -60,6 +67,8 @@ typedef struct {
   char *stop_cmd;
   detour_ms stop_timeout;
   char *logs;
+  mf_tlsvar *tls;
+  size_t ntls;
 } mf_manifest;
 
 /* Load and check a manifest. 0 and *out, or DETOUR_EIO / DETOUR_EPARSE /

@@ -18,15 +18,19 @@
 #include "manifest.h"
 
 const char *const detour__scn_manifest_vars[] = {
-    "dir",          "manifest_dir",  "port",         "servers",
-    "server0",      "backups",       "host0",        "port0",
-    "hostname",     "server_port",   "nservers",     "retry_s",
-    "retry_ms",     "max_attempts",  "connect_s",    "connect_ms",
-    "greeting_s",   "greeting_ms",   "ehlo_s",       "ehlo_ms",
-    "mail_s",       "mail_ms",       "rcpt_s",       "rcpt_ms",
-    "data_start_s", "data_start_ms", "data_block_s", "data_block_ms",
-    "final_dot_s",  "final_dot_ms",  "quit_s",       "quit_ms",
-    "helo",         "scenario",      "peers",        NULL};
+    "dir",           "manifest_dir",  "port",
+    "servers",       "server0",       "backups",
+    "host0",         "port0",         "hostname",
+    "server_port",   "nservers",      "retry_s",
+    "retry_ms",      "max_attempts",  "connect_s",
+    "connect_ms",    "greeting_s",    "greeting_ms",
+    "ehlo_s",        "ehlo_ms",       "mail_s",
+    "mail_ms",       "rcpt_s",        "rcpt_ms",
+    "data_start_s",  "data_start_ms", "data_block_s",
+    "data_block_ms", "final_dot_s",   "final_dot_ms",
+    "quit_s",        "quit_ms",       "helo",
+    "scenario",      "peers",         "ca_file",
+    "cert_file",     "tls_name",      NULL};
 const char *const detour__scn_manifest_submit_vars[] = {"from", "to", "to_list",
                                                         NULL};
 const char *const detour__scn_manifest_server_vars[] = {
@@ -38,6 +42,8 @@ typedef struct {
   char *err;
   size_t errlen;
   mf_manifest *m;
+  bool in_tls; /* checking a tls: template: its own names are not known */
+  yaml_node_t *renders_at, *tls_at; /* where those keys are, for errors */
 } ml;
 
 static int fail(ml *l, const yaml_node_t *at, const char *path, const char *fmt,
@@ -68,6 +74,14 @@ static bool in_list(const char *const *list, const char *w, size_t n) {
   return false;
 }
 
+/* A variable of the manifest's tls: section? */
+static bool tls_var(const mf_manifest *m, const char *w, size_t n) {
+  for (size_t i = 0; i < m->ntls; i++)
+    if (strlen(m->tls[i].name) == n && !strncmp(m->tls[i].name, w, n))
+      return true;
+  return false;
+}
+
 /* Every {name} of t is a known variable ({{ and }} are literal braces). */
 static int check_template(ml *l, yaml_node_t *at, const char *path,
                           const char *t, const char *const *extra) {
@@ -82,8 +96,14 @@ static int check_template(ml *l, yaml_node_t *at, const char *path,
     if (!end)
       return fail(l, at, path, "'{' without '}' (write {{ for a brace)");
     size_t n = (size_t)(end - p - 1);
+    static const char *const lists[] = {"servers", "server0", "backups", NULL};
+    if (l->in_tls && in_list(lists, p + 1, n))
+      return fail(l, at, path,
+                  "a tls: text cannot name {%.*s} (the list's format may "
+                  "name a tls: variable instead)",
+                  (int)n, p + 1);
     if (!in_list(detour__scn_manifest_vars, p + 1, n) &&
-        !in_list(extra, p + 1, n))
+        !in_list(extra, p + 1, n) && !(!l->in_tls && tls_var(l->m, p + 1, n)))
       return fail(l, at, path,
                   "unknown variable {%.*s} (clients/README.md lists them)",
                   (int)n, p + 1);
@@ -260,17 +280,24 @@ static const char *const renderable[] = {"servers",
                                          "classify",
                                          "breaker",
                                          "race",
+                                         "tls",
+                                         "tls.required",
+                                         "tls.verify",
+                                         "tls.verify_name",
+                                         "tls.pin",
                                          NULL};
 
 static int on_renders(ml *l, yaml_node_t *v, const char *path) {
   mf_list keys = {0};
+  l->renders_at = v;
   int rc = want_list(l, v, path, &keys);
   for (size_t i = 0; rc == 0 && i < keys.n; i++) {
     if (!in_list(renderable, keys.v[i], strlen(keys.v[i])))
       rc = fail(l, v, path,
                 "'%s' is no scenario client key (one of: servers, "
                 "retry, retry.interval, retry.max_attempts, "
-                "timeouts, timeouts.NAME, helo_name, ...)",
+                "timeouts, timeouts.NAME, helo_name, tls, tls.required, "
+                "tls.verify, tls.verify_name, tls.pin, ...)",
                 keys.v[i]);
     else
       snprintf(l->m->renders + strlen(l->m->renders),
@@ -461,6 +488,142 @@ static int on_stop(ml *l, yaml_node_t *v, const char *path) {
   return scalar(v) ? on_stop_cmd(l, v, path) : WALK(l, v, path, t);
 }
 
+/* ------------------------------------------------------------------------ */
+/* tls: the variables whose text depends on whether a run asks for TLS       */
+
+static bool var_name_ok(const char *k) {
+  if (!*k)
+    return false;
+  for (const char *p = k; *p; p++)
+    if (!(*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
+      return false;
+  return true;
+}
+
+static int tls_text(ml *l, yaml_node_t *v, const char *path, char **out) {
+  if (!scalar(v))
+    return fail(l, v, path, "expected a string");
+  l->in_tls = true;
+  int rc = check_template(l, v, path, scalar(v), NULL);
+  l->in_tls = false;
+  if (rc < 0)
+    return DETOUR_EPARSE;
+  free(*out);
+  *out = strdup(scalar(v));
+  return *out ? 0 : DETOUR_ENOMEM;
+}
+
+/* NAME: text (TLS runs; "" otherwise) or NAME: {on: text, off: text}. */
+static int tls_entry(ml *l, yaml_node_t *k, yaml_node_t *v, const char *path,
+                     mf_tlsvar *t) {
+  const char *name = scalar(k);
+  if (!name || !var_name_ok(name))
+    return fail(l, k, path,
+                "a variable name of lower-case letters, digits and '_'");
+  size_t n = strlen(name);
+  if (in_list(detour__scn_manifest_vars, name, n) ||
+      in_list(detour__scn_manifest_submit_vars, name, n) ||
+      in_list(detour__scn_manifest_server_vars, name, n))
+    return fail(l, k, path, "{%s} is a variable of the runner's", name);
+  if (tls_var(l->m, name, n))
+    return fail(l, k, path, "given twice");
+  if (!(t->name = strdup(name)))
+    return DETOUR_ENOMEM;
+  if (v->type != YAML_MAPPING_NODE) {
+    int rc = tls_text(l, v, path, &t->on);
+    return rc < 0 ? rc : (t->off = strdup("")) ? 0 : DETOUR_ENOMEM;
+  }
+  for (yaml_node_pair_t *p = v->data.mapping.pairs.start;
+       p < v->data.mapping.pairs.top; p++) {
+    const char *key = scalar(node(l, p->key));
+    char sub[256];
+    snprintf(sub, sizeof sub, "%s.%s", path, key ? key : "?");
+    char **dst = key && !strcmp(key, "on")    ? &t->on
+                 : key && !strcmp(key, "off") ? &t->off
+                                              : NULL;
+    if (!dst)
+      return fail(l, node(l, p->key), sub, "unknown key (expected on or off)");
+    if (*dst)
+      return fail(l, node(l, p->key), sub, "given twice");
+    int rc = tls_text(l, node(l, p->value), sub, dst);
+    if (rc < 0)
+      return rc;
+  }
+  if (!t->on)
+    return fail(l, v, path, "'on' is required (the text of a TLS run)");
+  return t->off || (t->off = strdup("")) ? 0 : DETOUR_ENOMEM;
+}
+
+static int on_tls(ml *l, yaml_node_t *v, const char *path) {
+  if (v->type != YAML_MAPPING_NODE ||
+      v->data.mapping.pairs.top == v->data.mapping.pairs.start)
+    return fail(l, v, path, "expected a mapping of NAME: text");
+  l->tls_at = v;
+  if (v->data.mapping.pairs.top - v->data.mapping.pairs.start > 24)
+    return fail(l, v, path, "at most 24 variables");
+  for (yaml_node_pair_t *p = v->data.mapping.pairs.start;
+       p < v->data.mapping.pairs.top; p++) {
+    yaml_node_t *k = node(l, p->key);
+    char sub[256];
+    snprintf(sub, sizeof sub, "%s.%s", path, scalar(k) ? scalar(k) : "?");
+    mf_tlsvar *g = realloc(l->m->tls, (l->m->ntls + 1) * sizeof *g);
+    if (!g)
+      return DETOUR_ENOMEM;
+    l->m->tls = g;
+    mf_tlsvar *t = &g[l->m->ntls];
+    *t = (mf_tlsvar){0};
+    int rc = tls_entry(l, k, node(l, p->value), sub, t);
+    l->m->ntls++; /* freed with the manifest, also when half made */
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* Read first, so that templates anywhere may name its variables. */
+static int tls_first(ml *l, yaml_node_t *root) {
+  if (!root || root->type != YAML_MAPPING_NODE)
+    return 0;
+  for (yaml_node_pair_t *p = root->data.mapping.pairs.start;
+       p < root->data.mapping.pairs.top; p++) {
+    const char *key = scalar(node(l, p->key));
+    if (key && !strcmp(key, "tls"))
+      return on_tls(l, node(l, p->value), "tls");
+  }
+  return 0;
+}
+
+static int on_tls_read(ml *l, yaml_node_t *v, const char *path) {
+  (void)l, (void)v, (void)path; /* tls_first read it */
+  return 0;
+}
+
+/* A TLS policy is claimed and rendered together. */
+static int check_tls(ml *l, yaml_node_t *root) {
+  const char *r = l->m->renders;
+  bool claims = false;
+  for (const char *p = r; *p;) {
+    size_t k = strcspn(p, " ");
+    claims |= k >= 3 && !strncmp(p, "tls", 3) && (k == 3 || p[3] == '.');
+    p += k + (p[k] == ' ');
+  }
+  bool required = false;
+  for (const char *p = r; *p;) {
+    size_t k = strcspn(p, " ");
+    required |= (k == 3 && !strncmp(p, "tls", 3)) ||
+                (k == 12 && !strncmp(p, "tls.required", 12));
+    p += k + (p[k] == ' ');
+  }
+  if (claims && !l->m->ntls)
+    return fail(l, l->renders_at ? l->renders_at : root, "renders",
+                "a tls key is claimed but there is no tls: section to render "
+                "it");
+  if (l->m->ntls && !required)
+    return fail(l, l->tls_at ? l->tls_at : root, "tls",
+                "a tls: section needs tls.required (or tls) in renders");
+  return 0;
+}
+
 static int read_root(ml *l, yaml_node_t *root) {
   static const key_entry t[] = {
       {"name", on_name},       {"description", on_description},
@@ -470,10 +633,12 @@ static int read_root(ml *l, yaml_node_t *root) {
       {"dirs", on_dirs},       {"files", on_files},
       {"start", on_start},     {"submit", on_submit},
       {"done", on_done},       {"stop", on_stop},
-      {"logs", on_logs}};
+      {"logs", on_logs},       {"tls", on_tls_read}};
   if (!root)
     return fail(l, NULL, NULL, "empty manifest");
-  int rc = WALK(l, root, "", t);
+  int rc = tls_first(l, root);
+  if (rc == 0)
+    rc = WALK(l, root, "", t);
   if (rc < 0)
     return rc;
   const char *missing = !l->m->name                               ? "name"
@@ -486,6 +651,8 @@ static int read_root(ml *l, yaml_node_t *root) {
     if (!(*p == '-' || *p == '_' || *p == '.' || (*p >= 'a' && *p <= 'z') ||
           (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
       return fail(l, root, "name", "letters, digits, '-', '_', '.' only");
+  if ((rc = check_tls(l, root)) < 0)
+    return rc;
   if (l->m->ready && !l->m->start_cmd)
     return fail(l, root, "start", "a readiness check needs a command");
   if (l->m->placement == DETOUR_PLACE_SAME_PORT && !l->m->isolation)
@@ -546,7 +713,7 @@ int detour__scn_manifest_load(const char *path, mf_manifest **out, char *err,
              p.problem ? p.problem : "YAML syntax error");
     rc = DETOUR_EPARSE;
   } else {
-    ml l = {&doc, path, err, errlen, m};
+    ml l = {&doc, path, err, errlen, m, false, NULL, NULL};
     rc = read_root(&l, yaml_document_get_root_node(&doc));
     yaml_document_delete(&doc);
   }
@@ -591,5 +758,11 @@ void detour__scn_manifest_free(mf_manifest *m) {
     free(m->files[i].text);
   }
   free(m->files);
+  for (size_t i = 0; i < m->ntls; i++) {
+    free(m->tls[i].name);
+    free(m->tls[i].on);
+    free(m->tls[i].off);
+  }
+  free(m->tls);
   free(m);
 }

@@ -618,6 +618,8 @@ typedef struct {
   int64_t refused;        /* connections refused, when observable; -1 when
                              not (refuse and blackhole modes: the kernel
                              answers or drops, we never see them) */
+  uint64_t writes;        /* writes to client sockets (the replies to
+                             pipelined commands leave in one) */
 } detour_fake_stats;
 void detour_fake_server_stats(const detour_fake_server *srv,
                               detour_fake_stats *out);

@@ -68,6 +68,16 @@ typedef struct {
   unsigned max_attempts;    /* R6; most clients have no such limit */
   detour_timeouts timeouts; /* R11 */
   const char *helo_name;    /* NULL: the adapter's default */
+  /* TLS (`detour bench`'s TLS faults): a CA certificate (PEM) asks the
+   * client for the strongest policy it can express: STARTTLS required
+   * and the servers' certificates verified against this CA. NULL: the
+   * client's plain configuration. */
+  const char *tls_ca_file;
+  /* the servers' good certificate (PEM), for clients that can only pin
+   * it; a DNS name it carries, for clients that connect by address but
+   * match only names. Read only with tls_ca_file. */
+  const char *tls_cert_file;
+  const char *tls_name;
   /* The caller created the network namespaces the servers' addresses are
    * in (a simulated network, fakeservers/netsim) and calls prepare,
    * submit, wait_done and teardown from a thread inside the client's
@@ -92,6 +102,9 @@ struct detour_adapter {
    * sub-keys, a dotted one ("retry.interval") only itself. */
   const char *keys;
   detour_adapter_placement placement;
+  /* DETOUR_PLACE_SAME_PORT: the one name the servers are behind (a
+   * certificate for the servers must carry it); NULL otherwise */
+  const char *hostname;
   void *data; /* the adapter's own (a loaded manifest); for self */
   /* Can the client run here? false with the reason (not installed, not
    * root) in why. */
