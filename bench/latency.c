@@ -119,6 +119,7 @@ void detour_bench_default_settings(detour_bench_settings *s) {
   memset(s, 0, sizeof *s);
   s->retry_interval = DETOUR_BENCH_RETRY_INTERVAL;
   s->max_attempts = DETOUR_BENCH_MAX_ATTEMPTS;
+  s->pipelining = true;
   detour_timeouts *t = &s->timeouts;
   t->connect = DETOUR_BENCH_CONNECT_TIMEOUT;
   t->greeting = DETOUR_BENCH_GREETING_TIMEOUT;
@@ -670,6 +671,7 @@ static void engine_config(const detour_bench_settings *s, detour_config *c) {
   c->retry_interval = s->retry_interval;
   c->max_attempts = s->max_attempts;
   c->timeouts = s->timeouts;
+  c->pipelining = s->pipelining;
 }
 
 static int start_engines(bench_run *r, char *err, size_t errlen) {

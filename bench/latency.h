@@ -50,6 +50,11 @@ typedef struct {
   detour_timeouts timeouts;
   detour_ms retry_interval;
   unsigned max_attempts;
+  /* RFC 2920 PIPELINING when the server offers it: Postfix and Exim use
+   * it by default, so the engine is given it too (it is off in a
+   * detour_config by default); the other peers send one command at a
+   * time and cannot be told otherwise */
+  bool pipelining;
 } detour_bench_settings;
 
 void detour_bench_default_settings(detour_bench_settings *s);

@@ -85,11 +85,13 @@ static void json_settings(FILE *f, const detour_bench_settings *s) {
   const detour_timeouts *t = &s->timeouts;
   fprintf(f,
           "\"settings\": {\"retry_interval_ms\": %lld, \"max_attempts\": %u, "
+          "\"pipelining\": %s, "
           "\"timeouts_ms\": {\"connect\": %lld, \"greeting\": %lld, "
           "\"ehlo\": %lld, \"mail\": %lld, \"rcpt\": %lld, "
           "\"data_start\": %lld, \"data_block\": %lld, \"final_dot\": %lld, "
           "\"quit\": %lld}}",
-          (long long)s->retry_interval, s->max_attempts, (long long)t->connect,
+          (long long)s->retry_interval, s->max_attempts,
+          s->pipelining ? "true" : "false", (long long)t->connect,
           (long long)t->greeting, (long long)t->ehlo, (long long)t->mail,
           (long long)t->rcpt, (long long)t->data_start,
           (long long)t->data_block, (long long)t->final_dot,
@@ -504,12 +506,13 @@ static void html_head(FILE *f, const detour_bench_report *r) {
           ". Up to %zu messages per (client, fault), one at a time. Every "
           "client was given: connect timeout %lld ms, greeting %lld ms, "
           "other replies %lld ms, retry interval %lld ms, %u attempts per "
-          "server (where it can express them; the budget column says where "
-          "not). Latency: submission to the final &quot;.&quot; at the "
-          "server that took the message, in ms, log scale. Started ",
+          "server, PIPELINING %s (where it can express them; the budget "
+          "column says where not). Latency: submission to the final "
+          "&quot;.&quot; at the server that took the message, in ms, log "
+          "scale. Started ",
           r->messages, (long long)t->connect, (long long)t->greeting,
           (long long)t->mail, (long long)r->settings.retry_interval,
-          r->settings.max_attempts);
+          r->settings.max_attempts, r->settings.pipelining ? "on" : "off");
   html_str(f, r->started);
   fprintf(f, ", %.1f s.</p>\n<p><code>", r->wall_s);
   html_str(f, r->command);

@@ -613,10 +613,12 @@ static void print_report(const bench_opts *o, const detour_bench_report *rep) {
          "took it; ms\n"
          "every client was given: connect timeout %lld ms, greeting %lld ms, "
          "other replies %lld ms, retry interval %lld ms, %u attempts per "
-         "server (where it can express them: see budget and note)\n",
+         "server, PIPELINING %s (where it can express them: see budget and "
+         "note)\n",
          rep->network ? rep->network : "loopback", (long long)t->connect,
          (long long)t->greeting, (long long)t->mail,
-         (long long)rep->settings.retry_interval, rep->settings.max_attempts);
+         (long long)rep->settings.retry_interval, rep->settings.max_attempts,
+         rep->settings.pipelining ? "on" : "off");
   if (rep->network_note[0])
     printf("network: %s\n", rep->network_note);
   for (size_t i = 0; i < rep->nfaults; i++)

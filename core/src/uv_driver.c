@@ -313,6 +313,10 @@ static void on_connect(uv_connect_t *req, int status) {
 static void connect_to(conn *c, const struct sockaddr *sa) {
   format_address(sa, c->address, sizeof c->address);
   c->connect_req.data = c;
+  /* Each command is its own write; with Nagle's algorithm a pipelined
+   * RCPT and DATA (RFC 2920) would wait for the ACK of MAIL, a round trip
+   * on a slow link. libuv applies the flag when it creates the socket. */
+  uv_tcp_nodelay(&c->tcp, 1);
   int rc = uv_tcp_connect(&c->connect_req, &c->tcp, sa, on_connect);
   if (rc < 0)
     conn_fail(c, EV_CONNECT_FAILED, connect_condition(rc), uv_strerror(rc));
