@@ -88,7 +88,12 @@ static bool step(int fd, const char *send_line, const char *what, long n) {
 /* The representative session, tolerant of being cut anywhere. */
 static void session(const detour_fake_server *srv, long n) {
   int fd = ft_connect(srv);
-  cr_assert_geq(fd, 0);
+  /* The server may reset a session it has no memory for before the
+   * connect is seen to complete (SO_ERROR is then ECONNRESET); it must
+   * never stop listening (ECONNREFUSED) or leave us waiting. */
+  if (fd == -ECONNRESET)
+    return;
+  cr_assert_geq(fd, 0, "allocation %ld failed: connect: %s", n, strerror(-fd));
   static const char *const lines[] = {
       NULL,
       "EHLO client.test\r\n",
