@@ -864,27 +864,9 @@ static int net_start(bench_run *r, char *err, size_t errlen) {
   return detour_netsim_start(&sp, &r->ns, err, errlen);
 }
 
-static void no_work(uv_work_t *w) { (void)w; }
-static void no_work_done(uv_work_t *w, int status) {
-  (void)status;
-  *(bool *)w->data = true;
-}
-
-/* libuv's thread pool threads keep the namespace of the thread that made
- * them: start it before the loop thread enters the client's. */
-static void warm_thread_pool(uv_loop_t *loop) {
-  uv_work_t w;
-  bool done = false;
-  w.data = &done;
-  if (uv_queue_work(loop, &w, no_work, no_work_done) != 0)
-    return;
-  uint64_t end = uv_hrtime() + 2000000000u;
-  while (!done && uv_hrtime() < end)
-    uv_run(loop, UV_RUN_NOWAIT);
-}
-
 static int net_enter(bench_run *r, char *err, size_t errlen) {
-  warm_thread_pool(&r->loop);
+  /* thread pool threads keep the namespace they were made in */
+  detour_uv_warm_thread_pool(&r->loop);
   if (detour_netsim_enter(r->ns, DETOUR_NETSIM_CLIENT, &r->saved_ns) != 0)
     return set_err(err, errlen, "network", "cannot enter the client namespace"),
            DETOUR_EIO;

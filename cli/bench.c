@@ -817,13 +817,6 @@ static int run_and_report(const bench_opts *o, detour_bench_report *rep,
   return ok ? 0 : EX_SOFTWARE;
 }
 
-/* Ctrl-C or SIGTERM: the run in progress stops, its client is torn down
- * (an external client's processes and folder), then the bench reports. */
-static void on_signal(int sig) {
-  (void)sig;
-  detour_scenario_interrupt();
-}
-
 int detour_cli_bench(int argc, char **argv) {
   bench_opts o;
   int rc = parse_args(argc, argv, &o);
@@ -831,13 +824,9 @@ int detour_cli_bench(int argc, char **argv) {
     return rc == 1 ? 0 : rc;
   if (o.results)
     return compare_files(&o);
-  /* Sessions write to peers that may have gone (fake.h). */
-  signal(SIGPIPE, SIG_IGN);
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
+  /* Ctrl-C or SIGTERM: the run in progress stops, its client is torn
+   * down (an external client's processes and folder), then it reports. */
+  cli_catch_interrupts();
   detour_bench_report rep;
   memset(&rep, 0, sizeof rep);
   rep.nclients = o.nclients;

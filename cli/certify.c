@@ -250,23 +250,6 @@ static int parse(int argc, char **argv, certify_opts *o) {
 /* ------------------------------------------------------------------------ */
 /* One client                                                                */
 
-static void on_signal(int sig) {
-  (void)sig;
-  detour_scenario_interrupt();
-}
-
-static void catch_signals(void) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sa.sa_flags = SA_RESETHAND;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGHUP, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
-}
-
 static void now_iso(char *buf, size_t len) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -491,7 +474,7 @@ int detour_cli_certify(int argc, char **argv) {
     fprintf(stderr, "detour certify: %s\n", err);
     return EX_NOINPUT;
   }
-  catch_signals();
+  cli_catch_interrupts();
   client_run *runs = calloc(o.nclients, sizeof *runs);
   if (!runs)
     return EX_OSERR;

@@ -8,11 +8,13 @@
  */
 #include "opts.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "detour/detour.h"
+#include "detour/scenario.h"
 
 void cli_parser_init(cli_parser *p, const char *command, const cli_opt *opts,
                      size_t nopts, int argc, char **argv) {
@@ -270,3 +272,27 @@ void cli_print_exit_codes(FILE *f, const int *codes, const char *extra) {
   if (extra)
     fputs(extra, f);
 }
+
+/* ------------------------------------------------------------------------ */
+/* Interrupts                                                                */
+
+static volatile sig_atomic_t caught_signal;
+
+static void on_signal(int sig) {
+  caught_signal = sig;
+  detour_scenario_interrupt();
+}
+
+void cli_catch_interrupts(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+int cli_caught_signal(void) { return caught_signal; }

@@ -97,4 +97,13 @@ size_t cli_edit_distance(const char *a, const char *b);
 const char *cli_nearest(const char *word, const char *const *candidates,
                         size_t n);
 
+/* SIGINT, SIGTERM and SIGHUP stop a running suite or bench: the handler
+ * only records the signal and calls detour_scenario_interrupt(); the run
+ * notices within one loop tick and tears its clients down on its normal
+ * path. SA_RESETHAND: a second signal kills. SIGPIPE is ignored (fake
+ * servers write to peers that may have gone). */
+void cli_catch_interrupts(void);
+/* The signal caught since cli_catch_interrupts, 0 when none. */
+int cli_caught_signal(void);
+
 #endif /* DETOUR_CLI_OPTS_H */

@@ -269,28 +269,6 @@ static int parse(int argc, char **argv, run_opts *o) {
   return 0;
 }
 
-static volatile sig_atomic_t caught_signal;
-
-/* Only flags: the runner notices within one loop tick and tears down on
- * its normal path. SA_RESETHAND: a second signal kills. */
-static void on_signal(int sig) {
-  caught_signal = sig;
-  detour_scenario_interrupt();
-}
-
-static void catch_signals(void) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sa.sa_flags = SA_RESETHAND;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGHUP, &sa, NULL);
-  /* fake servers write to peers that may have gone */
-  signal(SIGPIPE, SIG_IGN);
-}
-
 /* Every selected scenario skipped: say why (the first reason) and exit 77,
  * never 0 with nothing run. */
 static int all_skipped(const detour_suite *s) {
@@ -522,7 +500,7 @@ int detour_cli_run(int argc, char **argv) {
   now_iso(started, sizeof started);
   join_args(argc, argv, command, sizeof command);
   bool color = detour_report_use_color(stdout);
-  catch_signals();
+  cli_catch_interrupts();
   detour_suite_options so = {
       .paths = o.paths,
       .npaths = o.npaths,
@@ -550,7 +528,7 @@ int detour_cli_run(int argc, char **argv) {
   else
     list_failures_again(&suite);
   int status = suite.failed ? 1 : 0;
-  if (suite.n == 0 && !caught_signal) {
+  if (suite.n == 0 && !cli_caught_signal()) {
     fprintf(stderr, "detour run: no scenario matched\n");
     status = 1;
   } else if (suite.n > 0 && suite.skipped == suite.n) {
@@ -586,12 +564,12 @@ int detour_cli_run(int argc, char **argv) {
     printf(", %zu skipped", suite.skipped);
   printf("\n");
   detour_suite_free(&suite);
-  if (caught_signal) {
+  if (cli_caught_signal()) {
     fprintf(stderr,
             "detour run: stopped by signal %d; everything torn "
             "down\n",
-            (int)caught_signal);
-    status = 128 + caught_signal;
+            (int)cli_caught_signal());
+    status = 128 + cli_caught_signal();
   }
   return status;
 }

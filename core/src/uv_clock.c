@@ -410,3 +410,27 @@ int detour_clock_run_virtual(detour_clock *c, bool (*done)(void *arg),
       return done == NULL ? 0 : DETOUR_ENOT_FOUND;
   }
 }
+
+/* ------------------------------------------------------------------------ */
+/* The thread pool                                                           */
+
+static void no_work(uv_work_t *w) { (void)w; }
+static void no_work_done(uv_work_t *w, int status) {
+  (void)status;
+  *(bool *)w->data = true;
+}
+
+/* The completion wakes the loop (an async handle); bounded all the same,
+ * as other handles (listeners) may keep the loop alive. */
+void detour_uv_warm_thread_pool(uv_loop_t *loop) {
+  uv_work_t w;
+  bool done = false;
+  w.data = &done;
+  if (uv_queue_work(loop, &w, no_work, no_work_done) != 0)
+    return;
+  uint64_t end = uv_hrtime() + 2000000000u;
+  while (!done && uv_hrtime() < end)
+    uv_run(loop, UV_RUN_NOWAIT);
+  if (!done)
+    uv_cancel((uv_req_t *)&w);
+}

@@ -378,30 +378,6 @@ static bool all_done(void *arg) {
          detour_uv_idle(r->driver);
 }
 
-static void no_work(uv_work_t *w) { (void)w; }
-static void no_work_done(uv_work_t *w, int status) {
-  (void)status;
-  *(bool *)w->data = true;
-}
-
-/* libuv starts its thread pool (name look-ups) on first use, and threads
- * keep the namespace of the thread that made them: start it here, in the
- * runner's own namespace, before the loop thread enters the client's.
- * The completion wakes the loop (an async handle); bounded all the same,
- * as the listeners keep the loop alive. */
-static void warm_thread_pool(uv_loop_t *loop) {
-  uv_work_t w;
-  bool done = false;
-  w.data = &done;
-  if (uv_queue_work(loop, &w, no_work, no_work_done) != 0)
-    return;
-  uint64_t end = uv_hrtime() + 2000000000u;
-  while (!done && uv_hrtime() < end)
-    uv_run(loop, UV_RUN_NOWAIT);
-  if (!done)
-    uv_cancel((uv_req_t *)&w);
-}
-
 /* The network first (the servers listen inside it), the loop thread into
  * the client's namespace last (only the engine's connects leave there). */
 static int start_network(run *r) {
@@ -410,7 +386,8 @@ static int start_network(run *r) {
 }
 
 static int enter_client(run *r) {
-  warm_thread_pool(&r->loop);
+  /* thread pool threads keep the namespace they were made in */
+  detour_uv_warm_thread_pool(&r->loop);
   return detour__scn_net_enter_client(r->net, r->failure, sizeof r->failure);
 }
 

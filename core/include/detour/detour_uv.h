@@ -104,6 +104,12 @@ bool detour_uv_idle(const detour_uv *d);
  * (run the loop afterwards). */
 void detour_uv_free(detour_uv *d);
 
+/* Start libuv's thread pool now (name look-ups and queued work run there)
+ * and wait, at most 2 s, until it has run one empty job. Its threads keep
+ * the network namespace of the thread that made them, so call this before
+ * the loop thread enters another namespace. */
+void detour_uv_warm_thread_pool(uv_loop_t *loop);
+
 #ifdef __cplusplus
 }
 #endif
